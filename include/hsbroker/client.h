@@ -1,0 +1,157 @@
+/* libhsclient: connect to hsbrokerd, allocate tensors in broker memory,
+ * emit them on topics, subscribe, receive, release.
+ *
+ * Threads: every function may be called from any thread. One hs_tensor or
+ * hs_subscription must not be used by two threads at once (as with a FILE
+ * that you do not share); the client behind them may.
+ *
+ * Ownership: an hs_tensor is one reference to a broker tensor. It ends with
+ * exactly one of hs_tensor_release, hs_tensor_emit (the reference moves to
+ * the topic) or the deleter of the DLManagedTensor from hs_tensor_to_dlpack.
+ * Disconnecting releases every reference the client still holds, as does
+ * the death of the process. */
+#ifndef HSBROKER_CLIENT_H
+#define HSBROKER_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#include "hsbroker/error.h"
+#include "hsbroker/export.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_PROTOCOL_VERSION 1
+#define HS_MAX_NDIM 32
+#define HS_MAX_TOPIC 255
+
+typedef struct hs_client hs_client;
+typedef struct hs_tensor hs_tensor;
+typedef struct hs_subscription hs_subscription;
+
+/* What a subscriber's queue does when it is full. */
+enum hs_policy {
+	HS_POLICY_BLOCK = 0,       /* the producer's emit waits for room */
+	HS_POLICY_DROP_OLDEST = 1, /* the oldest queued tensor is dropped */
+	HS_POLICY_DROP_NEWEST = 2, /* the tensor being emitted is dropped */
+};
+
+/* The socket path a NULL path resolves to: $HSBROKER_SOCKET, else
+ * $XDG_RUNTIME_DIR/hsbroker/hsbroker.sock, else /run/hsbroker/hsbroker.sock.
+ * Writes at most size bytes (NUL included); returns 0 or HS_ENAMETOOLONG. */
+HS_EXPORT int hs_default_socket_path(char *buf, size_t size);
+
+/* Connects and performs the handshake. path may be NULL (see above); name
+ * (may be NULL: the program name) is shown by hsctl. */
+HS_EXPORT int hs_client_connect(const char *path, const char *name,
+				hs_client **out);
+
+/* Releases every reference, closes every mapping and frees the client.
+ * Tensors and subscriptions of this client must not be used afterwards
+ * (their handles are freed too). */
+HS_EXPORT void hs_client_disconnect(hs_client *client);
+
+/* A file descriptor that becomes readable when hs_client_dispatch has
+ * work: poll it from your own event loop. Owned by the client. */
+HS_EXPORT int hs_client_get_fd(hs_client *client);
+
+/* Reads and queues whatever the daemon sent, without blocking. Returns the
+ * number of messages handled (>= 0) or an error (HS_EPIPE once the daemon
+ * is gone). */
+HS_EXPORT int hs_client_dispatch(hs_client *client);
+
+/* Round trip to the daemon; useful as a liveness check. */
+HS_EXPORT int hs_client_ping(hs_client *client);
+
+/* Counters of this client's mapping cache and traffic. */
+typedef struct hs_client_stats {
+	uint64_t slabs_mapped;  /* slabs currently mapped */
+	uint64_t slab_opens;    /* mmap / cudaIpcOpenMemHandle calls ever made */
+	uint64_t tensors_held;  /* live hs_tensor handles */
+	uint64_t messages_sent;
+	uint64_t messages_received;
+	uint64_t epoch;         /* the daemon's epoch at connect */
+} hs_client_stats;
+
+HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out);
+
+/* ---- tensors ---- */
+
+/* Allocates a tensor in broker memory, writable by the caller.
+ * device: {kDLCPU, 0} for host memory, {kDLCUDA, n} for GPU n.
+ * strides: NULL for compact row-major, else ndim strides in elements
+ * (may be negative or zero); the block covers every element they reach. */
+HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device,
+			      DLDataType dtype, int32_t ndim,
+			      const int64_t *shape, const int64_t *strides,
+			      hs_tensor **out);
+
+/* The DLPack view: data is the base of the block, byte_offset added by
+ * the consumer as DLPack says. Valid until the reference ends. */
+HS_EXPORT const DLTensor *hs_tensor_dltensor(const hs_tensor *tensor);
+
+/* data + byte_offset: the address of element 0. */
+HS_EXPORT void *hs_tensor_data(const hs_tensor *tensor);
+
+/* Bytes of the block the tensor lives in. */
+HS_EXPORT uint64_t hs_tensor_nbytes(const hs_tensor *tensor);
+
+HS_EXPORT uint64_t hs_tensor_id(const hs_tensor *tensor);
+
+/* The topic's sequence number of an emitted tensor (first emit is 1);
+ * 0 for a tensor that was never emitted. */
+HS_EXPORT uint64_t hs_tensor_seq(const hs_tensor *tensor);
+
+/* The topic a received tensor came from; "" for a fresh allocation. */
+HS_EXPORT const char *hs_tensor_topic(const hs_tensor *tensor);
+
+/* Emits the tensor on topic and ends this reference (also on error).
+ * stream: the cudaStream_t the tensor was written on, or NULL; device
+ * tensors record a ready fence there. Under HS_POLICY_BLOCK subscribers
+ * this waits until every one of them has room. Topic names: 1..255 bytes
+ * of [A-Za-z0-9_./:-]. seq_out may be NULL. */
+HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic,
+			     void *stream, uint64_t *seq_out);
+
+/* Ends the reference. stream: the cudaStream_t the caller read the tensor
+ * on, or NULL; the block is not reused until work queued there is done. */
+HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream);
+
+/* Converts to a DLManagedTensor whose deleter releases the reference; the
+ * hs_tensor handle is consumed (do not release it). */
+HS_EXPORT int hs_tensor_to_dlpack(hs_tensor *tensor, DLManagedTensor **out);
+
+/* ---- subscriptions ---- */
+
+typedef struct hs_subscribe_opts {
+	uint32_t depth;        /* queue length in the daemon; 0 means 8 */
+	enum hs_policy policy; /* what happens when the queue is full */
+} hs_subscribe_opts;
+
+/* opts may be NULL: depth 8, HS_POLICY_BLOCK. Only tensors emitted after
+ * the subscription exists are delivered. */
+HS_EXPORT int hs_subscribe(hs_client *client, const char *topic,
+			   const hs_subscribe_opts *opts,
+			   hs_subscription **out);
+
+/* Waits up to timeout_ms (-1: forever, 0: poll) for the next tensor.
+ * Returns 0 with *out set, HS_ETIMEDOUT, or HS_ESHUTDOWN / HS_EPIPE when
+ * the daemon is gone. */
+HS_EXPORT int hs_subscription_receive(hs_subscription *sub, int timeout_ms,
+				      hs_tensor **out);
+
+/* Tensors this subscription lost to its drop policy so far. */
+HS_EXPORT uint64_t hs_subscription_dropped(const hs_subscription *sub);
+
+/* Unsubscribes; tensors queued for it are released, received ones stay
+ * valid. */
+HS_EXPORT void hs_subscription_close(hs_subscription *sub);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
