@@ -20,7 +20,7 @@ extern "C" {
 	X(EPERM, -EPERM, "permission denied")                                  \
 	X(EACCES, -EACCES, "access to the broker socket denied")               \
 	X(ETIMEDOUT, -ETIMEDOUT, "timed out")                                  \
-	X(ECONNREFUSED, -ECONNREFUSED, "connection refused: is hsbrokerd running?") \
+	X(ECONNREFUSED, -ECONNREFUSED, "connection refused: the socket exists but no hsbrokerd listens on it") \
 	X(EPIPE, -EPIPE, "connection to hsbrokerd lost")                       \
 	X(EPROTO, -EPROTO, "protocol error")                                   \
 	X(EMSGSIZE, -EMSGSIZE, "message too large")                            \
@@ -45,7 +45,8 @@ extern "C" {
 	X(ESTALE, -4007, "tensor id is stale: the tensor was released")        \
 	X(ECUDA, -4008, "CUDA call failed")                                    \
 	X(ENOCUDA, -4009, "built without CUDA support")                        \
-	X(EIPC, -4010, "CUDA IPC unavailable (different PID namespace, MIG, WSL2 or Tegra?)")
+	X(EIPC, -4010, "CUDA IPC unavailable (different PID namespace, MIG, WSL2 or Tegra?)") \
+	X(ENOBROKER, -4011, "no broker socket at that path: is hsbrokerd running?")
 
 enum hs_error {
 #define HS__ERR_ENUM(name, val, text) HS_##name = (val),
