@@ -30,6 +30,10 @@ typedef struct hs_tensor_info {
 	uint64_t seq;
 	uint64_t slab_id;
 	uint64_t offset;
+	/* Strides in elements as the tensor was allocated with them; 0 when
+	 * it is compact row-major (no strides given). Since 0.1. */
+	int32_t nstrides;
+	int64_t strides[HS_MAX_NDIM];
 } hs_tensor_info;
 
 typedef struct hs_subscriber_info {

@@ -1,0 +1,274 @@
+/* The client: finding the socket, connecting, the handshake, and
+ * disconnecting. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* How long the handshake may take: covers a socket-activated daemon
+ * starting, yet never hangs on a socket whose listener does not speak
+ * our protocol. */
+#define HELLO_TIMEOUT_MS 10000
+
+HS_EXPORT int hs_default_socket_path(char *buf, size_t size)
+{
+	if (!buf)
+		return HS_EINVAL;
+	const char *env = getenv("HSBROKER_SOCKET");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	int n;
+	if (env && *env)
+		n = snprintf(buf, size, "%s", env);
+	else if (xdg && *xdg)
+		n = snprintf(buf, size, "%s/hsbroker/hsbroker.sock", xdg);
+	else
+		n = snprintf(buf, size, "/run/hsbroker/hsbroker.sock");
+	if (n < 0 || (size_t)n >= size)
+		return HS_ENAMETOOLONG;
+	return 0;
+}
+
+static int connect_socket(const char *path, int *out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return HS_ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno == EMFILE || errno == ENFILE || errno == ENOMEM ? HS_ENOMEM : HS_EIO;
+	int r;
+	do
+		r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		int e = errno;
+		close(fd);
+		switch (e) {
+		case ENOENT:
+		case ENOTDIR:
+			return HS_ENOBROKER;
+		case ECONNREFUSED:
+			return HS_ECONNREFUSED;
+		case EACCES:
+		case EPERM:
+			return HS_EACCES;
+		case EPROTOTYPE: /* a stream socket: not hsbrokerd */
+			return HS_EPROTO;
+		case EAGAIN:
+			return HS_EAGAIN; /* the listener's backlog is full */
+		default:
+			return HS_EIO;
+		}
+	}
+	*out = fd;
+	return 0;
+}
+
+static void client_free(hs_client *c)
+{
+	hs__subscription_free_all(c);
+	/* DLPack tensors outlive us as empty shells: their deleter must still
+	 * be callable, though their memory is gone. */
+	for (hs_tensor *t = c->tensors, *next; t; t = next) {
+		next = t->next;
+		if (t->exported) {
+			t->client = NULL;
+			t->next = t->prev = NULL;
+		} else {
+			free(t);
+		}
+	}
+	c->tensors = NULL;
+	hs__slab_unmap_all(c);
+	if (c->fd >= 0)
+		close(c->fd);
+	for (struct hs__reply_slot *s = c->slots; s; s = s->next)
+		hs__wire_free(s->msg);
+	free(c->orphans);
+	free(c->rbuf);
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->send_lock);
+	free(c);
+}
+
+static hs_client *client_new(int fd)
+{
+	hs_client *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->fd = fd;
+	c->rbuf = malloc(HS__WIRE_MAX_MSG);
+	pthread_condattr_t ca;
+	bool ok = c->rbuf != NULL && pthread_condattr_init(&ca) == 0;
+	if (ok) {
+		/* Timed waits against the monotonic clock, like poll's. */
+		ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+		     pthread_cond_init(&c->cond, &ca) == 0;
+		pthread_condattr_destroy(&ca);
+	}
+	if (!ok) {
+		free(c->rbuf);
+		free(c);
+		return NULL;
+	}
+	if (pthread_mutex_init(&c->lock, NULL) || pthread_mutex_init(&c->send_lock, NULL)) {
+		pthread_cond_destroy(&c->cond);
+		free(c->rbuf);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Cuts a name to the wire's limit without splitting a UTF-8 sequence. */
+static void cut_name(char *dst, const char *src)
+{
+	size_t n = strnlen(src, HS__MAX_NAME + 1);
+	if (n > HS__MAX_NAME) {
+		n = HS__MAX_NAME;
+		while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+			n--;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static bool slot_done(hs_client *c, void *arg)
+{
+	(void)c;
+	return ((struct hs__reply_slot *)arg)->msg != NULL;
+}
+
+static int hello(hs_client *c, const char *name)
+{
+	char cut[HS__MAX_NAME + 1];
+	cut_name(cut, name);
+	Hs__Hello h = HS__HELLO__INIT;
+	h.protocol_version = HS_PROTOCOL_VERSION;
+	h.client_name = cut;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_HELLO;
+	m.hello = &h;
+
+	/* As hs__client_request, with a deadline. Nobody else uses the
+	 * client yet, so the slot is linked before the send. */
+	struct hs__reply_slot slot = { .seq = ++c->next_seq };
+	m.seq = slot.seq;
+	c->slots = &slot;
+	int err = hs__wire_send(c->fd, &m, NULL, 0);
+	if (err) {
+		c->slots = NULL;
+		return err == -EPIPE ? HS_EPIPE : HS_EIO;
+	}
+	if (hs__wire_debug_enabled())
+		hs__wire_debug("client", "->", &m, 0);
+	c->stats.messages_sent++;
+	pthread_mutex_lock(&c->lock);
+	err = hs__client_wait(c, slot_done, &slot, HELLO_TIMEOUT_MS);
+	c->slots = NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (err) {
+		hs__wire_free(slot.msg);
+		return err;
+	}
+
+	Hs__Message *r = slot.msg;
+	err = hs__reply_check(r, HS__MESSAGE__BODY_HELLO_REPLY);
+	if (!err && !r->hello_reply)
+		err = HS_EPROTO;
+	if (!err && r->hello_reply->protocol_version != HS_PROTOCOL_VERSION)
+		err = HS_EVERSION;
+	if (!err) {
+		c->epoch = r->hello_reply->epoch;
+		c->stats.epoch = c->epoch;
+		c->session_id = r->hello_reply->session_id;
+		snprintf(c->daemon_version, sizeof(c->daemon_version), "%s",
+			 r->hello_reply->daemon_version ? r->hello_reply->daemon_version : "");
+	}
+	hs__wire_free(r);
+	return err;
+}
+
+HS_EXPORT int hs_client_connect(const char *path, const char *name, hs_client **out)
+{
+	if (!out)
+		return HS_EINVAL;
+	char def[sizeof(((struct sockaddr_un *)0)->sun_path) + 64];
+	if (!path) {
+		int err = hs_default_socket_path(def, sizeof(def));
+		if (err)
+			return err;
+		path = def;
+	}
+	if (!name || !*name)
+		name = program_invocation_short_name;
+
+	int fd;
+	int err = connect_socket(path, &fd);
+	if (err)
+		return err;
+	hs_client *c = client_new(fd);
+	if (!c) {
+		close(fd);
+		return HS_ENOMEM;
+	}
+	err = hello(c, name);
+	if (err) {
+		client_free(c);
+		return err;
+	}
+	*out = c;
+	return 0;
+}
+
+HS_EXPORT void hs_client_disconnect(hs_client *client)
+{
+	if (!client)
+		return;
+	/* Closing the socket is the release: the daemon drops every reference
+	 * and subscription of the session when the connection ends. */
+	client_free(client);
+}
+
+HS_EXPORT int hs_client_get_fd(hs_client *client)
+{
+	return client ? client->fd : HS_EINVAL;
+}
+
+HS_EXPORT int hs_client_ping(hs_client *client)
+{
+	if (!client)
+		return HS_EINVAL;
+	Hs__PingReq ping = HS__PING_REQ__INIT;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_PING;
+	m.ping = &ping;
+	Hs__Message *reply;
+	int err = hs__client_request(client, &m, &reply);
+	if (err)
+		return err;
+	err = hs__reply_check(reply, HS__MESSAGE__BODY_OK);
+	hs__wire_free(reply);
+	return err;
+}
+
+HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out)
+{
+	if (!client || !out)
+		return HS_EINVAL;
+	pthread_mutex_lock(&client->lock);
+	*out = client->stats;
+	out->messages_sent = __atomic_load_n(&client->stats.messages_sent, __ATOMIC_RELAXED);
+	out->messages_received =
+		__atomic_load_n(&client->stats.messages_received, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&client->lock);
+	return 0;
+}

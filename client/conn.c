@@ -1,0 +1,395 @@
+/* The connection's I/O: sending requests and notes, and the reader role.
+ *
+ * Replies and pushes share one socket, so one thread at a time reads it
+ * (libwayland's prepare_read idea): a thread that waits for something (its
+ * reply, a delivery) becomes the reader when nobody is, reads a batch of
+ * datagrams without the lock, dispatches each under the lock (replies into
+ * their waiter's slot, deliveries into their subscription's buffer, slab
+ * announcements into the cache), then gives the role up and broadcasts.
+ * Everyone else waits on the condition variable. The lock is never held
+ * across a blocking poll. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Datagrams one reader handles before it looks at its own condition
+ * again, so a busy stream of deliveries cannot starve it. */
+#define READ_BATCH 32
+
+void hs__client_fail(hs_client *c, int err)
+{
+	if (c->dead)
+		return;
+	c->dead = err;
+	/* On a protocol error we stop talking; the daemon sees the close and
+	 * releases every reference this session held. */
+	if (err == HS_EPROTO)
+		shutdown(c->fd, SHUT_RDWR);
+	pthread_cond_broadcast(&c->cond);
+}
+
+/* Sends with send_lock held; waits for room when the socket is full. */
+static int send_locked(hs_client *c, Hs__Message *msg)
+{
+	for (;;) {
+		int r = hs__wire_send(c->fd, msg, NULL, 0);
+		if (r != -EAGAIN) {
+			if (r == 0) {
+				if (hs__wire_debug_enabled())
+					hs__wire_debug("client", "->", msg, 0);
+				__atomic_add_fetch(&c->stats.messages_sent, 1, __ATOMIC_RELAXED);
+				return 0;
+			}
+			if (r == -EPIPE || r == -ECONNRESET)
+				return HS_EPIPE;
+			if (r == -EMSGSIZE)
+				return HS_EMSGSIZE;
+			if (r == -ENOMEM)
+				return HS_ENOMEM;
+			return HS_EIO;
+		}
+		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			return HS_EIO;
+	}
+}
+
+static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
+{
+	int err = pthread_mutex_lock(&c->send_lock);
+	if (err)
+		return HS_EIO;
+	/* Seq is taken and the slot linked under send_lock, so requests go
+	 * out in seq order and a reply never finds its slot missing. */
+	msg->seq = ++c->next_seq;
+	pthread_mutex_lock(&c->lock);
+	int dead = c->dead;
+	if (!dead && slot) {
+		slot->seq = msg->seq;
+		slot->next = c->slots;
+		c->slots = slot;
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (dead) {
+		pthread_mutex_unlock(&c->send_lock);
+		return dead;
+	}
+	err = send_locked(c, msg);
+	pthread_mutex_unlock(&c->send_lock);
+	if (err) {
+		pthread_mutex_lock(&c->lock);
+		hs__client_fail(c, err);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return err;
+}
+
+static void slot_unlink(hs_client *c, struct hs__reply_slot *slot)
+{
+	for (struct hs__reply_slot **p = &c->slots; *p; p = &(*p)->next) {
+		if (*p == slot) {
+			*p = slot->next;
+			return;
+		}
+	}
+}
+
+static bool slot_done(hs_client *c, void *arg)
+{
+	(void)c;
+	return ((struct hs__reply_slot *)arg)->msg != NULL;
+}
+
+int hs__client_request(hs_client *c, Hs__Message *msg, Hs__Message **reply)
+{
+	return hs__client_request_sub(c, msg, NULL, reply);
+}
+
+int hs__client_request_sub(hs_client *c, Hs__Message *msg,
+			   struct hs_subscription *sub, Hs__Message **reply)
+{
+	struct hs__reply_slot slot = { .sub = sub };
+	int err = send_msg(c, msg, &slot);
+	pthread_mutex_lock(&c->lock);
+	if (!err)
+		err = hs__client_wait(c, slot_done, &slot, -1);
+	slot_unlink(c, &slot);
+	pthread_mutex_unlock(&c->lock);
+	if (err) {
+		hs__wire_free(slot.msg);
+		return err;
+	}
+	*reply = slot.msg;
+	return 0;
+}
+
+int hs__client_note(hs_client *c, Hs__Message *msg)
+{
+	return send_msg(c, msg, NULL);
+}
+
+int hs__reply_check(const Hs__Message *reply, Hs__Message__BodyCase want)
+{
+	if (reply->body_case == want)
+		return 0;
+	if (reply->body_case == HS__MESSAGE__BODY_ERROR && reply->error) {
+		int code = reply->error->code;
+		/* An untrusted code: only negative, plausible values pass. */
+		if (code < 0 && code > -10000)
+			return code;
+	}
+	return HS_EPROTO;
+}
+
+void hs__client_orphan(hs_client *c, uint64_t tensor_id)
+{
+	if (c->n_orphans == c->cap_orphans) {
+		size_t cap = c->cap_orphans ? c->cap_orphans * 2 : 16;
+		uint64_t *o = realloc(c->orphans, cap * sizeof(*o));
+		if (!o)
+			return; /* the daemon frees it at disconnect */
+		c->orphans = o;
+		c->cap_orphans = cap;
+	}
+	c->orphans[c->n_orphans++] = tensor_id;
+}
+
+void hs__client_flush_orphans(hs_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	uint64_t *ids = c->orphans;
+	size_t n = c->n_orphans;
+	bool dead = c->dead != 0;
+	if (n == 0 || dead) {
+		c->n_orphans = 0;
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	c->orphans = NULL;
+	c->n_orphans = c->cap_orphans = 0;
+	pthread_mutex_unlock(&c->lock);
+
+	/* Several per note, well under the message size. */
+	for (size_t i = 0; i < n; i += 1024) {
+		Hs__ReleaseNote rel = HS__RELEASE_NOTE__INIT;
+		rel.n_tensor_ids = n - i < 1024 ? n - i : 1024;
+		rel.tensor_ids = ids + i;
+		Hs__Message m = HS__MESSAGE__INIT;
+		m.body_case = HS__MESSAGE__BODY_RELEASE;
+		m.release = &rel;
+		if (hs__client_note(c, &m))
+			break;
+	}
+	free(ids);
+}
+
+static bool is_reply(Hs__Message__BodyCase b)
+{
+	switch (b) {
+	case HS__MESSAGE__BODY_HELLO_REPLY:
+	case HS__MESSAGE__BODY_ALLOC_REPLY:
+	case HS__MESSAGE__BODY_EMIT_REPLY:
+	case HS__MESSAGE__BODY_SUBSCRIBE_REPLY:
+	case HS__MESSAGE__BODY_OK:
+	case HS__MESSAGE__BODY_ERROR:
+	case HS__MESSAGE__BODY_LIST_REPLY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* One decoded datagram, lock held. Takes msg (frees or hands it on) and
+ * closes every fd it does not use. */
+static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
+{
+	int err = 0;
+	__atomic_add_fetch(&c->stats.messages_received, 1, __ATOMIC_RELAXED);
+	if (is_reply(msg->body_case) && msg->seq != 0) {
+		for (struct hs__reply_slot *s = c->slots; s; s = s->next) {
+			if (s->seq == msg->seq && !s->msg) {
+				if (s->sub)
+					hs__subscription_link(c, s->sub, msg);
+				s->msg = msg;
+				msg = NULL;
+				break;
+			}
+		}
+		/* A reply nobody waits for: the failure of a one-way note
+		 * (release, credit), which never ends the session. */
+		if (msg && hs__wire_debug_enabled() &&
+		    msg->body_case == HS__MESSAGE__BODY_ERROR && msg->error)
+			fprintf(stderr, "[hs client %d] note %llu failed: %s\n", (int)getpid(),
+				(unsigned long long)msg->seq, hs__strerror(msg->error->code));
+	} else {
+		switch (msg->body_case) {
+		case HS__MESSAGE__BODY_SLAB:
+			err = msg->slab ? hs__slab_announce(c, msg->slab, fds, nfds) : HS_EPROTO;
+			break;
+		case HS__MESSAGE__BODY_DELIVER:
+			err = msg->deliver ? hs__subscription_deliver(c, msg->deliver) : HS_EPROTO;
+			break;
+		case HS__MESSAGE__BODY_SHUTDOWN:
+			hs__client_fail(c, HS_ESHUTDOWN);
+			break;
+		case HS__MESSAGE__BODY_ERROR:
+			/* seq 0: the daemon refuses this session (protocol
+			 * error, version) and is closing the connection. */
+			hs__client_fail(c, hs__reply_check(msg, HS__MESSAGE__BODY__NOT_SET));
+			break;
+		default:
+			err = HS_EPROTO; /* a request, or a push with the wrong seq */
+		}
+	}
+	hs__wire_close_fds(fds, nfds);
+	hs__wire_free(msg);
+	if (err)
+		hs__client_fail(c, err);
+}
+
+/* The reader's batch, without the lock: reads up to READ_BATCH datagrams
+ * that are there now. Returns how many were handled, or the error that
+ * ended the connection. */
+static int read_batch(hs_client *c)
+{
+	int handled = 0;
+	while (handled < READ_BATCH) {
+		int fds[HS__WIRE_MAX_FDS];
+		int nfds = 0;
+		int n = hs__wire_recv(c->fd, c->rbuf, fds, &nfds);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			int err = n == -EMSGSIZE || n == -EPROTO ? HS_EPROTO : HS_EPIPE;
+			pthread_mutex_lock(&c->lock);
+			hs__client_fail(c, err);
+			pthread_mutex_unlock(&c->lock);
+			return err;
+		}
+		Hs__Message *msg = NULL;
+		int err = hs__wire_decode(c->rbuf, (size_t)n, &msg);
+		if (err) {
+			hs__wire_close_fds(fds, nfds);
+			pthread_mutex_lock(&c->lock);
+			hs__client_fail(c, HS_EPROTO);
+			pthread_mutex_unlock(&c->lock);
+			return HS_EPROTO;
+		}
+		if (hs__wire_debug_enabled())
+			hs__wire_debug("client", "<-", msg, nfds);
+		pthread_mutex_lock(&c->lock);
+		dispatch(c, msg, fds, nfds);
+		int dead = c->dead;
+		pthread_mutex_unlock(&c->lock);
+		handled++;
+		if (dead)
+			return dead;
+	}
+	return handled;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
+		    int timeout_ms)
+{
+	int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+	bool read_once = false; /* timeout 0 still reads what is there */
+	for (;;) {
+		if (done(c, arg))
+			return 0;
+		if (c->dead)
+			return c->dead;
+		int left = -1;
+		if (deadline >= 0) {
+			int64_t l = deadline - now_ms();
+			if (l <= 0 && (timeout_ms != 0 || read_once))
+				return HS_ETIMEDOUT;
+			left = l < 0 ? 0 : (int)l;
+		}
+
+		if (!c->reading) {
+			c->reading = true;
+			read_once = true;
+			pthread_mutex_unlock(&c->lock);
+			struct pollfd p = { .fd = c->fd, .events = POLLIN };
+			int r = poll(&p, 1, left);
+			if (r > 0) {
+				read_batch(c);
+			} else if (r < 0 && errno != EINTR) {
+				pthread_mutex_lock(&c->lock);
+				hs__client_fail(c, HS_EIO);
+				pthread_mutex_unlock(&c->lock);
+			}
+			hs__client_flush_orphans(c);
+			pthread_mutex_lock(&c->lock);
+			c->reading = false;
+			pthread_cond_broadcast(&c->cond);
+			if (r == 0 && !done(c, arg) && !c->dead)
+				return HS_ETIMEDOUT;
+			continue;
+		}
+
+		if (deadline < 0) {
+			pthread_cond_wait(&c->cond, &c->lock);
+		} else {
+			if (left == 0)
+				return HS_ETIMEDOUT;
+			struct timespec ts;
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_sec += left / 1000;
+			ts.tv_nsec += (long)(left % 1000) * 1000000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+		}
+	}
+}
+
+HS_EXPORT int hs_client_dispatch(hs_client *client)
+{
+	if (!client)
+		return HS_EINVAL;
+	pthread_mutex_lock(&client->lock);
+	if (client->dead) {
+		int dead = client->dead;
+		pthread_mutex_unlock(&client->lock);
+		return dead;
+	}
+	/* Someone else is reading: what is there is theirs to handle, and
+	 * they broadcast when it is dispatched. */
+	if (client->reading) {
+		pthread_mutex_unlock(&client->lock);
+		return 0;
+	}
+	client->reading = true;
+	pthread_mutex_unlock(&client->lock);
+
+	int handled = 0, r;
+	while ((r = read_batch(client)) == READ_BATCH)
+		handled += r;
+	if (r > 0)
+		handled += r;
+	hs__client_flush_orphans(client);
+
+	pthread_mutex_lock(&client->lock);
+	client->reading = false;
+	pthread_cond_broadcast(&client->cond);
+	int dead = client->dead;
+	pthread_mutex_unlock(&client->lock);
+	return r < 0 ? r : (dead && handled == 0 ? dead : handled);
+}

@@ -1,0 +1,154 @@
+/* Internal to libhsclient: the structs behind the opaque handles and the
+ * functions the client's files share. Nothing here is exported. */
+#ifndef HS_CLIENT_INTERNAL_H
+#define HS_CLIENT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hsbroker/client.h"
+#include "hsbroker/info.h"
+#include "wire.h"
+
+/* A slab of broker memory, mapped once per connection and kept until
+ * disconnect: mapping costs far more than a tensor hand-off. Keyed by its
+ * id, which the daemon never reuses within one epoch (a connection lives
+ * in one epoch, so the id alone is the key here). */
+struct hs__slab {
+	uint64_t id;
+	int kind;          /* Hs__SlabKind */
+	DLDevice device;
+	uint64_t size;
+	void *base;        /* NULL when the slab could not be mapped here */
+	int map_err;       /* why base is NULL (e.g. HS_ENOCUDA) */
+	struct hs__slab *next;
+};
+
+/* One thread waiting for the reply to its request. Lives on that thread's
+ * stack, linked into the client while it waits. */
+struct hs__reply_slot {
+	uint64_t seq;
+	Hs__Message *msg;  /* set by the reader when the reply arrives */
+	/* A subscription to link when its SubscribeReply is dispatched, so a
+	 * Deliver right behind the reply finds it. */
+	struct hs_subscription *sub;
+	struct hs__reply_slot *next;
+};
+
+struct hs_tensor {
+	hs_client *client;     /* NULL once the client is gone (DLPack only) */
+	uint64_t id;
+	uint64_t seq;
+	uint64_t nbytes;       /* the block's length */
+	struct hs__slab *slab;
+	DLTensor dl;
+	int64_t shape[HS_MAX_NDIM];
+	int64_t strides[HS_MAX_NDIM];
+	char topic[HS_MAX_TOPIC + 1];
+	bool exported;         /* handed out as a DLManagedTensor */
+	DLManagedTensor managed;
+	struct hs_tensor *prev, *next; /* the client's live handles */
+	struct hs_tensor *qnext;       /* in a subscription's local buffer */
+};
+
+struct hs_subscription {
+	hs_client *client;
+	uint64_t id;
+	char topic[HS_MAX_TOPIC + 1];
+	uint64_t dropped;
+	int err;               /* a delivery this client could not use */
+	struct hs_tensor *head, *tail; /* delivered, not yet received */
+	struct hs_subscription *next;
+};
+
+struct hs_client {
+	int fd;
+
+	/* lock guards everything below except what send_lock guards; cond is
+	 * broadcast whenever the reader dispatched something or gave up the
+	 * reader role. Lock order: send_lock before lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_mutex_t send_lock; /* socket writes and next_seq */
+	uint64_t next_seq;
+
+	bool reading;      /* some thread is the reader (see conn.c) */
+	int dead;          /* 0, or what every call returns from now on */
+	uint8_t *rbuf;     /* the reader's datagram buffer */
+
+	struct hs__reply_slot *slots;
+	struct hs__slab *slabs;
+	struct hs_subscription *subs;
+	struct hs_tensor *tensors;
+
+	/* References to give back that the reader found while it held lock
+	 * (deliveries for closed subscriptions); sent once it lets go. */
+	uint64_t *orphans;
+	size_t n_orphans, cap_orphans;
+
+	uint64_t epoch;
+	uint64_t session_id;
+	char daemon_version[32];
+	hs_client_stats stats;
+};
+
+/* ---- conn.c ---- */
+
+/* Sends a request and waits for its reply (any body, ErrorReply
+ * included); *reply is the caller's to free with hs__wire_free. */
+int hs__client_request(hs_client *c, Hs__Message *msg, Hs__Message **reply);
+/* The same for a SubscribeReq: sub is linked into the client as the reply
+ * is dispatched. */
+int hs__client_request_sub(hs_client *c, Hs__Message *msg,
+			   struct hs_subscription *sub, Hs__Message **reply);
+
+/* Sends a one-way note (release, credit). */
+int hs__client_note(hs_client *c, Hs__Message *msg);
+
+/* With lock held: waits until done(c, arg) is true, taking the reader
+ * role when nobody has it. timeout_ms < 0 waits forever. Returns 0,
+ * HS_ETIMEDOUT or the reason the connection died. */
+int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
+		    int timeout_ms);
+
+/* With lock held: the connection is unusable from now on; keeps the first
+ * reason. */
+void hs__client_fail(hs_client *c, int err);
+
+/* A reply's status: 0 when its body is want, the daemon's code for an
+ * ErrorReply, HS_EPROTO for anything else. */
+int hs__reply_check(const Hs__Message *reply, Hs__Message__BodyCase want);
+
+/* Queues a reference to give back (lock held) / sends the queue. */
+void hs__client_orphan(hs_client *c, uint64_t tensor_id);
+void hs__client_flush_orphans(hs_client *c);
+
+/* ---- slab.c ---- */
+
+/* Handles a SlabAnnounce (lock held); takes its fd from fds. */
+int hs__slab_announce(hs_client *c, const Hs__SlabAnnounce *a, int *fds, int nfds);
+struct hs__slab *hs__slab_find(hs_client *c, uint64_t id);
+void hs__slab_unmap_all(hs_client *c);
+
+/* ---- tensor.c ---- */
+
+/* Builds a tensor handle from an untrusted TensorRef (lock held).
+ * HS_EPROTO for a ref that breaks the protocol, the slab's map_err for
+ * one this process cannot map. */
+int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out);
+/* Frees the handle only (lock held); sends nothing. */
+void hs__tensor_free_locked(hs_tensor *t);
+
+/* ---- subscription.c ---- */
+
+/* Handles a Deliver push (lock held). */
+int hs__subscription_deliver(hs_client *c, const Hs__Deliver *d);
+/* Links sub under the id of a SubscribeReply (lock held); false for an id
+ * that is 0 or already taken. */
+bool hs__subscription_link(hs_client *c, struct hs_subscription *sub,
+			   const Hs__Message *reply);
+void hs__subscription_free_queue(struct hs_subscription *sub);
+void hs__subscription_free_all(hs_client *c);
+
+#endif

@@ -1,0 +1,300 @@
+/* Tensor handles: one hs_tensor is one reference the session holds, with
+ * its DLPack view into a mapped slab. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void link_tensor(hs_client *c, hs_tensor *t)
+{
+	t->client = c;
+	t->prev = NULL;
+	t->next = c->tensors;
+	if (c->tensors)
+		c->tensors->prev = t;
+	c->tensors = t;
+	c->stats.tensors_held++;
+}
+
+void hs__tensor_free_locked(hs_tensor *t)
+{
+	hs_client *c = t->client;
+	if (c) {
+		if (t->prev)
+			t->prev->next = t->next;
+		else
+			c->tensors = t->next;
+		if (t->next)
+			t->next->prev = t->prev;
+		c->stats.tensors_held--;
+	}
+	free(t);
+}
+
+static void compact_strides(int32_t ndim, const int64_t *shape, int64_t *strides)
+{
+	uint64_t s = 1;
+	for (int32_t i = ndim - 1; i >= 0; i--) {
+		strides[i] = (int64_t)s;
+		/* Only an empty tensor can overflow here, and its strides are
+		 * never used to reach memory. */
+		if (__builtin_mul_overflow(s, (uint64_t)shape[i], &s) || s > INT64_MAX)
+			s = 0;
+	}
+}
+
+int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
+{
+	if (!ref->meta || !ref->block)
+		return HS_EPROTO;
+	const Hs__Meta *m = ref->meta;
+	const Hs__Block *b = ref->block;
+	uint64_t need;
+	if (hs__meta_extent_pb(m, &need))
+		return HS_EPROTO;
+	if (need > b->length)
+		return HS_EPROTO;
+	struct hs__slab *s = hs__slab_find(c, b->slab_id);
+	if (!s || b->offset > s->size || b->length > s->size - b->offset)
+		return HS_EPROTO; /* unannounced slab, or a block outside it */
+	if (m->device->type != (int32_t)s->device.device_type ||
+	    m->device->id != s->device.device_id)
+		return HS_EPROTO;
+	size_t tlen = ref->topic ? strnlen(ref->topic, HS_MAX_TOPIC + 1) : 0;
+	if (tlen > HS_MAX_TOPIC)
+		return HS_EPROTO;
+	if (!s->base)
+		return s->map_err ? s->map_err : HS_ENOTSUP;
+
+	hs_tensor *t = calloc(1, sizeof(*t));
+	if (!t)
+		return HS_ENOMEM;
+	t->id = ref->id;
+	t->seq = ref->seq;
+	t->nbytes = b->length;
+	t->slab = s;
+	memcpy(t->topic, ref->topic ? ref->topic : "", tlen);
+	t->topic[tlen] = '\0';
+
+	int32_t ndim = (int32_t)m->n_shape;
+	memcpy(t->shape, m->shape, sizeof(int64_t) * (size_t)ndim);
+	if (m->n_strides)
+		memcpy(t->strides, m->strides, sizeof(int64_t) * (size_t)ndim);
+	else
+		compact_strides(ndim, t->shape, t->strides);
+
+	/* Strides are always filled in: some DLPack consumers do not accept
+	 * NULL for compact tensors. */
+	t->dl.data = (uint8_t *)s->base + b->offset;
+	t->dl.device = s->device;
+	t->dl.ndim = ndim;
+	t->dl.dtype.code = (uint8_t)m->dtype->code;
+	t->dl.dtype.bits = (uint8_t)m->dtype->bits;
+	t->dl.dtype.lanes = (uint16_t)m->dtype->lanes;
+	t->dl.shape = t->shape;
+	t->dl.strides = t->strides;
+	t->dl.byte_offset = m->byte_offset;
+
+	link_tensor(c, t);
+	*out = t;
+	return 0;
+}
+
+/* Gives one reference back without a handle (a tensor we could not
+ * wrap). */
+static void release_id(hs_client *c, uint64_t id)
+{
+	Hs__ReleaseNote rel = HS__RELEASE_NOTE__INIT;
+	rel.n_tensor_ids = 1;
+	rel.tensor_ids = &id;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_RELEASE;
+	m.release = &rel;
+	hs__client_note(c, &m);
+}
+
+HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device, DLDataType dtype,
+			      int32_t ndim, const int64_t *shape, const int64_t *strides,
+			      hs_tensor **out)
+{
+	if (!client || !out)
+		return HS_EINVAL;
+	uint64_t need;
+	int err = hs__meta_extent(device, dtype, ndim, shape, strides, 0, &need);
+	if (err)
+		return err;
+
+	Hs__Device dev = HS__DEVICE__INIT;
+	dev.type = device.device_type;
+	dev.id = device.device_id;
+	Hs__DType dt = HS__DTYPE__INIT;
+	dt.code = dtype.code;
+	dt.bits = dtype.bits;
+	dt.lanes = dtype.lanes;
+	Hs__Meta meta = HS__META__INIT;
+	meta.device = &dev;
+	meta.dtype = &dt;
+	meta.n_shape = (size_t)ndim;
+	meta.shape = (int64_t *)shape;
+	meta.n_strides = strides ? (size_t)ndim : 0;
+	meta.strides = (int64_t *)strides;
+	Hs__AllocReq req = HS__ALLOC_REQ__INIT;
+	req.meta = &meta;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_ALLOC;
+	m.alloc = &req;
+
+	Hs__Message *reply;
+	err = hs__client_request(client, &m, &reply);
+	if (err)
+		return err;
+	err = hs__reply_check(reply, HS__MESSAGE__BODY_ALLOC_REPLY);
+	if (!err && (!reply->alloc_reply || !reply->alloc_reply->tensor))
+		err = HS_EPROTO;
+	if (err) {
+		hs__wire_free(reply);
+		if (err == HS_EPROTO) {
+			pthread_mutex_lock(&client->lock);
+			hs__client_fail(client, err);
+			pthread_mutex_unlock(&client->lock);
+		}
+		return err;
+	}
+
+	hs_tensor *t = NULL;
+	uint64_t id = reply->alloc_reply->tensor->id;
+	pthread_mutex_lock(&client->lock);
+	err = hs__tensor_from_ref(client, reply->alloc_reply->tensor, &t);
+	if (err == HS_EPROTO)
+		hs__client_fail(client, err);
+	pthread_mutex_unlock(&client->lock);
+	hs__wire_free(reply);
+	if (err) {
+		if (err != HS_EPROTO)
+			release_id(client, id); /* allocated, but unusable here */
+		return err;
+	}
+	*out = t;
+	return 0;
+}
+
+HS_EXPORT const DLTensor *hs_tensor_dltensor(const hs_tensor *tensor)
+{
+	return tensor ? &tensor->dl : NULL;
+}
+
+HS_EXPORT void *hs_tensor_data(const hs_tensor *tensor)
+{
+	return tensor ? (uint8_t *)tensor->dl.data + tensor->dl.byte_offset : NULL;
+}
+
+HS_EXPORT uint64_t hs_tensor_nbytes(const hs_tensor *tensor)
+{
+	return tensor ? tensor->nbytes : 0;
+}
+
+HS_EXPORT uint64_t hs_tensor_id(const hs_tensor *tensor)
+{
+	return tensor ? tensor->id : 0;
+}
+
+HS_EXPORT uint64_t hs_tensor_seq(const hs_tensor *tensor)
+{
+	return tensor ? tensor->seq : 0;
+}
+
+HS_EXPORT const char *hs_tensor_topic(const hs_tensor *tensor)
+{
+	return tensor ? tensor->topic : "";
+}
+
+static void tensor_drop(hs_tensor *t, bool send_release)
+{
+	hs_client *c = t->client;
+	if (!c) { /* the client was disconnected under a DLPack tensor */
+		free(t);
+		return;
+	}
+	if (send_release)
+		release_id(c, t->id);
+	pthread_mutex_lock(&c->lock);
+	hs__tensor_free_locked(t);
+	pthread_mutex_unlock(&c->lock);
+}
+
+HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
+			     uint64_t *seq_out)
+{
+	(void)stream; /* host tensors need no ready fence */
+	if (!tensor)
+		return HS_EINVAL;
+	if (tensor->exported)
+		return HS_EINVAL; /* the DLManagedTensor owns this reference */
+	hs_client *c = tensor->client;
+	int err = hs__topic_check(topic);
+	if (err) {
+		tensor_drop(tensor, true);
+		return err;
+	}
+	Hs__EmitReq req = HS__EMIT_REQ__INIT;
+	req.tensor_id = tensor->id;
+	req.topic = (char *)topic;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_EMIT;
+	m.emit = &req;
+
+	Hs__Message *reply;
+	err = hs__client_request(c, &m, &reply);
+	if (err) {
+		tensor_drop(tensor, false); /* the connection is gone */
+		return err;
+	}
+	err = hs__reply_check(reply, HS__MESSAGE__BODY_EMIT_REPLY);
+	if (!err && !reply->emit_reply)
+		err = HS_EPROTO;
+	if (!err && seq_out)
+		*seq_out = reply->emit_reply->seq;
+	hs__wire_free(reply);
+	/* A refused emit leaves the reference with us: give it back, since
+	 * the call ends it either way. */
+	tensor_drop(tensor, err != 0 && err != HS_EPROTO);
+	if (err == HS_EPROTO) {
+		pthread_mutex_lock(&c->lock);
+		hs__client_fail(c, err);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return err;
+}
+
+HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream)
+{
+	(void)stream; /* host tensors: nothing of ours can still be reading */
+	if (!tensor)
+		return;
+	bool live = false;
+	if (tensor->client) {
+		pthread_mutex_lock(&tensor->client->lock);
+		live = !tensor->client->dead;
+		pthread_mutex_unlock(&tensor->client->lock);
+	}
+	tensor_drop(tensor, live);
+}
+
+static void dlpack_deleter(DLManagedTensor *self)
+{
+	hs_tensor *t = self->manager_ctx;
+	t->exported = false;
+	hs_tensor_release(t, NULL);
+}
+
+HS_EXPORT int hs_tensor_to_dlpack(hs_tensor *tensor, DLManagedTensor **out)
+{
+	if (!tensor || !out || tensor->exported)
+		return HS_EINVAL;
+	tensor->exported = true;
+	tensor->managed.dl_tensor = tensor->dl;
+	tensor->managed.manager_ctx = tensor;
+	tensor->managed.deleter = dlpack_deleter;
+	*out = &tensor->managed;
+	return 0;
+}
