@@ -1,0 +1,227 @@
+/* hsctl top: a live view like pw-top. Every second: per topic the tensors
+ * emitted per second, per subscriber its queue and deliveries per second.
+ * Rates come from the difference of two snapshots' counters. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hsctl.h"
+
+/* A counter seen in the previous snapshot: a topic's emitted count (key
+ * by name) or a subscription's delivered count (key by id). */
+struct seen {
+	char name[HS_MAX_TOPIC + 1];
+	uint64_t sub;
+	uint64_t count;
+};
+
+struct history {
+	struct seen *v;
+	size_t n;
+};
+
+static const struct seen *find(const struct history *h, const char *name, uint64_t sub)
+{
+	for (size_t i = 0; i < h->n; i++)
+		if (h->v[i].sub == sub && strcmp(h->v[i].name, name) == 0)
+			return &h->v[i];
+	return NULL;
+}
+
+/* Per second since the last snapshot; -1 when there is none to compare. */
+static double rate(const struct history *h, const char *name, uint64_t sub, uint64_t now,
+		   double dt)
+{
+	const struct seen *s = find(h, name, sub);
+	if (!s || dt <= 0 || now < s->count)
+		return -1;
+	return (double)(now - s->count) / dt;
+}
+
+static bool remember(struct history *h, const hs_info *info)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < info->n_topics; i++)
+		n += 1 + info->topics[i].n_subscribers;
+	struct seen *v = calloc(n ? n : 1, sizeof(*v));
+	if (!v)
+		return false;
+	size_t k = 0;
+	for (size_t i = 0; i < info->n_topics; i++) {
+		const hs_topic_info *t = &info->topics[i];
+		snprintf(v[k].name, sizeof(v[k].name), "%s", t->name);
+		v[k++].count = t->emitted;
+		for (uint32_t j = 0; j < t->n_subscribers; j++) {
+			snprintf(v[k].name, sizeof(v[k].name), "%s", t->name);
+			v[k].sub = t->subscribers[j].subscription;
+			v[k++].count = t->subscribers[j].delivered;
+		}
+	}
+	free(h->v);
+	h->v = v;
+	h->n = k;
+	return true;
+}
+
+static json_t *jrate(double r)
+{
+	return r < 0 ? json_null() : json_real(r);
+}
+
+static int show_json(const hs_info *info, const struct history *h, double dt)
+{
+	json_t *o = json_object();
+	json_t *topics = json_array();
+	bool ok = o && topics;
+	for (size_t i = 0; ok && i < info->n_topics; i++) {
+		const hs_topic_info *t = &info->topics[i];
+		json_t *jt = json_object();
+		json_t *subs = json_array();
+		ok = jt && subs;
+		for (uint32_t j = 0; ok && j < t->n_subscribers; j++) {
+			const hs_subscriber_info *s = &t->subscribers[j];
+			json_t *js = json_pack("{s:I, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:o}",
+					       "subscription", (json_int_t)s->subscription,
+					       "pid", (int)s->pid, "name", s->name,
+					       "policy", fmt_policy(s->policy),
+					       "depth", (json_int_t)s->depth,
+					       "queued", (json_int_t)s->queued,
+					       "delivered", (json_int_t)s->delivered,
+					       "dropped", (json_int_t)s->dropped,
+					       "delivered_per_s",
+					       jrate(rate(h, t->name, s->subscription, s->delivered, dt)));
+			ok = json_array_append_new(subs, js) == 0;
+		}
+		if (jt)
+			ok = json_object_set_new(jt, "subscribers", subs) == 0 && ok;
+		else
+			json_decref(subs);
+		ok = ok && json_object_set_new(jt, "name", json_string(t->name)) == 0 &&
+		     json_object_set_new(jt, "emitted", json_integer((json_int_t)t->emitted)) == 0 &&
+		     json_object_set_new(jt, "emitted_per_s",
+					 jrate(rate(h, t->name, 0, t->emitted, dt))) == 0 &&
+		     json_object_set_new(jt, "dropped", json_integer((json_int_t)t->dropped)) == 0 &&
+		     json_object_set_new(jt, "blocked_emits",
+					 json_integer((json_int_t)t->blocked_emits)) == 0;
+		if (jt)
+			ok = json_array_append_new(topics, jt) == 0 && ok;
+	}
+	if (o) {
+		ok = json_object_set_new(o, "topics", topics) == 0 && ok;
+		ok = ok && json_object_set_new(o, "uptime_us",
+					       json_integer((json_int_t)info->uptime_us)) == 0;
+	} else {
+		json_decref(topics);
+	}
+	if (!ok) {
+		json_decref(o);
+		o = NULL;
+	}
+	/* One compact line per refresh: JSON lines a script can follow. */
+	return hsctl_json_print(o, JSON_COMPACT);
+}
+
+static int show_table(const hs_info *info, const struct history *h, double dt, bool tty)
+{
+	static const char *const hdr[] = { "TOPIC", "EMIT/s", "EMITTED", "DROPPED", "BLOCKED",
+					   "SUB", "PID/NAME", "POLICY", "QUEUED", "DEPTH",
+					   "DELIV/s", "DELIVERED", "SUB-DROPPED" };
+	static const bool right[] = { false, true, true, true, true, true, false,
+				      false, true, true, true, true, true };
+	struct table *tb = table_new(13, hdr, right);
+	if (!tb)
+		return hsctl_fail("formatting", HS_ENOMEM);
+	bool ok = true;
+	for (size_t i = 0; ok && i < info->n_topics; i++) {
+		const hs_topic_info *t = &info->topics[i];
+		char r[32], em[24], dr[24], bl[16];
+		fmt_rate(rate(h, t->name, 0, t->emitted, dt), r, sizeof(r));
+		snprintf(em, sizeof(em), "%" PRIu64, t->emitted);
+		snprintf(dr, sizeof(dr), "%" PRIu64, t->dropped);
+		snprintf(bl, sizeof(bl), "%u", t->blocked_emits);
+		const char *row[] = { t->name, r, em, dr, bl, "", "", "", "", "", "", "", "" };
+		ok = table_row(tb, row);
+		for (uint32_t j = 0; ok && j < t->n_subscribers; j++) {
+			const hs_subscriber_info *s = &t->subscribers[j];
+			char id[24], who[96], q[16], d[16], sr[32], del[24], sdr[24];
+			snprintf(id, sizeof(id), "%" PRIu64, s->subscription);
+			snprintf(who, sizeof(who), "%d/%s", s->pid, s->name);
+			snprintf(q, sizeof(q), "%u", s->queued);
+			snprintf(d, sizeof(d), "%u", s->depth);
+			fmt_rate(rate(h, t->name, s->subscription, s->delivered, dt), sr, sizeof(sr));
+			snprintf(del, sizeof(del), "%" PRIu64, s->delivered);
+			snprintf(sdr, sizeof(sdr), "%" PRIu64, s->dropped);
+			const char *srow[] = { "", "", "", "", "", id, who, fmt_policy(s->policy),
+					       q, d, sr, del, sdr };
+			ok = table_row(tb, srow);
+		}
+	}
+	if (ok) {
+		uint64_t used = 0, total = 0;
+		for (size_t i = 0; i < info->n_pools; i++) {
+			used += info->pools[i].used;
+			total += info->pools[i].total;
+		}
+		char up[32], ub[32], tot[32];
+		if (tty)
+			fputs("\033[H\033[2J", stdout); /* home and clear, as pw-top */
+		printf("hsbrokerd %s  up %s  clients %zu  tensors %zu  memory %s / %s\n\n",
+		       info->daemon_version, fmt_age(info->uptime_us, up, sizeof(up)),
+		       info->n_clients, info->n_tensors, fmt_bytes(used, ub, sizeof(ub)),
+		       fmt_bytes(total, tot, sizeof(tot)));
+		table_print(tb);
+		if (!tty)
+			putchar('\n');
+	}
+	table_free(tb);
+	if (!ok)
+		return hsctl_fail("formatting", HS_ENOMEM);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int hsctl_top(struct hsctl *ctl)
+{
+	struct history h = { 0 };
+	bool tty = !ctl->json && isatty(STDOUT_FILENO);
+	double last = 0;
+	int rc = 0;
+	for (long i = 0; ctl->iterations == 0 || i < ctl->iterations; i++) {
+		if (i > 0) {
+			struct timespec ts = { .tv_sec = 1 };
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
+		hs_info *info;
+		/* One snapshot feeds both the header's counts and the rates. */
+		int err = hs_client_get_info(ctl->client, HS_INFO_ALL, &info);
+		if (err) {
+			rc = hsctl_fail("top", err);
+			break;
+		}
+		double t = now_s();
+		double dt = i > 0 ? t - last : 0;
+		rc = ctl->json ? show_json(info, &h, dt) : show_table(info, &h, dt, tty);
+		last = t;
+		bool ok = remember(&h, info);
+		hs_info_free(info);
+		if (rc)
+			break;
+		if (!ok) {
+			rc = hsctl_fail("top", HS_ENOMEM);
+			break;
+		}
+	}
+	free(h.v);
+	return rc;
+}
