@@ -1,0 +1,151 @@
+/* The broker: owns every noun and wires topics to sessions. */
+#include "broker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "hsbroker/error.h"
+#include "log.h"
+#include "session.h"
+
+void broker_config_defaults(struct broker_config *cfg)
+{
+	*cfg = (struct broker_config){ 0 };
+	cfg->cpu_slab_size = POOL_DEFAULT_SLAB_SIZE;
+	cfg->cuda_slab_size = POOL_DEFAULT_SLAB_SIZE;
+	cfg->max_subscriptions = 256;
+	cfg->max_tensors = 65536;
+	cfg->max_topics = TOPICS_DEFAULT_MAX;
+	cfg->max_pending_emits = TOPIC_DEFAULT_MAX_PENDING;
+	cfg->outbox_max_msgs = 8192;
+	cfg->outbox_max_bytes = 64ull << 20;
+}
+
+static void on_deliver(void *data, struct sub *sub, struct tensor *t, uint64_t seq)
+{
+	(void)data;
+	session_deliver(sub->owner, sub->id, t, seq, sub->topic->name, sub->dropped);
+}
+
+static void on_accepted(void *data, struct pending_emit *pe, uint64_t seq)
+{
+	(void)data;
+	session_emit_accepted(pe->owner, pe->req_seq, seq);
+}
+
+static uint64_t random_epoch(void)
+{
+	uint64_t e = 0;
+	ssize_t n;
+	do
+		n = getrandom(&e, sizeof(e), 0);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(e)) {
+		/* No entropy source: time and pid still differ per start. */
+		e = tensor_now_us() ^ ((uint64_t)getpid() << 40);
+	}
+	return e ? e : 1;
+}
+
+int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks,
+	       struct broker **out)
+{
+	struct broker *b = calloc(1, sizeof(*b));
+	if (!b)
+		return HS_ENOMEM;
+	b->cfg = *cfg;
+	if (!b->cfg.outbox_max_msgs)
+		b->cfg.outbox_max_msgs = 8192;
+	if (!b->cfg.outbox_max_bytes)
+		b->cfg.outbox_max_bytes = 64ull << 20;
+	if (hooks)
+		b->hooks = *hooks;
+	b->epoch = random_epoch();
+	b->start_us = tensor_now_us();
+	list_init(&b->sessions);
+	pool_init(&b->cpu, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, cfg->cpu_slab_size,
+		  cfg->cpu_cap, &b->next_slab_id);
+	tensor_table_init(&b->tensors, 0);
+	struct topic_hooks th = { .deliver = on_deliver, .accepted = on_accepted, .data = b };
+	topics_init(&b->topics, &b->tensors, cfg->max_topics, cfg->max_pending_emits, &th);
+	*out = b;
+	return 0;
+}
+
+void broker_free(struct broker *b)
+{
+	if (!b)
+		return;
+	while (!list_empty(&b->sessions))
+		broker_session_close(b, list_first(&b->sessions, struct session, link));
+	topics_fini(&b->topics);
+	tensor_table_fini(&b->tensors);
+	pool_fini(&b->cpu);
+	free(b);
+}
+
+int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
+			struct session **out)
+{
+	struct session *s = malloc(sizeof(*s));
+	if (!s)
+		return HS_ENOMEM;
+	session_init(s, b, ++b->next_session_id, fd, pid, uid, gid);
+	/* A datagram larger than the send buffer fails with EMSGSIZE, and
+	 * the default (208 KiB) is below HS__WIRE_MAX_MSG: a full ListReply
+	 * needs more. The kernel doubles and caps the value; best effort. */
+	int sndbuf = HS__WIRE_MAX_MSG * 2;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) < 0)
+		log_debug("SO_SNDBUF: %s", strerror(errno));
+	list_insert_tail(&b->sessions, &s->link);
+	b->nsessions++;
+	log_debug("session %llu: connection from pid %d uid %u gid %u",
+		  (unsigned long long)s->id, (int)pid, (unsigned)uid, (unsigned)gid);
+	*out = s;
+	return 0;
+}
+
+void broker_session_close(struct broker *b, struct session *s)
+{
+	session_release_all(s);
+	list_remove(&s->link);
+	b->nsessions--;
+	free(s);
+}
+
+void broker_shutdown_notice(struct broker *b, const char *reason)
+{
+	Hs__ShutdownNotice sn = HS__SHUTDOWN_NOTICE__INIT;
+	sn.reason = (char *)reason;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_SHUTDOWN;
+	m.shutdown = &sn;
+	struct session *s;
+	list_for_each(s, &b->sessions, link) {
+		if (session_send(s, &m, NULL, 0) == 0)
+			session_flush(s);
+	}
+}
+
+int broker_pool_for(struct broker *b, DLDevice device, struct pool **out)
+{
+	if (device.device_type == kDLCPU && device.device_id == 0) {
+		*out = &b->cpu;
+		return 0;
+	}
+	if (device.device_type == kDLCUDA)
+		return HS_ENOCUDA; /* until slab_cuda.c brings the CUDA pools */
+	return HS_ENODEV;
+}
+
+struct slab *broker_find_slab(struct broker *b, uint64_t id, struct pool **pool)
+{
+	struct slab *s = pool_find_slab(&b->cpu, id);
+	if (s && pool)
+		*pool = &b->cpu;
+	return s;
+}

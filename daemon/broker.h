@@ -1,0 +1,89 @@
+/* The whole broker state, with no I/O loop in it: pools, the tensor table,
+ * topics, sessions, the epoch, configuration and limits. The I/O layer
+ * (server.c) feeds datagrams to session_input() and learns through hooks
+ * when a session wants to wait for writability or must be closed; unit
+ * tests and the fuzzer drive the same core over a socketpair. */
+#ifndef HS_DAEMON_BROKER_H
+#define HS_DAEMON_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "list.h"
+#include "pool.h"
+#include "tensor.h"
+#include "topic.h"
+
+struct session;
+
+#define BROKER_MAX_ALLOW 64
+
+struct broker_config {
+	uint64_t cpu_slab_size;      /* default 64 MiB */
+	uint64_t cpu_cap;            /* bytes, 0 = none */
+	uint64_t cuda_slab_size;
+	uint64_t cuda_cap;
+	uint32_t max_subscriptions;  /* per session, default 256 -> HS_ELIMIT */
+	uint32_t max_tensors;        /* held per session, default 65536 -> HS_ELIMIT */
+	uint64_t quota_bytes;        /* held per session, 0 = none -> HS_EDQUOT */
+	uint32_t quota_tensors;      /* held per session, 0 = none -> HS_EDQUOT */
+	uint32_t max_topics;         /* default 65536 -> HS_ELIMIT */
+	uint32_t max_pending_emits;  /* held back per topic, default 4096 -> HS_EBUSY */
+	uint32_t outbox_max_msgs;    /* a peer that does not read is dropped */
+	uint64_t outbox_max_bytes;
+	uint32_t allow_uids[BROKER_MAX_ALLOW];
+	uint32_t n_allow_uids;       /* 0: every uid that can open the socket */
+	uint32_t allow_gids[BROKER_MAX_ALLOW];
+	uint32_t n_allow_gids;
+};
+
+void broker_config_defaults(struct broker_config *cfg);
+
+struct broker_hooks {
+	/* The session's outbox became non-empty (on) or empty (off). */
+	void (*want_write)(void *data, struct session *s, bool on);
+	/* The session must be closed (its peer is gone or does not read).
+	 * Called once; the I/O layer closes it later, outside the core. */
+	void (*dead)(void *data, struct session *s);
+	void *data;
+};
+
+struct broker {
+	struct broker_config cfg;
+	struct broker_hooks hooks;
+	uint64_t epoch;
+	uint64_t start_us;
+	uint64_t next_session_id;
+	uint64_t next_slab_id;
+	struct pool cpu;
+	struct tensor_table tensors;
+	struct topics topics;
+	struct list sessions;
+	uint32_t nsessions;
+};
+
+/* 0 with *out or a negative hs code. hooks may be NULL. */
+int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks,
+	       struct broker **out);
+/* Closes every session (releasing what it held) and frees everything. */
+void broker_free(struct broker *b);
+
+/* A new session on the connected socket fd (not owned: the I/O layer
+ * closes it after broker_session_close). */
+int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
+			struct session **out);
+/* Releases every reference, held-back emit and subscription of s, logs
+ * what was released, frees s. */
+void broker_session_close(struct broker *b, struct session *s);
+
+/* Pushes ShutdownNotice{reason} to every session (best effort). */
+void broker_shutdown_notice(struct broker *b, const char *reason);
+
+/* The pool serving device: 0, HS_ENOCUDA (no CUDA pool in this build),
+ * HS_ENODEV. */
+int broker_pool_for(struct broker *b, DLDevice device, struct pool **out);
+/* The slab with that id in any pool, or NULL. */
+struct slab *broker_find_slab(struct broker *b, uint64_t id, struct pool **pool);
+
+#endif

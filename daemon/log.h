@@ -1,0 +1,30 @@
+/* Daemon logging: levels on stderr; under journald ($JOURNAL_STREAM) each
+ * line starts with a <N> syslog priority so the journal keeps the level. */
+#ifndef HS_DAEMON_LOG_H
+#define HS_DAEMON_LOG_H
+
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* "error", "warn", "info", "debug" (also "warning"); -1 when unknown. */
+int log_level_parse(const char *name);
+
+void log_msg(enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_debug(...)                                       \
+	do {                                                 \
+		if (log_get_level() >= LOG_LEVEL_DEBUG)      \
+			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); \
+	} while (0)
+
+#endif

@@ -1,0 +1,341 @@
+/* hsbrokerd: command line, configuration file, signals, the loop. */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <ini.h>
+#include <uv.h>
+
+#include "hs-config.h"
+#include "broker.h"
+#include "log.h"
+#include "server.h"
+
+#define DEFAULT_CONFIG "/etc/hsbroker/hsbrokerd.conf"
+
+struct daemon_config {
+	struct broker_config broker;
+	struct server_config server;
+	char socket[PATH_MAX];
+	int log_level;
+};
+
+/* "64M", "1G", "512KiB", "4096": bytes, powers of 1024. -1 when invalid. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
+	case 't': case 'T': shift = 40; end++; break;
+	default: break;
+	}
+	if (shift && (!strcasecmp(end, "ib") || !strcasecmp(end, "b")))
+		end += strlen(end);
+	if (*end)
+		return -1;
+	if (shift && v > (UINT64_MAX >> shift))
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_u32(const char *s, uint32_t *out)
+{
+	uint64_t v;
+	errno = 0;
+	char *end;
+	if (!s || !*s || *s == '-')
+		return -1;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v > UINT32_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_uid(const char *s, uint32_t *out)
+{
+	if (parse_u32(s, out) == 0)
+		return 0;
+	struct passwd *pw = getpwnam(s);
+	if (!pw)
+		return -1;
+	*out = pw->pw_uid;
+	return 0;
+}
+
+static int parse_gid(const char *s, uint32_t *out)
+{
+	if (parse_u32(s, out) == 0)
+		return 0;
+	struct group *gr = getgrnam(s);
+	if (!gr)
+		return -1;
+	*out = gr->gr_gid;
+	return 0;
+}
+
+/* A list of names or numbers separated by commas or spaces. */
+static int parse_ids(const char *value, uint32_t *ids, uint32_t *n, bool gid)
+{
+	char buf[4096];
+	snprintf(buf, sizeof(buf), "%s", value);
+	*n = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(buf, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
+		if (*n >= BROKER_MAX_ALLOW)
+			return -1;
+		if ((gid ? parse_gid : parse_uid)(tok, &ids[*n]) < 0)
+			return -1;
+		(*n)++;
+	}
+	return 0;
+}
+
+static int on_ini(void *user, const char *section, const char *name, const char *value)
+{
+	struct daemon_config *c = user;
+	struct broker_config *b = &c->broker;
+	uint32_t u32;
+#define IS(sec, key) (!strcmp(section, sec) && !strcmp(name, key))
+	if (IS("daemon", "socket")) {
+		snprintf(c->socket, sizeof(c->socket), "%s", value);
+		c->server.socket_path = c->socket;
+	} else if (IS("daemon", "log_level")) {
+		if ((c->log_level = log_level_parse(value)) < 0)
+			goto bad;
+	} else if (IS("pool.cpu", "slab_size")) {
+		if (parse_size(value, &b->cpu_slab_size) < 0)
+			goto bad;
+	} else if (IS("pool.cpu", "cap")) {
+		if (parse_size(value, &b->cpu_cap) < 0)
+			goto bad;
+	} else if (IS("pool.cuda", "slab_size")) {
+		if (parse_size(value, &b->cuda_slab_size) < 0)
+			goto bad;
+	} else if (IS("pool.cuda", "cap")) {
+		if (parse_size(value, &b->cuda_cap) < 0)
+			goto bad;
+	} else if (IS("access", "socket_mode")) {
+		char *end;
+		errno = 0;
+		long m = strtol(value, &end, 8);
+		if (errno || *end || m < 0 || m > 0777)
+			goto bad;
+		c->server.socket_mode = (int)m;
+	} else if (IS("access", "socket_group")) {
+		if (parse_gid(value, &u32) < 0)
+			goto bad;
+		c->server.socket_group = u32;
+		c->server.has_group = true;
+	} else if (IS("access", "allow_uids")) {
+		if (parse_ids(value, b->allow_uids, &b->n_allow_uids, false) < 0)
+			goto bad;
+	} else if (IS("access", "allow_gids")) {
+		if (parse_ids(value, b->allow_gids, &b->n_allow_gids, true) < 0)
+			goto bad;
+	} else if (IS("limits", "max_subscriptions")) {
+		if (parse_u32(value, &b->max_subscriptions) < 0 || !b->max_subscriptions)
+			goto bad;
+	} else if (IS("limits", "max_tensors")) {
+		if (parse_u32(value, &b->max_tensors) < 0 || !b->max_tensors)
+			goto bad;
+	} else if (IS("limits", "quota_bytes")) {
+		if (parse_size(value, &b->quota_bytes) < 0)
+			goto bad;
+	} else if (IS("limits", "quota_tensors")) {
+		if (parse_u32(value, &b->quota_tensors) < 0)
+			goto bad;
+	} else if (IS("limits", "max_topics")) {
+		if (parse_u32(value, &b->max_topics) < 0 || !b->max_topics)
+			goto bad;
+	} else if (IS("limits", "max_pending_emits")) {
+		if (parse_u32(value, &b->max_pending_emits) < 0 || !b->max_pending_emits)
+			goto bad;
+	} else {
+		log_warn("config: unknown key [%s] %s (ignored)", section, name);
+	}
+	return 1;
+#undef IS
+bad:
+	log_error("config: bad value for [%s] %s: '%s'", section, name, value);
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: hsbrokerd [OPTIONS]\n"
+		"The hsbroker daemon: shares tensors between processes with no copy.\n\n"
+		"  --socket PATH        listen on PATH (default: $HSBROKER_SOCKET, else\n"
+		"                       $XDG_RUNTIME_DIR/hsbroker/hsbroker.sock, else\n"
+		"                       /run/hsbroker/hsbroker.sock)\n"
+		"  --config FILE        configuration file (default: " DEFAULT_CONFIG
+		" if it exists)\n"
+		"  --slab-size SIZE     host slab size (K/M/G suffixes; default 64M)\n"
+		"  --host-cap SIZE      cap on host pool bytes (0 = none)\n"
+		"  --log-level LEVEL    error, warn, info (default) or debug\n"
+		"  --help               this text\n"
+		"  --version            print the version\n"
+		"\nHS_DEBUG=1 prints every message. See docs/daemon.md.\n");
+}
+
+static struct server *the_server;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	char reason[64];
+	snprintf(reason, sizeof(reason), "hsbrokerd received %s", strsignal(signum));
+	log_info("%s", reason);
+	if (the_server)
+		server_stop(the_server, reason);
+	the_server = NULL;
+	uv_signal_t *sigs = h->data;
+	uv_close((uv_handle_t *)&sigs[0], NULL);
+	uv_close((uv_handle_t *)&sigs[1], NULL);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "slab-size", required_argument, NULL, 'S' },
+		{ "host-cap", required_argument, NULL, 'C' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ 0 },
+	};
+	struct daemon_config cfg = { 0 };
+	broker_config_defaults(&cfg.broker);
+	cfg.server.socket_mode = -1;
+	cfg.log_level = -1;
+
+	/* First pass: --config, --help, --version; the file is read before
+	 * the other options so that the command line wins. */
+	const char *config = NULL;
+	int o;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("hsbrokerd %s\n", HS_VERSION);
+			return 0;
+		case '?':
+			usage(stderr);
+			return 2;
+		default:
+			break;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hsbrokerd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (!config && access(DEFAULT_CONFIG, F_OK) == 0)
+		config = DEFAULT_CONFIG;
+	if (config) {
+		int r = ini_parse(config, on_ini, &cfg);
+		if (r < 0) {
+			log_error("cannot read config %s: %s", config, strerror(errno));
+			return 1;
+		}
+		if (r > 0) {
+			log_error("config %s: error on line %d", config, r);
+			return 1;
+		}
+	}
+
+	optind = 0;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			snprintf(cfg.socket, sizeof(cfg.socket), "%s", optarg);
+			cfg.server.socket_path = cfg.socket;
+			break;
+		case 'S':
+			if (parse_size(optarg, &cfg.broker.cpu_slab_size) < 0 ||
+			    !cfg.broker.cpu_slab_size) {
+				fprintf(stderr, "hsbrokerd: bad --slab-size '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'C':
+			if (parse_size(optarg, &cfg.broker.cpu_cap) < 0) {
+				fprintf(stderr, "hsbrokerd: bad --host-cap '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'l':
+			if ((cfg.log_level = log_level_parse(optarg)) < 0) {
+				fprintf(stderr, "hsbrokerd: bad --log-level '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	if (cfg.log_level >= 0)
+		log_set_level((enum log_level)cfg.log_level);
+	if (!cfg.broker.cpu_slab_size) {
+		log_error("slab_size must not be 0");
+		return 2;
+	}
+
+	/* A peer that hangs up must not kill the daemon; sends use
+	 * MSG_NOSIGNAL, this covers everything else. */
+	signal(SIGPIPE, SIG_IGN);
+
+	uv_loop_t *loop = uv_default_loop();
+	struct server *srv;
+	int r = server_start(loop, &cfg.broker, &cfg.server, &srv);
+	if (r < 0)
+		return 1;
+	the_server = srv;
+
+	uv_signal_t sigs[2];
+	int signums[2] = { SIGINT, SIGTERM };
+	for (int i = 0; i < 2; i++) {
+		r = uv_signal_init(loop, &sigs[i]);
+		if (r == 0) {
+			sigs[i].data = sigs;
+			r = uv_signal_start(&sigs[i], on_signal, signums[i]);
+		}
+		if (r < 0) {
+			log_error("uv_signal: %s", uv_strerror(r));
+			return 1;
+		}
+	}
+
+	r = uv_run(loop, UV_RUN_DEFAULT);
+	r = uv_loop_close(loop);
+	if (r < 0)
+		log_warn("uv_loop_close: %s", uv_strerror(r));
+	log_info("exited cleanly");
+	return 0;
+}

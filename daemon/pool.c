@@ -1,0 +1,153 @@
+/* Slabs of one device. Best fit across slabs: the slab whose smallest
+ * fitting free block is smallest, so large holes stay whole. Regular slabs
+ * stay for the daemon's lifetime (clients keep them mapped); a dedicated
+ * slab is freed once it holds no block and no session has it announced. */
+#include "pool.h"
+
+#include "hsbroker/error.h"
+#include "log.h"
+#include "range.h"
+
+static uint64_t round_up(uint64_t v, uint64_t to)
+{
+	if (v > UINT64_MAX - (to - 1))
+		return 0;
+	return (v + to - 1) / to * to;
+}
+
+void pool_init(struct pool *p, DLDevice device, const struct slab_ops *ops,
+	       uint64_t slab_size, uint64_t cap, uint64_t *next_slab_id)
+{
+	*p = (struct pool){ 0 };
+	p->device = device;
+	p->ops = ops;
+	if (slab_size < POOL_MIN_SLAB_SIZE)
+		slab_size = POOL_MIN_SLAB_SIZE;
+	p->slab_size = round_up(slab_size, 4096);
+	if (!p->slab_size)
+		p->slab_size = POOL_DEFAULT_SLAB_SIZE;
+	p->cap = cap;
+	p->next_slab_id = next_slab_id;
+	list_init(&p->slabs);
+}
+
+static void drop_slab(struct pool *p, struct slab *s)
+{
+	list_remove(&s->link);
+	p->total -= s->size;
+	p->nslabs--;
+	log_debug("pool: slab %llu (%llu bytes) freed", (unsigned long long)s->id,
+		  (unsigned long long)s->size);
+	slab_free(s);
+}
+
+void pool_fini(struct pool *p)
+{
+	struct slab *s, *t;
+	list_for_each_safe(s, t, &p->slabs, link)
+		drop_slab(p, s);
+}
+
+static void maybe_retire(struct pool *p, struct slab *s)
+{
+	if (s->dedicated && s->blocks == 0 && s->announced == 0)
+		drop_slab(p, s);
+}
+
+int pool_alloc(struct pool *p, uint64_t len, struct pool_block *out)
+{
+	uint64_t need = range_round(len);
+	if (!need)
+		return HS_ENOSPC;
+
+	struct slab *best = NULL, *s;
+	uint64_t best_len = 0;
+	list_for_each(s, &p->slabs, link) {
+		uint64_t fit = range_best_fit(s->range, need);
+		if (fit && (!best || fit < best_len)) {
+			best = s;
+			best_len = fit;
+		}
+	}
+
+	if (!best) {
+		bool dedicated = need > p->slab_size;
+		uint64_t size = dedicated ? round_up(need, POOL_DEDICATED_ROUND) : p->slab_size;
+		if (!size)
+			return HS_ENOSPC;
+		if (p->cap && (size > p->cap || p->total > p->cap - size)) {
+			/* A whole slab would pass the cap: a smaller one that
+			 * fits this tensor may still be within it. */
+			uint64_t small = round_up(need, POOL_DEDICATED_ROUND);
+			if (!small || small > p->cap || p->total > p->cap - small)
+				return HS_ENOSPC;
+			size = small;
+			dedicated = true;
+		}
+		uint64_t id = ++*p->next_slab_id;
+		int r = slab_new(p->ops, id, p->device, size, dedicated, &best);
+		if (r < 0)
+			return r;
+		list_insert_tail(&p->slabs, &best->link);
+		p->total += size;
+		p->nslabs++;
+		log_debug("pool: slab %llu of %llu bytes%s", (unsigned long long)id,
+			  (unsigned long long)size, dedicated ? " (dedicated)" : "");
+	}
+
+	uint64_t off;
+	int r = range_alloc(best->range, need, &off);
+	if (r < 0) {
+		maybe_retire(p, best);
+		return r;
+	}
+	best->blocks++;
+	p->blocks++;
+	p->used += need;
+	*out = (struct pool_block){ .slab = best, .offset = off, .length = len };
+	return 0;
+}
+
+void pool_release(struct pool *p, const struct pool_block *b)
+{
+	struct slab *s = b->slab;
+	if (range_release(s->range, b->offset, b->length) < 0) {
+		/* Bookkeeping bug, not a peer's doing: say so, keep going. */
+		log_error("pool: bad release of slab %llu offset %llu length %llu",
+			  (unsigned long long)s->id, (unsigned long long)b->offset,
+			  (unsigned long long)b->length);
+		return;
+	}
+	s->blocks--;
+	p->blocks--;
+	p->used -= range_round(b->length);
+	maybe_retire(p, s);
+}
+
+void pool_slab_unannounce(struct pool *p, struct slab *s)
+{
+	if (s->announced > 0)
+		s->announced--;
+	maybe_retire(p, s);
+}
+
+struct slab *pool_find_slab(const struct pool *p, uint64_t id)
+{
+	struct slab *s;
+	list_for_each(s, &p->slabs, link)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+uint64_t pool_largest_free(const struct pool *p)
+{
+	uint64_t m = 0;
+	struct slab *s;
+	list_for_each(s, &p->slabs, link) {
+		uint64_t l = range_largest_free(s->range);
+		if (l > m)
+			m = l;
+	}
+	return m;
+}

@@ -1,0 +1,55 @@
+/* A pool per device (cpu now, cuda:N later): slabs of slab_size bytes, a
+ * new one made when no slab has a free block that fits, a dedicated slab
+ * (rounded up to 2 MiB) for a tensor larger than slab_size, and an
+ * optional cap on the bytes of all its slabs. */
+#ifndef HS_DAEMON_POOL_H
+#define HS_DAEMON_POOL_H
+
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#include "list.h"
+#include "slab.h"
+
+#define POOL_DEFAULT_SLAB_SIZE (64ull << 20)
+#define POOL_DEDICATED_ROUND (2ull << 20)
+#define POOL_MIN_SLAB_SIZE (64ull << 10)
+
+struct pool_block {
+	struct slab *slab;
+	uint64_t offset;
+	uint64_t length; /* as asked; the range rounds it the same way on release */
+};
+
+struct pool {
+	DLDevice device;
+	const struct slab_ops *ops;
+	uint64_t slab_size;
+	uint64_t cap;           /* 0: none */
+	uint64_t total;         /* bytes of all slabs */
+	uint64_t used;          /* bytes of allocated blocks (rounded) */
+	uint32_t nslabs;
+	uint32_t blocks;
+	uint64_t *next_slab_id; /* shared by all pools: ids are unique per epoch */
+	struct list slabs;
+};
+
+/* slab_size is rounded up to 4 KiB and at least POOL_MIN_SLAB_SIZE. */
+void pool_init(struct pool *p, DLDevice device, const struct slab_ops *ops,
+	       uint64_t slab_size, uint64_t cap, uint64_t *next_slab_id);
+/* Frees every slab, whatever it holds: only at daemon exit. */
+void pool_fini(struct pool *p);
+
+/* 0 with *out, HS_ENOSPC (cap reached or size too large), HS_ENOMEM, or
+ * the slab's create error. */
+int pool_alloc(struct pool *p, uint64_t len, struct pool_block *out);
+void pool_release(struct pool *p, const struct pool_block *b);
+
+/* A session that had s announced is gone: the slab may be retired. */
+void pool_slab_unannounce(struct pool *p, struct slab *s);
+
+struct slab *pool_find_slab(const struct pool *p, uint64_t id);
+uint64_t pool_largest_free(const struct pool *p);
+
+#endif

@@ -1,0 +1,538 @@
+/* The listening socket and the sessions' sockets on libuv. libuv's stream
+ * API cannot pass arbitrary fds, so sockets are watched with uv_poll_t and
+ * the wire layer does sendmsg/recvmsg itself. */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "hs-config.h"
+#include "hsbroker/error.h"
+#include "log.h"
+#include "session.h"
+#include "wire.h"
+
+#if HS_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+/* Datagrams read from one peer per wake-up, so one busy client cannot
+ * starve the others. */
+#define SERVER_BATCH 64
+
+struct conn {
+	uv_poll_t poll;
+	struct server *srv;
+	struct session *s;
+	int fd;
+	int events;
+	bool on_dead_list;
+	struct list dead_link;
+};
+
+struct server {
+	uv_loop_t *loop;
+	struct broker *broker;
+	int lfd;
+	uv_poll_t lpoll;
+	uv_idle_t reaper;
+	bool activated;
+	bool stopping;
+	int lock_fd;
+	int reserve_fd;            /* spent to accept and drop a peer under EMFILE */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char lock_path[PATH_MAX];
+	struct list dead;          /* conns to close outside the core */
+	int handles;               /* open uv handles; freed at 0 after stop */
+	uint8_t buf[HS__WIRE_MAX_MSG];
+};
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct server *srv = h->data;
+	if (--srv->handles == 0 && srv->stopping) {
+		broker_free(srv->broker);
+		free(srv);
+	}
+}
+
+static void conn_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	struct server *srv = c->srv;
+	close(c->fd);
+	free(c);
+	if (--srv->handles == 0 && srv->stopping) {
+		broker_free(srv->broker);
+		free(srv);
+	}
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->on_dead_list) {
+		list_remove(&c->dead_link);
+		c->on_dead_list = false;
+	}
+	/* Best effort: let a final ErrorReply out before the socket goes. */
+	if (!c->s->dead)
+		session_flush(c->s);
+	broker_session_close(c->srv->broker, c->s);
+	c->s = NULL;
+	uv_poll_stop(&c->poll);
+	c->poll.data = c;
+	uv_close((uv_handle_t *)&c->poll, conn_closed);
+}
+
+static void on_conn(uv_poll_t *h, int status, int events);
+
+static void conn_update(struct conn *c, int events)
+{
+	if (c->events == events)
+		return;
+	int r = uv_poll_start(&c->poll, events, on_conn);
+	if (r < 0) {
+		log_error("uv_poll_start: %s", uv_strerror(r));
+		session_kill(c->s, "cannot watch its socket");
+		return;
+	}
+	c->events = events;
+}
+
+static void hook_want_write(void *data, struct session *s, bool on)
+{
+	struct conn *c = s->io;
+	if (!c || !c->s)
+		return;
+	conn_update(c, UV_READABLE | (on ? UV_WRITABLE : 0));
+}
+
+static void on_reap(uv_idle_t *h)
+{
+	struct server *srv = h->data;
+	while (!list_empty(&srv->dead)) {
+		struct conn *c = list_first(&srv->dead, struct conn, dead_link);
+		conn_close(c);
+	}
+	uv_idle_stop(h);
+}
+
+static void hook_dead(void *data, struct session *s)
+{
+	struct server *srv = data;
+	struct conn *c = s->io;
+	if (!c || c->on_dead_list)
+		return;
+	list_insert_tail(&srv->dead, &c->dead_link);
+	c->on_dead_list = true;
+	uv_idle_start(&srv->reaper, on_reap);
+}
+
+static void on_conn(uv_poll_t *h, int status, int events)
+{
+	struct conn *c = h->data;
+	struct server *srv = c->srv;
+	struct session *s = c->s;
+	char d[128];
+	if (!s || s->dead)
+		return;
+	if (status < 0) {
+		log_info("%s: poll: %s", session_describe(s, d, sizeof(d)), uv_strerror(status));
+		conn_close(c);
+		return;
+	}
+	if (events & UV_WRITABLE) {
+		if (session_flush(s) < 0)
+			return; /* dead: reaped */
+	}
+	if (!(events & UV_READABLE))
+		return;
+	for (int i = 0; i < SERVER_BATCH && !s->dead; i++) {
+		int fds[HS__WIRE_MAX_FDS];
+		int nfds = 0;
+		int n = hs__wire_recv(c->fd, srv->buf, fds, &nfds);
+		if (n == -EAGAIN)
+			break;
+		if (n == -EPIPE) {
+			log_debug("%s: peer closed", session_describe(s, d, sizeof(d)));
+			conn_close(c);
+			return;
+		}
+		if (n == -EMSGSIZE || n == -EPROTO) {
+			const char *what = n == -EMSGSIZE ? "datagram larger than the protocol allows"
+							  : "too many file descriptors";
+			log_warn("%s: protocol violation: %s; disconnecting",
+				 session_describe(s, d, sizeof(d)), what);
+			session_error(s, 0, HS_EPROTO, "%s", what);
+			conn_close(c);
+			return;
+		}
+		if (n < 0) {
+			log_info("%s: recv: %s", session_describe(s, d, sizeof(d)), strerror(-n));
+			conn_close(c);
+			return;
+		}
+		if (session_input(s, srv->buf, (size_t)n, fds, nfds) < 0) {
+			conn_close(c);
+			return;
+		}
+	}
+}
+
+static void accept_one(struct server *srv, int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("SO_PEERCRED: %s; dropping the connection", strerror(errno));
+		close(fd);
+		return;
+	}
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		log_error("out of memory accepting a connection");
+		close(fd);
+		return;
+	}
+	int r = uv_poll_init(srv->loop, &c->poll, fd);
+	if (r < 0) {
+		log_error("uv_poll_init: %s", uv_strerror(r));
+		free(c);
+		close(fd);
+		return;
+	}
+	c->poll.data = c;
+	c->srv = srv;
+	c->fd = fd;
+	list_init(&c->dead_link);
+	srv->handles++;
+	r = broker_session_open(srv->broker, fd, cred.pid, cred.uid, cred.gid, &c->s);
+	if (r < 0) {
+		log_error("session: %s", hs__strerror(r));
+		uv_close((uv_handle_t *)&c->poll, conn_closed);
+		return;
+	}
+	c->s->io = c;
+	r = uv_poll_start(&c->poll, UV_READABLE, on_conn);
+	if (r < 0) {
+		log_error("uv_poll_start: %s", uv_strerror(r));
+		conn_close(c);
+		return;
+	}
+	c->events = UV_READABLE;
+}
+
+static void on_listen(uv_poll_t *h, int status, int events)
+{
+	struct server *srv = h->data;
+	if (status < 0) {
+		log_error("listening socket: %s", uv_strerror(status));
+		return;
+	}
+	for (int i = 0; i < SERVER_BATCH; i++) {
+		int fd = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd >= 0) {
+			accept_one(srv, fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		if ((errno == EMFILE || errno == ENFILE) && srv->reserve_fd >= 0) {
+			/* Out of fds: accept with the reserve and hang up,
+			 * else the pending peer wakes us forever. */
+			log_warn("out of file descriptors: refusing a connection");
+			close(srv->reserve_fd);
+			int tmp = accept4(srv->lfd, NULL, NULL, SOCK_CLOEXEC);
+			if (tmp >= 0)
+				close(tmp);
+			srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+			continue;
+		}
+		log_error("accept: %s", strerror(errno));
+		return;
+	}
+}
+
+/* ---- the listening socket ---- */
+
+static int resolve_path(const struct server_config *cfg, char *out, size_t size)
+{
+	const char *p = cfg->socket_path;
+	int n;
+	if (p && *p) {
+		n = snprintf(out, size, "%s", p);
+	} else if ((p = getenv("HSBROKER_SOCKET")) && *p) {
+		n = snprintf(out, size, "%s", p);
+	} else if ((p = getenv("XDG_RUNTIME_DIR")) && *p) {
+		n = snprintf(out, size, "%s/hsbroker/hsbroker.sock", p);
+	} else {
+		n = snprintf(out, size, "/run/hsbroker/hsbroker.sock");
+	}
+	if (n < 0 || (size_t)n >= size) {
+		log_error("socket path too long (at most %zu bytes)", size - 1);
+		return HS_ENAMETOOLONG;
+	}
+	return 0;
+}
+
+static int mkdir_parents(const char *path)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			int e = errno;
+			log_error("cannot create %s: %s", dir, strerror(e));
+			return -e;
+		}
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		int e = errno;
+		log_error("cannot create %s: %s", dir, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+static int make_socket(struct server *srv, const struct server_config *cfg)
+{
+	int r = resolve_path(cfg, srv->path, sizeof(srv->path));
+	if (r < 0)
+		return r;
+	r = mkdir_parents(srv->path);
+	if (r < 0)
+		return r;
+
+	/* The lock, not the socket file, says whether a daemon lives here:
+	 * a socket left by a crashed daemon is stale and can go. */
+	snprintf(srv->lock_path, sizeof(srv->lock_path), "%s.lock", srv->path);
+	srv->lock_fd = open(srv->lock_path, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	if (srv->lock_fd < 0) {
+		int e = errno;
+		log_error("cannot open lock file %s: %s", srv->lock_path, strerror(e));
+		return -e;
+	}
+	if (flock(srv->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK)
+			log_error("another hsbrokerd is running on %s", srv->path);
+		else
+			log_error("cannot lock %s: %s", srv->lock_path, strerror(e));
+		close(srv->lock_fd);
+		srv->lock_fd = -1;
+		return HS_EBUSY;
+	}
+	if (unlink(srv->path) < 0 && errno != ENOENT) {
+		int e = errno;
+		log_error("cannot remove stale socket %s: %s", srv->path, strerror(e));
+		return -e;
+	}
+
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		int e = errno;
+		log_error("socket: %s", strerror(e));
+		return -e;
+	}
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	memcpy(addr.sun_path, srv->path, strlen(srv->path) + 1);
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
+		int e = errno;
+		log_error("cannot bind %s: %s", srv->path, strerror(e));
+		close(fd);
+		return -e;
+	}
+	srv->lfd = fd;
+	int mode = cfg->socket_mode >= 0 ? cfg->socket_mode : cfg->has_group ? 0660 : 0666;
+	if (cfg->has_group && chown(srv->path, (uid_t)-1, cfg->socket_group) < 0) {
+		int e = errno;
+		log_error("cannot give %s to group %u: %s", srv->path,
+			  (unsigned)cfg->socket_group, strerror(e));
+		return -e;
+	}
+	if (chmod(srv->path, (mode_t)mode) < 0) {
+		int e = errno;
+		log_error("cannot chmod %s to %o: %s", srv->path, (unsigned)mode, strerror(e));
+		return -e;
+	}
+	if (listen(fd, 128) < 0) {
+		int e = errno;
+		log_error("listen on %s: %s", srv->path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+#if HS_HAVE_SYSTEMD
+/* 1 when systemd passed the listening socket, 0 when not, or an error. */
+static int take_activated(struct server *srv)
+{
+	int n = sd_listen_fds(1);
+	if (n < 0) {
+		log_error("sd_listen_fds: %s", strerror(-n));
+		return n;
+	}
+	if (n == 0)
+		return 0;
+	if (n > 1) {
+		log_error("systemd passed %d sockets; hsbrokerd takes exactly one", n);
+		return HS_EINVAL;
+	}
+	int fd = SD_LISTEN_FDS_START;
+	if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
+		log_error("the socket systemd passed is not a listening AF_UNIX SOCK_SEQPACKET one");
+		return HS_EINVAL;
+	}
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		log_error("fcntl on the activated socket: %s", strerror(errno));
+		return -errno;
+	}
+	struct sockaddr_un addr;
+	socklen_t len = sizeof(addr);
+	memset(&addr, 0, sizeof(addr));
+	if (getsockname(fd, (struct sockaddr *)&addr, &len) == 0 &&
+	    len > offsetof(struct sockaddr_un, sun_path) && addr.sun_path[0])
+		snprintf(srv->path, sizeof(srv->path), "%.*s", (int)sizeof(addr.sun_path), addr.sun_path);
+	else
+		snprintf(srv->path, sizeof(srv->path), "(socket from systemd)");
+	srv->lfd = fd;
+	srv->activated = true;
+	return 1;
+}
+#endif
+
+static void server_cleanup_socket(struct server *srv)
+{
+	if (srv->lfd >= 0)
+		close(srv->lfd);
+	srv->lfd = -1;
+	if (!srv->activated && srv->path[0] && srv->lock_fd >= 0) {
+		if (unlink(srv->path) < 0 && errno != ENOENT)
+			log_warn("cannot remove %s: %s", srv->path, strerror(errno));
+		unlink(srv->lock_path);
+	}
+	if (srv->lock_fd >= 0)
+		close(srv->lock_fd);
+	srv->lock_fd = -1;
+}
+
+int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
+		 const struct server_config *cfg, struct server **out)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return HS_ENOMEM;
+	srv->loop = loop;
+	srv->lfd = -1;
+	srv->lock_fd = -1;
+	list_init(&srv->dead);
+	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	struct broker_hooks hooks = { .want_write = hook_want_write, .dead = hook_dead,
+				      .data = srv };
+	int r = broker_new(bcfg, &hooks, &srv->broker);
+	if (r < 0)
+		goto fail;
+
+	r = 0;
+#if HS_HAVE_SYSTEMD
+	r = take_activated(srv);
+	if (r < 0)
+		goto fail;
+	if (r == 1 && cfg->socket_path)
+		log_info("socket-activated: --socket/socket= is ignored");
+#endif
+	if (r == 0) {
+		r = make_socket(srv, cfg);
+		if (r < 0)
+			goto fail;
+	}
+
+	r = uv_idle_init(loop, &srv->reaper);
+	if (r < 0) {
+		log_error("uv_idle_init: %s", uv_strerror(r));
+		goto fail;
+	}
+	srv->reaper.data = srv;
+	srv->handles++;
+	r = uv_poll_init(loop, &srv->lpoll, srv->lfd);
+	if (r == 0)
+		r = uv_poll_start(&srv->lpoll, UV_READABLE, on_listen);
+	if (r < 0) {
+		log_error("watching the listening socket: %s", uv_strerror(r));
+		uv_close((uv_handle_t *)&srv->reaper, NULL);
+		srv->handles--;
+		goto fail;
+	}
+	srv->lpoll.data = srv;
+	srv->handles++;
+
+	log_info("hsbrokerd %s listening on %s%s (epoch %016llx, host slabs %llu bytes, cap %llu)",
+		 HS_VERSION, srv->path, srv->activated ? " (socket-activated)" : "",
+		 (unsigned long long)srv->broker->epoch,
+		 (unsigned long long)srv->broker->cpu.slab_size,
+		 (unsigned long long)srv->broker->cpu.cap);
+#if HS_HAVE_SYSTEMD
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s", srv->path);
+#endif
+	*out = srv;
+	return 0;
+
+fail:
+	server_cleanup_socket(srv);
+	if (srv->broker)
+		broker_free(srv->broker);
+	if (srv->reserve_fd >= 0)
+		close(srv->reserve_fd);
+	free(srv);
+	return r < 0 ? r : HS_EINVAL;
+}
+
+void server_stop(struct server *srv, const char *reason)
+{
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+#if HS_HAVE_SYSTEMD
+	sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
+#endif
+	log_info("shutting down: %s (%u sessions)", reason, srv->broker->nsessions);
+	broker_shutdown_notice(srv->broker, reason);
+	while (!list_empty(&srv->broker->sessions)) {
+		struct session *s = list_first(&srv->broker->sessions, struct session, link);
+		struct conn *c = s->io;
+		if (c) {
+			conn_close(c);
+		} else {
+			broker_session_close(srv->broker, s);
+		}
+	}
+	uv_poll_stop(&srv->lpoll);
+	uv_close((uv_handle_t *)&srv->lpoll, handle_closed);
+	uv_close((uv_handle_t *)&srv->reaper, handle_closed);
+	server_cleanup_socket(srv);
+	if (srv->reserve_fd >= 0)
+		close(srv->reserve_fd);
+	srv->reserve_fd = -1;
+}

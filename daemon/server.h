@@ -1,0 +1,33 @@
+/* The I/O layer: the listening socket and one uv_poll_t per session,
+ * feeding datagrams to the broker core and flushing its outboxes. */
+#ifndef HS_DAEMON_SERVER_H
+#define HS_DAEMON_SERVER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <uv.h>
+
+#include "broker.h"
+
+struct server_config {
+	const char *socket_path;  /* NULL: $HSBROKER_SOCKET, $XDG_RUNTIME_DIR/..., /run/... */
+	int socket_mode;          /* -1: 0660 with a group, else 0666 */
+	gid_t socket_group;
+	bool has_group;
+};
+
+struct server;
+
+/* Creates the broker, takes the listening socket (from systemd, or makes
+ * it: parent directory, lock file, stale socket removed), and reports
+ * readiness. 0 or a negative hs code, with the reason logged. */
+int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
+		 const struct server_config *cfg, struct server **out);
+
+/* Tells every session (ShutdownNotice{reason}), closes them and the
+ * listener, removes the socket (unless socket-activated). The server
+ * is freed once its handles are closed (the loop then ends). */
+void server_stop(struct server *srv, const char *reason);
+
+#endif

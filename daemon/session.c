@@ -1,0 +1,716 @@
+/* A session: the request handlers for one client, its references and its
+ * outbox. Every field from the peer is untrusted and checked here or in
+ * the noun it is handed to. */
+#include "session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "hs-config.h"
+#include "hsbroker/client.h"
+#include "hsbroker/error.h"
+#include "broker.h"
+#include "introspect.h"
+#include "log.h"
+#include "range.h"
+
+struct out_msg {
+	struct list link;
+	size_t len;
+	int nfds;
+	int fds[HS__WIRE_MAX_FDS];
+	uint8_t data[];
+};
+
+void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,
+		  uid_t uid, gid_t gid)
+{
+	*s = (struct session){ 0 };
+	s->broker = b;
+	s->id = id;
+	s->fd = fd;
+	s->pid = pid;
+	s->uid = uid;
+	s->gid = gid;
+	s->created_us = tensor_now_us();
+	idmap_init(&s->held);
+	idmap_init(&s->slabs);
+	list_init(&s->subs);
+	list_init(&s->pending);
+	list_init(&s->outbox);
+	list_init(&s->link);
+}
+
+const char *session_describe(const struct session *s, char *buf, size_t size)
+{
+	snprintf(buf, size, "session %llu (pid %d uid %u '%s')", (unsigned long long)s->id,
+		 (int)s->pid, (unsigned)s->uid, s->name);
+	return buf;
+}
+
+void session_kill(struct session *s, const char *why)
+{
+	if (s->dead)
+		return;
+	s->dead = true;
+	char d[128];
+	log_warn("%s: %s; disconnecting", session_describe(s, d, sizeof(d)), why);
+	if (s->broker->hooks.dead)
+		s->broker->hooks.dead(s->broker->hooks.data, s);
+}
+
+/* ---- sending ---- */
+
+static void out_free(struct out_msg *m)
+{
+	hs__wire_close_fds(m->fds, m->nfds);
+	free(m);
+}
+
+static int enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds)
+{
+	struct broker_config *cfg = &s->broker->cfg;
+	size_t len = hs__message__get_packed_size(msg);
+	if (s->out_msgs >= cfg->outbox_max_msgs || s->out_bytes + len > cfg->outbox_max_bytes) {
+		session_kill(s, "peer does not read its socket (outbox full)");
+		return HS_EPIPE;
+	}
+	struct out_msg *m = malloc(sizeof(*m) + len);
+	if (!m) {
+		session_kill(s, "out of memory queueing a message");
+		return HS_EPIPE;
+	}
+	m->len = len;
+	m->nfds = 0;
+	hs__message__pack(msg, m->data);
+	for (int i = 0; i < nfds; i++) {
+		int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+		if (fd < 0) {
+			out_free(m);
+			session_kill(s, "cannot dup an fd to queue it");
+			return HS_EPIPE;
+		}
+		m->fds[m->nfds++] = fd;
+	}
+	bool was_empty = list_empty(&s->outbox);
+	list_insert_tail(&s->outbox, &m->link);
+	s->out_msgs++;
+	s->out_bytes += len;
+	if (was_empty && s->broker->hooks.want_write)
+		s->broker->hooks.want_write(s->broker->hooks.data, s, true);
+	return 0;
+}
+
+int session_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds)
+{
+	if (s->dead)
+		return HS_EPIPE;
+	if (hs__wire_debug_enabled())
+		hs__wire_debug("daemon", "->", msg, nfds);
+	if (!list_empty(&s->outbox))
+		return enqueue(s, msg, fds, nfds); /* keep the order */
+	int r = hs__wire_send(s->fd, msg, fds, nfds);
+	if (r == 0)
+		return 0;
+	if (r == -EAGAIN)
+		return enqueue(s, msg, fds, nfds);
+	if (r == -EMSGSIZE) {
+		log_error("message %s too large to send", hs__wire_body_name(msg));
+		return HS_EMSGSIZE;
+	}
+	char why[96];
+	snprintf(why, sizeof(why), "send: %s", strerror(-r));
+	session_kill(s, why);
+	return HS_EPIPE;
+}
+
+int session_flush(struct session *s)
+{
+	while (!list_empty(&s->outbox)) {
+		if (s->dead)
+			return HS_EPIPE;
+		struct out_msg *m = list_first(&s->outbox, struct out_msg, link);
+		/* The wire layer sends Messages, not bytes: unpack the copy
+		 * again. Only a slow reader's messages take this path. */
+		Hs__Message *msg;
+		int r = hs__wire_decode(m->data, m->len, &msg);
+		if (r == 0) {
+			r = hs__wire_send(s->fd, msg, m->fds, m->nfds);
+			hs__wire_free(msg);
+		}
+		if (r == -EAGAIN)
+			return 1;
+		list_remove(&m->link);
+		s->out_msgs--;
+		s->out_bytes -= m->len;
+		out_free(m);
+		if (r < 0) {
+			char why[96];
+			snprintf(why, sizeof(why), "send: %s", strerror(-r));
+			session_kill(s, why);
+			return HS_EPIPE;
+		}
+	}
+	if (s->broker->hooks.want_write)
+		s->broker->hooks.want_write(s->broker->hooks.data, s, false);
+	return 0;
+}
+
+void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
+{
+	char text[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	Hs__ErrorReply er = HS__ERROR_REPLY__INIT;
+	er.code = code;
+	er.message = text;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = seq;
+	m.body_case = HS__MESSAGE__BODY_ERROR;
+	m.error = &er;
+	session_send(s, &m, NULL, 0);
+}
+
+/* A protocol violation: logged at warn, told to the peer, disconnect. */
+static int violation(struct session *s, int code, const char *what)
+{
+	char d[128];
+	log_warn("%s: protocol violation: %s", session_describe(s, d, sizeof(d)), what);
+	session_error(s, 0, code, "%s", what);
+	return code;
+}
+
+/* ---- references ---- */
+
+/* The session takes over one reference already counted in t->refs. */
+static int hold(struct session *s, struct tensor *t)
+{
+	uint64_t *c = idmap_get(&s->held, t->id);
+	if (c) {
+		(*c)++;
+	} else {
+		int r = idmap_put(&s->held, t->id, 1);
+		if (r < 0)
+			return r;
+		s->bytes_held += range_round(t->block.length);
+	}
+	s->refs_held++;
+	return 0;
+}
+
+/* The session gives up one reference (moved elsewhere or to be dropped by
+ * the caller). Returns false when it held none. */
+static bool unhold(struct session *s, struct tensor *t)
+{
+	uint64_t *c = idmap_get(&s->held, t->id);
+	if (!c)
+		return false;
+	if (--*c == 0) {
+		idmap_del(&s->held, t->id);
+		s->bytes_held -= range_round(t->block.length);
+	}
+	s->refs_held--;
+	return true;
+}
+
+/* The tensor with that id if this session holds it: 0, HS_ENOENT or
+ * HS_ESTALE. A tensor that exists but is not held is HS_ENOENT, as if
+ * absent: sessions cannot probe each other's ids. */
+static int held_tensor(struct session *s, uint64_t id, struct tensor **out)
+{
+	struct tensor *t;
+	int r = tensor_lookup(&s->broker->tensors, id, &t);
+	if (r == HS_ESTALE && idmap_get(&s->held, id))
+		return HS_ESTALE; /* cannot happen: a held id is live */
+	if (r < 0)
+		return r;
+	if (!idmap_get(&s->held, id))
+		return HS_ENOENT;
+	*out = t;
+	return 0;
+}
+
+/* Pushes SlabAnnounce before the first message naming slab. */
+static int announce(struct session *s, struct slab *slab)
+{
+	if (idmap_get(&s->slabs, slab->id))
+		return 0;
+	int r = idmap_put(&s->slabs, slab->id, (uint64_t)(uintptr_t)slab);
+	if (r < 0)
+		return r;
+	slab->announced++;
+
+	Hs__SlabAnnounce ann = HS__SLAB_ANNOUNCE__INIT;
+	Hs__Device dev = HS__DEVICE__INIT;
+	dev.type = slab->device.device_type;
+	dev.id = slab->device.device_id;
+	ann.slab_id = slab->id;
+	ann.device = &dev;
+	ann.size = slab->size;
+	int fd = -1;
+	r = slab->ops->export_announce(slab, &ann, &fd);
+	if (r < 0)
+		return r;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_SLAB;
+	m.slab = &ann;
+	return session_send(s, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
+}
+
+void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint64_t seq,
+		     const char *topic, uint64_t dropped)
+{
+	if (hold(s, t) < 0) {
+		log_error("out of memory delivering tensor %llu: dropped",
+			  (unsigned long long)t->id);
+		tensor_unref(&s->broker->tensors, t);
+		return;
+	}
+	if (s->dead)
+		return; /* released when the session is closed */
+	if (announce(s, t->block.slab) < 0)
+		return;
+	struct tensor_pb pb;
+	tensor_to_pb(t, &pb);
+	pb.ref.seq = seq;
+	pb.ref.topic = (char *)topic;
+	pb.ref.subscription = sub_id;
+	Hs__Deliver d = HS__DELIVER__INIT;
+	d.tensor = &pb.ref;
+	d.dropped = dropped;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_DELIVER;
+	m.deliver = &d;
+	session_send(s, &m, NULL, 0);
+}
+
+void session_emit_accepted(struct session *s, uint64_t req_seq, uint64_t seq)
+{
+	Hs__EmitReply er = HS__EMIT_REPLY__INIT;
+	er.seq = seq;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = req_seq;
+	m.body_case = HS__MESSAGE__BODY_EMIT_REPLY;
+	m.emit_reply = &er;
+	session_send(s, &m, NULL, 0);
+}
+
+void session_release_all(struct session *s)
+{
+	struct broker *b = s->broker;
+	s->dead = true; /* nothing more is sent while tearing down */
+
+	uint32_t npend = 0, nsubs = 0;
+	struct pending_emit *pe, *pt;
+	list_for_each_safe(pe, pt, &s->pending, owner_link) {
+		topic_cancel(&b->topics, pe);
+		npend++;
+	}
+	/* Unsubscribing may let other sessions' held-back emits through,
+	 * and they may deliver to this session's remaining subscriptions:
+	 * references are released last. */
+	while (!list_empty(&s->subs)) {
+		struct sub *sub = list_first(&s->subs, struct sub, owner_link);
+		topic_unsubscribe(&b->topics, sub);
+		nsubs++;
+	}
+	s->nsubs = 0;
+
+	uint64_t refs = s->refs_held, bytes = s->bytes_held, tensors = s->held.n;
+	for (size_t i = 0; i < s->held.cap; i++) {
+		if (!s->held.keys[i])
+			continue;
+		struct tensor *t;
+		uint64_t n = s->held.vals[i];
+		if (tensor_lookup(&b->tensors, s->held.keys[i], &t) < 0) {
+			log_error("session %llu held unknown tensor %llu",
+				  (unsigned long long)s->id,
+				  (unsigned long long)s->held.keys[i]);
+			continue;
+		}
+		while (n--)
+			tensor_unref(&b->tensors, t);
+	}
+	idmap_fini(&s->held);
+	s->refs_held = 0;
+	s->bytes_held = 0;
+
+	uint32_t nslabs = 0;
+	for (size_t i = 0; i < s->slabs.cap; i++) {
+		if (!s->slabs.keys[i])
+			continue;
+		struct slab *slab = (struct slab *)(uintptr_t)s->slabs.vals[i];
+		struct pool *pool;
+		if (broker_pool_for(b, slab->device, &pool) == 0)
+			pool_slab_unannounce(pool, slab);
+		nslabs++;
+	}
+	idmap_fini(&s->slabs);
+
+	while (!list_empty(&s->outbox)) {
+		struct out_msg *m = list_first(&s->outbox, struct out_msg, link);
+		list_remove(&m->link);
+		out_free(m);
+	}
+	s->out_msgs = 0;
+	s->out_bytes = 0;
+
+	char d[128];
+	log_info("%s closed: released %llu references to %llu tensors (%llu bytes), "
+		 "%u subscriptions, %u held-back emits; %u slabs were mapped",
+		 session_describe(s, d, sizeof(d)), (unsigned long long)refs,
+		 (unsigned long long)tensors, (unsigned long long)bytes, nsubs, npend, nslabs);
+}
+
+/* ---- requests ---- */
+
+static void reply(struct session *s, uint64_t seq, Hs__Message *m)
+{
+	m->seq = seq;
+	session_send(s, m, NULL, 0);
+}
+
+static bool allowed(const struct broker_config *cfg, uid_t uid, gid_t gid)
+{
+	if (!cfg->n_allow_uids && !cfg->n_allow_gids)
+		return true;
+	for (uint32_t i = 0; i < cfg->n_allow_uids; i++)
+		if (cfg->allow_uids[i] == uid)
+			return true;
+	for (uint32_t i = 0; i < cfg->n_allow_gids; i++)
+		if (cfg->allow_gids[i] == gid)
+			return true;
+	return false;
+}
+
+static int on_hello(struct session *s, uint64_t seq, const Hs__Hello *h)
+{
+	char d[128];
+	if (h->protocol_version != HS_PROTOCOL_VERSION) {
+		log_warn("%s: protocol version %u, this daemon speaks %u; disconnecting",
+			 session_describe(s, d, sizeof(d)), h->protocol_version,
+			 HS_PROTOCOL_VERSION);
+		session_error(s, seq, HS_EVERSION, "protocol version %u not supported (daemon speaks %u)",
+			      h->protocol_version, HS_PROTOCOL_VERSION);
+		return HS_EVERSION;
+	}
+	/* Cut to 63 bytes; anything unprintable becomes '?' so a name
+	 * cannot forge log lines. */
+	const char *name = h->client_name ? h->client_name : "";
+	size_t n = strnlen(name, HS__MAX_NAME);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		s->name[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+	}
+	s->name[n] = '\0';
+	if (!allowed(&s->broker->cfg, s->uid, s->gid)) {
+		log_warn("%s: denied: uid %u / gid %u not in allow_uids / allow_gids",
+			 session_describe(s, d, sizeof(d)), (unsigned)s->uid, (unsigned)s->gid);
+		session_error(s, seq, HS_EPERM, "uid %u not allowed", (unsigned)s->uid);
+		return HS_EPERM;
+	}
+	s->hello_done = true;
+	log_info("%s opened (gid %u)", session_describe(s, d, sizeof(d)), (unsigned)s->gid);
+
+	Hs__HelloReply hr = HS__HELLO_REPLY__INIT;
+	hr.protocol_version = HS_PROTOCOL_VERSION;
+	hr.epoch = s->broker->epoch;
+	hr.session_id = s->id;
+	hr.daemon_version = (char *)HS_VERSION;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_HELLO_REPLY;
+	m.hello_reply = &hr;
+	reply(s, seq, &m);
+	return 0;
+}
+
+static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
+{
+	struct broker *b = s->broker;
+	const struct broker_config *cfg = &b->cfg;
+	uint64_t need;
+	int r = hs__meta_extent_pb(req->meta, &need);
+	if (r < 0) {
+		session_error(s, seq, r, "alloc: bad metadata: %s", hs__strerror(r));
+		return;
+	}
+	if (req->meta->byte_offset != 0) {
+		session_error(s, seq, HS_EINVAL, "alloc: byte_offset must be 0");
+		return;
+	}
+	char d[128];
+	if (s->refs_held >= cfg->max_tensors) {
+		log_warn("%s: alloc refused: holds %llu references (max_tensors %u)",
+			 session_describe(s, d, sizeof(d)), (unsigned long long)s->refs_held,
+			 cfg->max_tensors);
+		session_error(s, seq, HS_ELIMIT, "alloc: %llu tensors held, limit %u",
+			      (unsigned long long)s->refs_held, cfg->max_tensors);
+		return;
+	}
+	if (cfg->quota_tensors && s->held.n + 1 > cfg->quota_tensors) {
+		log_warn("%s: alloc refused: tensor quota %u reached",
+			 session_describe(s, d, sizeof(d)), cfg->quota_tensors);
+		session_error(s, seq, HS_EDQUOT, "alloc: quota of %u tensors reached",
+			      cfg->quota_tensors);
+		return;
+	}
+	uint64_t rounded = range_round(need);
+	if (cfg->quota_bytes &&
+	    (!rounded || rounded > cfg->quota_bytes || s->bytes_held > cfg->quota_bytes - rounded)) {
+		log_warn("%s: alloc of %llu bytes refused: byte quota %llu (holds %llu)",
+			 session_describe(s, d, sizeof(d)), (unsigned long long)need,
+			 (unsigned long long)cfg->quota_bytes, (unsigned long long)s->bytes_held);
+		session_error(s, seq, HS_EDQUOT, "alloc: %llu bytes would pass the quota of %llu bytes",
+			      (unsigned long long)need, (unsigned long long)cfg->quota_bytes);
+		return;
+	}
+	DLDevice dev = { (DLDeviceType)req->meta->device->type, req->meta->device->id };
+	struct pool *pool;
+	r = broker_pool_for(b, dev, &pool);
+	if (r < 0) {
+		session_error(s, seq, r, "alloc: no pool for device %d:%d: %s",
+			      (int)dev.device_type, (int)dev.device_id, hs__strerror(r));
+		return;
+	}
+	struct tensor *t;
+	r = tensor_create(&b->tensors, pool, req->meta, &t);
+	if (r < 0) {
+		if (r == HS_ENOSPC)
+			log_info("%s: alloc of %llu bytes: pool exhausted",
+				 session_describe(s, d, sizeof(d)), (unsigned long long)need);
+		session_error(s, seq, r, "alloc of %llu bytes: %s", (unsigned long long)need,
+			      hs__strerror(r));
+		return;
+	}
+	t->owner_session = s->id;
+	t->owner_pid = s->pid;
+	memcpy(t->owner_name, s->name, sizeof(t->owner_name));
+	if (hold(s, t) < 0) {
+		tensor_unref(&b->tensors, t);
+		session_error(s, seq, HS_ENOMEM, "alloc: out of memory");
+		return;
+	}
+	announce(s, t->block.slab);
+	struct tensor_pb pb;
+	tensor_to_pb(t, &pb);
+	Hs__AllocReply ar = HS__ALLOC_REPLY__INIT;
+	ar.tensor = &pb.ref;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_ALLOC_REPLY;
+	m.alloc_reply = &ar;
+	reply(s, seq, &m);
+}
+
+static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
+{
+	struct broker *b = s->broker;
+	struct tensor *t;
+	int r = held_tensor(s, req->tensor_id, &t);
+	if (r < 0) {
+		session_error(s, seq, r, "emit: tensor %llu not held: %s",
+			      (unsigned long long)req->tensor_id, hs__strerror(r));
+		return;
+	}
+	struct topic *tp;
+	r = topics_get(&b->topics, req->topic, true, &tp);
+	if (r < 0) {
+		session_error(s, seq, r, "emit: topic: %s", hs__strerror(r));
+		return;
+	}
+	/* The reference moves to the topic; on failure it comes back. */
+	unhold(s, t);
+	uint64_t tseq = 0;
+	struct pending_emit *pe = NULL;
+	r = topic_emit(&b->topics, tp, t, s, seq, &tseq, &pe);
+	if (r < 0) {
+		hold(s, t); /* the key was just there: cannot fail for memory */
+		session_error(s, seq, r, "emit on %s: %s", tp->name,
+			      r == HS_EBUSY ? "too many emits held back by a full subscriber"
+					    : hs__strerror(r));
+		return;
+	}
+	if (r == 1) {
+		list_insert_tail(&s->pending, &pe->owner_link);
+		return; /* the reply comes when it is accepted */
+	}
+	session_emit_accepted(s, seq, tseq);
+}
+
+static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq *req)
+{
+	struct broker *b = s->broker;
+	char d[128];
+	if (s->nsubs >= b->cfg.max_subscriptions) {
+		log_warn("%s: subscribe refused: %u subscriptions (max_subscriptions)",
+			 session_describe(s, d, sizeof(d)), s->nsubs);
+		session_error(s, seq, HS_ELIMIT, "subscribe: limit of %u subscriptions reached",
+			      b->cfg.max_subscriptions);
+		return;
+	}
+	if (req->depth < 1 || req->depth > SUB_MAX_DEPTH || req->credits < 1) {
+		session_error(s, seq, HS_EINVAL, "subscribe: depth must be 1..%u and credits >= 1",
+			      SUB_MAX_DEPTH);
+		return;
+	}
+	struct topic *tp;
+	int r = topics_get(&b->topics, req->topic, true, &tp);
+	if (r < 0) {
+		session_error(s, seq, r, "subscribe: topic: %s", hs__strerror(r));
+		return;
+	}
+	struct sub *sub;
+	r = topic_subscribe(&b->topics, tp, s, req->depth, req->policy, req->credits, &sub);
+	if (r < 0) {
+		session_error(s, seq, r, "subscribe: %s", hs__strerror(r));
+		return;
+	}
+	list_insert_tail(&s->subs, &sub->owner_link);
+	s->nsubs++;
+	Hs__SubscribeReply sr = HS__SUBSCRIBE_REPLY__INIT;
+	sr.subscription = sub->id;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE_REPLY;
+	m.subscribe_reply = &sr;
+	reply(s, seq, &m);
+}
+
+static struct sub *find_sub(struct session *s, uint64_t id)
+{
+	struct sub *sub;
+	list_for_each(sub, &s->subs, owner_link)
+		if (sub->id == id)
+			return sub;
+	return NULL;
+}
+
+static void on_unsubscribe(struct session *s, uint64_t seq, const Hs__UnsubscribeReq *req)
+{
+	struct sub *sub = find_sub(s, req->subscription);
+	if (!sub) {
+		session_error(s, seq, HS_ENOENT, "unsubscribe: no subscription %llu",
+			      (unsigned long long)req->subscription);
+		return;
+	}
+	topic_unsubscribe(&s->broker->topics, sub);
+	s->nsubs--;
+	Hs__OkReply ok = HS__OK_REPLY__INIT;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_OK;
+	m.ok = &ok;
+	reply(s, seq, &m);
+}
+
+static void on_release(struct session *s, uint64_t seq, const Hs__ReleaseNote *note)
+{
+	int first_err = 0;
+	uint64_t bad_id = 0;
+	size_t nbad = 0;
+	for (size_t i = 0; i < note->n_tensor_ids; i++) {
+		struct tensor *t;
+		int r = held_tensor(s, note->tensor_ids[i], &t);
+		if (r < 0) {
+			if (!nbad++) {
+				first_err = r;
+				bad_id = note->tensor_ids[i];
+			}
+			continue;
+		}
+		unhold(s, t);
+		tensor_unref(&s->broker->tensors, t);
+	}
+	if (nbad) {
+		char d[128];
+		log_debug("%s: release of %zu ids not held", session_describe(s, d, sizeof(d)), nbad);
+		session_error(s, seq, first_err, "release: tensor %llu not held (%zu of %zu ids): %s",
+			      (unsigned long long)bad_id, nbad, note->n_tensor_ids,
+			      hs__strerror(first_err));
+	}
+}
+
+static void on_credit(struct session *s, uint64_t seq, const Hs__CreditNote *note)
+{
+	struct sub *sub = find_sub(s, note->subscription);
+	if (!sub) {
+		session_error(s, seq, HS_ENOENT, "credit: no subscription %llu",
+			      (unsigned long long)note->subscription);
+		return;
+	}
+	sub_credit(&s->broker->topics, sub, note->credits);
+}
+
+int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, int nfds)
+{
+	if (nfds > 0) {
+		hs__wire_close_fds(fds, nfds);
+		return violation(s, HS_EPROTO, "a client sent file descriptors");
+	}
+	Hs__Message *m;
+	if (hs__wire_decode(buf, len, &m) < 0)
+		return violation(s, HS_EPROTO, "undecodable message");
+	if (hs__wire_debug_enabled())
+		hs__wire_debug("daemon", "<-", m, nfds);
+
+	int ret = 0;
+	uint64_t seq = m->seq;
+	if (!s->hello_done && m->body_case != HS__MESSAGE__BODY_HELLO) {
+		char what[96];
+		snprintf(what, sizeof(what), "'%s' before hello", hs__wire_body_name(m));
+		ret = violation(s, HS_EPROTO, what);
+		goto out;
+	}
+
+	switch (m->body_case) {
+	case HS__MESSAGE__BODY_HELLO:
+		if (s->hello_done)
+			ret = violation(s, HS_EPROTO, "second hello");
+		else
+			ret = on_hello(s, seq, m->hello);
+		break;
+	case HS__MESSAGE__BODY_ALLOC:
+		on_alloc(s, seq, m->alloc);
+		break;
+	case HS__MESSAGE__BODY_EMIT:
+		on_emit(s, seq, m->emit);
+		break;
+	case HS__MESSAGE__BODY_SUBSCRIBE:
+		on_subscribe(s, seq, m->subscribe);
+		break;
+	case HS__MESSAGE__BODY_UNSUBSCRIBE:
+		on_unsubscribe(s, seq, m->unsubscribe);
+		break;
+	case HS__MESSAGE__BODY_RELEASE:
+		on_release(s, seq, m->release);
+		break;
+	case HS__MESSAGE__BODY_CREDIT:
+		on_credit(s, seq, m->credit);
+		break;
+	case HS__MESSAGE__BODY_LIST:
+		introspect_reply(s, seq, m->list->what);
+		break;
+	case HS__MESSAGE__BODY_PING: {
+		Hs__OkReply ok = HS__OK_REPLY__INIT;
+		Hs__Message r = HS__MESSAGE__INIT;
+		r.body_case = HS__MESSAGE__BODY_OK;
+		r.ok = &ok;
+		reply(s, seq, &r);
+		break;
+	}
+	default: {
+		char what[96];
+		snprintf(what, sizeof(what), "'%s' is not a client message",
+			 hs__wire_body_name(m));
+		ret = violation(s, HS_EPROTO, what);
+		break;
+	}
+	}
+out:
+	hs__wire_free(m);
+	return ret;
+}

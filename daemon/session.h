@@ -1,0 +1,82 @@
+/* One client connection: its credentials (SO_PEERCRED), name, the
+ * references it holds (tensor id -> count), its subscriptions and
+ * held-back emits, the slabs already announced to it, and an outbox for
+ * when its socket is full. */
+#ifndef HS_DAEMON_SESSION_H
+#define HS_DAEMON_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "idmap.h"
+#include "list.h"
+#include "wire.h"
+
+struct broker;
+struct tensor;
+
+struct session {
+	struct broker *broker;
+	uint64_t id;
+	int fd;                  /* not owned */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	char name[HS__MAX_NAME + 1];
+	bool hello_done;
+	bool dead;               /* closing, or must be closed: sends are dropped */
+	uint64_t created_us;
+
+	struct idmap held;       /* tensor id -> references held */
+	uint64_t refs_held;      /* sum of the counts */
+	uint64_t bytes_held;     /* block bytes of distinct tensors held */
+	struct list subs;        /* struct sub.owner_link */
+	uint32_t nsubs;
+	struct list pending;     /* struct pending_emit.owner_link */
+	struct idmap slabs;      /* slab id -> struct slab *, announced */
+
+	struct list outbox;      /* struct out_msg, oldest first */
+	uint32_t out_msgs;
+	uint64_t out_bytes;
+
+	struct list link;        /* in broker->sessions */
+	void *io;                /* the I/O layer's */
+};
+
+/* Handles one datagram from the peer (fds it carried, nfds of them, are
+ * taken: a client may send none, so they are closed and that is a protocol
+ * error). Returns 0, or a negative hs code meaning "disconnect this peer"
+ * (an ErrorReply has been sent when one could be). */
+int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, int nfds);
+
+/* Sends msg with fds (borrowed: dup'd when queued). A full socket queues
+ * a copy in the outbox and asks the I/O layer for writability; a peer that
+ * lets its outbox pass the limits, or is gone, is marked dead. Returns 0
+ * (sent or queued), HS_EPIPE (dead), HS_EMSGSIZE. */
+int session_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds);
+
+/* Sends what the outbox holds: 0 when it is empty, 1 when the socket
+ * filled again, HS_EPIPE when the peer is gone (marked dead). */
+int session_flush(struct session *s);
+
+/* Sends ErrorReply{code, message} echoing seq. */
+void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Marks s dead and tells the I/O layer once; why goes to the log. */
+void session_kill(struct session *s, const char *why);
+
+/* "session 3 (pid 12 uid 1000 'name')" for log lines. */
+const char *session_describe(const struct session *s, char *buf, size_t size);
+
+/* Internal to the core (broker.c). */
+void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,
+		  uid_t uid, gid_t gid);
+void session_release_all(struct session *s);
+void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint64_t seq,
+		     const char *topic, uint64_t dropped);
+void session_emit_accepted(struct session *s, uint64_t req_seq, uint64_t seq);
+
+#endif

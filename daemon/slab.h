@@ -1,0 +1,57 @@
+/* A slab: one large region a pool carves tensors out of, announced to each
+ * session once and referred to by id afterwards. The kind of memory (a host
+ * memfd now; CUDA IPC in slab_cuda.c) sits behind an ops table, so pools,
+ * tensors and sessions never care which it is. Slab ids are unique within
+ * one daemon epoch and never reused. */
+#ifndef HS_DAEMON_SLAB_H
+#define HS_DAEMON_SLAB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#include "list.h"
+#include "wire.h"
+
+struct range;
+struct slab;
+
+struct slab_ops {
+	Hs__SlabKind kind;
+	const char *name;
+	/* Creates the memory for s->size bytes on s->device: 0 or a
+	 * negative hs code. */
+	int (*create)(struct slab *s);
+	/* Frees it. Called only when no session has the slab announced
+	 * (freeing CUDA memory another process still maps is undefined). */
+	void (*destroy)(struct slab *s);
+	/* Fills the kind-specific fields of a SlabAnnounce (kind,
+	 * ipc_handle) and sets *fd to the fd to pass with it, or -1. The fd
+	 * stays owned by the slab; ann's pointers stay valid while s lives.
+	 * Never log what it fills in: an IPC handle is a capability. */
+	int (*export_announce)(struct slab *s, Hs__SlabAnnounce *ann, int *fd);
+};
+
+struct slab {
+	uint64_t id;
+	const struct slab_ops *ops;
+	DLDevice device;
+	uint64_t size;
+	struct range *range;
+	uint32_t blocks;     /* blocks allocated from it */
+	uint32_t announced;  /* sessions it was announced to */
+	bool dedicated;      /* made for one large tensor; retired when idle */
+	int fd;              /* host memfd, else -1 */
+	void *priv;          /* for the ops */
+	struct list link;    /* in pool->slabs */
+};
+
+extern const struct slab_ops slab_host_ops;
+
+/* 0 with *out, or a negative hs code (HS_ENOMEM, the ops' create error). */
+int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
+	     uint64_t size, bool dedicated, struct slab **out);
+void slab_free(struct slab *s);
+
+#endif

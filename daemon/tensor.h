@@ -1,0 +1,86 @@
+/* The tensor table: every live tensor, by id = generation << 32 | slot. A
+ * slot's generation grows each time it is freed, so a stale id never names
+ * a reused block (HS_ESTALE), and an id never handed out is HS_ENOENT.
+ * A tensor's refs count every holder: sessions (per session, per ref),
+ * subscription queues and held-back emits. The last unref gives the block
+ * back to its pool. */
+#ifndef HS_DAEMON_TENSOR_H
+#define HS_DAEMON_TENSOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <dlpack/dlpack.h>
+
+#include "pool.h"
+#include "wire.h"
+
+struct tensor {
+	uint64_t id;
+	uint32_t refs;
+	DLDevice device;
+	DLDataType dtype;
+	int32_t ndim;
+	bool has_strides;
+	int64_t shape[HS__MAX_NDIM];
+	int64_t strides[HS__MAX_NDIM];
+	uint64_t byte_offset;
+	uint64_t nbytes;          /* bytes reached from the block start */
+	struct pool *pool;
+	struct pool_block block;
+	uint64_t owner_session;
+	int32_t owner_pid;
+	char owner_name[HS__MAX_NAME + 1];
+	uint64_t created_us;
+	const char *topic;        /* last topic it was emitted on (topics live
+				   * as long as the daemon), or NULL */
+	uint64_t seq;
+};
+
+struct tensor_table {
+	struct tensor **slots;
+	uint32_t *gens;
+	uint32_t n;        /* slots in use or on the free list */
+	uint32_t cap;
+	uint32_t max;      /* most slots ever */
+	uint32_t *free;    /* freed slots, reused oldest first */
+	uint32_t free_head, free_count;
+	uint32_t live;
+};
+
+#define TENSOR_TABLE_DEFAULT_MAX (1u << 22)
+
+void tensor_table_init(struct tensor_table *tt, uint32_t max_slots);
+/* Frees every tensor still there and gives its block back. */
+void tensor_table_fini(struct tensor_table *tt);
+
+/* Checks meta (hs__meta_extent_pb; byte_offset must be 0), allocates its
+ * bytes from pool and makes a tensor with one reference. 0 or a negative
+ * hs code; nothing changes on error. */
+int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *meta,
+		  struct tensor **out);
+
+/* 0 with *out, HS_ESTALE or HS_ENOENT. */
+int tensor_lookup(const struct tensor_table *tt, uint64_t id, struct tensor **out);
+
+void tensor_ref(struct tensor *t);
+/* Drops one reference; the last frees the tensor and its block. */
+void tensor_unref(struct tensor_table *tt, struct tensor *t);
+
+/* A TensorRef for t, its sub-messages held in pb (valid while t lives
+ * and pb is in scope). */
+struct tensor_pb {
+	Hs__TensorRef ref;
+	Hs__Meta meta;
+	Hs__Device device;
+	Hs__DType dtype;
+	Hs__Block block;
+};
+void tensor_to_pb(const struct tensor *t, struct tensor_pb *pb);
+/* Fills a Meta (and its device/dtype) from t. */
+void tensor_meta_pb(const struct tensor *t, Hs__Meta *meta, Hs__Device *dev,
+		    Hs__DType *dt);
+
+uint64_t tensor_now_us(void);
+
+#endif

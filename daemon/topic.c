@@ -1,0 +1,250 @@
+/* Topics, subscriptions and the held-back emit FIFO. */
+#include "topic.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "hsbroker/error.h"
+#include "wire.h"
+
+static uint64_t name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
+	return h | 1; /* idmap keys are non-zero */
+}
+
+void topics_init(struct topics *ts, struct tensor_table *tt, uint32_t max_topics,
+		 uint32_t max_pending, const struct topic_hooks *hooks)
+{
+	*ts = (struct topics){ 0 };
+	idmap_init(&ts->index);
+	list_init(&ts->all);
+	ts->max = max_topics ? max_topics : TOPICS_DEFAULT_MAX;
+	ts->max_pending = max_pending ? max_pending : TOPIC_DEFAULT_MAX_PENDING;
+	ts->tt = tt;
+	ts->hooks = *hooks;
+}
+
+void topics_fini(struct topics *ts)
+{
+	struct topic *tp, *tmp;
+	list_for_each_safe(tp, tmp, &ts->all, link) {
+		struct sub *s, *st;
+		list_for_each_safe(s, st, &tp->subs, topic_link)
+			topic_unsubscribe(ts, s);
+		struct pending_emit *pe, *pt;
+		list_for_each_safe(pe, pt, &tp->pending, topic_link)
+			topic_cancel(ts, pe);
+		free(tp->name);
+		free(tp);
+	}
+	idmap_fini(&ts->index);
+	list_init(&ts->all);
+}
+
+int topics_get(struct topics *ts, const char *name, bool create, struct topic **out)
+{
+	int r = hs__topic_check(name);
+	if (r < 0)
+		return r;
+	uint64_t h = name_hash(name);
+	uint64_t *v = idmap_get(&ts->index, h);
+	struct topic *first = v ? (struct topic *)(uintptr_t)*v : NULL;
+	for (struct topic *tp = first; tp; tp = tp->hash_next) {
+		if (!strcmp(tp->name, name)) {
+			*out = tp;
+			return 0;
+		}
+	}
+	if (!create)
+		return HS_ENOENT;
+	if (ts->n >= ts->max)
+		return HS_ELIMIT;
+	struct topic *tp = calloc(1, sizeof(*tp));
+	if (!tp)
+		return HS_ENOMEM;
+	tp->name = strdup(name);
+	if (!tp->name || idmap_put(&ts->index, h, (uint64_t)(uintptr_t)tp) < 0) {
+		free(tp->name);
+		free(tp);
+		return HS_ENOMEM;
+	}
+	tp->hash_next = first;
+	list_init(&tp->subs);
+	list_init(&tp->pending);
+	list_insert_tail(&ts->all, &tp->link);
+	ts->n++;
+	*out = tp;
+	return 0;
+}
+
+static bool block_full(const struct topic *tp)
+{
+	const struct sub *s;
+	list_for_each(s, &tp->subs, topic_link)
+		if (s->policy == HS__POLICY__POLICY_BLOCK && s->count >= s->depth)
+			return true;
+	return false;
+}
+
+static void drain(struct topics *ts, struct topic *tp);
+
+/* Delivers queued tensors while the subscriber has credits. */
+static void pump(struct topics *ts, struct sub *s)
+{
+	bool freed = false;
+	while (s->count && s->credits) {
+		struct sub_entry e = s->q[s->head];
+		s->head = (s->head + 1) % s->depth;
+		s->count--;
+		s->credits--;
+		s->delivered++;
+		freed = true;
+		ts->hooks.deliver(ts->hooks.data, s, e.t, e.seq);
+	}
+	if (freed && s->policy == HS__POLICY__POLICY_BLOCK)
+		drain(ts, s->topic);
+}
+
+static void enqueue(struct sub *s, struct tensor *t, uint64_t seq)
+{
+	s->q[(s->head + s->count) % s->depth] = (struct sub_entry){ t, seq };
+	s->count++;
+}
+
+/* Gives t the next sequence number and queues it for every subscriber;
+ * the emitter's reference, moved to the topic, is then dropped. */
+static uint64_t accept(struct topics *ts, struct topic *tp, struct tensor *t)
+{
+	uint64_t seq = ++tp->emitted;
+	t->topic = tp->name;
+	t->seq = seq;
+	struct sub *s;
+	list_for_each(s, &tp->subs, topic_link) {
+		if (s->count >= s->depth) {
+			s->dropped++;
+			tp->dropped++;
+			if (s->policy != HS__POLICY__POLICY_DROP_OLDEST)
+				continue; /* DROP_NEWEST (BLOCK is never full here) */
+			struct sub_entry old = s->q[s->head];
+			s->head = (s->head + 1) % s->depth;
+			s->count--;
+			tensor_unref(ts->tt, old.t);
+		}
+		tensor_ref(t);
+		enqueue(s, t, seq);
+	}
+	tensor_unref(ts->tt, t);
+	struct sub *tmp;
+	list_for_each_safe(s, tmp, &tp->subs, topic_link)
+		pump(ts, s);
+	return seq;
+}
+
+static void drain(struct topics *ts, struct topic *tp)
+{
+	if (tp->draining)
+		return;
+	tp->draining = true;
+	while (!list_empty(&tp->pending) && !block_full(tp)) {
+		struct pending_emit *pe = list_first(&tp->pending, struct pending_emit, topic_link);
+		list_remove(&pe->topic_link);
+		list_remove(&pe->owner_link);
+		tp->npending--;
+		uint64_t seq = accept(ts, tp, pe->t);
+		ts->hooks.accepted(ts->hooks.data, pe, seq);
+		free(pe);
+	}
+	tp->draining = false;
+}
+
+int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t depth,
+		    Hs__Policy policy, uint32_t credits, struct sub **out)
+{
+	if (depth < 1 || depth > SUB_MAX_DEPTH || credits < 1)
+		return HS_EINVAL;
+	if (policy != HS__POLICY__POLICY_BLOCK && policy != HS__POLICY__POLICY_DROP_OLDEST &&
+	    policy != HS__POLICY__POLICY_DROP_NEWEST)
+		return HS_EINVAL;
+	struct sub *s = calloc(1, sizeof(*s));
+	if (!s)
+		return HS_ENOMEM;
+	s->q = calloc(depth, sizeof(*s->q));
+	if (!s->q) {
+		free(s);
+		return HS_ENOMEM;
+	}
+	s->id = ++ts->next_sub_id;
+	s->topic = tp;
+	s->owner = owner;
+	s->depth = depth;
+	s->policy = policy;
+	s->credits = credits > SUB_MAX_CREDITS ? SUB_MAX_CREDITS : credits;
+	list_init(&s->owner_link);
+	list_insert_tail(&tp->subs, &s->topic_link);
+	tp->nsubs++;
+	*out = s;
+	return 0;
+}
+
+void topic_unsubscribe(struct topics *ts, struct sub *s)
+{
+	struct topic *tp = s->topic;
+	while (s->count) {
+		struct sub_entry e = s->q[s->head];
+		s->head = (s->head + 1) % s->depth;
+		s->count--;
+		tensor_unref(ts->tt, e.t);
+	}
+	list_remove(&s->topic_link);
+	list_remove(&s->owner_link);
+	tp->nsubs--;
+	bool was_block = s->policy == HS__POLICY__POLICY_BLOCK;
+	free(s->q);
+	free(s);
+	if (was_block)
+		drain(ts, tp);
+}
+
+int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owner,
+	       uint64_t req_seq, uint64_t *seq, struct pending_emit **held)
+{
+	if (list_empty(&tp->pending) && !block_full(tp)) {
+		*seq = accept(ts, tp, t);
+		return 0;
+	}
+	if (tp->npending >= ts->max_pending)
+		return HS_EBUSY;
+	struct pending_emit *pe = calloc(1, sizeof(*pe));
+	if (!pe)
+		return HS_ENOMEM;
+	pe->topic = tp;
+	pe->t = t;
+	pe->owner = owner;
+	pe->req_seq = req_seq;
+	list_init(&pe->owner_link);
+	list_insert_tail(&tp->pending, &pe->topic_link);
+	tp->npending++;
+	*held = pe;
+	return 1;
+}
+
+void topic_cancel(struct topics *ts, struct pending_emit *pe)
+{
+	struct topic *tp = pe->topic;
+	list_remove(&pe->topic_link);
+	list_remove(&pe->owner_link);
+	tp->npending--;
+	tensor_unref(ts->tt, pe->t);
+	free(pe);
+	/* The next in line faces the same full queues: nothing to drain. */
+}
+
+void sub_credit(struct topics *ts, struct sub *s, uint32_t n)
+{
+	uint64_t c = (uint64_t)s->credits + n;
+	s->credits = c > SUB_MAX_CREDITS ? SUB_MAX_CREDITS : (uint32_t)c;
+	pump(ts, s);
+}

@@ -1,0 +1,117 @@
+/* Topics: named streams, each with its subscriptions (a bounded queue, a
+ * policy when full, credits) and the FIFO of emits held back by a full
+ * BLOCK subscriber. Emits to one topic are accepted strictly in order:
+ * while any emit is held back, later ones queue behind it.
+ *
+ * The topic never talks to sockets: it hands a delivery or an accepted
+ * held-back emit to its hooks. Topics live as long as the daemon (their
+ * sequence numbers must not restart); their number is bounded. */
+#ifndef HS_DAEMON_TOPIC_H
+#define HS_DAEMON_TOPIC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "idmap.h"
+#include "list.h"
+#include "tensor.h"
+
+struct sub;
+struct pending_emit;
+
+struct topic_hooks {
+	/* The queue's reference to t moves to sub->owner; seq is the
+	 * tensor's sequence number on sub->topic. */
+	void (*deliver)(void *data, struct sub *sub, struct tensor *t, uint64_t seq);
+	/* A held-back emit was accepted with sequence number seq; pe is
+	 * freed right after. */
+	void (*accepted)(void *data, struct pending_emit *pe, uint64_t seq);
+	void *data;
+};
+
+struct topic {
+	char *name;
+	struct topic *hash_next;
+	struct list link;      /* in topics->all */
+	struct list subs;      /* struct sub.topic_link */
+	struct list pending;   /* struct pending_emit.topic_link, oldest first */
+	uint32_t nsubs;
+	uint32_t npending;
+	uint64_t emitted;      /* last sequence number given */
+	uint64_t dropped;
+	bool draining;
+};
+
+struct sub_entry {
+	struct tensor *t;
+	uint64_t seq;
+};
+
+struct sub {
+	uint64_t id;
+	struct topic *topic;
+	void *owner;           /* the session */
+	struct list topic_link;
+	struct list owner_link;
+	uint32_t depth;
+	uint32_t credits;
+	Hs__Policy policy;
+	struct sub_entry *q;   /* ring of depth entries */
+	uint32_t head, count;
+	uint64_t delivered;
+	uint64_t dropped;
+};
+
+struct pending_emit {
+	struct topic *topic;
+	struct tensor *t;      /* holds the emitter's reference */
+	void *owner;
+	uint64_t req_seq;
+	struct list topic_link;
+	struct list owner_link;
+};
+
+struct topics {
+	struct idmap index;    /* name hash -> first topic of its chain */
+	struct list all;
+	uint32_t n;
+	uint32_t max;
+	uint32_t max_pending;  /* held-back emits per topic */
+	uint64_t next_sub_id;
+	struct tensor_table *tt;
+	struct topic_hooks hooks;
+};
+
+#define TOPICS_DEFAULT_MAX 65536u
+#define TOPIC_DEFAULT_MAX_PENDING 4096u
+#define SUB_MAX_DEPTH 65536u
+#define SUB_MAX_CREDITS (1u << 30)
+
+void topics_init(struct topics *ts, struct tensor_table *tt, uint32_t max_topics,
+		 uint32_t max_pending, const struct topic_hooks *hooks);
+/* Frees every topic; subscriptions and held-back emits must be gone. */
+void topics_fini(struct topics *ts);
+
+/* Finds (and with create, makes) a topic. 0, HS_ETOPIC, HS_ENAMETOOLONG,
+ * HS_ENOENT (absent, !create), HS_ELIMIT (too many topics), HS_ENOMEM. */
+int topics_get(struct topics *ts, const char *name, bool create, struct topic **out);
+
+/* depth 1..SUB_MAX_DEPTH, credits >= 1, a known policy; else HS_EINVAL. */
+int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t depth,
+		    Hs__Policy policy, uint32_t credits, struct sub **out);
+/* Releases what is queued, frees sub, and lets held-back emits go on. */
+void topic_unsubscribe(struct topics *ts, struct sub *sub);
+
+/* Emits t on tp; the caller's reference to t moves to the topic.
+ * Returns 0 with *seq (accepted now), 1 with *held (held back: its reply
+ * comes through hooks.accepted), or HS_EBUSY (too many held-back emits:
+ * the caller keeps its reference) / HS_ENOMEM. */
+int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owner,
+	       uint64_t req_seq, uint64_t *seq, struct pending_emit **held);
+/* Cancels a held-back emit: its reference is released, pe freed. */
+void topic_cancel(struct topics *ts, struct pending_emit *pe);
+
+/* Adds n credits (saturating) and delivers what the credits allow. */
+void sub_credit(struct topics *ts, struct sub *sub, uint32_t n);
+
+#endif
