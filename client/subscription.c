@@ -160,6 +160,7 @@ HS_EXPORT int hs_subscription_receive(hs_subscription *sub, int timeout_ms, hs_t
 	 * out before reporting that. */
 	int err = sub->head ? 0 : hs__client_wait(c, sub_ready, sub, timeout_ms);
 	hs_tensor *t = NULL;
+	bool unusable = false;
 	if (!err && sub->head) {
 		t = sub->head;
 		sub->head = t->qnext;
@@ -169,11 +170,11 @@ HS_EXPORT int hs_subscription_receive(hs_subscription *sub, int timeout_ms, hs_t
 	} else if (!err) {
 		err = sub->err;
 		sub->err = 0;
+		unusable = err != 0;
 	}
-	bool credit = t && !c->dead;
+	/* A tensor taken out, or one we could not use, frees a credit. */
+	bool credit = (t || unusable) && !c->dead;
 	pthread_mutex_unlock(&c->lock);
-	if (!t)
-		return err;
 
 	if (credit) {
 		Hs__CreditNote cn = HS__CREDIT_NOTE__INIT;
@@ -184,6 +185,8 @@ HS_EXPORT int hs_subscription_receive(hs_subscription *sub, int timeout_ms, hs_t
 		m.credit = &cn;
 		hs__client_note(c, &m);
 	}
+	if (!t)
+		return err;
 	*out = t;
 	return 0;
 }
