@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds (scripts/setup.sh) and runs every test: meson's (unit,
+# integration, systemd) and the Python tests with pytest. Ends with one
+# line, "N passed, N failed" (", N skipped" when some were), and exits
+# non-zero if anything failed.
+#   BUILD_DIR        build folder (default: build)
+#   MESON_TEST_ARGS  options for every `meson test` run (e.g. --timeout-multiplier 2)
+#   arguments go to `meson test` (e.g. --suite integration) and skip pytest
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+export BUILD_DIR
+
+if ! ./scripts/setup.sh; then
+	echo "test: the build failed"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+log=$BUILD_DIR/meson-logs/testlog.json
+rm -f "$log"
+# shellcheck disable=SC2086  # a list of options
+meson test -C "$BUILD_DIR" --print-errorlogs ${MESON_TEST_ARGS:-} "$@"
+meson_rc=$?
+
+# pytest, once the Python module is built
+junit=$BUILD_DIR/meson-logs/pytest.xml
+rm -f "$junit"
+pytest_rc=-1
+if compgen -G "tests/python/test_*.py" >/dev/null && [[ -d $BUILD_DIR/python ]] && [[ $# -eq 0 ]]; then
+	HSBROKER_BUILD=$PWD/$BUILD_DIR python3 -m pytest -q tests/python --junitxml="$junit"
+	pytest_rc=$?
+fi
+
+/usr/bin/python3 - "$log" "$junit" "$meson_rc" "$pytest_rc" <<'PY'
+import json, os, sys
+import xml.etree.ElementTree as ET
+
+log, junit, meson_rc, pytest_rc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+passed = failed = skipped = 0
+if os.path.exists(log):
+    with open(log) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line).get("result")
+            if r in ("OK", "EXPECTEDFAIL"):
+                passed += 1
+            elif r == "SKIP":
+                skipped += 1
+            else:  # FAIL, TIMEOUT, UNEXPECTEDPASS, ERROR
+                failed += 1
+elif meson_rc != 0:
+    failed += 1  # meson test failed before running anything
+if os.path.exists(junit):
+    for suite in ET.parse(junit).getroot().iter("testsuite"):
+        n = int(suite.get("tests", 0))
+        f = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        s = int(suite.get("skipped", 0))
+        passed += n - f - s
+        failed += f
+        skipped += s
+elif pytest_rc not in (-1, 0, 5):
+    failed += 1  # pytest ran but wrote no report (crashed or bad usage)
+line = "%d passed, %d failed" % (passed, failed)
+if skipped:
+    line += ", %d skipped" % skipped
+print(line)
+sys.exit(1 if failed or (meson_rc != 0 and passed == 0) else 0)
+PY
