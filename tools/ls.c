@@ -22,6 +22,18 @@ static json_t *juint(uint64_t v)
 	return json_integer((json_int_t)v);
 }
 
+/* The epoch is a random 64-bit number, which JSON integers (jansson's are
+ * signed 64-bit) cannot always hold: "epoch" carries its bits as a signed
+ * integer, for equality tests, and "epoch_hex" the number as hsbrokerd
+ * logs it. */
+static bool put_epoch(json_t *o, uint64_t epoch)
+{
+	char hex[24];
+	snprintf(hex, sizeof(hex), "%016" PRIx64, epoch);
+	return put(o, "epoch", json_integer((json_int_t)epoch)) &&
+	       put(o, "epoch_hex", json_string(hex));
+}
+
 static json_t *json_ints(const int64_t *v, int32_t n)
 {
 	json_t *a = json_array();
@@ -40,13 +52,14 @@ static json_t *json_tensor(const hs_tensor_info *t)
 	json_t *o = json_object();
 	if (!o)
 		return NULL;
-	bool ok = put(o, "shape", json_ints(t->shape, t->ndim));
-	if (t->nstrides > 0)
-		ok = put(o, "strides", json_ints(t->strides, t->nstrides)) && ok;
-	ok = ok && put(o, "id", juint(t->id)) && put(o, "topic", json_string(t->topic)) &&
-	     put(o, "seq", juint(t->seq)) &&
-	     put(o, "dtype", json_string(fmt_dtype(t->dtype, dt, sizeof(dt)))) &&
-	     put(o, "device", json_string(fmt_device(t->device, dev, sizeof(dev)))) &&
+	/* Keys in the order people read them; jansson keeps insertion order. */
+	bool ok = put(o, "id", juint(t->id)) && put(o, "topic", json_string(t->topic)) &&
+		  put(o, "seq", juint(t->seq)) &&
+		  put(o, "dtype", json_string(fmt_dtype(t->dtype, dt, sizeof(dt)))) &&
+		  put(o, "shape", json_ints(t->shape, t->ndim));
+	if (ok && t->nstrides > 0)
+		ok = put(o, "strides", json_ints(t->strides, t->nstrides));
+	ok = ok && put(o, "device", json_string(fmt_device(t->device, dev, sizeof(dev)))) &&
 	     put(o, "nbytes", juint(t->nbytes)) && put(o, "refs", juint(t->refs)) &&
 	     put(o, "owner_pid", json_integer(t->owner_pid)) &&
 	     put(o, "owner_name", json_string(t->owner_name)) &&
@@ -80,14 +93,13 @@ static json_t *json_topic(const hs_topic_info *t)
 	json_t *o = json_object();
 	if (!o)
 		return NULL;
-	json_t *subs = json_array();
-	bool ok = subs != NULL;
-	for (uint32_t i = 0; ok && i < t->n_subscribers; i++)
+	bool ok = put(o, "name", json_string(t->name)) && put(o, "emitted", juint(t->emitted)) &&
+		  put(o, "dropped", juint(t->dropped)) &&
+		  put(o, "blocked_emits", juint(t->blocked_emits));
+	json_t *subs = ok ? json_array() : NULL;
+	for (uint32_t i = 0; subs && ok && i < t->n_subscribers; i++)
 		ok = json_array_append_new(subs, json_subscriber(&t->subscribers[i])) == 0;
-	ok = put(o, "subscribers", subs) && ok;
-	ok = ok && put(o, "name", json_string(t->name)) && put(o, "emitted", juint(t->emitted)) &&
-	     put(o, "dropped", juint(t->dropped)) &&
-	     put(o, "blocked_emits", juint(t->blocked_emits));
+	ok = put(o, "subscribers", subs) && ok; /* consumes subs */
 	if (!ok) {
 		json_decref(o);
 		return NULL;
@@ -153,7 +165,7 @@ json_t *hsctl_json_info(const hs_info *info, enum hs_info_what what)
 	json_t *o = json_object();
 	bool all = what == HS_INFO_ALL;
 	bool ok = o && put(o, "version", json_string(info->daemon_version)) &&
-		  put(o, "epoch", juint(info->epoch)) && put(o, "uptime_us", juint(info->uptime_us));
+		  put_epoch(o, info->epoch) && put(o, "uptime_us", juint(info->uptime_us));
 	if (ok && (all || what == HS_INFO_TENSORS))
 		ok = put(o, "tensors", json_list(info->tensors, info->n_tensors,
 						 sizeof(*info->tensors), tensor_fn));
@@ -398,8 +410,12 @@ int hsctl_status(struct hsctl *ctl)
 	int rc = 0;
 	if (ctl->json) {
 		json_t *o = json_object();
+		bool ok = o && put(o, "version", json_string(info->daemon_version)) &&
+			  put_epoch(o, info->epoch) &&
+			  put(o, "uptime_us", juint(info->uptime_us)) &&
+			  put(o, "socket", json_string(ctl->socket));
 		json_t *counts = json_object();
-		bool ok = counts && put(counts, "tensors", juint(info->n_tensors)) &&
+		ok = ok && counts && put(counts, "tensors", juint(info->n_tensors)) &&
 			  put(counts, "topics", juint(info->n_topics)) &&
 			  put(counts, "clients", juint(info->n_clients)) &&
 			  put(counts, "pools", juint(info->n_pools)) &&
@@ -407,10 +423,6 @@ int hsctl_status(struct hsctl *ctl)
 			  put(counts, "bytes_used", juint(used)) &&
 			  put(counts, "bytes_total", juint(total));
 		ok = put(o, "counts", counts) && ok; /* consumes counts */
-		ok = ok && put(o, "version", json_string(info->daemon_version)) &&
-		     put(o, "epoch", juint(info->epoch)) &&
-		     put(o, "uptime_us", juint(info->uptime_us)) &&
-		     put(o, "socket", json_string(ctl->socket));
 		if (!ok) {
 			json_decref(o);
 			o = NULL;

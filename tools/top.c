@@ -67,62 +67,61 @@ static bool remember(struct history *h, const hs_info *info)
 	return true;
 }
 
+/* Rates to 0.1/s; null on the first refresh, which has nothing to
+ * compare with. */
 static json_t *jrate(double r)
 {
-	return r < 0 ? json_null() : json_real(r);
+	return r < 0 ? json_null() : json_real((double)(long long)(r * 10 + 0.5) / 10);
+}
+
+static json_t *json_sub(const hs_topic_info *t, const hs_subscriber_info *s,
+			const struct history *h, double dt)
+{
+	return json_pack("{s:I, s:i, s:s, s:s, s:I, s:I, s:I, s:o, s:I}",
+			 "subscription", (json_int_t)s->subscription, "pid", (int)s->pid,
+			 "name", s->name, "policy", fmt_policy(s->policy),
+			 "depth", (json_int_t)s->depth, "queued", (json_int_t)s->queued,
+			 "delivered", (json_int_t)s->delivered,
+			 "delivered_per_s", jrate(rate(h, t->name, s->subscription, s->delivered, dt)),
+			 "dropped", (json_int_t)s->dropped);
+}
+
+static json_t *json_top_topic(const hs_topic_info *t, const struct history *h, double dt)
+{
+	json_t *subs = json_array();
+	for (uint32_t j = 0; subs && j < t->n_subscribers; j++) {
+		if (json_array_append_new(subs, json_sub(t, &t->subscribers[j], h, dt)) != 0) {
+			json_decref(subs);
+			subs = NULL;
+		}
+	}
+	if (!subs)
+		return NULL;
+	/* "o" steals subs, also when json_pack fails. */
+	return json_pack("{s:s, s:I, s:o, s:I, s:I, s:o}", "name", t->name,
+			 "emitted", (json_int_t)t->emitted,
+			 "emitted_per_s", jrate(rate(h, t->name, 0, t->emitted, dt)),
+			 "dropped", (json_int_t)t->dropped,
+			 "blocked_emits", (json_int_t)t->blocked_emits, "subscribers", subs);
 }
 
 static int show_json(const hs_info *info, const struct history *h, double dt)
 {
-	json_t *o = json_object();
 	json_t *topics = json_array();
-	bool ok = o && topics;
-	for (size_t i = 0; ok && i < info->n_topics; i++) {
-		const hs_topic_info *t = &info->topics[i];
-		json_t *jt = json_object();
-		json_t *subs = json_array();
-		ok = jt && subs;
-		for (uint32_t j = 0; ok && j < t->n_subscribers; j++) {
-			const hs_subscriber_info *s = &t->subscribers[j];
-			json_t *js = json_pack("{s:I, s:i, s:s, s:s, s:I, s:I, s:I, s:I, s:o}",
-					       "subscription", (json_int_t)s->subscription,
-					       "pid", (int)s->pid, "name", s->name,
-					       "policy", fmt_policy(s->policy),
-					       "depth", (json_int_t)s->depth,
-					       "queued", (json_int_t)s->queued,
-					       "delivered", (json_int_t)s->delivered,
-					       "dropped", (json_int_t)s->dropped,
-					       "delivered_per_s",
-					       jrate(rate(h, t->name, s->subscription, s->delivered, dt)));
-			ok = json_array_append_new(subs, js) == 0;
+	for (size_t i = 0; topics && i < info->n_topics; i++) {
+		if (json_array_append_new(topics, json_top_topic(&info->topics[i], h, dt)) != 0) {
+			json_decref(topics);
+			topics = NULL;
 		}
-		if (jt)
-			ok = json_object_set_new(jt, "subscribers", subs) == 0 && ok;
-		else
-			json_decref(subs);
-		ok = ok && json_object_set_new(jt, "name", json_string(t->name)) == 0 &&
-		     json_object_set_new(jt, "emitted", json_integer((json_int_t)t->emitted)) == 0 &&
-		     json_object_set_new(jt, "emitted_per_s",
-					 jrate(rate(h, t->name, 0, t->emitted, dt))) == 0 &&
-		     json_object_set_new(jt, "dropped", json_integer((json_int_t)t->dropped)) == 0 &&
-		     json_object_set_new(jt, "blocked_emits",
-					 json_integer((json_int_t)t->blocked_emits)) == 0;
-		if (jt)
-			ok = json_array_append_new(topics, jt) == 0 && ok;
 	}
-	if (o) {
-		ok = json_object_set_new(o, "topics", topics) == 0 && ok;
-		ok = ok && json_object_set_new(o, "uptime_us",
-					       json_integer((json_int_t)info->uptime_us)) == 0;
-	} else {
-		json_decref(topics);
-	}
-	if (!ok) {
-		json_decref(o);
-		o = NULL;
-	}
+	json_t *o = topics ? json_pack("{s:I, s:I, s:I, s:o}",
+				       "uptime_us", (json_int_t)info->uptime_us,
+				       "clients", (json_int_t)info->n_clients,
+				       "tensors", (json_int_t)info->n_tensors,
+				       "topics", topics)
+			   : NULL;
 	/* One compact line per refresh: JSON lines a script can follow. */
-	return hsctl_json_print(o, JSON_COMPACT);
+	return hsctl_json_print(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
 }
 
 static int show_table(const hs_info *info, const struct history *h, double dt, bool tty)
