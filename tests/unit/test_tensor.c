@@ -1,0 +1,208 @@
+/* The tensor table over a real host pool: ids, generations, stale ids,
+ * reference counting back to the pool, and the pool's slabs. */
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "hsbroker/error.h"
+#include "pool.h"
+#include "range.h"
+#include "tensor.h"
+#include "unit.h"
+
+static uint64_t next_slab;
+static struct pool pool;
+static struct tensor_table tt;
+static Hs__Device dev;
+static Hs__DType dt;
+static Hs__Meta meta;
+static int64_t shape[2];
+
+static void setup(void)
+{
+	next_slab = 0;
+	pool_init(&pool, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, 1 << 20, 0, &next_slab);
+	tensor_table_init(&tt, 0);
+	hs__device__init(&dev);
+	dev.type = kDLCPU;
+	hs__dtype__init(&dt);
+	dt.code = kDLFloat;
+	dt.bits = 32;
+	dt.lanes = 1;
+	hs__meta__init(&meta);
+	meta.device = &dev;
+	meta.dtype = &dt;
+	shape[0] = 16;
+	shape[1] = 16;
+	meta.n_shape = 2;
+	meta.shape = shape;
+}
+
+static void teardown(void)
+{
+	tensor_table_fini(&tt);
+	pool_fini(&pool);
+}
+
+START_TEST(test_create_lookup)
+{
+	struct tensor *t, *u;
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_uint_eq(t->refs, 1);
+	ck_assert_uint_eq(t->nbytes, 16 * 16 * 4);
+	ck_assert_uint_eq(t->id >> 32, 1);  /* first generation */
+	ck_assert_uint_ne(t->id, 0);
+	ck_assert_uint_eq(t->block.offset % 256, 0);
+	ck_assert_int_eq(tensor_lookup(&tt, t->id, &u), 0);
+	ck_assert_ptr_eq(t, u);
+	ck_assert_uint_eq(pool.nslabs, 1);
+	ck_assert_uint_eq(pool.total, 1 << 20);
+	ck_assert_uint_eq(pool.used, 1024);
+	ck_assert_int_eq(tt.live, 1);
+
+	/* the slab is a sealed memfd of the pool's slab size */
+	int fd = t->block.slab->fd;
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_END), 1 << 20);
+	int seals = fcntl(fd, F_GET_SEALS);
+	ck_assert(seals & F_SEAL_SHRINK);
+	ck_assert(seals & F_SEAL_GROW);
+	ck_assert(seals & F_SEAL_SEAL);
+	ck_assert_int_lt(ftruncate(fd, 0), 0);
+
+	/* unknown ids */
+	ck_assert_int_eq(tensor_lookup(&tt, 0, &u), HS_ENOENT);
+	ck_assert_int_eq(tensor_lookup(&tt, (1ull << 32) | 999, &u), HS_ENOENT);
+	ck_assert_int_eq(tensor_lookup(&tt, (7ull << 32) | (uint32_t)t->id, &u), HS_ENOENT);
+	tensor_unref(&tt, t);
+}
+END_TEST
+
+START_TEST(test_generations_stale)
+{
+	struct tensor *t, *u;
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	uint64_t old = t->id;
+	tensor_unref(&tt, t);
+	ck_assert_int_eq(tensor_lookup(&tt, old, &u), HS_ESTALE);
+	ck_assert_int_eq(tt.live, 0);
+
+	/* The slot comes back with the next generation: the old id stays stale. */
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_uint_eq((uint32_t)t->id, (uint32_t)old);
+	ck_assert_uint_eq(t->id >> 32, (old >> 32) + 1);
+	ck_assert_int_eq(tensor_lookup(&tt, old, &u), HS_ESTALE);
+	ck_assert_int_eq(tensor_lookup(&tt, t->id, &u), 0);
+	tensor_unref(&tt, t);
+}
+END_TEST
+
+START_TEST(test_refcount_to_pool)
+{
+	struct tensor *t;
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	tensor_ref(t);
+	tensor_ref(t);
+	ck_assert_uint_eq(t->refs, 3);
+	tensor_unref(&tt, t);
+	tensor_unref(&tt, t);
+	ck_assert_uint_eq(pool.used, 1024);
+	ck_assert_uint_eq(pool.blocks, 1);
+	tensor_unref(&tt, t);
+	ck_assert_uint_eq(pool.used, 0);
+	ck_assert_uint_eq(pool.blocks, 0);
+	ck_assert_uint_eq(pool_largest_free(&pool), 1 << 20);
+}
+END_TEST
+
+START_TEST(test_many_and_back)
+{
+	enum { N = 1000 };
+	struct tensor *ts[N];
+	shape[0] = 1;
+	shape[1] = 100; /* 400 bytes -> 512 */
+	bool unique = true; /* one assertion: each costs a pipe write under CK_FORK */
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &ts[i]), 0);
+		for (int j = 0; j < i; j++)
+			unique &= ts[i]->id != ts[j]->id;
+	}
+	ck_assert(unique);
+	ck_assert_uint_eq(pool.used, N * 512ull);
+	for (int i = 0; i < N; i += 2)
+		tensor_unref(&tt, ts[i]);
+	for (int i = 1; i < N; i += 2)
+		tensor_unref(&tt, ts[i]);
+	ck_assert_uint_eq(pool.used, 0);
+	ck_assert_int_eq(tt.live, 0);
+	struct slab *s;
+	list_for_each(s, &pool.slabs, link)
+		ck_assert_uint_eq(range_free_blocks(s->range), 1);
+}
+END_TEST
+
+START_TEST(test_bad_meta_changes_nothing)
+{
+	struct tensor *t;
+	shape[1] = -1;
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), HS_ESHAPE);
+	shape[1] = 4;
+	meta.byte_offset = 256;
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), HS_EINVAL);
+	meta.byte_offset = 0;
+	dev.type = kDLCUDA;
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), HS_ENODEV);
+	ck_assert_int_eq(tt.live, 0);
+	ck_assert_uint_eq(pool.nslabs, 0);
+}
+END_TEST
+
+START_TEST(test_dedicated_and_cap)
+{
+	/* larger than the slab size: a dedicated slab rounded to 2 MiB,
+	 * freed when its tensor goes (no session has it announced). */
+	struct tensor *t;
+	shape[0] = 1024;
+	shape[1] = 1024; /* 4 MiB + change? exactly 4 MiB */
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert(t->block.slab->dedicated);
+	ck_assert_uint_eq(t->block.slab->size, 4u << 20);
+	ck_assert_uint_eq(pool.total, 4u << 20);
+	tensor_unref(&tt, t);
+	ck_assert_uint_eq(pool.nslabs, 0);
+	ck_assert_uint_eq(pool.total, 0);
+
+	/* capped pool: the cap is reported as HS_ENOSPC, not a crash */
+	struct pool capped;
+	pool_init(&capped, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, 1 << 20, 2 << 20, &next_slab);
+	struct pool_block b[3];
+	ck_assert_int_eq(pool_alloc(&capped, 1 << 20, &b[0]), 0);
+	ck_assert_int_eq(pool_alloc(&capped, 1 << 20, &b[1]), 0);
+	ck_assert_int_eq(pool_alloc(&capped, 1, &b[2]), HS_ENOSPC);
+	ck_assert_uint_ne(b[0].slab->id, b[1].slab->id);
+	pool_release(&capped, &b[0]);
+	ck_assert_int_eq(pool_alloc(&capped, 1, &b[2]), 0);
+	pool_release(&capped, &b[1]);
+	pool_release(&capped, &b[2]);
+	ck_assert_uint_eq(capped.used, 0);
+	pool_fini(&capped);
+}
+END_TEST
+
+static Suite *tensor_suite(void)
+{
+	Suite *s = suite_create("tensor");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_create_lookup);
+	tcase_add_test(tc, test_generations_stale);
+	tcase_add_test(tc, test_refcount_to_pool);
+	tcase_add_test(tc, test_many_and_back);
+	tcase_add_test(tc, test_bad_meta_changes_nothing);
+	tcase_add_test(tc, test_dedicated_and_cap);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+UNIT_MAIN(tensor_suite)

@@ -1,0 +1,314 @@
+/* Topics and subscription queues: BLOCK holds emits back in order;
+ * DROP_OLDEST keeps the newest `depth`; DROP_NEWEST keeps the oldest;
+ * credits gate deliveries; every reference ends back in the pool. */
+#include <stdint.h>
+
+#include "hsbroker/error.h"
+#include "pool.h"
+#include "tensor.h"
+#include "topic.h"
+#include "unit.h"
+
+static uint64_t next_slab;
+static struct pool pool;
+static struct tensor_table tt;
+static struct topics ts;
+
+struct delivery {
+	uint64_t sub;
+	uint64_t seq;
+	struct tensor *t;
+};
+static struct delivery got[256];
+static int ngot;
+static uint64_t accepted_req[64], accepted_seq[64];
+static int naccepted;
+
+static void on_deliver(void *data, struct sub *sub, struct tensor *t, uint64_t seq)
+{
+	ck_assert_int_lt(ngot, 256);
+	got[ngot++] = (struct delivery){ sub->id, seq, t };
+}
+
+static void on_accepted(void *data, struct pending_emit *pe, uint64_t seq)
+{
+	accepted_req[naccepted] = pe->req_seq;
+	accepted_seq[naccepted++] = seq;
+}
+
+static void setup(void)
+{
+	next_slab = 0;
+	ngot = naccepted = 0;
+	pool_init(&pool, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, 1 << 20, 0, &next_slab);
+	tensor_table_init(&tt, 0);
+	struct topic_hooks h = { on_deliver, on_accepted, NULL };
+	topics_init(&ts, &tt, 0, 4, &h);
+}
+
+static void teardown(void)
+{
+	topics_fini(&ts);
+	tensor_table_fini(&tt);
+	pool_fini(&pool);
+}
+
+static struct tensor *new_tensor(void)
+{
+	Hs__Device dev = HS__DEVICE__INIT;
+	Hs__DType dt = HS__DTYPE__INIT;
+	Hs__Meta meta = HS__META__INIT;
+	int64_t shape[] = { 64 };
+	dev.type = kDLCPU;
+	dt.code = kDLUInt;
+	dt.bits = 8;
+	dt.lanes = 1;
+	meta.device = &dev;
+	meta.dtype = &dt;
+	meta.n_shape = 1;
+	meta.shape = shape;
+	struct tensor *t;
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	return t;
+}
+
+/* Emits a new tensor; returns topic_emit's result. */
+static int emit(struct topic *tp, uint64_t req, uint64_t *seq)
+{
+	struct pending_emit *pe = NULL;
+	struct tensor *t = new_tensor();
+	int r = topic_emit(&ts, tp, t, NULL, req, seq, &pe);
+	if (r < 0)
+		tensor_unref(&tt, t); /* refused: the reference stayed ours */
+	return r;
+}
+
+static void release_deliveries(void)
+{
+	for (int i = 0; i < ngot; i++)
+		if (got[i].t)
+			tensor_unref(&tt, got[i].t);
+	for (int i = 0; i < ngot; i++)
+		got[i].t = NULL;
+}
+
+START_TEST(test_names)
+{
+	struct topic *a, *b;
+	ck_assert_int_eq(topics_get(&ts, "x", false, &a), HS_ENOENT);
+	ck_assert_int_eq(topics_get(&ts, "bad name", true, &a), HS_ETOPIC);
+	ck_assert_int_eq(topics_get(&ts, "x", true, &a), 0);
+	ck_assert_int_eq(topics_get(&ts, "x", false, &b), 0);
+	ck_assert_ptr_eq(a, b);
+	ck_assert_int_eq(topics_get(&ts, "y", true, &b), 0);
+	ck_assert_ptr_ne(a, b);
+	ck_assert_uint_eq(ts.n, 2);
+}
+END_TEST
+
+START_TEST(test_no_subscribers)
+{
+	struct topic *tp;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(emit(tp, 1, &seq), 0);
+	ck_assert_uint_eq(seq, 1);
+	ck_assert_int_eq(emit(tp, 2, &seq), 0);
+	ck_assert_uint_eq(seq, 2);
+	/* nobody took a reference: the blocks are back */
+	ck_assert_uint_eq(pool.used, 0);
+	ck_assert_int_eq(tt.live, 0);
+}
+END_TEST
+
+START_TEST(test_drop_oldest)
+{
+	struct topic *tp;
+	struct sub *s;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 3, HS__POLICY__POLICY_DROP_OLDEST, 1, &s), 0);
+	for (uint64_t i = 1; i <= 6; i++)
+		ck_assert_int_eq(emit(tp, i, &seq), 0);
+	ck_assert_int_eq(ngot, 1); /* one credit: seq 1 */
+	ck_assert_uint_eq(got[0].seq, 1);
+	ck_assert_uint_eq(s->count, 3);
+	ck_assert_uint_eq(s->dropped, 2);
+	sub_credit(&ts, s, 10);
+	ck_assert_int_eq(ngot, 4);
+	ck_assert_uint_eq(got[1].seq, 4); /* the newest three */
+	ck_assert_uint_eq(got[2].seq, 5);
+	ck_assert_uint_eq(got[3].seq, 6);
+	ck_assert_uint_eq(tp->dropped, 2);
+	release_deliveries();
+	ck_assert_uint_eq(pool.used, 0);
+}
+END_TEST
+
+START_TEST(test_drop_newest)
+{
+	struct topic *tp;
+	struct sub *s;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 3, HS__POLICY__POLICY_DROP_NEWEST, 1, &s), 0);
+	for (uint64_t i = 1; i <= 6; i++)
+		ck_assert_int_eq(emit(tp, i, &seq), 0);
+	ck_assert_uint_eq(s->dropped, 2);
+	sub_credit(&ts, s, 10);
+	ck_assert_int_eq(ngot, 4);
+	ck_assert_uint_eq(got[0].seq, 1);
+	ck_assert_uint_eq(got[1].seq, 2); /* the oldest three */
+	ck_assert_uint_eq(got[2].seq, 3);
+	ck_assert_uint_eq(got[3].seq, 4);
+	release_deliveries();
+	ck_assert_uint_eq(pool.used, 0);
+}
+END_TEST
+
+START_TEST(test_block_in_order)
+{
+	struct topic *tp;
+	struct sub *blk, *fast;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 2, HS__POLICY__POLICY_BLOCK, 1, &blk), 0);
+	/* a drop-oldest subscriber beside it never holds emits back */
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 100, &fast), 0);
+
+	ck_assert_int_eq(emit(tp, 1, &seq), 0); /* delivered to both */
+	ck_assert_int_eq(emit(tp, 2, &seq), 0); /* queued for blk */
+	ck_assert_int_eq(emit(tp, 3, &seq), 0); /* queued: blk full */
+	ck_assert_uint_eq(blk->count, 2);
+	ck_assert_int_eq(emit(tp, 4, &seq), 1); /* held back */
+	ck_assert_int_eq(emit(tp, 5, &seq), 1); /* held back, behind 4 */
+	ck_assert_uint_eq(tp->npending, 2);
+	ck_assert_uint_eq(tp->emitted, 3);
+	ck_assert_int_eq(naccepted, 0);
+
+	sub_credit(&ts, blk, 1); /* delivers 2; room for 4 only */
+	ck_assert_int_eq(naccepted, 1);
+	ck_assert_uint_eq(accepted_req[0], 4);
+	ck_assert_uint_eq(accepted_seq[0], 4);
+	ck_assert_uint_eq(tp->npending, 1);
+
+	sub_credit(&ts, blk, 10); /* delivers 3, 4; then 5 is accepted and delivered */
+	ck_assert_int_eq(naccepted, 2);
+	ck_assert_uint_eq(accepted_req[1], 5);
+	ck_assert_uint_eq(accepted_seq[1], 5);
+	ck_assert_uint_eq(tp->npending, 0);
+
+	uint64_t expect = 1;
+	for (int i = 0; i < ngot; i++)
+		if (got[i].sub == blk->id)
+			ck_assert_uint_eq(got[i].seq, expect++);
+	ck_assert_uint_eq(expect, 6); /* 1..5, every one, in order */
+	ck_assert_uint_eq(blk->dropped, 0);
+	release_deliveries();
+	topic_unsubscribe(&ts, blk);
+	topic_unsubscribe(&ts, fast);
+	ck_assert_uint_eq(pool.used, 0);
+}
+END_TEST
+
+START_TEST(test_block_bounded_and_cancel)
+{
+	struct topic *tp;
+	struct sub *blk;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_BLOCK, 1, &blk), 0);
+	ck_assert_int_eq(emit(tp, 1, &seq), 0); /* delivered */
+	ck_assert_int_eq(emit(tp, 2, &seq), 0); /* queued */
+	struct pending_emit *first = NULL;
+	struct tensor *t = new_tensor();
+	ck_assert_int_eq(topic_emit(&ts, tp, t, NULL, 3, &seq, &first), 1);
+	for (uint64_t i = 4; i <= 6; i++)
+		ck_assert_int_eq(emit(tp, i, &seq), 1);
+	ck_assert_int_eq(emit(tp, 7, &seq), HS_EBUSY); /* max_pending 4 */
+	ck_assert_uint_eq(tp->npending, 4);
+	topic_cancel(&ts, first); /* its reference is released */
+	ck_assert_uint_eq(tp->npending, 3);
+	/* Unsubscribing the blocker lets the rest through, in order. */
+	topic_unsubscribe(&ts, blk);
+	ck_assert_uint_eq(tp->npending, 0);
+	ck_assert_int_eq(naccepted, 3);
+	ck_assert_uint_eq(accepted_req[0], 4);
+	ck_assert_uint_eq(accepted_req[2], 6);
+	ck_assert_uint_eq(accepted_seq[0], 3); /* the cancelled one never got a seq */
+	release_deliveries();
+	ck_assert_uint_eq(pool.used, 0);
+	ck_assert_int_eq(tt.live, 0);
+}
+END_TEST
+
+START_TEST(test_credits)
+{
+	struct topic *tp;
+	struct sub *s;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 10, HS__POLICY__POLICY_BLOCK, 2, &s), 0);
+	for (uint64_t i = 1; i <= 5; i++)
+		ck_assert_int_eq(emit(tp, i, &seq), 0);
+	ck_assert_int_eq(ngot, 2);
+	ck_assert_uint_eq(s->credits, 0);
+	ck_assert_uint_eq(s->count, 3);
+	sub_credit(&ts, s, 1);
+	ck_assert_int_eq(ngot, 3);
+	sub_credit(&ts, s, 0);
+	ck_assert_int_eq(ngot, 3);
+	sub_credit(&ts, s, 5);
+	ck_assert_int_eq(ngot, 5);
+	ck_assert_uint_eq(s->credits, 3); /* left over for later emits */
+	ck_assert_int_eq(emit(tp, 6, &seq), 0);
+	ck_assert_int_eq(ngot, 6);
+	ck_assert_uint_eq(s->delivered, 6);
+	sub_credit(&ts, s, UINT32_MAX); /* saturates */
+	ck_assert_uint_eq(s->credits, SUB_MAX_CREDITS);
+	/* bad subscriptions */
+	struct sub *x;
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 0, HS__POLICY__POLICY_BLOCK, 1, &x), HS_EINVAL);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_BLOCK, 0, &x), HS_EINVAL);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, (Hs__Policy)7, 1, &x), HS_EINVAL);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, SUB_MAX_DEPTH + 1, HS__POLICY__POLICY_BLOCK, 1, &x),
+			 HS_EINVAL);
+	release_deliveries();
+}
+END_TEST
+
+START_TEST(test_unsubscribe_releases_queue)
+{
+	struct topic *tp;
+	struct sub *s;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 8, HS__POLICY__POLICY_DROP_OLDEST, 1, &s), 0);
+	for (uint64_t i = 1; i <= 5; i++)
+		ck_assert_int_eq(emit(tp, i, &seq), 0);
+	ck_assert_uint_eq(tt.live, 5);
+	topic_unsubscribe(&ts, s);
+	ck_assert_uint_eq(tt.live, 1); /* only the delivered one */
+	release_deliveries();
+	ck_assert_uint_eq(pool.used, 0);
+}
+END_TEST
+
+static Suite *topic_suite(void)
+{
+	Suite *s = suite_create("topic");
+	TCase *tc = tcase_create("core");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_names);
+	tcase_add_test(tc, test_no_subscribers);
+	tcase_add_test(tc, test_drop_oldest);
+	tcase_add_test(tc, test_drop_newest);
+	tcase_add_test(tc, test_block_in_order);
+	tcase_add_test(tc, test_block_bounded_and_cancel);
+	tcase_add_test(tc, test_credits);
+	tcase_add_test(tc, test_unsubscribe_releases_queue);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+UNIT_MAIN(topic_suite)
