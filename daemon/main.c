@@ -204,8 +204,9 @@ static void on_signal(uv_signal_t *h, int signum)
 	char reason[64];
 	snprintf(reason, sizeof(reason), "hsbrokerd received %s", strsignal(signum));
 	log_info("%s", reason);
-	if (the_server)
-		server_stop(the_server, reason);
+	if (!the_server)
+		return; /* a second signal while the loop winds down */
+	server_stop(the_server, reason);
 	the_server = NULL;
 	uv_signal_t *sigs = h->data;
 	uv_close((uv_handle_t *)&sigs[0], NULL);
