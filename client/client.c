@@ -264,11 +264,16 @@ HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out)
 {
 	if (!client || !out)
 		return HS_EINVAL;
+	/* The message counters move outside the lock (atomically); the rest
+	 * under it. */
 	pthread_mutex_lock(&client->lock);
-	*out = client->stats;
+	out->slabs_mapped = client->stats.slabs_mapped;
+	out->slab_opens = client->stats.slab_opens;
+	out->tensors_held = client->stats.tensors_held;
+	out->epoch = client->stats.epoch;
+	pthread_mutex_unlock(&client->lock);
 	out->messages_sent = __atomic_load_n(&client->stats.messages_sent, __ATOMIC_RELAXED);
 	out->messages_received =
 		__atomic_load_n(&client->stats.messages_received, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&client->lock);
 	return 0;
 }
