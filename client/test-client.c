@@ -666,7 +666,19 @@ START_TEST(t_daemon_killed)
 	ck_assert_int_eq((int)(intptr_t)r, HS_EPIPE);
 	ck_assert_int_eq(hs_tensor_emit(held, "gone/a", NULL, NULL), HS_EPIPE);
 	ck_assert_int_eq(hs_tensor_alloc(c, cpu, f32, 0, NULL, NULL, &t), HS_EPIPE);
+	hs_client_stats before;
+	hs_client_get_stats(c, &before);
 	hs_subscription_close(sub);
+	hs_client_disconnect(c);
+	daemon_stop();
+
+	/* A new daemon: connect again and carry on, in a new epoch. */
+	ck_assert(daemon_start());
+	ck_assert_int_eq(hs_client_connect(sock_path, NULL, &c), 0);
+	hs_client_stats after;
+	hs_client_get_stats(c, &after);
+	ck_assert(after.epoch != before.epoch);
+	ck_assert_int_eq(hs_tensor_emit(make(c, 1), "gone/a", NULL, NULL), 0);
 	hs_client_disconnect(c);
 	daemon_stop();
 }

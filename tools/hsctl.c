@@ -51,6 +51,10 @@ static int connect_fail(const char *path, int err)
 		why = "permission denied";
 		hint = "run as a user the broker allows, or ask to join the socket's group";
 		break;
+	case HS_EPERM:
+		why = "not allowed";
+		hint = "the broker's allow_uids/allow_gids (hsbrokerd's config) do not list your uid or primary gid";
+		break;
 	case HS_EVERSION:
 		why = "protocol version mismatch";
 		hint = "hsctl and hsbrokerd come from different releases";
