@@ -5,6 +5,8 @@
 # non-zero if anything failed.
 #   BUILD_DIR        build folder (default: build)
 #   MESON_TEST_ARGS  options for every `meson test` run (e.g. --timeout-multiplier 2)
+#   HS_TEST_VALGRIND=1  also run the integration tests with the daemon under
+#                    valgrind (meson test --setup valgrind); CI sets it
 #   arguments go to `meson test` (e.g. --suite integration) and skip pytest
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,28 +20,43 @@ if ! ./scripts/setup.sh; then
 fi
 
 log=$BUILD_DIR/meson-logs/testlog.json
-rm -f "$log"
+vlog=$BUILD_DIR/meson-logs/testlog-valgrind.json
+rm -f "$log" "$vlog"
 # shellcheck disable=SC2086  # a list of options
 meson test -C "$BUILD_DIR" --print-errorlogs ${MESON_TEST_ARGS:-} "$@"
 meson_rc=$?
+
+if [[ ${HS_TEST_VALGRIND:-0} == 1 && $# -eq 0 ]]; then
+	if command -v valgrind >/dev/null; then
+		echo "== integration tests with hsbrokerd under valgrind"
+		# shellcheck disable=SC2086
+		meson test -C "$BUILD_DIR" --print-errorlogs ${MESON_TEST_ARGS:-} --setup valgrind --suite integration
+		vrc=$?
+		((vrc == 0)) || meson_rc=$vrc
+	else
+		echo "test: HS_TEST_VALGRIND=1 but valgrind is not installed" >&2
+		meson_rc=1
+	fi
+fi
 
 # pytest, once the Python module is built
 junit=$BUILD_DIR/meson-logs/pytest.xml
 rm -f "$junit"
 pytest_rc=-1
 if compgen -G "tests/python/test_*.py" >/dev/null && [[ -d $BUILD_DIR/python ]] && [[ $# -eq 0 ]]; then
-	HSBROKER_BUILD=$PWD/$BUILD_DIR python3 -m pytest -q tests/python --junitxml="$junit"
+	HSBROKER_BUILD=$PWD/$BUILD_DIR /usr/bin/python3 -m pytest -q tests/python --junitxml="$junit"
 	pytest_rc=$?
 fi
 
-/usr/bin/python3 - "$log" "$junit" "$meson_rc" "$pytest_rc" <<'PY'
+/usr/bin/python3 - "$log" "$junit" "$meson_rc" "$pytest_rc" "$vlog" <<'PY'
 import json, os, sys
 import xml.etree.ElementTree as ET
 
-log, junit, meson_rc, pytest_rc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+log, junit, meson_rc, pytest_rc, vlog = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 passed = failed = skipped = 0
-if os.path.exists(log):
-    with open(log) as f:
+logs = [l for l in (log, vlog) if os.path.exists(l)]
+for path in logs:
+    with open(path) as f:
         for line in f:
             line = line.strip()
             if not line:
@@ -51,7 +68,7 @@ if os.path.exists(log):
                 skipped += 1
             else:  # FAIL, TIMEOUT, UNEXPECTEDPASS, ERROR
                 failed += 1
-elif meson_rc != 0:
+if not logs and meson_rc != 0:
     failed += 1  # meson test failed before running anything
 if os.path.exists(junit):
     for suite in ET.parse(junit).getroot().iter("testsuite"):
