@@ -49,6 +49,10 @@ START_TEST(test_good_strides)
 	/* zero stride (broadcast) */
 	ck_assert_int_eq(extent(cpu, f32, 2, (int64_t[]){ 1000, 8 }, (int64_t[]){ 0, 1 }, 0, &need), 0);
 	ck_assert_uint_eq(need, 8 * 4);
+	/* strides wider than compact reach further: the extent says how far,
+	 * and the daemon compares it with the block */
+	ck_assert_int_eq(extent(cpu, f32, 2, (int64_t[]){ 2, 2 }, (int64_t[]){ 100, 1 }, 0, &need), 0);
+	ck_assert_uint_eq(need, (100 + 1 + 1) * 4);
 	/* negative stride with a byte offset that keeps it inside */
 	ck_assert_int_eq(extent(cpu, f32, 1, (int64_t[]){ 10 }, (int64_t[]){ -1 }, 36, &need), 0);
 	ck_assert_uint_eq(need, 40);
