@@ -532,6 +532,41 @@ START_TEST(t_info)
 }
 END_TEST
 
+/* Closing a subscription gives back what it buffered and what was on its
+ * way: the broker ends up holding nothing. */
+START_TEST(t_close_releases)
+{
+	NEED_DAEMON();
+	hs_client *prod, *cons;
+	ck_assert_int_eq(hs_client_connect(sock_path, "prod", &prod), 0);
+	ck_assert_int_eq(hs_client_connect(sock_path, "cons", &cons), 0);
+	hs_subscription *sub;
+	hs_subscribe_opts o = { .depth = 8, .policy = HS_POLICY_DROP_OLDEST };
+	ck_assert_int_eq(hs_subscribe(cons, "close/a", &o, &sub), 0);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(hs_tensor_emit(make(prod, (uint64_t)i), "close/a", NULL, NULL), 0);
+	/* Let the first delivery reach the local buffer, then walk away. */
+	hs_tensor *t;
+	ck_assert_int_eq(hs_subscription_receive(sub, 5000, &t), 0);
+	hs_tensor_release(t, NULL);
+	sleep_ms(50);
+	ck_assert_int_eq(hs_client_dispatch(cons) >= 0, 1);
+	hs_subscription_close(sub);
+	ck_assert_int_eq(hs_client_ping(cons), 0);
+	hs_info *info;
+	ck_assert_int_eq(hs_client_get_info(prod, HS_INFO_ALL, &info), 0);
+	ck_assert_int_eq(info->n_tensors, 0);
+	ck_assert_int_eq(info->pools[0].used, 0);
+	hs_info_free(info);
+	hs_client_stats st;
+	hs_client_get_stats(cons, &st);
+	ck_assert_int_eq(st.tensors_held, 0);
+	hs_client_disconnect(cons);
+	hs_client_disconnect(prod);
+	daemon_stop();
+}
+END_TEST
+
 /* One client, several threads: producers and consumers share it. */
 struct worker {
 	hs_client *c;
@@ -721,6 +756,7 @@ int main(void)
 	tcase_add_test(tc, t_roundtrip);
 	tcase_add_test(tc, t_info);
 	tcase_add_test(tc, t_threads);
+	tcase_add_test(tc, t_close_releases);
 	tcase_add_test(tc, t_pollable_fd);
 	tcase_add_test(tc, t_daemon_killed);
 	tcase_add_test(tc, t_daemon_shutdown);
