@@ -52,16 +52,24 @@ HS_EXPORT int hs_client_connect(const char *path, const char *name,
 
 /* Releases every reference, closes every mapping and frees the client.
  * Tensors and subscriptions of this client must not be used afterwards
- * (their handles are freed too). */
+ * (their handles are freed too). A DLManagedTensor handed out earlier
+ * keeps a callable deleter, but its data is no longer mapped. No other
+ * thread may be inside a call on this client. */
 HS_EXPORT void hs_client_disconnect(hs_client *client);
 
 /* A file descriptor that becomes readable when hs_client_dispatch has
- * work: poll it from your own event loop. Owned by the client. */
+ * work: poll it from your own event loop. Owned by the client. As with
+ * wl_display_get_fd, it tells that the socket has data, not that a
+ * subscription has a tensor: a delivery another thread's call read lands
+ * in the subscription's buffer without waking the fd, so after each
+ * dispatch drain with hs_subscription_receive(sub, 0, &t). */
 HS_EXPORT int hs_client_get_fd(hs_client *client);
 
 /* Reads and queues whatever the daemon sent, without blocking. Returns the
- * number of messages handled (>= 0) or an error (HS_EPIPE once the daemon
- * is gone). */
+ * number of messages handled (>= 0; 0 also when another thread is reading
+ * the socket at that moment, which then dispatches for everyone) or an
+ * error (HS_EPIPE once the daemon is gone, HS_ESHUTDOWN after it said it
+ * is stopping). */
 HS_EXPORT int hs_client_dispatch(hs_client *client);
 
 /* Round trip to the daemon; useful as a liveness check. */
