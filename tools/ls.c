@@ -431,7 +431,7 @@ int hsctl_status(struct hsctl *ctl)
 	} else {
 		char up[32], ub[32], tb[32];
 		printf("hsbrokerd %s at %s\n", info->daemon_version, ctl->socket);
-		printf("  epoch        %" PRIu64 "\n", info->epoch);
+		printf("  epoch        %016" PRIx64 "\n", info->epoch);
 		printf("  uptime       %s\n", fmt_age(info->uptime_us, up, sizeof(up)));
 		printf("  clients      %zu\n", info->n_clients);
 		printf("  tensors      %zu\n", info->n_tensors);
