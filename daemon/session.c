@@ -302,6 +302,12 @@ void session_emit_accepted(struct session *s, uint64_t req_seq, uint64_t seq)
 	session_send(s, &m, NULL, 0);
 }
 
+void session_pending_done(struct session *s, uint64_t bytes)
+{
+	s->npending--;
+	s->pending_bytes -= range_round(bytes);
+}
+
 void session_release_all(struct session *s)
 {
 	struct broker *b = s->broker;
@@ -313,6 +319,8 @@ void session_release_all(struct session *s)
 		topic_cancel(&b->topics, pe);
 		npend++;
 	}
+	s->npending = 0;
+	s->pending_bytes = 0;
 	/* Unsubscribing may let other sessions' held-back emits through,
 	 * and they may deliver to this session's remaining subscriptions:
 	 * references are released last. */
@@ -446,15 +454,18 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 		return;
 	}
 	char d[128];
-	if (s->refs_held >= cfg->max_tensors) {
+	/* Emits held back still pin their tensors: they count as held. */
+	uint64_t refs = s->refs_held + s->npending;
+	uint64_t bytes = s->bytes_held + s->pending_bytes;
+	if (refs >= cfg->max_tensors) {
 		log_warn("%s: alloc refused: holds %llu references (max_tensors %u)",
-			 session_describe(s, d, sizeof(d)), (unsigned long long)s->refs_held,
+			 session_describe(s, d, sizeof(d)), (unsigned long long)refs,
 			 cfg->max_tensors);
 		session_error(s, seq, HS_ELIMIT, "alloc: %llu tensors held, limit %u",
-			      (unsigned long long)s->refs_held, cfg->max_tensors);
+			      (unsigned long long)refs, cfg->max_tensors);
 		return;
 	}
-	if (cfg->quota_tensors && s->held.n + 1 > cfg->quota_tensors) {
+	if (cfg->quota_tensors && s->held.n + s->npending + 1 > cfg->quota_tensors) {
 		log_warn("%s: alloc refused: tensor quota %u reached",
 			 session_describe(s, d, sizeof(d)), cfg->quota_tensors);
 		session_error(s, seq, HS_EDQUOT, "alloc: quota of %u tensors reached",
@@ -463,10 +474,10 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 	}
 	uint64_t rounded = range_round(need);
 	if (cfg->quota_bytes &&
-	    (!rounded || rounded > cfg->quota_bytes || s->bytes_held > cfg->quota_bytes - rounded)) {
+	    (!rounded || rounded > cfg->quota_bytes || bytes > cfg->quota_bytes - rounded)) {
 		log_warn("%s: alloc of %llu bytes refused: byte quota %llu (holds %llu)",
 			 session_describe(s, d, sizeof(d)), (unsigned long long)need,
-			 (unsigned long long)cfg->quota_bytes, (unsigned long long)s->bytes_held);
+			 (unsigned long long)cfg->quota_bytes, (unsigned long long)bytes);
 		session_error(s, seq, HS_EDQUOT, "alloc: %llu bytes would pass the quota of %llu bytes",
 			      (unsigned long long)need, (unsigned long long)cfg->quota_bytes);
 		return;
@@ -538,6 +549,8 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 	}
 	if (r == 1) {
 		list_insert_tail(&s->pending, &pe->owner_link);
+		s->npending++;
+		s->pending_bytes += range_round(t->block.length);
 		return; /* the reply comes when it is accepted */
 	}
 	session_emit_accepted(s, seq, tseq);

@@ -35,6 +35,8 @@ struct session {
 	struct list subs;        /* struct sub.owner_link */
 	uint32_t nsubs;
 	struct list pending;     /* struct pending_emit.owner_link */
+	uint32_t npending;       /* held-back emits: their references still */
+	uint64_t pending_bytes;  /* count against this session's limits */
 	struct idmap slabs;      /* slab id -> struct slab *, announced */
 
 	struct list outbox;      /* struct out_msg, oldest first */
@@ -78,5 +80,7 @@ void session_release_all(struct session *s);
 void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint64_t seq,
 		     const char *topic, uint64_t dropped);
 void session_emit_accepted(struct session *s, uint64_t req_seq, uint64_t seq);
+/* A held-back emit of s, of a tensor of bytes, was accepted. */
+void session_pending_done(struct session *s, uint64_t bytes);
 
 #endif

@@ -97,7 +97,7 @@ static void pump(struct topics *ts, struct sub *s)
 	bool freed = false;
 	while (s->count && s->credits) {
 		struct sub_entry e = s->q[s->head];
-		s->head = (s->head + 1) % s->depth;
+		s->head = (s->head + 1) % s->qcap;
 		s->count--;
 		s->credits--;
 		s->delivered++;
@@ -108,10 +108,25 @@ static void pump(struct topics *ts, struct sub *s)
 		drain(ts, s->topic);
 }
 
-static void enqueue(struct sub *s, struct tensor *t, uint64_t seq)
+/* The ring grows on demand up to depth: a deep queue that is never
+ * filled costs nothing (depth may be 65536 for 256 subscriptions). */
+static int enqueue(struct sub *s, struct tensor *t, uint64_t seq)
 {
-	s->q[(s->head + s->count) % s->depth] = (struct sub_entry){ t, seq };
+	if (s->count == s->qcap) {
+		uint32_t cap = s->qcap * 2 < s->depth ? s->qcap * 2 : s->depth;
+		struct sub_entry *q = malloc(cap * sizeof(*q));
+		if (!q)
+			return HS_ENOMEM;
+		for (uint32_t i = 0; i < s->count; i++)
+			q[i] = s->q[(s->head + i) % s->qcap];
+		free(s->q);
+		s->q = q;
+		s->qcap = cap;
+		s->head = 0;
+	}
+	s->q[(s->head + s->count) % s->qcap] = (struct sub_entry){ t, seq };
 	s->count++;
+	return 0;
 }
 
 /* Gives t the next sequence number and queues it for every subscriber;
@@ -129,12 +144,17 @@ static uint64_t accept(struct topics *ts, struct topic *tp, struct tensor *t)
 			if (s->policy != HS__POLICY__POLICY_DROP_OLDEST)
 				continue; /* DROP_NEWEST (BLOCK is never full here) */
 			struct sub_entry old = s->q[s->head];
-			s->head = (s->head + 1) % s->depth;
+			s->head = (s->head + 1) % s->qcap;
 			s->count--;
 			tensor_unref(ts->tt, old.t);
 		}
+		if (enqueue(s, t, seq) < 0) {
+			/* Out of memory: counted as a drop, never a crash. */
+			s->dropped++;
+			tp->dropped++;
+			continue;
+		}
 		tensor_ref(t);
-		enqueue(s, t, seq);
 	}
 	tensor_unref(ts->tt, t);
 	struct sub *tmp;
@@ -171,7 +191,8 @@ int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t d
 	struct sub *s = calloc(1, sizeof(*s));
 	if (!s)
 		return HS_ENOMEM;
-	s->q = calloc(depth, sizeof(*s->q));
+	s->qcap = depth < 16 ? depth : 16;
+	s->q = calloc(s->qcap, sizeof(*s->q));
 	if (!s->q) {
 		free(s);
 		return HS_ENOMEM;
@@ -194,7 +215,7 @@ void topic_unsubscribe(struct topics *ts, struct sub *s)
 	struct topic *tp = s->topic;
 	while (s->count) {
 		struct sub_entry e = s->q[s->head];
-		s->head = (s->head + 1) % s->depth;
+		s->head = (s->head + 1) % s->qcap;
 		s->count--;
 		tensor_unref(ts->tt, e.t);
 	}

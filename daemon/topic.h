@@ -56,7 +56,8 @@ struct sub {
 	uint32_t depth;
 	uint32_t credits;
 	Hs__Policy policy;
-	struct sub_entry *q;   /* ring of depth entries */
+	struct sub_entry *q;   /* ring of qcap <= depth entries */
+	uint32_t qcap;
 	uint32_t head, count;
 	uint64_t delivered;
 	uint64_t dropped;

@@ -631,6 +631,43 @@ START_TEST(test_limits)
 }
 END_TEST
 
+START_TEST(test_held_back_emits_count_as_held)
+{
+	cfg.max_tensors = 2;
+	make_broker();
+	struct peer prod, cons;
+	peer_open(&prod);
+	peer_open(&cons);
+	hello(&prod, "producer");
+	hello(&cons, "consumer");
+	uint64_t sub = subscribe(&cons, "t", 1, HS__POLICY__POLICY_BLOCK, 1);
+	uint64_t a = alloc(&prod, 64, NULL, NULL);
+	uint64_t c = alloc(&prod, 64, NULL, NULL);
+	ck_assert_int_eq(send_alloc(&prod, 64), 0);
+	expect_error(&prod, HS_ELIMIT);
+	ck_assert_int_eq(send_emit(&prod, a, "t"), 0); /* delivered */
+	expect_emit_reply(&prod, prod.seq);
+	ck_assert_int_eq(send_emit(&prod, c, "t"), 0); /* queued */
+	expect_emit_reply(&prod, prod.seq);
+	uint64_t d = alloc(&prod, 64, NULL, NULL);
+	alloc(&prod, 64, NULL, NULL);
+	ck_assert_int_eq(send_emit(&prod, d, "t"), 0); /* held back */
+	uint64_t held_seq = prod.seq;
+	ck_assert_uint_eq(prod.s->npending, 1);
+	/* one reference held + one emit held back = the limit */
+	ck_assert_int_eq(send_alloc(&prod, 64), 0);
+	expect_error(&prod, HS_ELIMIT);
+	ck_assert_int_eq(send_credit(&cons, sub, 1), 0);
+	ck_assert_uint_eq(expect_emit_reply(&prod, held_seq), 3);
+	ck_assert_uint_eq(prod.s->npending, 0);
+	ck_assert_uint_eq(prod.s->pending_bytes, 0);
+	alloc(&prod, 64, NULL, NULL);
+	peer_close(&prod);
+	peer_close(&cons);
+	ck_assert_uint_eq(b->cpu.used, 0);
+}
+END_TEST
+
 START_TEST(test_access_denied)
 {
 	cfg.allow_uids[0] = getuid() + 1;
@@ -780,6 +817,7 @@ static Suite *session_suite(void)
 	tcase_add_test(tc, test_block_reply_held);
 	tcase_add_test(tc, test_peer_death_releases_everything);
 	tcase_add_test(tc, test_limits);
+	tcase_add_test(tc, test_held_back_emits_count_as_held);
 	tcase_add_test(tc, test_access_denied);
 	tcase_add_test(tc, test_list);
 	tcase_add_test(tc, test_outbox);

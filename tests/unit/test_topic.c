@@ -1,6 +1,7 @@
 /* Topics and subscription queues: BLOCK holds emits back in order;
  * DROP_OLDEST keeps the newest `depth`; DROP_NEWEST keeps the oldest;
  * credits gate deliveries; every reference ends back in the pool. */
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hsbroker/error.h"
@@ -294,6 +295,33 @@ START_TEST(test_unsubscribe_releases_queue)
 }
 END_TEST
 
+START_TEST(test_deep_queue_grows_in_order)
+{
+	struct topic *tp;
+	struct sub *s;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 100, HS__POLICY__POLICY_BLOCK, 1, &s), 0);
+	ck_assert_uint_le(s->qcap, 16); /* not 100 up front */
+	for (uint64_t i = 1; i <= 10; i++)
+		ck_assert_int_eq(emit(tp, i, &seq), 0);
+	sub_credit(&ts, s, 5); /* the ring's head moves */
+	for (uint64_t i = 11; i <= 40; i++)
+		ck_assert_int_eq(emit(tp, i, &seq), 0); /* grows across the wrap */
+	ck_assert_uint_eq(s->count, 34);
+	ck_assert_uint_ge(s->qcap, 34);
+	ck_assert_uint_le(s->qcap, 100);
+	sub_credit(&ts, s, 100);
+	ck_assert_int_eq(ngot, 40);
+	bool in_order = true;
+	for (int i = 0; i < ngot; i++)
+		in_order &= got[i].seq == (uint64_t)i + 1;
+	ck_assert(in_order);
+	release_deliveries();
+	ck_assert_uint_eq(pool.used, 0);
+}
+END_TEST
+
 static Suite *topic_suite(void)
 {
 	Suite *s = suite_create("topic");
@@ -307,6 +335,7 @@ static Suite *topic_suite(void)
 	tcase_add_test(tc, test_block_bounded_and_cancel);
 	tcase_add_test(tc, test_credits);
 	tcase_add_test(tc, test_unsubscribe_releases_queue);
+	tcase_add_test(tc, test_deep_queue_grows_in_order);
 	suite_add_tcase(s, tc);
 	return s;
 }
