@@ -269,7 +269,9 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream)
 {
 	(void)stream; /* host tensors: nothing of ours can still be reading */
-	if (!tensor)
+	/* An exported handle belongs to its DLManagedTensor, whose deleter
+	 * is the one release. */
+	if (!tensor || tensor->exported)
 		return;
 	bool live = false;
 	if (tensor->client) {
