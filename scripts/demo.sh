@@ -12,7 +12,8 @@ COUNT=${COUNT:-2000}
 RATE=${RATE:-200}
 export BUILD_DIR
 
-./scripts/setup.sh >/dev/null || { echo "demo: the build failed; run ./scripts/setup.sh to see why" >&2; exit 1; }
+echo "== setup and build"
+./scripts/setup.sh || { echo "demo: the build failed" >&2; exit 1; }
 
 B=$BUILD_DIR
 daemon=$B/daemon/hsbrokerd
