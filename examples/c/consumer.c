@@ -44,7 +44,8 @@ int main(int argc, char **argv)
 	const char *topic = "demo/frames", *socket = NULL;
 	long count = 100, delay_ms = 0, timeout_ms = 10000;
 	hs_subscribe_opts opts = { .depth = 8, .policy = HS_POLICY_BLOCK };
-	for (int i = 1; i < argc; i++) {
+	/* Options come in pairs: --name value. */
+	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v) {
 			fprintf(stderr, "usage: %s [--topic T] [--count N] [--depth D] "
@@ -72,7 +73,6 @@ int main(int argc, char **argv)
 			opts.policy = HS_POLICY_DROP_NEWEST;
 		else
 			return fail(argv[i], HS_EINVAL);
-		i++;
 	}
 
 	hs_client *c;

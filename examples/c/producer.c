@@ -46,7 +46,8 @@ int main(int argc, char **argv)
 	const char *topic = "demo/frames", *socket = NULL;
 	long count = 100, wait_subs = 0;
 	double rate = 0; /* 0: as fast as the broker takes them */
-	for (int i = 1; i < argc; i++) {
+	/* Options come in pairs: --name value. */
+	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v) {
 			fprintf(stderr, "usage: %s [--topic T] [--count N] [--rate HZ] "
@@ -65,7 +66,6 @@ int main(int argc, char **argv)
 			socket = v;
 		else
 			return fail(argv[i], HS_EINVAL);
-		i++;
 	}
 
 	hs_client *c;
