@@ -340,11 +340,154 @@ START_TEST(test_daemon_gone)
 }
 END_TEST
 
+/* ---- one daemon per socket; a stale socket is taken over ---- */
+
+struct rt_child {
+	const char *sock;
+};
+
+static int round_trip_child(void *arg)
+{
+	struct rt_child *r = arg;
+	hs_client *c;
+	if (ht_connect(r->sock, "it-rt", &c) < 0)
+		return 1;
+	int rc = ht_round_trip(c, "it/rt");
+	hs_client_disconnect(c);
+	if (rc < 0)
+		return ht_child_fail("rt", "round trip: %s", hs_strerror(rc));
+	return 0;
+}
+
+START_TEST(test_one_daemon_per_socket)
+{
+	struct ht_daemon d;
+	HT_BEGIN(&d, NULL);
+	const char *daemon = ht_prog("HSBROKERD");
+	ck_assert_ptr_nonnull(daemon);
+
+	/* A second daemon on the same path refuses to start... */
+	char *argv[] = { (char *)daemon, (char *)"--socket", d.sock, NULL };
+	pid_t second = ht_spawn(argv, NULL, -1, -1);
+	ck_assert_int_gt(second, 0);
+	ck_assert_int_eq(ht_wait(second, HT_DEADLINE_MS), 1);
+	/* ...and the first one keeps serving. */
+	ck_assert(ht_daemon_alive(&d));
+	struct rt_child r = { .sock = d.sock };
+	pid_t child = ht_fork(round_trip_child, &r);
+	ck_assert_int_eq(ht_wait(child, HT_DEADLINE_MS), 0);
+
+	/* A daemon that dies leaves its socket file; the next one takes the
+	 * path over (its lock is free again). */
+	ck_assert_int_eq(kill(d.pid, SIGKILL), 0);
+	ck_assert_int_eq(ht_wait(d.pid, HT_DEADLINE_MS), 128 + SIGKILL);
+	d.pid = -1;
+	ck_assert_msg(access(d.sock, F_OK) == 0, "a SIGKILLed daemon cannot remove its socket");
+	ck_assert_int_eq(ht_daemon_start_at(&d, d.sock, NULL), 0);
+	child = ht_fork(round_trip_child, &r);
+	ck_assert_int_eq(ht_wait(child, HT_DEADLINE_MS), 0);
+
+	HT_END(&d);
+	char lock[320];
+	snprintf(lock, sizeof(lock), "%s.lock", d.sock);
+	ck_assert_msg(access(lock, F_OK) < 0, "%s left behind", lock);
+}
+END_TEST
+
+/* ---- a capped pool runs out: an error to that client, nothing else ---- */
+
+struct hog {
+	const char *sock;
+	struct ht_chan ready, go;
+};
+
+static int hog(void *arg)
+{
+	struct hog *h = arg;
+	hs_client *c;
+	if (ht_connect(h->sock, "it-hog", &c) < 0)
+		return 1;
+	/* 256 KiB tensors into a pool capped at 2 MiB */
+	DLDevice cpu = { kDLCPU, 0 };
+	DLDataType u8 = { kDLUInt, 8, 1 };
+	int64_t shape[1] = { 256 << 10 };
+	hs_tensor *held[64];
+	int n = 0, rc = 0;
+	while (n < 64) {
+		rc = hs_tensor_alloc(c, cpu, u8, 1, shape, NULL, &held[n]);
+		if (rc < 0)
+			break;
+		memset(hs_tensor_data(held[n]), n, (size_t)shape[0]);
+		n++;
+	}
+	if (rc != HS_ENOSPC)
+		return ht_child_fail("hog", "after %d tensors: %s (expected HS_ENOSPC)", n, hs_strerror(rc));
+	if (n < 1 || n > 8)
+		return ht_child_fail("hog", "%d tensors of 256 KiB fit in a 2 MiB cap", n);
+	fprintf(stderr, "[hog] %d tensors of 256 KiB, then %s\n", n, hs_err_name(rc));
+	ht_chan_send(&h->ready, 'R');
+	if (ht_chan_recv(&h->go, HT_DEADLINE_MS) < 0)
+		return ht_child_fail("hog", "no go signal");
+	/* what it holds is intact; freeing one makes room for one */
+	for (int i = 0; i < n; i++) {
+		const uint8_t *p = hs_tensor_data(held[i]);
+		for (int64_t k = 0; k < shape[0]; k += 4093)
+			if (p[k] != (uint8_t)i)
+				return ht_child_fail("hog", "tensor %d changed", i);
+	}
+	hs_tensor_release(held[n - 1], NULL);
+	rc = hs_tensor_alloc(c, cpu, u8, 1, shape, NULL, &held[n - 1]);
+	if (rc < 0)
+		return ht_child_fail("hog", "alloc after a release: %s", hs_strerror(rc));
+	rc = hs_client_ping(c);
+	hs_client_disconnect(c);
+	return rc < 0 ? ht_child_fail("hog", "ping: %s", hs_strerror(rc)) : 0;
+}
+
+START_TEST(test_pool_exhausted)
+{
+	struct ht_daemon d;
+	const char *opts[] = { "--slab-size", "1M", "--host-cap", "2M", NULL };
+	HT_BEGIN(&d, opts);
+	struct hog h = { .sock = d.sock };
+	ht_chan_open(&h.ready);
+	ht_chan_open(&h.go);
+	pid_t pid = ht_fork(hog, &h);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(ht_chan_recv(&h.ready, HT_DEADLINE_MS), 'R');
+
+	/* the pool as hsctl shows it: at its cap */
+	const char *args[] = { "ls", "pools", NULL };
+	json_t *j = ht_hsctl_json(d.sock, args);
+	ck_assert_ptr_nonnull(j);
+	json_t *pool = json_array_get(json_object_get(j, "pools"), 0);
+	ck_assert_ptr_nonnull(pool);
+	ck_assert_int_eq(json_integer_value(json_object_get(pool, "cap")), 2 << 20);
+	ck_assert_int_le(json_integer_value(json_object_get(pool, "total")), 2 << 20);
+	ck_assert_int_gt(json_integer_value(json_object_get(pool, "used")), 0);
+	json_decref(j);
+
+	/* other clients are not affected beyond the cap itself */
+	struct rt_child r = { .sock = d.sock };
+	pid_t other = ht_fork(round_trip_child, &r);
+	int rc = ht_wait(other, HT_DEADLINE_MS);
+	ck_assert_msg(rc == 0 || rc == 1, "a second client crashed (%d)", rc);
+
+	ck_assert_int_eq(ht_chan_send(&h.go, 'G'), 0);
+	ck_assert_int_eq(ht_wait(pid, HT_DEADLINE_MS), 0);
+	ht_chan_close(&h.ready);
+	ht_chan_close(&h.go);
+	HT_END(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("faults");
 	ht_case(s, "consumer_killed", test_consumer_killed);
 	ht_case(s, "producer_killed", test_producer_killed);
 	ht_case(s, "daemon_gone", test_daemon_gone);
+	ht_case(s, "one_daemon_per_socket", test_one_daemon_per_socket);
+	ht_case(s, "pool_exhausted", test_pool_exhausted);
 	return ht_main(s);
 }
