@@ -57,6 +57,7 @@ struct hs_subscription {
 	uint64_t id;
 	char topic[HS_MAX_TOPIC + 1];
 	uint64_t dropped;
+	uint32_t credits;      /* deliveries the daemon may still push */
 	int err;               /* a delivery this client could not use */
 	struct hs_tensor *head, *tail; /* delivered, not yet received */
 	struct hs_subscription *next;

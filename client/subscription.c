@@ -38,6 +38,15 @@ int hs__subscription_deliver(hs_client *c, const Hs__Deliver *d)
 	int err = hs__tensor_from_ref(c, d->tensor, &t);
 	if (err == HS_EPROTO)
 		return err;
+	/* A daemon pushing past our credits would grow the local buffer
+	 * without bound: a protocol violation. */
+	if (sub && sub->credits == 0) {
+		if (t)
+			hs__tensor_free_locked(t);
+		return HS_EPROTO;
+	}
+	if (sub)
+		sub->credits--;
 	if (!sub || err) {
 		/* Closed already, or a tensor this process cannot map: give the
 		 * reference back; the subscriber learns why on its next
@@ -78,6 +87,7 @@ HS_EXPORT int hs_subscribe(hs_client *client, const char *topic,
 	if (!sub)
 		return HS_ENOMEM;
 	sub->client = client;
+	sub->credits = CREDITS;
 	snprintf(sub->topic, sizeof(sub->topic), "%s", topic);
 
 	Hs__SubscribeReq req = HS__SUBSCRIBE_REQ__INIT;
@@ -172,8 +182,12 @@ HS_EXPORT int hs_subscription_receive(hs_subscription *sub, int timeout_ms, hs_t
 		sub->err = 0;
 		unusable = err != 0;
 	}
-	/* A tensor taken out, or one we could not use, frees a credit. */
+	/* A tensor taken out, or one we could not use, frees a credit; it
+	 * counts before the note leaves, so the delivery it allows always
+	 * finds it. */
 	bool credit = (t || unusable) && !c->dead;
+	if (credit)
+		sub->credits++;
 	pthread_mutex_unlock(&c->lock);
 
 	if (credit) {
