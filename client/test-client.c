@@ -203,6 +203,7 @@ enum {
 	SC_TOO_SMALL,    /* a block shorter than its shape needs */
 	SC_GOOD,         /* a well-formed delivery (the control case) */
 	SC_SHUTDOWN,     /* a ShutdownNotice */
+	SC_FLOOD,        /* deliveries past the credits we gave */
 	SC_COUNT
 };
 
@@ -271,6 +272,11 @@ static void *peer_main(void *arg)
 		case SC_GOOD:
 			send_slab(fd, 1, 4096, true, 4096);
 			send_deliver(fd, 1, 256, 64, 1);
+			break;
+		case SC_FLOOD:
+			send_slab(fd, 1, 4096, true, 4096);
+			for (int i = 0; i < 3; i++)
+				send_deliver(fd, 1, 256, 64, 1);
 			break;
 		case SC_SHUTDOWN: {
 			Hs__ShutdownNotice sn = HS__SHUTDOWN_NOTICE__INIT;
@@ -344,6 +350,7 @@ START_TEST(t_hostile)
 	hs_subscription *sub;
 	ck_assert_int_eq(hs_subscribe(c, "t", NULL, &sub), 0);
 	hs_tensor *t = NULL;
+	sleep_ms(100); /* let every message arrive, to be read in one batch */
 	err = hs_subscription_receive(sub, 5000, &t);
 	switch (sc) {
 	case SC_GOOD:
@@ -357,6 +364,13 @@ START_TEST(t_hostile)
 		hs_client_get_stats(c, &st);
 		ck_assert_int_eq(st.slab_opens, 1);
 		ck_assert_int_eq(st.epoch, 42);
+		break;
+	case SC_FLOOD:
+		/* The first delivery was fine and is handed out; the one past
+		 * our single credit ends the connection. */
+		ck_assert_int_eq(err, 0);
+		hs_tensor_release(t, NULL);
+		ck_assert_int_eq(hs_subscription_receive(sub, 5000, &t), HS_EPROTO);
 		break;
 	case SC_SHUTDOWN:
 		ck_assert_int_eq(err, HS_ESHUTDOWN);
