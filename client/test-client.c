@@ -693,6 +693,16 @@ static void *ping_forever(void *arg)
 	return (void *)(intptr_t)err;
 }
 
+/* Emits into a blocking subscriber that never reads: the third waits. */
+static void *blocked_emitter(void *arg)
+{
+	hs_client *c = arg;
+	int err = 0;
+	for (int i = 0; i < 4 && !err; i++)
+		err = hs_tensor_emit(make(c, (uint64_t)i), "gone/b", NULL, NULL);
+	return (void *)(intptr_t)err;
+}
+
 /* A daemon killed outright: pending and later calls fail, none hangs. */
 START_TEST(t_daemon_killed)
 {
@@ -702,9 +712,15 @@ START_TEST(t_daemon_killed)
 	hs_subscription *sub;
 	ck_assert_int_eq(hs_subscribe(c, "gone/a", NULL, &sub), 0);
 	hs_tensor *held = make(c, 1);
-	pthread_t th;
+	hs_client *slow;
+	hs_subscription *slow_sub;
+	hs_subscribe_opts one = { .depth = 1, .policy = HS_POLICY_BLOCK };
+	ck_assert_int_eq(hs_client_connect(sock_path, "slow", &slow), 0);
+	ck_assert_int_eq(hs_subscribe(slow, "gone/b", &one, &slow_sub), 0);
+	pthread_t th, emitter;
 	pthread_create(&th, NULL, ping_forever, c);
-	sleep_ms(50);
+	pthread_create(&emitter, NULL, blocked_emitter, c);
+	sleep_ms(100);
 	kill(daemon_pid, SIGKILL);
 	waitpid(daemon_pid, NULL, 0);
 	daemon_pid = 0;
@@ -713,6 +729,10 @@ START_TEST(t_daemon_killed)
 	void *r;
 	pthread_join(th, &r);
 	ck_assert_int_eq((int)(intptr_t)r, HS_EPIPE);
+	pthread_join(emitter, &r); /* was held back by the full subscriber */
+	ck_assert_int_eq((int)(intptr_t)r, HS_EPIPE);
+	hs_subscription_close(slow_sub);
+	hs_client_disconnect(slow);
 	ck_assert_int_eq(hs_tensor_emit(held, "gone/a", NULL, NULL), HS_EPIPE);
 	ck_assert_int_eq(hs_tensor_alloc(c, cpu, f32, 0, NULL, NULL, &t), HS_EPIPE);
 	hs_client_stats before;
