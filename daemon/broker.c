@@ -34,7 +34,7 @@ static void on_deliver(void *data, struct sub *sub, struct tensor *t, uint64_t s
 static void on_accepted(void *data, struct pending_emit *pe, uint64_t seq)
 {
 	(void)data;
-	session_pending_done(pe->owner, pe->t->block.length);
+	session_pending_done(pe->owner, pe->bytes);
 	session_emit_accepted(pe->owner, pe->req_seq, seq);
 }
 

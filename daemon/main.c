@@ -313,12 +313,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	uv_loop_t *loop = uv_default_loop();
-	struct server *srv;
-	int r = server_start(loop, &cfg.broker, &cfg.server, &srv);
-	if (r < 0)
-		return 1;
-	the_server = srv;
-
+	int r;
+	/* Signals first: a supervisor may send SIGTERM as soon as it reads
+	 * READY=1, which server_start reports. */
 	uv_signal_t sigs[2];
 	int signums[2] = { SIGINT, SIGTERM };
 	for (int i = 0; i < 2; i++) {
@@ -332,6 +329,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+
+	struct server *srv;
+	r = server_start(loop, &cfg.broker, &cfg.server, &srv);
+	if (r < 0)
+		return 1;
+	the_server = srv;
 
 	r = uv_run(loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(loop);

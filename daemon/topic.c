@@ -174,6 +174,7 @@ static void drain(struct topics *ts, struct topic *tp)
 		list_remove(&pe->owner_link);
 		tp->npending--;
 		uint64_t seq = accept(ts, tp, pe->t);
+		pe->t = NULL; /* its reference went to the subscribers */
 		ts->hooks.accepted(ts->hooks.data, pe, seq);
 		free(pe);
 	}
@@ -243,6 +244,7 @@ int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owne
 		return HS_ENOMEM;
 	pe->topic = tp;
 	pe->t = t;
+	pe->bytes = t->block.length;
 	pe->owner = owner;
 	pe->req_seq = req_seq;
 	list_init(&pe->owner_link);

@@ -65,7 +65,9 @@ struct sub {
 
 struct pending_emit {
 	struct topic *topic;
-	struct tensor *t;      /* holds the emitter's reference */
+	struct tensor *t;      /* holds the emitter's reference; gone (maybe
+				* freed) by the time hooks.accepted runs */
+	uint64_t bytes;        /* t's block length, for the owner's accounting */
 	void *owner;
 	uint64_t req_seq;
 	struct list topic_link;
