@@ -4,4 +4,5 @@
 #include "hsbroker/error.h"
 #include "hsbroker/client.h"
 #include "hsbroker/info.h"
+#include "hsbroker/copy.h"
 #endif

@@ -1,0 +1,81 @@
+/* The hsbroker Python module (_hsbroker): CPython limited API (abi3,
+ * 3.9+), so one build imports on every CPython from 3.9 on. */
+#ifndef HSPY_H
+#define HSPY_H
+
+#define Py_LIMITED_API 0x03090000
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdbool.h>
+
+#include "hsbroker/hsbroker.h"
+
+typedef struct hspy_state {
+	PyObject *error;        /* hsbroker.Error */
+	PyObject *timeout;      /* hsbroker.Timeout(Error, TimeoutError) */
+	PyObject *closed;       /* hsbroker.Closed(Error): broker gone */
+	PyTypeObject *client_type;
+	PyTypeObject *tensor_type;
+	PyTypeObject *sub_type;
+} hspy_state;
+
+extern hspy_state hspy;
+
+/* A connection. Tensors and subscriptions hold a reference to it, so the
+ * slabs stay mapped while anything can still point into them; close()
+ * disconnects at once when nothing is alive, else when the last goes. */
+typedef struct hspy_client {
+	PyObject_HEAD
+	hs_client *c;
+	bool closing;   /* close() asked: no new work */
+	long live;      /* tensors + subscriptions alive */
+	struct hspy_tensor *tensors; /* live tensor objects, for zero-copy emit */
+} hspy_client;
+
+typedef struct hspy_tensor {
+	PyObject_HEAD
+	hspy_client *client;
+	hs_tensor *t;   /* NULL once released or emitted */
+	long exports;   /* DLPack capsules not yet deleted */
+	bool released;  /* release() asked; done when exports reach 0 */
+	/* Cached because they outlive t for error messages and repr. */
+	uint64_t id, seq;
+	struct hspy_tensor *prev, *next; /* client->tensors */
+} hspy_tensor;
+
+typedef struct hspy_sub {
+	PyObject_HEAD
+	hspy_client *client;
+	hs_subscription *s;
+	PyObject *topic;
+} hspy_sub;
+
+/* A str's UTF-8 bytes in a bytes object (limited API 3.9 lacks
+ * PyUnicode_AsUTF8AndSize); NULL with an exception set. */
+PyObject *hspy_utf8(PyObject *str, const char **s);
+
+/* Raises the exception for an hs error code; returns NULL. */
+PyObject *hspy_raise(int code, const char *what);
+
+/* Parses "float32", "uint8", ... (what numpy's dtype.name and torch's str
+ * without "torch." give). Returns 0 or -1 with ValueError set. */
+int hspy_dtype_parse(PyObject *obj, DLDataType *out);
+/* The name of a dtype ("float32"), or NULL for one with no name. */
+const char *hspy_dtype_name(DLDataType t);
+/* The array-interface typestr ("<f4"), or NULL (bfloat16 has none). */
+const char *hspy_dtype_typestr(DLDataType t);
+/* From a typestr to a dtype; 0 or -1 with ValueError set. */
+int hspy_typestr_parse(const char *s, DLDataType *out);
+
+/* "cpu" / "cuda:1" / (2, 1) → DLDevice; 0 or -1 with ValueError set. */
+int hspy_device_parse(PyObject *obj, DLDevice *out);
+
+hspy_tensor *hspy_tensor_wrap(hspy_client *client, hs_tensor *t);
+void hspy_client_unref_live(hspy_client *client);
+
+int hspy_tensor_type_init(PyObject *module);
+int hspy_client_type_init(PyObject *module);
+int hspy_sub_type_init(PyObject *module);
+
+#endif

@@ -1,0 +1,320 @@
+/* _hsbroker: module state, exceptions, dtype and device names. */
+#include "hspy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+hspy_state hspy;
+
+PyObject *hspy_utf8(PyObject *str, const char **s)
+{
+	if (!PyUnicode_Check(str)) {
+		PyErr_SetString(PyExc_TypeError, "expected a str");
+		return NULL;
+	}
+	PyObject *b = PyUnicode_AsUTF8String(str);
+	if (b)
+		*s = PyBytes_AsString(b);
+	return b;
+}
+
+PyObject *hspy_raise(int code, const char *what)
+{
+	PyObject *type = hspy.error;
+	if (code == HS_ETIMEDOUT)
+		type = hspy.timeout;
+	else if (code == HS_ESHUTDOWN || code == HS_EPIPE || code == HS_ENOBROKER ||
+		 code == HS_ECONNREFUSED)
+		type = hspy.closed;
+	PyObject *msg = what ? PyUnicode_FromFormat("%s: %s", what, hs_strerror(code))
+			     : PyUnicode_FromString(hs_strerror(code));
+	PyObject *args = msg ? Py_BuildValue("(Ois)", msg, code, hs_err_name(code)) : NULL;
+	Py_XDECREF(msg);
+	if (!args)
+		return NULL;
+	PyObject *exc = PyObject_Call(type, args, NULL);
+	Py_DECREF(args);
+	if (!exc)
+		return NULL;
+	PyObject *c = PyLong_FromLong(code);
+	if (c) {
+		PyObject_SetAttrString(exc, "code", c);
+		Py_DECREF(c);
+	}
+	PyErr_SetObject(type, exc);
+	Py_DECREF(exc);
+	return NULL;
+}
+
+struct dtype_name {
+	const char *name;
+	const char *typestr;
+	uint8_t code, bits;
+};
+
+static const struct dtype_name dtypes[] = {
+	{ "bool", "|b1", 6, 8 },
+	{ "int8", "|i1", kDLInt, 8 },
+	{ "int16", "<i2", kDLInt, 16 },
+	{ "int32", "<i4", kDLInt, 32 },
+	{ "int64", "<i8", kDLInt, 64 },
+	{ "uint8", "|u1", kDLUInt, 8 },
+	{ "uint16", "<u2", kDLUInt, 16 },
+	{ "uint32", "<u4", kDLUInt, 32 },
+	{ "uint64", "<u8", kDLUInt, 64 },
+	{ "float16", "<f2", kDLFloat, 16 },
+	{ "float32", "<f4", kDLFloat, 32 },
+	{ "float64", "<f8", kDLFloat, 64 },
+	{ "bfloat16", NULL, kDLBfloat, 16 },
+	{ "complex64", "<c8", kDLComplex, 64 },
+	{ "complex128", "<c16", kDLComplex, 128 },
+};
+#define N_DTYPES (sizeof(dtypes) / sizeof(dtypes[0]))
+
+const char *hspy_dtype_name(DLDataType t)
+{
+	for (size_t i = 0; i < N_DTYPES; i++)
+		if (dtypes[i].code == t.code && dtypes[i].bits == t.bits && t.lanes == 1)
+			return dtypes[i].name;
+	return NULL;
+}
+
+const char *hspy_dtype_typestr(DLDataType t)
+{
+	for (size_t i = 0; i < N_DTYPES; i++)
+		if (dtypes[i].code == t.code && dtypes[i].bits == t.bits && t.lanes == 1)
+			return dtypes[i].typestr;
+	return NULL;
+}
+
+int hspy_typestr_parse(const char *s, DLDataType *out)
+{
+	/* Byte order: '<' or '|' (native little-endian here); '=' also native. */
+	if (s[0] == '=' || s[0] == '|' || s[0] == '<') {
+		for (size_t i = 0; i < N_DTYPES; i++)
+			if (dtypes[i].typestr && strcmp(dtypes[i].typestr + 1, s + 1) == 0) {
+				*out = (DLDataType){ dtypes[i].code, dtypes[i].bits, 1 };
+				return 0;
+			}
+	}
+	PyErr_Format(PyExc_ValueError, "unsupported array-interface typestr '%s'", s);
+	return -1;
+}
+
+int hspy_dtype_parse(PyObject *obj, DLDataType *out)
+{
+	PyObject *str = NULL;
+	if (PyUnicode_Check(obj)) {
+		str = obj;
+		Py_INCREF(str);
+	} else {
+		/* numpy dtypes and scalar types have .name or __name__;
+		 * torch dtypes print as "torch.float32". */
+		PyObject *name = PyObject_GetAttrString(obj, "name");
+		if (!name) {
+			PyErr_Clear();
+			name = PyObject_Str(obj);
+		}
+		if (!name)
+			return -1;
+		str = name;
+	}
+	const char *s;
+	PyObject *b = hspy_utf8(str, &s);
+	Py_DECREF(str);
+	if (!b)
+		return -1;
+	if (strncmp(s, "torch.", 6) == 0)
+		s += 6;
+	const char *alias[][2] = { { "float", "float32" }, { "double", "float64" },
+				   { "half", "float16" }, { "int", "int64" },
+				   { "long", "int64" }, { "bool_", "bool" } };
+	for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++)
+		if (strcmp(s, alias[i][0]) == 0)
+			s = alias[i][1];
+	for (size_t i = 0; i < N_DTYPES; i++)
+		if (strcmp(dtypes[i].name, s) == 0) {
+			*out = (DLDataType){ dtypes[i].code, dtypes[i].bits, 1 };
+			Py_DECREF(b);
+			return 0;
+		}
+	PyErr_Format(PyExc_ValueError,
+		     "unsupported dtype '%s' (bool, int8..int64, uint8..uint64, "
+		     "float16/32/64, bfloat16, complex64/128)", s);
+	Py_DECREF(b);
+	return -1;
+}
+
+int hspy_device_parse(PyObject *obj, DLDevice *out)
+{
+	if (PyTuple_Check(obj) && PyTuple_Size(obj) == 2) {
+		long type = PyLong_AsLong(PyTuple_GetItem(obj, 0));
+		long id = PyLong_AsLong(PyTuple_GetItem(obj, 1));
+		if (PyErr_Occurred())
+			return -1;
+		*out = (DLDevice){ (DLDeviceType)type, (int)id };
+		return 0;
+	}
+	const char *s;
+	PyObject *b = hspy_utf8(obj, &s);
+	if (!b)
+		return -1;
+	int rc = 0;
+	char *end;
+	if (strcmp(s, "cpu") == 0) {
+		*out = (DLDevice){ kDLCPU, 0 };
+	} else if (strcmp(s, "cuda") == 0) {
+		*out = (DLDevice){ kDLCUDA, 0 };
+	} else if (strncmp(s, "cuda:", 5) == 0 && s[5] &&
+		   (out->device_id = (int)strtol(s + 5, &end, 10), *end == 0) &&
+		   out->device_id >= 0) {
+		out->device_type = kDLCUDA;
+	} else {
+		PyErr_Format(PyExc_ValueError, "unknown device '%s' (\"cpu\", \"cuda\", \"cuda:N\")", s);
+		rc = -1;
+	}
+	Py_DECREF(b);
+	return rc;
+}
+
+static PyObject *py_default_socket(PyObject *self, PyObject *noargs)
+{
+	char buf[4096];
+	int rc = hs_default_socket_path(buf, sizeof(buf));
+	if (rc < 0)
+		return hspy_raise(rc, "default socket path");
+	return PyUnicode_FromString(buf);
+}
+
+static PyObject *py_strerror(PyObject *self, PyObject *arg)
+{
+	long code = PyLong_AsLong(arg);
+	if (code == -1 && PyErr_Occurred())
+		return NULL;
+	return PyUnicode_FromString(hs_strerror((int)code));
+}
+
+/* An imported DLManagedTensor, deleted when this capsule goes: keeps a
+ * producer's memory alive while we copy out of it. */
+static void imported_destructor(PyObject *cap)
+{
+	DLManagedTensor *m = PyCapsule_GetPointer(cap, "hsbroker.imported");
+	if (m && m->deleter)
+		m->deleter(m);
+}
+
+/* _import_dlpack(capsule) -> (ptr, shape, strides|None, dtype, device, owner):
+ * consumes a "dltensor" capsule as the DLPack protocol says (rename to
+ * "used_dltensor"; the deleter is ours to call, via owner). */
+static PyObject *py_import_dlpack(PyObject *self, PyObject *cap)
+{
+	DLManagedTensor *m = PyCapsule_GetPointer(cap, "dltensor");
+	if (!m)
+		return NULL;
+	const DLTensor *dl = &m->dl_tensor;
+	if (dl->ndim < 0 || dl->ndim > HS_MAX_NDIM) {
+		PyErr_Format(PyExc_ValueError, "DLPack tensor has %d dimensions; at most %d",
+			     dl->ndim, HS_MAX_NDIM);
+		return NULL;
+	}
+	const char *dn = hspy_dtype_name(dl->dtype);
+	if (!dn) {
+		PyErr_Format(PyExc_TypeError, "unsupported DLPack dtype (code %d, %d bits, %d lanes)",
+			     dl->dtype.code, dl->dtype.bits, dl->dtype.lanes);
+		return NULL;
+	}
+	const char *dev;
+	char devbuf[32];
+	if (dl->device.device_type == kDLCPU || dl->device.device_type == kDLCUDAHost) {
+		dev = "cpu";
+	} else if (dl->device.device_type == kDLCUDA) {
+		snprintf(devbuf, sizeof(devbuf), "cuda:%d", dl->device.device_id);
+		dev = devbuf;
+	} else {
+		PyErr_Format(PyExc_BufferError, "hsbroker carries host and CUDA tensors, not "
+			     "DLPack device type %d", (int)dl->device.device_type);
+		return NULL;
+	}
+	PyObject *shape = PyTuple_New(dl->ndim);
+	PyObject *strides = dl->strides ? PyTuple_New(dl->ndim) : (Py_INCREF(Py_None), Py_None);
+	if (!shape || !strides) {
+		Py_XDECREF(shape);
+		Py_XDECREF(strides);
+		return NULL;
+	}
+	for (int i = 0; i < dl->ndim; i++) {
+		PyTuple_SetItem(shape, i, PyLong_FromLongLong(dl->shape[i]));
+		if (dl->strides)
+			PyTuple_SetItem(strides, i, PyLong_FromLongLong(dl->strides[i]));
+	}
+	if (PyCapsule_SetName(cap, "used_dltensor") < 0) {
+		Py_DECREF(shape);
+		Py_DECREF(strides);
+		return NULL;
+	}
+	PyObject *owner = PyCapsule_New(m, "hsbroker.imported", imported_destructor);
+	if (!owner) {
+		m->deleter(m);
+		Py_DECREF(shape);
+		Py_DECREF(strides);
+		return NULL;
+	}
+	return Py_BuildValue("(NNNssN)", PyLong_FromVoidPtr((char *)dl->data + dl->byte_offset),
+			     shape, strides, dn, dev, owner);
+}
+
+static PyMethodDef module_methods[] = {
+	{ "_import_dlpack", py_import_dlpack, METH_O, NULL },
+	{ "default_socket_path", py_default_socket, METH_NOARGS,
+	  "The socket path hsbroker.connect() uses when none is given." },
+	{ "strerror", py_strerror, METH_O, "The text of an hs error code." },
+	{ NULL, NULL, 0, NULL },
+};
+
+static struct PyModuleDef module_def = {
+	PyModuleDef_HEAD_INIT,
+	.m_name = "_hsbroker",
+	.m_doc = "Low-level bindings to libhsclient; use the hsbroker package.",
+	.m_size = -1,
+	.m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__hsbroker(void);
+PyMODINIT_FUNC PyInit__hsbroker(void)
+{
+	PyObject *m = PyModule_Create(&module_def);
+	if (!m)
+		return NULL;
+	hspy.error = PyErr_NewExceptionWithDoc(
+		"hsbroker.Error",
+		"An error from the broker or libhsclient; .code is the negative "
+		"hs error code, .args[2] its name.", NULL, NULL);
+	PyObject *tbases = hspy.error ? PyTuple_Pack(2, hspy.error, PyExc_TimeoutError) : NULL;
+	hspy.timeout = tbases ? PyErr_NewException("hsbroker.Timeout", tbases, NULL) : NULL;
+	Py_XDECREF(tbases);
+	PyObject *cbases = hspy.error ? PyTuple_Pack(2, hspy.error, PyExc_ConnectionError) : NULL;
+	hspy.closed = cbases ? PyErr_NewException("hsbroker.Closed", cbases, NULL) : NULL;
+	Py_XDECREF(cbases);
+	if (!hspy.timeout || !hspy.closed)
+		goto fail;
+	Py_INCREF(hspy.error);
+	Py_INCREF(hspy.timeout);
+	Py_INCREF(hspy.closed);
+	if (PyModule_AddObject(m, "Error", hspy.error) < 0 ||
+	    PyModule_AddObject(m, "Timeout", hspy.timeout) < 0 ||
+	    PyModule_AddObject(m, "Closed", hspy.closed) < 0)
+		goto fail;
+	if (hspy_client_type_init(m) < 0 || hspy_tensor_type_init(m) < 0 ||
+	    hspy_sub_type_init(m) < 0)
+		goto fail;
+	if (PyModule_AddIntConstant(m, "POLICY_BLOCK", HS_POLICY_BLOCK) < 0 ||
+	    PyModule_AddIntConstant(m, "POLICY_DROP_OLDEST", HS_POLICY_DROP_OLDEST) < 0 ||
+	    PyModule_AddIntConstant(m, "POLICY_DROP_NEWEST", HS_POLICY_DROP_NEWEST) < 0 ||
+	    PyModule_AddIntConstant(m, "PROTOCOL_VERSION", HS_PROTOCOL_VERSION) < 0)
+		goto fail;
+	return m;
+fail:
+	Py_DECREF(m);
+	return NULL;
+}

@@ -1,0 +1,587 @@
+/* hsbroker.Tensor: one broker reference, seen through DLPack, the CUDA
+ * array interface (device) or the array interface (host). */
+#include "hspy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static PyObject *closed_error(hspy_tensor *self)
+{
+	PyErr_Format(PyExc_ValueError,
+		     "tensor %llx was released or emitted; it can no longer be used",
+		     (unsigned long long)self->id);
+	return NULL;
+}
+
+static const DLTensor *live_dl(hspy_tensor *self)
+{
+	if (!self->t || self->released) {
+		closed_error(self);
+		return NULL;
+	}
+	return hs_tensor_dltensor(self->t);
+}
+
+hspy_tensor *hspy_tensor_wrap(hspy_client *client, hs_tensor *t)
+{
+	hspy_tensor *self = PyObject_New(hspy_tensor, hspy.tensor_type);
+	if (!self) {
+		hs_tensor_release(t, NULL);
+		return NULL;
+	}
+	Py_INCREF(client);
+	self->client = client;
+	self->t = t;
+	self->exports = 0;
+	self->released = false;
+	self->id = hs_tensor_id(t);
+	self->seq = hs_tensor_seq(t);
+	self->prev = NULL;
+	self->next = client->tensors;
+	if (client->tensors)
+		client->tensors->prev = self;
+	client->tensors = self;
+	client->live++;
+	return self;
+}
+
+/* Ends the broker reference once nothing can still read through it:
+ * release() was asked and every DLPack capsule has been deleted. */
+static void maybe_release(hspy_tensor *self, void *stream)
+{
+	if (!self->t || !self->released || self->exports > 0)
+		return;
+	hs_tensor *t = self->t;
+	self->t = NULL;
+	Py_BEGIN_ALLOW_THREADS
+	hs_tensor_release(t, stream);
+	Py_END_ALLOW_THREADS
+}
+
+static void unlink_from_client(hspy_tensor *self)
+{
+	hspy_client *c = self->client;
+	if (!c)
+		return;
+	if (self->prev)
+		self->prev->next = self->next;
+	else if (c->tensors == self)
+		c->tensors = self->next;
+	if (self->next)
+		self->next->prev = self->prev;
+	self->prev = self->next = NULL;
+}
+
+static void tensor_dealloc(PyObject *obj)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	self->released = true;
+	maybe_release(self, NULL);
+	unlink_from_client(self);
+	hspy_client *c = self->client;
+	self->client = NULL;
+	PyTypeObject *tp = Py_TYPE(obj);
+	freefunc tp_free = (freefunc)PyType_GetSlot(tp, Py_tp_free);
+	tp_free(obj);
+	Py_DECREF(tp);
+	if (c) {
+		hspy_client_unref_live(c);
+		Py_DECREF(c);
+	}
+}
+
+/* Called by hsbroker.Client.emit: the reference moves to the topic. */
+int hspy_tensor_take(hspy_tensor *self, hs_tensor **out);
+int hspy_tensor_take(hspy_tensor *self, hs_tensor **out)
+{
+	if (!self->t || self->released) {
+		closed_error(self);
+		return -1;
+	}
+	*out = self->t;
+	self->t = NULL;
+	self->released = true;
+	return 0;
+}
+
+static PyObject *tensor_release(PyObject *obj, PyObject *args, PyObject *kw)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	static char *kwlist[] = { "stream", NULL };
+	PyObject *stream_obj = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &stream_obj))
+		return NULL;
+	void *stream = NULL;
+	if (stream_obj != Py_None) {
+		stream = PyLong_AsVoidPtr(stream_obj);
+		if (PyErr_Occurred())
+			return NULL;
+	}
+	self->released = true;
+	maybe_release(self, stream);
+	Py_RETURN_NONE;
+}
+
+static PyObject *tensor_enter(PyObject *self, PyObject *noargs)
+{
+	Py_INCREF(self);
+	return self;
+}
+
+static PyObject *tensor_exit(PyObject *obj, PyObject *args)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	self->released = true;
+	maybe_release(self, NULL);
+	Py_RETURN_FALSE;
+}
+
+/* ---- shape, strides, interfaces ---- */
+
+static PyObject *int64_tuple(const int64_t *v, int n, int64_t scale)
+{
+	PyObject *t = PyTuple_New(n);
+	if (!t)
+		return NULL;
+	for (int i = 0; i < n; i++) {
+		PyObject *x = PyLong_FromLongLong(v[i] * scale);
+		if (!x) {
+			Py_DECREF(t);
+			return NULL;
+		}
+		PyTuple_SetItem(t, i, x);
+	}
+	return t;
+}
+
+/* Strides in elements, computed for a compact tensor whose DLTensor
+ * leaves them NULL. */
+static void dl_strides(const DLTensor *dl, int64_t *out)
+{
+	if (dl->strides) {
+		memcpy(out, dl->strides, sizeof(int64_t) * (size_t)dl->ndim);
+		return;
+	}
+	int64_t s = 1;
+	for (int i = dl->ndim - 1; i >= 0; i--) {
+		out[i] = s;
+		s *= dl->shape[i];
+	}
+}
+
+static PyObject *get_shape(PyObject *obj, void *c)
+{
+	const DLTensor *dl = live_dl((hspy_tensor *)obj);
+	return dl ? int64_tuple(dl->shape, dl->ndim, 1) : NULL;
+}
+
+static PyObject *get_strides(PyObject *obj, void *c)
+{
+	const DLTensor *dl = live_dl((hspy_tensor *)obj);
+	if (!dl)
+		return NULL;
+	int64_t st[HS_MAX_NDIM];
+	dl_strides(dl, st);
+	return int64_tuple(st, dl->ndim, 1);
+}
+
+static PyObject *get_dtype(PyObject *obj, void *c)
+{
+	const DLTensor *dl = live_dl((hspy_tensor *)obj);
+	if (!dl)
+		return NULL;
+	const char *n = hspy_dtype_name(dl->dtype);
+	if (n)
+		return PyUnicode_FromString(n);
+	return PyUnicode_FromFormat("dl(%d,%d,%d)", dl->dtype.code, dl->dtype.bits,
+				    dl->dtype.lanes);
+}
+
+static PyObject *device_str(DLDevice d)
+{
+	if (d.device_type == kDLCPU)
+		return PyUnicode_FromString("cpu");
+	if (d.device_type == kDLCUDA)
+		return PyUnicode_FromFormat("cuda:%d", d.device_id);
+	return PyUnicode_FromFormat("dl(%d):%d", (int)d.device_type, d.device_id);
+}
+
+static PyObject *get_device(PyObject *obj, void *c)
+{
+	const DLTensor *dl = live_dl((hspy_tensor *)obj);
+	return dl ? device_str(dl->device) : NULL;
+}
+
+static PyObject *get_data_ptr(PyObject *obj, void *c)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	if (!live_dl(self))
+		return NULL;
+	return PyLong_FromVoidPtr(hs_tensor_data(self->t));
+}
+
+static PyObject *get_nbytes(PyObject *obj, void *c)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	if (!live_dl(self))
+		return NULL;
+	return PyLong_FromUnsignedLongLong(hs_tensor_nbytes(self->t));
+}
+
+static PyObject *get_id(PyObject *obj, void *c)
+{
+	return PyLong_FromUnsignedLongLong(((hspy_tensor *)obj)->id);
+}
+
+static PyObject *get_seq(PyObject *obj, void *c)
+{
+	return PyLong_FromUnsignedLongLong(((hspy_tensor *)obj)->seq);
+}
+
+static PyObject *get_topic(PyObject *obj, void *c)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	if (!live_dl(self))
+		return NULL;
+	return PyUnicode_FromString(hs_tensor_topic(self->t));
+}
+
+static PyObject *get_released(PyObject *obj, void *c)
+{
+	return PyBool_FromLong(((hspy_tensor *)obj)->released);
+}
+
+/* The dict both array interfaces share: shape, typestr, data, strides in
+ * bytes (None when compact), version. */
+static PyObject *interface_dict(hspy_tensor *self, int version)
+{
+	const DLTensor *dl = live_dl(self);
+	if (!dl)
+		return NULL;
+	const char *ts = hspy_dtype_typestr(dl->dtype);
+	if (!ts) {
+		PyErr_SetString(PyExc_TypeError,
+				"this dtype has no array-interface typestr (bfloat16?): use DLPack");
+		return NULL;
+	}
+	int64_t itemsize = dl->dtype.bits / 8 * dl->dtype.lanes;
+	PyObject *strides;
+	if (dl->strides) {
+		strides = int64_tuple(dl->strides, dl->ndim, itemsize);
+	} else {
+		strides = Py_None;
+		Py_INCREF(strides);
+	}
+	PyObject *shape = int64_tuple(dl->shape, dl->ndim, 1);
+	PyObject *d = NULL;
+	if (shape && strides)
+		d = Py_BuildValue("{s:O,s:s,s:(NO),s:O,s:i}", "shape", shape, "typestr", ts,
+				  "data", PyLong_FromVoidPtr(hs_tensor_data(self->t)), Py_False,
+				  "strides", strides, "version", version);
+	Py_XDECREF(shape);
+	Py_XDECREF(strides);
+	return d;
+}
+
+static PyObject *get_array_interface(PyObject *obj, void *c)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	const DLTensor *dl = live_dl(self);
+	if (!dl)
+		return NULL;
+	if (dl->device.device_type != kDLCPU) {
+		PyErr_SetString(PyExc_AttributeError,
+				"__array_interface__ is for host tensors; this one is on a GPU "
+				"(use __cuda_array_interface__ or DLPack)");
+		return NULL;
+	}
+	return interface_dict(self, 3);
+}
+
+/* Makes stream wait until the producer's writes are done (a no-op for
+ * host tensors). */
+int hspy_tensor_wait(hspy_tensor *self, void *stream);
+int hspy_tensor_wait(hspy_tensor *self, void *stream)
+{
+	(void)self;
+	(void)stream;
+	return 0;
+}
+
+static PyObject *get_cuda_array_interface(PyObject *obj, void *c)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	const DLTensor *dl = live_dl(self);
+	if (!dl)
+		return NULL;
+	if (dl->device.device_type != kDLCUDA) {
+		PyErr_SetString(PyExc_AttributeError,
+				"__cuda_array_interface__ is for GPU tensors; this one is in host "
+				"memory (use __array_interface__ or DLPack)");
+		return NULL;
+	}
+	PyObject *d = interface_dict(self, 3);
+	/* v3 "stream": None says the data is ready to use on any stream; the
+	 * ready fence was waited on when the tensor was received. */
+	if (d && PyDict_SetItemString(d, "stream", Py_None) < 0) {
+		Py_DECREF(d);
+		return NULL;
+	}
+	return d;
+}
+
+/* ---- DLPack ---- */
+
+typedef struct export_ctx {
+	DLManagedTensor m;
+	hspy_tensor *owner;
+	int64_t shape[HS_MAX_NDIM];
+	int64_t strides[HS_MAX_NDIM];
+} export_ctx;
+
+static void export_deleter(DLManagedTensor *m)
+{
+	export_ctx *x = (export_ctx *)m->manager_ctx;
+	PyGILState_STATE g = PyGILState_Ensure();
+	hspy_tensor *self = x->owner;
+	self->exports--;
+	maybe_release(self, NULL);
+	Py_DECREF(self);
+	PyGILState_Release(g);
+	free(x);
+}
+
+static void capsule_destructor(PyObject *cap)
+{
+	/* A consumer renames the capsule to "used_dltensor" and owns it;
+	 * an unconsumed one is ours to delete. */
+	if (!PyCapsule_IsValid(cap, "dltensor"))
+		return;
+	DLManagedTensor *m = PyCapsule_GetPointer(cap, "dltensor");
+	if (m && m->deleter)
+		m->deleter(m);
+}
+
+static PyObject *tensor_dlpack(PyObject *obj, PyObject *args, PyObject *kw)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	static char *kwlist[] = { "stream", "max_version", "dl_device", "copy", NULL };
+	PyObject *stream = Py_None, *max_version = Py_None, *dl_device = Py_None,
+		 *copy = Py_None;
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOOO", kwlist, &stream, &max_version,
+					 &dl_device, &copy))
+		return NULL;
+	const DLTensor *dl = live_dl(self);
+	if (!dl)
+		return NULL;
+	if (copy != Py_None && PyObject_IsTrue(copy)) {
+		PyErr_SetString(PyExc_BufferError,
+				"hsbroker tensors are exported without copying (copy=True is not "
+				"supported; use hsbroker.as_tensor to copy)");
+		return NULL;
+	}
+	if (dl_device != Py_None) {
+		DLDevice want;
+		if (hspy_device_parse(dl_device, &want) < 0)
+			return NULL;
+		if (want.device_type != dl->device.device_type ||
+		    want.device_id != dl->device.device_id) {
+			PyErr_SetString(PyExc_BufferError,
+					"dl_device differs from the tensor's device; hsbroker "
+					"does not copy across devices");
+			return NULL;
+		}
+	}
+	void *sptr = NULL;
+	if (dl->device.device_type == kDLCPU) {
+		if (stream != Py_None) {
+			PyErr_SetString(PyExc_BufferError,
+					"stream must be None for a host tensor");
+			return NULL;
+		}
+	} else if (stream != Py_None) {
+		/* Array API: -1 means "no synchronisation", 1 the legacy
+		 * default stream, 2 the per-thread default, else a handle. */
+		long long s = PyLong_AsLongLong(stream);
+		if (s == -1 && PyErr_Occurred())
+			return NULL;
+		if (s == 0) {
+			PyErr_SetString(PyExc_ValueError,
+					"stream=0 is ambiguous for CUDA; pass 1 (legacy default) "
+					"or 2 (per-thread default)");
+			return NULL;
+		}
+		if (s != -1) {
+			sptr = s == 1 ? NULL : (void *)(intptr_t)s;
+			if (hspy_tensor_wait(self, sptr) < 0)
+				return NULL;
+		}
+	}
+	(void)max_version; /* DLPack 0.6 header: legacy capsules only */
+
+	export_ctx *x = calloc(1, sizeof(*x));
+	if (!x)
+		return PyErr_NoMemory();
+	x->m.dl_tensor = *dl;
+	memcpy(x->shape, dl->shape, sizeof(int64_t) * (size_t)dl->ndim);
+	x->m.dl_tensor.shape = x->shape;
+	if (dl->strides) {
+		memcpy(x->strides, dl->strides, sizeof(int64_t) * (size_t)dl->ndim);
+		x->m.dl_tensor.strides = x->strides;
+	}
+	x->m.manager_ctx = x;
+	x->m.deleter = export_deleter;
+	x->owner = self;
+	Py_INCREF(self);
+	self->exports++;
+	PyObject *cap = PyCapsule_New(&x->m, "dltensor", capsule_destructor);
+	if (!cap) {
+		export_deleter(&x->m);
+		return NULL;
+	}
+	return cap;
+}
+
+static PyObject *tensor_dlpack_device(PyObject *obj, PyObject *noargs)
+{
+	const DLTensor *dl = live_dl((hspy_tensor *)obj);
+	if (!dl)
+		return NULL;
+	return Py_BuildValue("(ii)", (int)dl->device.device_type, dl->device.device_id);
+}
+
+static PyObject *tensor_repr(PyObject *obj)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	if (!self->t || self->released)
+		return PyUnicode_FromFormat("<hsbroker.Tensor %llx released>",
+					    (unsigned long long)self->id);
+	PyObject *shape = get_shape(obj, NULL), *dtype = get_dtype(obj, NULL),
+		 *dev = get_device(obj, NULL);
+	PyObject *r = NULL;
+	if (shape && dtype && dev)
+		r = PyUnicode_FromFormat("<hsbroker.Tensor %llx seq=%llu shape=%R dtype=%U device=%U>",
+					 (unsigned long long)self->id,
+					 (unsigned long long)self->seq, shape, dtype, dev);
+	Py_XDECREF(shape);
+	Py_XDECREF(dtype);
+	Py_XDECREF(dev);
+	return r;
+}
+
+/* _copy_from(ptr, shape, strides_in_elements_or_None, dtype, device, stream):
+ * copies a foreign tensor with the same dtype and shape into this one
+ * (host to host, or device to device on stream). */
+static PyObject *tensor_copy_from(PyObject *obj, PyObject *args)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	PyObject *ptr_obj, *shape_obj, *strides_obj, *dtype_obj, *dev_obj, *stream_obj;
+	if (!PyArg_ParseTuple(args, "OOOOOO", &ptr_obj, &shape_obj, &strides_obj, &dtype_obj,
+			      &dev_obj, &stream_obj))
+		return NULL;
+	if (!live_dl(self))
+		return NULL;
+	DLTensor src = { 0 };
+	int64_t shape[HS_MAX_NDIM], strides[HS_MAX_NDIM];
+	src.data = PyLong_AsVoidPtr(ptr_obj);
+	if (PyErr_Occurred())
+		return NULL;
+	if (hspy_dtype_parse(dtype_obj, &src.dtype) < 0 ||
+	    hspy_device_parse(dev_obj, &src.device) < 0)
+		return NULL;
+	Py_ssize_t n = PySequence_Size(shape_obj);
+	if (n < 0 || n > HS_MAX_NDIM) {
+		PyErr_SetString(PyExc_ValueError, "bad shape");
+		return NULL;
+	}
+	src.ndim = (int)n;
+	for (Py_ssize_t i = 0; i < n; i++) {
+		PyObject *v = PySequence_GetItem(shape_obj, i);
+		shape[i] = v ? PyLong_AsLongLong(v) : -1;
+		Py_XDECREF(v);
+		if (strides_obj != Py_None) {
+			v = PySequence_GetItem(strides_obj, i);
+			strides[i] = v ? PyLong_AsLongLong(v) : 0;
+			Py_XDECREF(v);
+		}
+		if (PyErr_Occurred())
+			return NULL;
+	}
+	src.shape = shape;
+	src.strides = strides_obj == Py_None ? NULL : strides;
+	void *stream = NULL;
+	if (stream_obj != Py_None) {
+		stream = PyLong_AsVoidPtr(stream_obj);
+		if (PyErr_Occurred())
+			return NULL;
+	}
+	int rc;
+	Py_BEGIN_ALLOW_THREADS
+	rc = hs_tensor_copy_from(self->t, &src, stream);
+	Py_END_ALLOW_THREADS
+	if (rc < 0)
+		return hspy_raise(rc, "copy into broker tensor");
+	Py_RETURN_NONE;
+}
+
+static PyMethodDef tensor_methods[] = {
+	{ "release", (PyCFunction)(void (*)(void))tensor_release, METH_VARARGS | METH_KEYWORDS,
+	  "release(stream=None): end this reference (DLPack exports keep it until deleted)." },
+	{ "__dlpack__", (PyCFunction)(void (*)(void))tensor_dlpack, METH_VARARGS | METH_KEYWORDS,
+	  "DLPack export without copying." },
+	{ "__dlpack_device__", tensor_dlpack_device, METH_NOARGS, "(device_type, device_id)" },
+	{ "__enter__", tensor_enter, METH_NOARGS, NULL },
+	{ "__exit__", tensor_exit, METH_VARARGS, NULL },
+	{ "_copy_from", tensor_copy_from, METH_VARARGS, NULL },
+	{ NULL, NULL, 0, NULL },
+};
+
+static PyGetSetDef tensor_getset[] = {
+	{ "shape", get_shape, NULL, "shape (tuple)", NULL },
+	{ "strides", get_strides, NULL, "strides in elements (tuple)", NULL },
+	{ "dtype", get_dtype, NULL, "dtype name, e.g. 'float32'", NULL },
+	{ "device", get_device, NULL, "'cpu' or 'cuda:N'", NULL },
+	{ "data_ptr", get_data_ptr, NULL, "address of element 0", NULL },
+	{ "nbytes", get_nbytes, NULL, "bytes of the block", NULL },
+	{ "id", get_id, NULL, "broker tensor id", NULL },
+	{ "seq", get_seq, NULL, "topic sequence number (0: never emitted)", NULL },
+	{ "topic", get_topic, NULL, "topic it came from ('' for a fresh alloc)", NULL },
+	{ "released", get_released, NULL, "True once released or emitted", NULL },
+	{ "__array_interface__", get_array_interface, NULL, NULL, NULL },
+	{ "__cuda_array_interface__", get_cuda_array_interface, NULL, NULL, NULL },
+	{ NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyObject *tensor_new(PyTypeObject *t, PyObject *a, PyObject *k)
+{
+	PyErr_SetString(PyExc_TypeError,
+			"hsbroker.Tensor is made by Client.alloc or Subscription.receive");
+	return NULL;
+}
+
+static PyType_Slot tensor_slots[] = {
+	{ Py_tp_new, tensor_new },
+	{ Py_tp_dealloc, tensor_dealloc },
+	{ Py_tp_methods, tensor_methods },
+	{ Py_tp_getset, tensor_getset },
+	{ Py_tp_repr, tensor_repr },
+	{ Py_tp_doc, "A tensor in broker memory (one reference). Made by Client.alloc "
+		     "or Subscription.receive, never directly." },
+	{ 0, NULL },
+};
+
+static PyType_Spec tensor_spec = {
+	.name = "hsbroker.Tensor",
+	.basicsize = sizeof(hspy_tensor),
+	.flags = Py_TPFLAGS_DEFAULT,
+	.slots = tensor_slots,
+};
+
+int hspy_tensor_type_init(PyObject *module)
+{
+	hspy.tensor_type = (PyTypeObject *)PyType_FromSpec(&tensor_spec);
+	if (!hspy.tensor_type)
+		return -1;
+	Py_INCREF(hspy.tensor_type);
+	return PyModule_AddObject(module, "Tensor", (PyObject *)hspy.tensor_type);
+}
