@@ -519,6 +519,14 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 	reply(s, seq, &m);
 }
 
+static void topic_refused(struct session *s, int r)
+{
+	char d[128];
+	if (r == HS_ELIMIT)
+		log_warn("%s: new topic refused: %u topics exist (max_topics)",
+			 session_describe(s, d, sizeof(d)), s->broker->topics.n);
+}
+
 static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 {
 	struct broker *b = s->broker;
@@ -532,6 +540,7 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 	struct topic *tp;
 	r = topics_get(&b->topics, req->topic, true, &tp);
 	if (r < 0) {
+		topic_refused(s, r);
 		session_error(s, seq, r, "emit: topic: %s", hs__strerror(r));
 		return;
 	}
@@ -542,6 +551,11 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 	r = topic_emit(&b->topics, tp, t, s, seq, &tseq, &pe);
 	if (r < 0) {
 		hold(s, t); /* the key was just there: cannot fail for memory */
+		if (r == HS_EBUSY) {
+			char d[128];
+			log_warn("%s: emit on %s refused: %u emits already held back by a full subscriber",
+				 session_describe(s, d, sizeof(d)), tp->name, tp->npending);
+		}
 		session_error(s, seq, r, "emit on %s: %s", tp->name,
 			      r == HS_EBUSY ? "too many emits held back by a full subscriber"
 					    : hs__strerror(r));
@@ -575,6 +589,7 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 	struct topic *tp;
 	int r = topics_get(&b->topics, req->topic, true, &tp);
 	if (r < 0) {
+		topic_refused(s, r);
 		session_error(s, seq, r, "subscribe: topic: %s", hs__strerror(r));
 		return;
 	}
