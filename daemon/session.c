@@ -227,8 +227,6 @@ static int held_tensor(struct session *s, uint64_t id, struct tensor **out)
 {
 	struct tensor *t;
 	int r = tensor_lookup(&s->broker->tensors, id, &t);
-	if (r == HS_ESTALE && idmap_get(&s->held, id))
-		return HS_ESTALE; /* cannot happen: a held id is live */
 	if (r < 0)
 		return r;
 	if (!idmap_get(&s->held, id))

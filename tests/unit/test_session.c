@@ -31,17 +31,24 @@ static void make_broker(void)
 	ck_assert_int_eq(broker_new(&cfg, NULL, &b), 0);
 }
 
+static int fds_before;
+
 static void setup(void)
 {
 	broker_config_defaults(&cfg);
 	cfg.cpu_slab_size = 1 << 20;
 	b = NULL;
+	fds_before = unit_count_fds();
 }
 
+/* Every test ends with no fd leaked: sockets, memfds, dup'd fds of
+ * outboxes, fds a client sent. */
 static void teardown(void)
 {
 	if (b)
 		broker_free(b);
+	b = NULL;
+	ck_assert_int_eq(unit_count_fds(), fds_before);
 }
 
 static void peer_open(struct peer *p)
