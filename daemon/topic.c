@@ -44,6 +44,60 @@ void topics_fini(struct topics *ts)
 	list_init(&ts->all);
 }
 
+static void unindex(struct topics *ts, struct topic *tp)
+{
+	uint64_t h = name_hash(tp->name);
+	uint64_t *v = idmap_get(&ts->index, h);
+	if (!v)
+		return;
+	struct topic *head = (struct topic *)(uintptr_t)*v;
+	if (head == tp) {
+		if (tp->hash_next)
+			*v = (uint64_t)(uintptr_t)tp->hash_next;
+		else
+			idmap_del(&ts->index, h);
+		return;
+	}
+	for (struct topic *p = head; p->hash_next; p = p->hash_next) {
+		if (p->hash_next == tp) {
+			p->hash_next = tp->hash_next;
+			return;
+		}
+	}
+}
+
+/* Frees every idle topic and returns how many: no subscriber, no emit
+ * held back, and no live tensor whose ->topic points at its name. Runs
+ * only when the limit is reached, so its scans are paid once per batch
+ * of new names, not per emit. */
+static uint32_t evict_idle(struct topics *ts)
+{
+	struct idmap named;
+	idmap_init(&named);
+	struct tensor_table *tt = ts->tt;
+	for (uint32_t i = 0; i < tt->n; i++) {
+		struct tensor *t = tt->slots[i];
+		if (t && t->topic && idmap_put(&named, (uint64_t)(uintptr_t)t->topic, 1) < 0) {
+			idmap_fini(&named);
+			return 0;
+		}
+	}
+	uint32_t n = 0;
+	struct topic *tp, *tmp;
+	list_for_each_safe(tp, tmp, &ts->all, link) {
+		if (tp->nsubs || tp->npending || idmap_get(&named, (uint64_t)(uintptr_t)tp->name))
+			continue;
+		unindex(ts, tp);
+		list_remove(&tp->link);
+		free(tp->name);
+		free(tp);
+		ts->n--;
+		n++;
+	}
+	idmap_fini(&named);
+	return n;
+}
+
 int topics_get(struct topics *ts, const char *name, bool create, struct topic **out)
 {
 	int r = hs__topic_check(name);
@@ -60,8 +114,13 @@ int topics_get(struct topics *ts, const char *name, bool create, struct topic **
 	}
 	if (!create)
 		return HS_ENOENT;
-	if (ts->n >= ts->max)
-		return HS_ELIMIT;
+	if (ts->n >= ts->max) {
+		if (evict_idle(ts) == 0)
+			return HS_ELIMIT;
+		/* eviction may have changed the chain this name hashes to */
+		v = idmap_get(&ts->index, h);
+		first = v ? (struct topic *)(uintptr_t)*v : NULL;
+	}
 	struct topic *tp = calloc(1, sizeof(*tp));
 	if (!tp)
 		return HS_ENOMEM;

@@ -4,8 +4,10 @@
  * while any emit is held back, later ones queue behind it.
  *
  * The topic never talks to sockets: it hands a delivery or an accepted
- * held-back emit to its hooks. Topics live as long as the daemon (their
- * sequence numbers must not restart); their number is bounded. */
+ * held-back emit to its hooks. Topics stay while the daemon runs, so their
+ * sequence numbers do not restart, but their number is bounded: at the
+ * limit, idle topics (no subscriber, no held-back emit, no live tensor
+ * naming them) are freed, and one that comes back starts again at seq 1. */
 #ifndef HS_DAEMON_TOPIC_H
 #define HS_DAEMON_TOPIC_H
 

@@ -322,6 +322,44 @@ START_TEST(test_deep_queue_grows_in_order)
 }
 END_TEST
 
+START_TEST(test_idle_topics_evicted_at_limit)
+{
+	struct topics small;
+	struct topic_hooks h = { on_deliver, on_accepted, NULL };
+	topics_init(&small, &tt, 3, 4, &h);
+	struct topic *a, *bt, *c, *x;
+	struct sub *s;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&small, "a", true, &a), 0);
+	ck_assert_int_eq(topics_get(&small, "b", true, &bt), 0);
+	ck_assert_int_eq(topics_get(&small, "c", true, &c), 0);
+	/* a has a subscriber; b names a live tensor; c is idle */
+	ck_assert_int_eq(topic_subscribe(&small, a, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 1, &s), 0);
+	struct tensor *t = new_tensor();
+	tensor_ref(t); /* keep it alive past the emit */
+	struct pending_emit *pe;
+	ck_assert_int_eq(topic_emit(&small, bt, t, NULL, 1, &seq, &pe), 0);
+	ck_assert_ptr_eq(t->topic, bt->name);
+	ck_assert_int_eq(topics_get(&small, "d", true, &x), 0); /* c evicted */
+	ck_assert_uint_eq(small.n, 3);
+	ck_assert_int_eq(topics_get(&small, "c", false, &x), HS_ENOENT);
+	ck_assert_int_eq(topics_get(&small, "a", false, &x), 0);
+	ck_assert_int_eq(topics_get(&small, "b", false, &x), 0);
+	ck_assert_str_eq(t->topic, "b");
+	/* nothing idle: the limit holds */
+	struct topic *dd;
+	ck_assert_int_eq(topics_get(&small, "d", false, &dd), 0);
+	ck_assert_int_eq(topic_subscribe(&small, dd, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 1, &s), 0);
+	ck_assert_int_eq(topics_get(&small, "e", true, &x), HS_ELIMIT);
+	/* once the tensor naming b is gone, b can go */
+	tensor_unref(&tt, t);
+	ck_assert_int_eq(topics_get(&small, "e", true, &x), 0);
+	ck_assert_int_eq(topics_get(&small, "b", false, &x), HS_ENOENT);
+	topics_fini(&small);
+	ck_assert_uint_eq(pool.used, 0);
+}
+END_TEST
+
 static Suite *topic_suite(void)
 {
 	Suite *s = suite_create("topic");
@@ -336,6 +374,7 @@ static Suite *topic_suite(void)
 	tcase_add_test(tc, test_credits);
 	tcase_add_test(tc, test_unsubscribe_releases_queue);
 	tcase_add_test(tc, test_deep_queue_grows_in_order);
+	tcase_add_test(tc, test_idle_topics_evicted_at_limit);
 	suite_add_tcase(s, tc);
 	return s;
 }
