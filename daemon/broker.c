@@ -86,6 +86,14 @@ void broker_free(struct broker *b)
 	topics_fini(&b->topics);
 	tensor_table_fini(&b->tensors);
 	pool_fini(&b->cpu);
+	for (int i = 0; i < HS_CUDA_MAX_DEVICES; i++) {
+		struct cuda_device *cd = b->cuda[i];
+		if (!cd)
+			continue;
+		pool_fini(&cd->pool);
+		event_pool_fini(&cd->events);
+		free(cd);
+	}
 	free(b);
 }
 
@@ -138,15 +146,64 @@ int broker_pool_for(struct broker *b, DLDevice device, struct pool **out)
 		*out = &b->cpu;
 		return 0;
 	}
-	if (device.device_type == kDLCUDA)
-		return HS_ENOCUDA; /* until slab_cuda.c brings the CUDA pools */
-	return HS_ENODEV;
+	if (device.device_type != kDLCUDA)
+		return HS_ENODEV;
+	int n = cuda_device_count(); /* probes once, logs why there is no GPU */
+	if (n < 0)
+		return n;
+	if (device.device_id < 0 || device.device_id >= n)
+		return HS_ENODEV;
+	struct cuda_device *cd = b->cuda[device.device_id];
+	if (!cd) {
+		cd = calloc(1, sizeof(*cd));
+		if (!cd)
+			return HS_ENOMEM;
+		pool_init(&cd->pool, device, &slab_cuda_ops, b->cfg.cuda_slab_size,
+			  b->cfg.cuda_cap, &b->next_slab_id);
+		/* Clients keep device slabs open until they disconnect, and
+		 * a killed client's mappings go on the driver's schedule:
+		 * device slabs stay until the daemon exits. */
+		cd->pool.retain_slabs = true;
+		event_pool_init(&cd->events, device.device_id, &b->next_event_id);
+		b->cuda[device.device_id] = cd;
+		log_info("pool cuda:%d: slabs of %llu bytes, cap %llu bytes (0 = none)",
+			 device.device_id, (unsigned long long)cd->pool.slab_size,
+			 (unsigned long long)cd->pool.cap);
+	}
+	*out = &cd->pool;
+	return 0;
+}
+
+int broker_fence_for(struct broker *b, DLDevice device, struct fence_event **out)
+{
+	if (device.device_type != kDLCUDA || device.device_id < 0 ||
+	    device.device_id >= HS_CUDA_MAX_DEVICES || !b->cuda[device.device_id])
+		return HS_ENODEV;
+	return event_pool_get(&b->cuda[device.device_id]->events, out);
+}
+
+size_t broker_pools(struct broker *b, struct pool **out, size_t max)
+{
+	size_t n = 0;
+	if (n < max)
+		out[n++] = &b->cpu;
+	for (int i = 0; i < HS_CUDA_MAX_DEVICES && n < max; i++)
+		if (b->cuda[i])
+			out[n++] = &b->cuda[i]->pool;
+	return n;
 }
 
 struct slab *broker_find_slab(struct broker *b, uint64_t id, struct pool **pool)
 {
-	struct slab *s = pool_find_slab(&b->cpu, id);
-	if (s && pool)
-		*pool = &b->cpu;
-	return s;
+	struct pool *pools[1 + HS_CUDA_MAX_DEVICES];
+	size_t n = broker_pools(b, pools, 1 + HS_CUDA_MAX_DEVICES);
+	for (size_t i = 0; i < n; i++) {
+		struct slab *s = pool_find_slab(pools[i], id);
+		if (s) {
+			if (pool)
+				*pool = pools[i];
+			return s;
+		}
+	}
+	return NULL;
 }

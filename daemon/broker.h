@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "cuda.h"
+#include "event.h"
 #include "list.h"
 #include "pool.h"
 #include "tensor.h"
@@ -22,8 +24,8 @@ struct session;
 struct broker_config {
 	uint64_t cpu_slab_size;      /* default 64 MiB */
 	uint64_t cpu_cap;            /* bytes, 0 = none */
-	uint64_t cuda_slab_size;
-	uint64_t cuda_cap;
+	uint64_t cuda_slab_size;     /* default 64 MiB */
+	uint64_t cuda_cap;           /* bytes per device, 0 = none */
 	uint32_t max_subscriptions;  /* per session, default 256 -> HS_ELIMIT */
 	uint32_t max_tensors;        /* held per session, default 65536 -> HS_ELIMIT */
 	uint64_t quota_bytes;        /* held per session, 0 = none -> HS_EDQUOT */
@@ -49,6 +51,13 @@ struct broker_hooks {
 	void *data;
 };
 
+/* One GPU's pool of slabs and its ready-fence events, made at the first
+ * device tensor asked for on it. */
+struct cuda_device {
+	struct pool pool;
+	struct event_pool events;
+};
+
 struct broker {
 	struct broker_config cfg;
 	struct broker_hooks hooks;
@@ -56,7 +65,9 @@ struct broker {
 	uint64_t start_us;
 	uint64_t next_session_id;
 	uint64_t next_slab_id;
+	uint64_t next_event_id;
 	struct pool cpu;
+	struct cuda_device *cuda[HS_CUDA_MAX_DEVICES];
 	struct tensor_table tensors;
 	struct topics topics;
 	struct list sessions;
@@ -81,8 +92,14 @@ void broker_session_close(struct broker *b, struct session *s);
 void broker_shutdown_notice(struct broker *b, const char *reason);
 
 /* The pool serving device: 0, HS_ENOCUDA (no CUDA pool in this build),
- * HS_ENODEV. */
+ * HS_ENODEV (no such device, or no GPU/driver here). A GPU's pool is
+ * made the first time it is asked for. */
 int broker_pool_for(struct broker *b, DLDevice device, struct pool **out);
+/* A free ready-fence event of a GPU whose pool exists: 0, or
+ * event_pool_get's error. */
+int broker_fence_for(struct broker *b, DLDevice device, struct fence_event **out);
+/* The pools there are, cpu first then GPUs by ordinal: at most max. */
+size_t broker_pools(struct broker *b, struct pool **out, size_t max);
 /* The slab with that id in any pool, or NULL. */
 struct slab *broker_find_slab(struct broker *b, uint64_t id, struct pool **pool);
 

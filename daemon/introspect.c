@@ -69,8 +69,8 @@ void introspect_reply(struct session *s, uint64_t seq, Hs__ListWhat what)
 	lr.uptime_us = now - b->start_us;
 	lr.daemon_version = (char *)HS_VERSION;
 
-	struct pool_item pools[1];
-	Hs__PoolInfo *pool_ptrs[1];
+	struct pool_item pools[1 + HS_CUDA_MAX_DEVICES];
+	Hs__PoolInfo *pool_ptrs[1 + HS_CUDA_MAX_DEVICES];
 	Hs__TopicInfo *topics = NULL, **topic_ptrs = NULL;
 	Hs__SubscriberInfo *subs = NULL, **sub_ptrs = NULL;
 	Hs__ClientInfo *clients = NULL, **client_ptrs = NULL;
@@ -79,26 +79,31 @@ void introspect_reply(struct session *s, uint64_t seq, Hs__ListWhat what)
 	bool trimmed = false;
 
 	if (all || what == HS__LIST_WHAT__LIST_POOLS) {
-		struct pool *p = &b->cpu;
-		struct pool_item *it = &pools[0];
-		hs__pool_info__init(&it->info);
-		hs__device__init(&it->dev);
-		it->dev.type = p->device.device_type;
-		it->dev.id = p->device.device_id;
-		it->info.device = &it->dev;
-		it->info.slab_size = p->slab_size;
-		it->info.slabs = p->nslabs;
-		it->info.total = p->total;
-		it->info.used = p->used;
-		it->info.free = p->total - p->used;
-		it->info.cap = p->cap;
-		it->info.tensors = p->blocks;
-		it->info.largest_free = pool_largest_free(p);
-		if (fits(&budget, hs__pool_info__get_packed_size(&it->info))) {
-			pool_ptrs[0] = &it->info;
-			lr.pools = pool_ptrs;
-			lr.n_pools = 1;
+		struct pool *ps[1 + HS_CUDA_MAX_DEVICES];
+		size_t np = broker_pools(b, ps, 1 + HS_CUDA_MAX_DEVICES);
+		lr.pools = pool_ptrs;
+		for (size_t i = 0; i < np; i++) {
+			struct pool *p = ps[i];
+			struct pool_item *it = &pools[i];
+			hs__pool_info__init(&it->info);
+			hs__device__init(&it->dev);
+			it->dev.type = p->device.device_type;
+			it->dev.id = p->device.device_id;
+			it->info.device = &it->dev;
+			it->info.slab_size = p->slab_size;
+			it->info.slabs = p->nslabs;
+			it->info.total = p->total;
+			it->info.used = p->used;
+			it->info.free = p->total - p->used;
+			it->info.cap = p->cap;
+			it->info.tensors = p->blocks;
+			it->info.largest_free = pool_largest_free(p);
+			if (!fits(&budget, hs__pool_info__get_packed_size(&it->info)))
+				break;
+			pool_ptrs[lr.n_pools++] = &it->info;
 		}
+		if (!lr.n_pools)
+			lr.pools = NULL;
 	}
 
 	if (all || what == HS__LIST_WHAT__LIST_TOPICS) {

@@ -191,6 +191,8 @@ static void usage(FILE *f)
 		" if it exists)\n"
 		"  --slab-size SIZE     host slab size (K/M/G suffixes; default 64M)\n"
 		"  --host-cap SIZE      cap on host pool bytes (0 = none)\n"
+		"  --cuda-slab-size SIZE  device slab size (default 64M)\n"
+		"  --cuda-cap SIZE      cap on each GPU's pool bytes (0 = none)\n"
 		"  --log-level LEVEL    error, warn, info (default) or debug\n"
 		"  --help               this text\n"
 		"  --version            print the version\n"
@@ -220,6 +222,8 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "slab-size", required_argument, NULL, 'S' },
 		{ "host-cap", required_argument, NULL, 'C' },
+		{ "cuda-slab-size", required_argument, NULL, 'D' },
+		{ "cuda-cap", required_argument, NULL, 'G' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -291,6 +295,19 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'D':
+			if (parse_size(optarg, &cfg.broker.cuda_slab_size) < 0 ||
+			    !cfg.broker.cuda_slab_size) {
+				fprintf(stderr, "hsbrokerd: bad --cuda-slab-size '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'G':
+			if (parse_size(optarg, &cfg.broker.cuda_cap) < 0) {
+				fprintf(stderr, "hsbrokerd: bad --cuda-cap '%s'\n", optarg);
+				return 2;
+			}
+			break;
 		case 'l':
 			if ((cfg.log_level = log_level_parse(optarg)) < 0) {
 				fprintf(stderr, "hsbrokerd: bad --log-level '%s'\n", optarg);
@@ -303,7 +320,7 @@ int main(int argc, char **argv)
 	}
 	if (cfg.log_level >= 0)
 		log_set_level((enum log_level)cfg.log_level);
-	if (!cfg.broker.cpu_slab_size) {
+	if (!cfg.broker.cpu_slab_size || !cfg.broker.cuda_slab_size) {
 		log_error("slab_size must not be 0");
 		return 2;
 	}

@@ -50,7 +50,7 @@ void pool_fini(struct pool *p)
 
 static void maybe_retire(struct pool *p, struct slab *s)
 {
-	if (s->dedicated && s->blocks == 0 && s->announced == 0)
+	if (!p->retain_slabs && s->dedicated && s->blocks == 0 && s->announced == 0)
 		drop_slab(p, s);
 }
 

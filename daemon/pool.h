@@ -5,6 +5,7 @@
 #ifndef HS_DAEMON_POOL_H
 #define HS_DAEMON_POOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <dlpack/dlpack.h>
@@ -32,6 +33,7 @@ struct pool {
 	uint32_t nslabs;
 	uint32_t blocks;
 	uint64_t *next_slab_id; /* shared by all pools: ids are unique per epoch */
+	bool retain_slabs;      /* never retire idle dedicated slabs (device pools) */
 	struct list slabs;
 };
 

@@ -40,6 +40,7 @@ void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_
 	s->created_us = tensor_now_us();
 	idmap_init(&s->held);
 	idmap_init(&s->slabs);
+	idmap_init(&s->events);
 	list_init(&s->subs);
 	list_init(&s->pending);
 	list_init(&s->outbox);
@@ -262,6 +263,39 @@ static int announce(struct session *s, struct slab *slab)
 	return session_send(s, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
 }
 
+/* Pushes EventAnnounce before the first TensorRef naming a fence event the
+ * session has not seen. Events outlive their tensors (they are reused), so
+ * a session learns each one once. */
+static int announce_event(struct session *s, struct fence_event *ev)
+{
+	if (!ev || idmap_get(&s->events, ev->id))
+		return 0;
+	int r = idmap_put(&s->events, ev->id, 1);
+	if (r < 0)
+		return r;
+	Hs__EventAnnounce ann = HS__EVENT_ANNOUNCE__INIT;
+	Hs__Device dev = HS__DEVICE__INIT;
+	dev.type = kDLCUDA;
+	dev.id = ev->device;
+	ann.event_id = ev->id;
+	ann.device = &dev;
+	ann.ipc_handle.data = ev->ipc_handle;
+	ann.ipc_handle.len = sizeof(ev->ipc_handle);
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_EVENT;
+	m.event = &ann;
+	return session_send(s, &m, NULL, 0);
+}
+
+/* Both announcements a TensorRef of t needs. */
+static int announce_tensor(struct session *s, struct tensor *t)
+{
+	int r = announce(s, t->block.slab);
+	if (r < 0)
+		return r;
+	return announce_event(s, t->fence);
+}
+
 void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint64_t seq,
 		     const char *topic, uint64_t dropped)
 {
@@ -273,7 +307,7 @@ void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint6
 	}
 	if (s->dead)
 		return; /* released when the session is closed */
-	if (announce(s, t->block.slab) < 0)
+	if (announce_tensor(s, t) < 0)
 		return;
 	struct tensor_pb pb;
 	tensor_to_pb(t, &pb);
@@ -359,6 +393,7 @@ void session_release_all(struct session *s)
 		nslabs++;
 	}
 	idmap_fini(&s->slabs);
+	idmap_fini(&s->events);
 
 	while (!list_empty(&s->outbox)) {
 		struct out_msg *m = list_first(&s->outbox, struct out_msg, link);
@@ -498,6 +533,16 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 			      hs__strerror(r));
 		return;
 	}
+	if (dev.device_type == kDLCUDA) {
+		/* The ready fence travels with the tensor from alloc to death. */
+		r = broker_fence_for(b, dev, &t->fence);
+		if (r < 0) {
+			tensor_unref(&b->tensors, t);
+			session_error(s, seq, r, "alloc: no ready-fence event on cuda:%d: %s",
+				      (int)dev.device_id, hs__strerror(r));
+			return;
+		}
+	}
 	t->owner_session = s->id;
 	t->owner_pid = s->pid;
 	memcpy(t->owner_name, s->name, sizeof(t->owner_name));
@@ -506,7 +551,14 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 		session_error(s, seq, HS_ENOMEM, "alloc: out of memory");
 		return;
 	}
-	announce(s, t->block.slab);
+	if (announce_tensor(s, t) < 0) {
+		/* The peer could not use the reply: it was not told of the
+		 * memory, so it must not get the tensor. */
+		unhold(s, t);
+		tensor_unref(&b->tensors, t);
+		session_error(s, seq, HS_ENOMEM, "alloc: cannot announce the tensor's memory");
+		return;
+	}
 	struct tensor_pb pb;
 	tensor_to_pb(t, &pb);
 	Hs__AllocReply ar = HS__ALLOC_REPLY__INIT;

@@ -38,6 +38,7 @@ struct session {
 	uint32_t npending;       /* held-back emits: their references still */
 	uint64_t pending_bytes;  /* count against this session's limits */
 	struct idmap slabs;      /* slab id -> struct slab *, announced */
+	struct idmap events;     /* fence event ids announced (EventAnnounce) */
 
 	struct list outbox;      /* struct out_msg, oldest first */
 	uint32_t out_msgs;

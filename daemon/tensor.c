@@ -21,6 +21,9 @@ void tensor_table_init(struct tensor_table *tt, uint32_t max_slots)
 
 static void destroy(struct tensor_table *tt, struct tensor *t)
 {
+	/* Every reader has released (after its GPU work, see docs/gpu.md),
+	 * so nobody will wait on this record of the event any more. */
+	event_put(t->fence);
 	pool_release(t->pool, &t->block);
 	free(t);
 	tt->live--;
@@ -199,4 +202,5 @@ void tensor_to_pb(const struct tensor *t, struct tensor_pb *pb)
 	pb->ref.block = &pb->block;
 	pb->ref.seq = t->seq;
 	pb->ref.topic = (char *)(t->topic ? t->topic : "");
+	pb->ref.fence_event = t->fence ? t->fence->id : 0;
 }

@@ -12,6 +12,7 @@
 
 #include <dlpack/dlpack.h>
 
+#include "event.h"
 #include "pool.h"
 #include "wire.h"
 
@@ -32,9 +33,11 @@ struct tensor {
 	int32_t owner_pid;
 	char owner_name[HS__MAX_NAME + 1];
 	uint64_t created_us;
-	const char *topic;        /* last topic it was emitted on (topics live
-				   * as long as the daemon), or NULL */
+	const char *topic;        /* last topic it was emitted on (its name,
+				   * owned by the topic), or NULL */
 	uint64_t seq;
+	struct fence_event *fence; /* device tensors: the ready fence, given
+				    * back to its pool when the tensor dies */
 };
 
 struct tensor_table {
