@@ -675,6 +675,112 @@ START_TEST(test_held_back_emits_count_as_held)
 }
 END_TEST
 
+START_TEST(test_unsubscribe_and_drops)
+{
+	make_broker();
+	struct peer prod, cons;
+	peer_open(&prod);
+	peer_open(&cons);
+	hello(&prod, "producer");
+	hello(&cons, "consumer");
+	uint64_t sub = subscribe(&cons, "t", 2, HS__POLICY__POLICY_DROP_OLDEST, 1);
+	for (int i = 0; i < 5; i++) {
+		uint64_t id = alloc(&prod, 64, NULL, NULL);
+		ck_assert_int_eq(send_emit(&prod, id, "t"), 0);
+		ck_assert_uint_eq(expect_emit_reply(&prod, prod.seq), (uint64_t)i + 1);
+	}
+	/* 1 delivered, then 2..5 into a queue of 2: 2 dropped */
+	ck_assert_int_eq(send_credit(&cons, sub, 10), 0);
+	uint64_t seqs[8], dropped = 0;
+	int n = 0;
+	Hs__Message *m;
+	while ((m = recv_msg(&cons, NULL, NULL))) {
+		if (m->body_case == HS__MESSAGE__BODY_DELIVER) {
+			seqs[n++] = m->deliver->tensor->seq;
+			dropped = m->deliver->dropped;
+		}
+		hs__wire_free(m);
+	}
+	ck_assert_int_eq(n, 3);
+	ck_assert_uint_eq(seqs[0], 1);
+	ck_assert_uint_eq(seqs[1], 4);
+	ck_assert_uint_eq(seqs[2], 5);
+	ck_assert_uint_eq(dropped, 2);
+
+	/* a second subscription with one credit: 1 delivered, 2 queued;
+	 * unsubscribing releases the queued ones, not the delivered one */
+	uint64_t sub2 = subscribe(&cons, "u", 4, HS__POLICY__POLICY_BLOCK, 1);
+	for (int i = 0; i < 3; i++) {
+		uint64_t id = alloc(&prod, 64, NULL, NULL);
+		ck_assert_int_eq(send_emit(&prod, id, "u"), 0);
+		expect_emit_reply(&prod, prod.seq);
+	}
+	while ((m = recv_msg(&cons, NULL, NULL)))
+		hs__wire_free(m);
+	ck_assert_uint_eq(cons.s->held.n, 4);
+	ck_assert_uint_eq(b->tensors.live, 6);
+	Hs__UnsubscribeReq u = HS__UNSUBSCRIBE_REQ__INIT;
+	u.subscription = sub2;
+	Hs__Message um = HS__MESSAGE__INIT;
+	um.body_case = HS__MESSAGE__BODY_UNSUBSCRIBE;
+	um.unsubscribe = &u;
+	ck_assert_int_eq(send_msg(&cons, &um), 0);
+	m = expect(&cons, HS__MESSAGE__BODY_OK);
+	hs__wire_free(m);
+	ck_assert_uint_eq(cons.s->nsubs, 1);
+	ck_assert_uint_eq(cons.s->held.n, 4);
+	ck_assert_uint_eq(b->tensors.live, 4);
+	um.seq = 0;
+	ck_assert_int_eq(send_msg(&cons, &um), 0);
+	expect_error(&cons, HS_ENOENT);
+	peer_close(&prod);
+	peer_close(&cons);
+	ck_assert_uint_eq(b->cpu.used, 0);
+}
+END_TEST
+
+START_TEST(test_emit_refused_keeps_reference)
+{
+	make_broker();
+	struct peer p;
+	peer_open(&p);
+	hello(&p, "producer");
+	uint64_t id = alloc(&p, 64, NULL, NULL);
+	ck_assert_int_eq(send_emit(&p, id, "bad topic!"), 0);
+	expect_error(&p, HS_ETOPIC);
+	ck_assert_int_eq(send_emit(&p, id, ""), 0);
+	expect_error(&p, HS_ETOPIC);
+	ck_assert_uint_eq(p.s->held.n, 1);
+	ck_assert_int_eq(send_release(&p, id), 0);
+	expect_nothing(&p);
+	ck_assert_uint_eq(b->cpu.used, 0);
+
+	Hs__ListReq lr = HS__LIST_REQ__INIT;
+	lr.what = (Hs__ListWhat)99;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_LIST;
+	m.list = &lr;
+	ck_assert_int_eq(send_msg(&p, &m), 0);
+	expect_error(&p, HS_EINVAL);
+	peer_close(&p);
+}
+END_TEST
+
+START_TEST(test_shutdown_notice)
+{
+	make_broker();
+	struct peer p;
+	peer_open(&p);
+	hello(&p, "listener");
+	broker_shutdown_notice(b, "test says bye");
+	Hs__Message *m = expect(&p, HS__MESSAGE__BODY_SHUTDOWN);
+	ck_assert_uint_eq(m->seq, 0);
+	ck_assert_str_eq(m->shutdown->reason, "test says bye");
+	hs__wire_free(m);
+	peer_close(&p);
+}
+END_TEST
+
 START_TEST(test_access_denied)
 {
 	cfg.allow_uids[0] = getuid() + 1;
@@ -825,6 +931,9 @@ static Suite *session_suite(void)
 	tcase_add_test(tc, test_peer_death_releases_everything);
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_held_back_emits_count_as_held);
+	tcase_add_test(tc, test_unsubscribe_and_drops);
+	tcase_add_test(tc, test_emit_refused_keeps_reference);
+	tcase_add_test(tc, test_shutdown_notice);
 	tcase_add_test(tc, test_access_denied);
 	tcase_add_test(tc, test_list);
 	tcase_add_test(tc, test_outbox);
