@@ -117,13 +117,41 @@ const char *ht_prog(const char *var)
 	return p;
 }
 
-void ht_tmpdir(char *out, size_t size)
+/* Made by the runner before a case forks and removed after it ends, pass
+ * or fail: a failed ck_assert leaves the case with _exit, skipping atexit. */
+static char run_base[128];
+
+static const char *tmp_base(void)
 {
-	ht_init();
 	const char *base = getenv("TMPDIR");
 	if (!base || !*base || strlen(base) > 60)
 		base = "/tmp";
-	snprintf(out, size, "%s/hs-it.XXXXXX", base);
+	return base;
+}
+
+void ht_run_setup(void)
+{
+	snprintf(run_base, sizeof(run_base), "%s/hs-it.XXXXXX", tmp_base());
+	if (!mkdtemp(run_base)) {
+		perror("mkdtemp");
+		run_base[0] = '\0';
+	}
+}
+
+void ht_run_teardown(void)
+{
+	if (run_base[0])
+		nftw(run_base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	run_base[0] = '\0';
+}
+
+void ht_tmpdir(char *out, size_t size)
+{
+	ht_init();
+	if (run_base[0])
+		snprintf(out, size, "%s/t.XXXXXX", run_base);
+	else
+		snprintf(out, size, "%s/hs-it.XXXXXX", tmp_base());
 	if (!mkdtemp(out)) {
 		perror("mkdtemp");
 		out[0] = '\0';

@@ -35,7 +35,14 @@ struct ht_daemon {
  * test process so only it cleans up at exit. */
 void ht_init(void);
 
-/* Makes a fresh temporary directory (removed when the test process exits). */
+/* The runner's side of a case (Check unchecked fixtures): a base folder
+ * for the case's temporary directories, removed when the case ends even
+ * if it failed. */
+void ht_run_setup(void);
+void ht_run_teardown(void);
+
+/* Makes a fresh temporary directory (removed when the test process exits,
+ * and with the case's base folder). */
 void ht_tmpdir(char *out, size_t size);
 
 /* Starts hsbrokerd --socket DIR/hsbroker.sock plus extra args (NULL-ended,

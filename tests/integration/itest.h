@@ -61,6 +61,7 @@ static inline TCase *ht_case(Suite *s, const char *name, const TTest *fn)
 {
 	TCase *tc = tcase_create(name);
 	tcase_set_timeout(tc, HT_CASE_TIMEOUT_S);
+	tcase_add_unchecked_fixture(tc, ht_run_setup, ht_run_teardown);
 	tcase_add_test(tc, fn);
 	suite_add_tcase(s, tc);
 	return tc;
