@@ -106,6 +106,14 @@ START_TEST(test_hsctl_ls)
 	ck_assert_ptr_nonnull(strstr(out, "cpu"));
 	const char *status[] = { "status", NULL };
 	run_hsctl_ok(d.sock, status);
+	const char *top[] = { "top", "--iterations", "1", NULL };
+	run_hsctl_ok(d.sock, top);
+	ck_assert_ptr_nonnull(strstr(out, "it/tools"));
+	/* HS_DEBUG=1 prints every message (docs/protocol.md) */
+	setenv("HS_DEBUG", "1", 1);
+	run_hsctl_ok(d.sock, ls_pools);
+	unsetenv("HS_DEBUG");
+	ck_assert_msg(strstr(err, "hello") && strstr(err, "list"), "HS_DEBUG=1 printed: %s", err);
 
 	/* JSON for programs: the stable keys of docs/hsctl.md. */
 	json_t *j = ht_hsctl_json(d.sock, ls);
