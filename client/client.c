@@ -87,6 +87,7 @@ static void client_free(hs_client *c)
 	}
 	c->tensors = NULL;
 	hs__slab_unmap_all(c);
+	hs__event_destroy_all(c);
 	if (c->fd >= 0)
 		close(c->fd);
 	for (struct hs__reply_slot *s = c->slots; s; s = s->next)
@@ -96,6 +97,8 @@ static void client_free(hs_client *c)
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->send_lock);
+	pthread_cond_destroy(&c->pending_cond);
+	pthread_mutex_destroy(&c->pending_lock);
 	free(c);
 }
 
@@ -119,7 +122,9 @@ static hs_client *client_new(int fd)
 		free(c);
 		return NULL;
 	}
-	if (pthread_mutex_init(&c->lock, NULL) || pthread_mutex_init(&c->send_lock, NULL)) {
+	if (pthread_mutex_init(&c->lock, NULL) || pthread_mutex_init(&c->send_lock, NULL) ||
+	    pthread_mutex_init(&c->pending_lock, NULL) ||
+	    pthread_cond_init(&c->pending_cond, NULL)) {
 		pthread_cond_destroy(&c->cond);
 		free(c->rbuf);
 		free(c);
@@ -233,6 +238,9 @@ HS_EXPORT void hs_client_disconnect(hs_client *client)
 {
 	if (!client)
 		return;
+	/* Releases queued on GPU streams are sent first, as their streams
+	 * finish: the mappings they read through must stay until then. */
+	hs__release_drain(client);
 	/* Closing the socket is the release: the daemon drops every reference
 	 * and subscription of the session when the connection ends. */
 	client_free(client);
@@ -271,6 +279,7 @@ HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out)
 	out->slab_opens = client->stats.slab_opens;
 	out->tensors_held = client->stats.tensors_held;
 	out->epoch = client->stats.epoch;
+	out->event_opens = client->stats.event_opens;
 	pthread_mutex_unlock(&client->lock);
 	out->messages_sent = __atomic_load_n(&client->stats.messages_sent, __ATOMIC_RELAXED);
 	out->messages_received =

@@ -27,7 +27,8 @@ void hs__client_fail(hs_client *c, int err)
 {
 	if (c->dead)
 		return;
-	c->dead = err;
+	/* Atomic: hs__client_note_unlocked reads it without lock. */
+	__atomic_store_n(&c->dead, err, __ATOMIC_RELAXED);
 	/* On a protocol error we stop talking; the daemon sees the close and
 	 * releases every reference this session held. */
 	if (err == HS_EPROTO)
@@ -135,6 +136,21 @@ int hs__client_note(hs_client *c, Hs__Message *msg)
 	return send_msg(c, msg, NULL);
 }
 
+int hs__client_note_unlocked(hs_client *c, Hs__Message *msg)
+{
+	if (pthread_mutex_lock(&c->send_lock))
+		return HS_EIO;
+	int err = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);
+	if (!err) {
+		msg->seq = ++c->next_seq;
+		err = send_locked(c, msg);
+	}
+	pthread_mutex_unlock(&c->send_lock);
+	/* A failure is not recorded here (that needs lock): the next call
+	 * on the client meets the same dead socket. */
+	return err;
+}
+
 int hs__reply_check(const Hs__Message *reply, Hs__Message__BodyCase want)
 {
 	if (reply->body_case == want)
@@ -232,6 +248,9 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 		switch (msg->body_case) {
 		case HS__MESSAGE__BODY_SLAB:
 			err = msg->slab ? hs__slab_announce(c, msg->slab, fds, nfds) : HS_EPROTO;
+			break;
+		case HS__MESSAGE__BODY_EVENT:
+			err = msg->event ? hs__event_announce(c, msg->event) : HS_EPROTO;
 			break;
 		case HS__MESSAGE__BODY_DELIVER:
 			err = msg->deliver ? hs__subscription_deliver(c, msg->deliver) : HS_EPROTO;

@@ -20,9 +20,22 @@ struct hs__slab {
 	int kind;          /* Hs__SlabKind */
 	DLDevice device;
 	uint64_t size;
-	void *base;        /* NULL when the slab could not be mapped here */
+	void *base;        /* NULL when the slab is not (yet) mapped here */
 	int map_err;       /* why base is NULL (e.g. HS_ENOCUDA) */
+	uint8_t ipc_handle[64]; /* SLAB_CUDA_IPC: opened at the first tensor in it */
 	struct hs__slab *next;
+};
+
+/* A ready-fence event the daemon announced (EventAnnounce): opened with
+ * cudaIpcOpenEventHandle at its first use here, destroyed at disconnect.
+ * Ids are never reused within an epoch. */
+struct hs__event {
+	uint64_t id;
+	int device;
+	uint8_t ipc_handle[64];
+	void *event;       /* cudaEvent_t once opened */
+	int open_err;      /* why it could not be opened (sticky) */
+	struct hs__event *next;
 };
 
 /* One thread waiting for the reply to its request. Lives on that thread's
@@ -42,6 +55,7 @@ struct hs_tensor {
 	uint64_t seq;
 	uint64_t nbytes;       /* the block's length */
 	struct hs__slab *slab;
+	struct hs__event *fence; /* device tensors: the ready fence, or NULL */
 	DLTensor dl;
 	int64_t shape[HS_MAX_NDIM];
 	int64_t strides[HS_MAX_NDIM];
@@ -80,6 +94,12 @@ struct hs_client {
 
 	struct hs__reply_slot *slots;
 	struct hs__slab *slabs;
+	struct hs__event *events;
+	/* Deferred release notes not yet sent (fence.c); guarded by
+	 * pending_lock, never by lock (see hs__client_note_unlocked). */
+	pthread_mutex_t pending_lock;
+	pthread_cond_t pending_cond;
+	uint32_t pending_releases;
 	struct hs_subscription *subs;
 	struct hs_tensor *tensors;
 
@@ -106,6 +126,10 @@ int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 
 /* Sends a one-way note (release, credit). */
 int hs__client_note(hs_client *c, Hs__Message *msg);
+/* The same without ever taking lock (send_lock only): for CUDA's
+ * host-function thread, which must not wait on a thread that may hold
+ * lock across a CUDA call (the reader opening a slab). */
+int hs__client_note_unlocked(hs_client *c, Hs__Message *msg);
 
 /* With lock held: waits until done(c, arg) is true, taking the reader
  * role when nobody has it. timeout_ms < 0 waits forever. Returns 0,
@@ -131,6 +155,31 @@ void hs__client_flush_orphans(hs_client *c);
 int hs__slab_announce(hs_client *c, const Hs__SlabAnnounce *a, int *fds, int nfds);
 struct hs__slab *hs__slab_find(hs_client *c, uint64_t id);
 void hs__slab_unmap_all(hs_client *c);
+
+/* ---- slab_cuda.c ---- */
+
+/* Opens a device slab (lock held): 0 with s->base set, or the reason
+ * (HS_ENOCUDA, HS_ENODEV, HS_EIPC), which is kept in s->map_err. */
+int hs__slab_cuda_open(hs_client *c, struct hs__slab *s);
+void hs__slab_cuda_close(struct hs__slab *s);
+
+/* ---- fence.c ---- */
+
+/* Handles an EventAnnounce (lock held). */
+int hs__event_announce(hs_client *c, const Hs__EventAnnounce *a);
+struct hs__event *hs__event_find(hs_client *c, uint64_t id);
+/* Destroys every imported event (at disconnect). */
+void hs__event_destroy_all(hs_client *c);
+/* Records t's ready fence on stream (emit): 0 or a negative hs code. */
+int hs__fence_record(hs_tensor *t, void *stream);
+/* Sends t's ReleaseNote once the work queued on stream so far is done
+ * (cudaLaunchHostFunc); the handle is the caller's to free. 0, or an
+ * error when nothing could be queued (then release at once). */
+int hs__release_after(hs_client *c, uint64_t id, void *stream);
+/* Waits until every deferred release note has been sent. */
+void hs__release_drain(hs_client *c);
+/* Sends one ReleaseNote for id. */
+void hs__release_id(hs_client *c, uint64_t id);
 
 /* ---- tensor.c ---- */
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -75,15 +76,17 @@ int hs__slab_announce(hs_client *c, const Hs__SlabAnnounce *a, int *fds, int nfd
 			c->stats.slab_opens++;
 		break;
 	case HS__SLAB_KIND__SLAB_CUDA_IPC:
-		/* Device slabs are opened in slab_cuda.c once it exists; until
-		 * then tensors on them are refused with a clear code, and the
-		 * session carries on. */
+		/* Opened lazily, at the first tensor in it (slab_cuda.c): a
+		 * process that never touches a tensor here never pays the
+		 * open, and the reader thread dispatching this announcement
+		 * makes no CUDA call. */
 		if (s->device.device_type != kDLCUDA || s->device.device_id < 0 ||
-		    a->ipc_handle.len != 64) {
+		    a->ipc_handle.len != sizeof(s->ipc_handle)) {
 			err = HS_EPROTO;
 			break;
 		}
-		s->map_err = HS_HAVE_CUDA ? HS_ENOTSUP : HS_ENOCUDA;
+		memcpy(s->ipc_handle, a->ipc_handle.data, sizeof(s->ipc_handle));
+		s->map_err = HS_HAVE_CUDA ? 0 : HS_ENOCUDA;
 		break;
 	default:
 		err = HS_EPROTO;
@@ -106,6 +109,8 @@ void hs__slab_unmap_all(hs_client *c)
 		struct hs__slab *next = s->next;
 		if (s->base && s->kind == HS__SLAB_KIND__SLAB_HOST_MEMFD)
 			munmap(s->base, (size_t)s->size);
+		else if (s->base && s->kind == HS__SLAB_KIND__SLAB_CUDA_IPC)
+			hs__slab_cuda_close(s);
 		free(s);
 		s = next;
 	}

@@ -63,6 +63,15 @@ int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
 	size_t tlen = ref->topic ? strnlen(ref->topic, HS_MAX_TOPIC + 1) : 0;
 	if (tlen > HS_MAX_TOPIC)
 		return HS_EPROTO;
+	struct hs__event *fence = NULL;
+	if (ref->fence_event) {
+		fence = hs__event_find(c, ref->fence_event);
+		if (!fence || s->device.device_type != kDLCUDA ||
+		    fence->device != s->device.device_id)
+			return HS_EPROTO; /* unannounced, or a fence of another GPU */
+	}
+	if (!s->base && !s->map_err && s->kind == HS__SLAB_KIND__SLAB_CUDA_IPC)
+		hs__slab_cuda_open(c, s);
 	if (!s->base)
 		return s->map_err ? s->map_err : HS_ENOTSUP;
 
@@ -73,6 +82,7 @@ int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
 	t->seq = ref->seq;
 	t->nbytes = b->length;
 	t->slab = s;
+	t->fence = fence;
 	memcpy(t->topic, ref->topic ? ref->topic : "", tlen);
 	t->topic[tlen] = '\0';
 
@@ -100,9 +110,8 @@ int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
 	return 0;
 }
 
-/* Gives one reference back without a handle (a tensor we could not
- * wrap). */
-static void release_id(hs_client *c, uint64_t id)
+/* Gives one reference back without a handle. */
+void hs__release_id(hs_client *c, uint64_t id)
 {
 	Hs__ReleaseNote rel = HS__RELEASE_NOTE__INIT;
 	rel.n_tensor_ids = 1;
@@ -171,7 +180,7 @@ HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device, DLDataType dty
 	hs__wire_free(reply);
 	if (err) {
 		if (err != HS_EPROTO)
-			release_id(client, id); /* allocated, but unusable here */
+			hs__release_id(client, id); /* allocated, but unusable here */
 		return err;
 	}
 	*out = t;
@@ -216,7 +225,7 @@ static void tensor_drop(hs_tensor *t, bool send_release)
 		return;
 	}
 	if (send_release)
-		release_id(c, t->id);
+		hs__release_id(c, t->id);
 	pthread_mutex_lock(&c->lock);
 	hs__tensor_free_locked(t);
 	pthread_mutex_unlock(&c->lock);
@@ -225,13 +234,16 @@ static void tensor_drop(hs_tensor *t, bool send_release)
 HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 			     uint64_t *seq_out)
 {
-	(void)stream; /* host tensors need no ready fence */
 	if (!tensor)
 		return HS_EINVAL;
 	if (tensor->exported)
 		return HS_EINVAL; /* the DLManagedTensor owns this reference */
 	hs_client *c = tensor->client;
 	int err = hs__topic_check(topic);
+	/* The fence is recorded before the daemon learns of the emit, so no
+	 * reader can see the tensor before the record is in its stream. */
+	if (!err && tensor->fence)
+		err = hs__fence_record(tensor, stream);
 	if (err) {
 		tensor_drop(tensor, true);
 		return err;
@@ -268,7 +280,6 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 
 HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream)
 {
-	(void)stream; /* host tensors: nothing of ours can still be reading */
 	/* An exported handle belongs to its DLManagedTensor, whose deleter
 	 * is the one release. */
 	if (!tensor || tensor->exported)
@@ -278,6 +289,15 @@ HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream)
 		pthread_mutex_lock(&tensor->client->lock);
 		live = !tensor->client->dead;
 		pthread_mutex_unlock(&tensor->client->lock);
+	}
+	/* A device tensor read on a stream: the note leaves when that
+	 * stream's work is done (docs/gpu.md, "release fence"). Host
+	 * tensors: nothing of ours can still be reading. */
+	if (live && stream && tensor->slab &&
+	    tensor->slab->kind == HS__SLAB_KIND__SLAB_CUDA_IPC &&
+	    hs__release_after(tensor->client, tensor->id, stream) == 0) {
+		tensor_drop(tensor, false);
+		return;
 	}
 	tensor_drop(tensor, live);
 }

@@ -83,6 +83,8 @@ typedef struct hs_client_stats {
 	uint64_t messages_sent;
 	uint64_t messages_received;
 	uint64_t epoch;         /* the daemon's epoch at connect */
+	uint64_t event_opens;   /* cudaIpcOpenEventHandle calls ever made (ready
+				 * fences: one per event, never per tensor) */
 } hs_client_stats;
 
 HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out);
@@ -118,16 +120,30 @@ HS_EXPORT uint64_t hs_tensor_seq(const hs_tensor *tensor);
 HS_EXPORT const char *hs_tensor_topic(const hs_tensor *tensor);
 
 /* Emits the tensor on topic and ends this reference (also on error).
- * stream: the cudaStream_t the tensor was written on, or NULL; device
- * tensors record a ready fence there. Under HS_POLICY_BLOCK subscribers
+ * stream: the cudaStream_t the tensor was written on (NULL: the legacy
+ * default stream); a device tensor's ready fence (an interprocess CUDA
+ * event) is recorded there, with no host synchronisation, so readers
+ * that call hs_tensor_wait are ordered after every write queued on it.
+ * Forwarding a received tensor records the same fence on your stream. Under HS_POLICY_BLOCK subscribers
  * this waits until every one of them has room. Topic names: 1..255 bytes
  * of [A-Za-z0-9_./:-]. seq_out may be NULL. */
 HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic,
 			     void *stream, uint64_t *seq_out);
 
 /* Ends the reference. stream: the cudaStream_t the caller read the tensor
- * on, or NULL; the block is not reused until work queued there is done. */
+ * on, or NULL when that work is already complete. For a device tensor
+ * with a stream, the release is sent from a host function queued on the
+ * stream (cudaLaunchHostFunc), so the block is not handed to another
+ * writer until the work queued there so far is done, and the caller
+ * never blocks. hs_client_disconnect waits for such pending releases. */
 HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream);
+
+/* Makes stream (a cudaStream_t; NULL: the legacy default stream) wait
+ * until the writer's work on a device tensor is done (its ready fence),
+ * without blocking the host. Call it before reading a received device
+ * tensor on stream. A no-op returning 0 for host tensors. Returns 0,
+ * HS_EINVAL, HS_ENOCUDA, HS_ENODEV, HS_EIPC or HS_ECUDA. */
+HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream);
 
 /* Converts to a DLManagedTensor whose deleter releases the reference; the
  * hs_tensor handle is consumed (do not release it). */

@@ -31,6 +31,7 @@ typedef struct hspy_client {
 	bool closing;   /* close() asked: no new work */
 	long live;      /* tensors + subscriptions alive */
 	struct hspy_tensor *tensors; /* live tensor objects, for zero-copy emit */
+	void *stream;   /* cudaStream_t for __cuda_array_interface__, or NULL */
 } hspy_client;
 
 typedef struct hspy_tensor {
@@ -70,6 +71,12 @@ int hspy_typestr_parse(const char *s, DLDataType *out);
 
 /* "cpu" / "cuda:1" / (2, 1) → DLDevice; 0 or -1 with ValueError set. */
 int hspy_device_parse(PyObject *obj, DLDevice *out);
+
+/* The client's internal CUDA stream (pystream.c), created on device at
+ * its first use: NULL with *err (HS_ENOCUDA, HS_ENODEV, HS_ECUDA). */
+void *hspy_client_stream(hspy_client *client, int device, int *err);
+/* At disconnect. */
+void hspy_client_stream_destroy(hspy_client *client);
 
 hspy_tensor *hspy_tensor_wrap(hspy_client *client, hs_tensor *t);
 void hspy_client_unref_live(hspy_client *client);

@@ -23,6 +23,7 @@ static void do_disconnect(hspy_client *self)
 	Py_BEGIN_ALLOW_THREADS
 	hs_client_disconnect(c);
 	Py_END_ALLOW_THREADS
+	hspy_client_stream_destroy(self);
 }
 
 void hspy_client_unref_live(hspy_client *client)
@@ -60,6 +61,7 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	self->closing = false;
 	self->live = 0;
 	self->tensors = NULL;
+	self->stream = NULL;
 	return (PyObject *)self;
 }
 

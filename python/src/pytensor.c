@@ -303,8 +303,16 @@ static PyObject *get_array_interface(PyObject *obj, void *c)
 int hspy_tensor_wait(hspy_tensor *self, void *stream);
 int hspy_tensor_wait(hspy_tensor *self, void *stream)
 {
-	(void)self;
-	(void)stream;
+	if (!self->t)
+		return 0; /* released or emitted: live_dl has said so already */
+	int rc;
+	Py_BEGIN_ALLOW_THREADS
+	rc = hs_tensor_wait(self->t, stream);
+	Py_END_ALLOW_THREADS
+	if (rc < 0) {
+		hspy_raise(rc, "cannot order the stream after the tensor's ready fence");
+		return -1;
+	}
 	return 0;
 }
 
@@ -320,13 +328,22 @@ static PyObject *get_cuda_array_interface(PyObject *obj, void *c)
 				"memory (use __array_interface__ or DLPack)");
 		return NULL;
 	}
+	/* v3 "stream": our client's stream, made to wait on the ready fence
+	 * now; the consumer orders its own stream after it. */
+	int err = 0;
+	void *stream = hspy_client_stream(self->client, dl->device.device_id, &err);
+	if (!stream)
+		return hspy_raise(err, "no CUDA stream for __cuda_array_interface__");
+	if (hspy_tensor_wait(self, stream) < 0)
+		return NULL;
 	PyObject *d = interface_dict(self, 3);
-	/* v3 "stream": None says the data is ready to use on any stream; the
-	 * ready fence was waited on when the tensor was received. */
-	if (d && PyDict_SetItemString(d, "stream", Py_None) < 0) {
+	PyObject *sv = d ? PyLong_FromVoidPtr(stream) : NULL;
+	if (d && (!sv || PyDict_SetItemString(d, "stream", sv) < 0)) {
+		Py_XDECREF(sv);
 		Py_DECREF(d);
 		return NULL;
 	}
+	Py_XDECREF(sv);
 	return d;
 }
 

@@ -1,0 +1,253 @@
+/* GPU ordering between processes, with no host synchronisation on the
+ * per-tensor path (docs/gpu.md):
+ *
+ * - ready fence: each device tensor comes with one of the daemon's
+ *   interprocess events. The writer records it on its stream when it
+ *   emits; a reader makes its stream wait on it (hs_tensor_wait). Events
+ *   are opened here once each (cudaIpcOpenEventHandle) and destroyed at
+ *   disconnect.
+ * - release fence: a reader that releases a device tensor with its
+ *   stream gets its ReleaseNote sent from a host function queued behind
+ *   its reading work, so the block goes back to the pool only once that
+ *   work is done. The host function makes no CUDA call: it only takes the
+ *   client's send path. */
+#include "hs-config.h"
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if HS_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+struct hs__event *hs__event_find(hs_client *c, uint64_t id)
+{
+	for (struct hs__event *e = c->events; e; e = e->next)
+		if (e->id == id)
+			return e;
+	return NULL;
+}
+
+int hs__event_announce(hs_client *c, const Hs__EventAnnounce *a)
+{
+	if (a->event_id == 0 || !a->device || a->device->type != kDLCUDA ||
+	    a->device->id < 0 || a->ipc_handle.len != 64)
+		return HS_EPROTO;
+	if (hs__event_find(c, a->event_id))
+		return 0; /* ids are never reused within an epoch */
+	struct hs__event *e = calloc(1, sizeof(*e));
+	if (!e)
+		return HS_ENOMEM;
+	e->id = a->event_id;
+	e->device = a->device->id;
+	memcpy(e->ipc_handle, a->ipc_handle.data, sizeof(e->ipc_handle));
+	e->next = c->events;
+	c->events = e;
+	return 0;
+}
+
+#if HS_HAVE_CUDA
+
+/* Opens e at its first use (lock held): 0, or its sticky error. */
+static int event_open(hs_client *c, struct hs__event *e)
+{
+	if (e->event)
+		return 0;
+	if (e->open_err)
+		return e->open_err;
+	int n = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess || n <= 0) {
+		cudaGetLastError();
+		return e->open_err = HS_ENODEV;
+	}
+	int cur = 0;
+	if (cudaGetDevice(&cur) != cudaSuccess) {
+		cudaGetLastError();
+		return e->open_err = HS_ECUDA;
+	}
+	int dev = e->device < n ? e->device : cur;
+	if (dev != cur && cudaSetDevice(dev) != cudaSuccess) {
+		cudaGetLastError();
+		return e->open_err = HS_ENODEV;
+	}
+	cudaIpcEventHandle_t h;
+	_Static_assert(sizeof(h) == sizeof(e->ipc_handle), "cudaIpcEventHandle_t is 64 bytes");
+	memcpy(&h, e->ipc_handle, sizeof(h));
+	cudaEvent_t ev;
+	cudaError_t ce = cudaIpcOpenEventHandle(&ev, h);
+	if (dev != cur)
+		cudaSetDevice(cur);
+	if (ce != cudaSuccess) {
+		cudaGetLastError();
+		if (hs__wire_debug_enabled())
+			fprintf(stderr, "[hs client %d] cudaIpcOpenEventHandle (event %llu on cuda:%d): %s\n",
+				(int)getpid(), (unsigned long long)e->id, e->device,
+				cudaGetErrorString(ce));
+		return e->open_err = HS_EIPC;
+	}
+	e->event = ev;
+	c->stats.event_opens++;
+	return 0;
+}
+
+/* The opened event of t, or an error. */
+static int tensor_event(const hs_tensor *t, cudaEvent_t *out)
+{
+	hs_client *c = t->client;
+	if (!c)
+		return HS_EINVAL; /* its client was disconnected */
+	pthread_mutex_lock(&c->lock);
+	int err = event_open(c, t->fence);
+	if (!err)
+		*out = (cudaEvent_t)t->fence->event;
+	pthread_mutex_unlock(&c->lock);
+	return err;
+}
+
+int hs__fence_record(hs_tensor *t, void *stream)
+{
+	cudaEvent_t ev;
+	int err = tensor_event(t, &ev);
+	if (err)
+		return err;
+	if (cudaEventRecord(ev, (cudaStream_t)stream) != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ECUDA;
+	}
+	return 0;
+}
+
+HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream)
+{
+	if (!tensor)
+		return HS_EINVAL;
+	if (!tensor->fence)
+		return 0; /* host tensor: the writer's stores are visible already */
+	cudaEvent_t ev;
+	int err = tensor_event(tensor, &ev);
+	if (err)
+		return err;
+	if (cudaStreamWaitEvent((cudaStream_t)stream, ev, 0) != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ECUDA;
+	}
+	return 0;
+}
+
+void hs__event_destroy_all(hs_client *c)
+{
+	struct hs__event *e = c->events;
+	while (e) {
+		struct hs__event *next = e->next;
+		/* Imported events are the importer's to destroy. */
+		if (e->event && cudaEventDestroy((cudaEvent_t)e->event) != cudaSuccess)
+			cudaGetLastError();
+		free(e);
+		e = next;
+	}
+	c->events = NULL;
+}
+
+struct deferred_release {
+	hs_client *client;
+	uint64_t id;
+};
+
+/* On CUDA's host-function thread, once the stream reached this point. No
+ * CUDA call here, and never the client's lock: a thread holding it may be
+ * inside a CUDA call (the reader opening a slab) that must not wait on
+ * us. Only send_lock and pending_lock, neither held across CUDA calls. */
+static void CUDART_CB release_now(void *arg)
+{
+	struct deferred_release *d = arg;
+	hs_client *c = d->client;
+	uint64_t id = d->id;
+	free(d);
+	Hs__ReleaseNote rel = HS__RELEASE_NOTE__INIT;
+	rel.n_tensor_ids = 1;
+	rel.tensor_ids = &id;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_RELEASE;
+	m.release = &rel;
+	hs__client_note_unlocked(c, &m);
+	pthread_mutex_lock(&c->pending_lock);
+	c->pending_releases--;
+	pthread_cond_broadcast(&c->pending_cond);
+	pthread_mutex_unlock(&c->pending_lock);
+}
+
+int hs__release_after(hs_client *c, uint64_t id, void *stream)
+{
+	struct deferred_release *d = malloc(sizeof(*d));
+	if (!d) {
+		/* No host function then: wait for the reader's work here. */
+		if (cudaStreamSynchronize((cudaStream_t)stream) != cudaSuccess)
+			cudaGetLastError();
+		return HS_ENOMEM;
+	}
+	d->client = c;
+	d->id = id;
+	pthread_mutex_lock(&c->pending_lock);
+	c->pending_releases++;
+	pthread_mutex_unlock(&c->pending_lock);
+	if (cudaLaunchHostFunc((cudaStream_t)stream, release_now, d) != cudaSuccess) {
+		cudaGetLastError();
+		pthread_mutex_lock(&c->pending_lock);
+		c->pending_releases--;
+		pthread_mutex_unlock(&c->pending_lock);
+		free(d);
+		if (cudaStreamSynchronize((cudaStream_t)stream) != cudaSuccess)
+			cudaGetLastError();
+		return HS_ECUDA;
+	}
+	return 0;
+}
+
+#else /* !HS_HAVE_CUDA */
+
+int hs__fence_record(hs_tensor *t, void *stream)
+{
+	(void)t;
+	(void)stream;
+	return HS_ENOCUDA;
+}
+
+HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream)
+{
+	(void)stream;
+	if (!tensor)
+		return HS_EINVAL;
+	return tensor->fence ? HS_ENOCUDA : 0;
+}
+
+void hs__event_destroy_all(hs_client *c)
+{
+	struct hs__event *e = c->events;
+	while (e) {
+		struct hs__event *next = e->next;
+		free(e);
+		e = next;
+	}
+	c->events = NULL;
+}
+
+int hs__release_after(hs_client *c, uint64_t id, void *stream)
+{
+	(void)c;
+	(void)id;
+	(void)stream;
+	return HS_ENOCUDA;
+}
+
+#endif
+
+void hs__release_drain(hs_client *c)
+{
+	pthread_mutex_lock(&c->pending_lock);
+	while (c->pending_releases)
+		pthread_cond_wait(&c->pending_cond, &c->pending_lock);
+	pthread_mutex_unlock(&c->pending_lock);
+}

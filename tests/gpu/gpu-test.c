@@ -1,0 +1,885 @@
+/* GPU tests: device tensors between processes through hsbrokerd.
+ *
+ *   hs-gpu-test CASE [--count N]
+ *
+ * CASE: pipeline, mapcache, fanout, kill-consumer, kill-producer, reuse,
+ * reuse-unsafe (a control that shows the reuse test can see an
+ * overwrite), nogpu (runs where no GPU is: a device alloc fails with a
+ * clear code and host tensors still work).
+ *
+ * The daemon: $HSBROKER_SOCKET if set (tests/gpu/run.sh starts one),
+ * else $HSBROKERD is started on a private socket. Exit 0 passed, 1
+ * failed, 77 skipped (meson's code): every GPU case skips where no GPU
+ * is found, so CI compiles these and reports them skipped.
+ *
+ * Producers write with cudaMemsetAsync on their own stream and never
+ * synchronise on the per-tensor path (once at exit, after their last
+ * emit); consumers order themselves after the writes with
+ * hs_tensor_wait (the ready fence), copy to pinned host memory on their
+ * own stream, release with that stream (the release fence) and
+ * synchronise only that stream. Every child process is forked before
+ * this process touches CUDA (a child of a process that initialised CUDA
+ * cannot use it); the GPU probe itself runs in a child.
+ *
+ * Each case prints one "RESULT case=... ok=0|1 key=value..." line that
+ * run.sh collects into its summary. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hs-config.h"
+#include "hsbroker/client.h"
+#include "hsbroker/info.h"
+#include "harness.h"
+
+#if HS_HAVE_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+#define SKIP 77
+#define MiB (1ull << 20)
+#define KiB (1ull << 10)
+#define RECV_MS 120000
+
+static struct ht_daemon daemon_;
+static bool own_daemon;
+static const char *sock_path;
+
+/* ---- the daemon ---- */
+
+static int daemon_up(const char *const *extra)
+{
+	const char *s = getenv("HSBROKER_SOCKET");
+	if (s && *s) {
+		sock_path = s;
+		return 0;
+	}
+	if (!getenv("HSBROKERD")) {
+		fprintf(stderr, "gpu-test: set HSBROKER_SOCKET or HSBROKERD\n");
+		return -1;
+	}
+	if (ht_daemon_start(&daemon_, extra) < 0)
+		return -1;
+	own_daemon = true;
+	sock_path = daemon_.sock;
+	setenv("HSBROKER_SOCKET", sock_path, 1);
+	return 0;
+}
+
+static int daemon_down(void)
+{
+	if (!own_daemon)
+		return 0;
+	int rc = ht_daemon_stop(&daemon_);
+	if (rc != 0)
+		fprintf(stderr, "gpu-test: hsbrokerd exited with %d\n", rc);
+	return rc == 0 ? 0 : -1;
+}
+
+static hs_client *connect_or_die(const char *who)
+{
+	hs_client *c = NULL;
+	int err = hs_client_connect(sock_path, who, &c);
+	if (err) {
+		fprintf(stderr, "%s: connect %s: %s\n", who, sock_path, hs_strerror(err));
+		return NULL;
+	}
+	return c;
+}
+
+#if HS_HAVE_CUDA
+
+/* ---- what the k-th tensor of a topic looks like ---- */
+
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+struct plan {
+	uint64_t bytes;
+	DLDataType dtype;
+	int64_t shape[2];
+	uint8_t a, b;        /* fill byte, and the byte of the second write */
+	uint64_t off, len;   /* the second write's range */
+};
+
+static const DLDataType dtypes[] = {
+	{ kDLFloat, 32, 1 }, { kDLFloat, 16, 1 }, { kDLBfloat, 16, 1 }, { kDLInt, 8, 1 },
+	{ kDLUInt, 8, 1 },   { kDLInt, 32, 1 },   { kDLInt, 64, 1 },    { kDLFloat, 64, 1 },
+};
+
+/* Mixed sizes, 4 KiB .. 256 MiB, mostly small: 90% up to 1 MiB, 9% up
+ * to 32 MiB, 1% 64..256 MiB; the first is 256 MiB and the second 4 KiB
+ * so both ends are always there. sizes: 0 mixed, else that many bytes. */
+static void plan_for(uint64_t k, uint64_t sizes, struct plan *p)
+{
+	uint64_t r = mix(k * 7919 + 1);
+	uint64_t pages;
+	if (sizes)
+		pages = sizes / (4 * KiB);
+	else if (k == 1)
+		pages = 256 * MiB / (4 * KiB);
+	else if (k == 2)
+		pages = 1;
+	else if (r % 1000 < 10)
+		pages = 16384 + mix(r) % (49152 + 1);           /* 64..256 MiB */
+	else if (r % 1000 < 100)
+		pages = 256 + mix(r) % (8192 - 256 + 1);        /* 1..32 MiB */
+	else
+		pages = 1 + mix(r) % 256;                       /* 4 KiB..1 MiB */
+	p->bytes = pages * 4 * KiB;
+	p->dtype = dtypes[mix(r + 3) % (sizeof(dtypes) / sizeof(dtypes[0]))];
+	uint64_t esize = p->dtype.bits / 8;
+	p->shape[1] = 64;
+	p->shape[0] = (int64_t)(p->bytes / esize / 64);
+	p->a = (uint8_t)(k * 131 + 17);
+	p->b = (uint8_t)(p->a ^ 0x5a);
+	p->off = (p->bytes / 3) & ~(uint64_t)255;
+	p->len = p->bytes / 4 + 1;
+	if (p->off + p->len > p->bytes)
+		p->len = p->bytes - p->off;
+}
+
+#define CK(call)                                                                     \
+	do {                                                                         \
+		cudaError_t e_ = (call);                                             \
+		if (e_ != cudaSuccess)                                               \
+			return ht_child_fail(who, "%s: %s", #call, cudaGetErrorString(e_)); \
+	} while (0)
+
+/* Bytes [from, to) of h all equal v? *bad_at: the first that is not. */
+static bool span_ok(const uint8_t *h, uint64_t from, uint64_t to, uint8_t v, uint64_t *bad_at)
+{
+	uint64_t i = from;
+	while (i < to && (i & 7))
+		if (h[i++] != v)
+			goto bad;
+	uint64_t w = 0x0101010101010101ull * v;
+	for (; i + 8 <= to; i += 8) {
+		uint64_t x;
+		memcpy(&x, h + i, 8);
+		if (x != w)
+			break;
+	}
+	for (; i < to; i++)
+		if (h[i] != v)
+			goto bad;
+	return true;
+bad:
+	for (i = from; i < to && h[i] == v; i++)
+		;
+	*bad_at = i;
+	return false;
+}
+
+static bool check_bytes(const uint8_t *h, const struct plan *p, uint64_t *bad_at)
+{
+	return span_ok(h, 0, p->off, p->a, bad_at) &&
+	       span_ok(h, p->off, p->off + p->len, p->b, bad_at) &&
+	       span_ok(h, p->off + p->len, p->bytes, p->a, bad_at);
+}
+
+/* ---- producer ---- */
+
+struct producer_args {
+	const char *topic;
+	uint64_t count;     /* UINT64_MAX: until killed */
+	uint64_t sizes;     /* 0: mixed */
+	struct ht_chan *go; /* waits for one byte before the first emit */
+};
+
+static int producer(void *arg)
+{
+	const struct producer_args *pa = arg;
+	const char *who = "producer";
+	if (ht_chan_recv(pa->go, HT_LONG_DEADLINE_MS) < 0)
+		return ht_child_fail(who, "no go");
+	hs_client *c = connect_or_die(who);
+	if (!c)
+		return 1;
+	CK(cudaSetDevice(0));
+	cudaStream_t s;
+	CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+	for (uint64_t k = 1; k <= pa->count; k++) {
+		struct plan p;
+		plan_for(k, pa->sizes, &p);
+		hs_tensor *t;
+		int err;
+		/* A full pool (everything held by readers) clears as they
+		 * release: back off briefly. */
+		for (int tries = 0;; tries++) {
+			err = hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 0 }, p.dtype, 2, p.shape, NULL, &t);
+			if (err != HS_ENOSPC || tries > 20000)
+				break;
+			usleep(1000);
+		}
+		if (err)
+			return ht_child_fail(who, "alloc %" PRIu64 " (%" PRIu64 " bytes): %s", k,
+					     p.bytes, hs_strerror(err));
+		uint8_t *d = hs_tensor_data(t);
+		CK(cudaMemsetAsync(d, p.a, p.bytes, s));
+		CK(cudaMemsetAsync(d + p.off, p.b, p.len, s));
+		uint64_t seq = 0;
+		/* No synchronisation: the ready fence orders the readers. */
+		err = hs_tensor_emit(t, pa->topic, s, &seq);
+		if (err)
+			return ht_child_fail(who, "emit %" PRIu64 ": %s", k, hs_strerror(err));
+		if (seq != k)
+			return ht_child_fail(who, "emit %" PRIu64 " got seq %" PRIu64, k, seq);
+	}
+	/* Once, at the end: this process's writes must be done before its
+	 * context goes away with it. */
+	CK(cudaStreamSynchronize(s));
+	cudaStreamDestroy(s);
+	hs_client_disconnect(c);
+	return 0;
+}
+
+/* ---- consumer ---- */
+
+struct consumer_args {
+	const char *name;
+	const char *topic;
+	uint64_t count;       /* tensors to check */
+	uint64_t sizes;
+	uint32_t depth;
+	enum hs_policy policy;
+	bool hold;            /* keep every tensor until the end */
+	struct ht_chan *ready; /* one byte once subscribed */
+	struct ht_chan *signal; /* one byte after `count` tensors (hold mode) */
+	struct ht_chan *resume; /* then waits for one byte here (NULL: none) */
+	bool stay;            /* after `signal`, sleep until killed */
+	bool drain;           /* after resume: check what is still queued */
+	bool mapcache;        /* check opens == distinct slabs */
+	bool quiet;
+};
+
+/* Checks t against the plan of its seq: metadata, then the bytes on the
+ * consumer's own stream after waiting on the ready fence. */
+static int check_tensor(const char *who, hs_tensor *t, uint64_t sizes, cudaStream_t cs,
+			uint8_t *host)
+{
+	struct plan p;
+	uint64_t k = hs_tensor_seq(t);
+	plan_for(k, sizes, &p);
+	const DLTensor *dl = hs_tensor_dltensor(t);
+	if (dl->device.device_type != kDLCUDA || dl->ndim != 2 || dl->shape[0] != p.shape[0] ||
+	    dl->shape[1] != p.shape[1] || dl->dtype.code != p.dtype.code ||
+	    dl->dtype.bits != p.dtype.bits || hs_tensor_nbytes(t) < p.bytes)
+		return ht_child_fail(who, "tensor %" PRIu64 ": metadata does not match", k);
+	if (((uintptr_t)hs_tensor_data(t)) % 256)
+		return ht_child_fail(who, "tensor %" PRIu64 ": not 256-byte aligned", k);
+	int err = hs_tensor_wait(t, cs);
+	if (err)
+		return ht_child_fail(who, "wait %" PRIu64 ": %s", k, hs_strerror(err));
+	CK(cudaMemcpyAsync(host, hs_tensor_data(t), p.bytes, cudaMemcpyDeviceToHost, cs));
+	CK(cudaStreamSynchronize(cs));
+	uint64_t bad;
+	if (!check_bytes(host, &p, &bad))
+		return ht_child_fail(who, "tensor %" PRIu64 " (%" PRIu64 " bytes): byte %" PRIu64
+				     " is 0x%02x, want 0x%02x", k, p.bytes, bad, host[bad],
+				     bad >= p.off && bad < p.off + p.len ? p.b : p.a);
+	return 0;
+}
+
+static uint64_t distinct(uint64_t *v, size_t n)
+{
+	uint64_t d = 0;
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = v[j] == v[i];
+		d += !seen;
+	}
+	return d;
+}
+
+/* opens == the distinct slabs of the tensors held, from the daemon's
+ * tensor list. */
+static int check_mapcache(const char *who, hs_client *c, hs_tensor **held, size_t n)
+{
+	hs_info *info;
+	int err = hs_client_get_info(c, HS_INFO_TENSORS, &info);
+	if (err)
+		return ht_child_fail(who, "get_info: %s", hs_strerror(err));
+	uint64_t *slabs = calloc(n + 1, sizeof(*slabs));
+	size_t ns = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < info->n_tensors; j++)
+			if (info->tensors[j].id == hs_tensor_id(held[i])) {
+				slabs[ns++] = info->tensors[j].slab_id;
+				break;
+			}
+	hs_info_free(info);
+	uint64_t s = distinct(slabs, ns);
+	free(slabs);
+	hs_client_stats st;
+	hs_client_get_stats(c, &st);
+	printf("RESULT case=mapcache ok=%d tensors=%zu listed=%zu slabs=%" PRIu64
+	       " slab_opens=%" PRIu64 " slabs_mapped=%" PRIu64 " event_opens=%" PRIu64 "\n",
+	       ns == n && st.slab_opens == s && st.slabs_mapped == s, n, ns, s, st.slab_opens,
+	       st.slabs_mapped, st.event_opens);
+	fflush(stdout);
+	if (ns != n)
+		return ht_child_fail(who, "%zu of %zu held tensors listed", ns, n);
+	if (st.slab_opens != s)
+		return ht_child_fail(who, "opens %" PRIu64 " != slabs %" PRIu64, st.slab_opens, s);
+	return 0;
+}
+
+static int consumer(void *arg)
+{
+	const struct consumer_args *ca = arg;
+	const char *who = ca->name;
+	hs_client *c = connect_or_die(who);
+	if (!c)
+		return 1;
+	hs_subscribe_opts o = { .depth = ca->depth ? ca->depth : 8, .policy = ca->policy };
+	hs_subscription *sub;
+	int err = hs_subscribe(c, ca->topic, &o, &sub);
+	if (err)
+		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	if (ht_chan_send(ca->ready, 'r') < 0)
+		return ht_child_fail(who, "ready");
+	CK(cudaSetDevice(0));
+	cudaStream_t cs;
+	CK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+	uint64_t maxb = ca->sizes ? ca->sizes : 256 * MiB;
+	uint8_t *host;
+	CK(cudaMallocHost((void **)&host, maxb));
+	hs_tensor **held = ca->hold ? calloc(ca->count + 1024, sizeof(*held)) : NULL;
+	size_t nheld = 0;
+	uint64_t bytes = 0;
+
+	for (uint64_t i = 0; i < ca->count; i++) {
+		hs_tensor *t;
+		err = hs_subscription_receive(sub, RECV_MS, &t);
+		if (err)
+			return ht_child_fail(who, "receive %" PRIu64 ": %s", i + 1, hs_strerror(err));
+		if (check_tensor(who, t, ca->sizes, cs, host))
+			return 1;
+		bytes += hs_tensor_nbytes(t);
+		if (held)
+			held[nheld++] = t;
+		else
+			hs_tensor_release(t, cs); /* the release fence: after our copy */
+	}
+	if (ca->mapcache && check_mapcache(who, c, held, nheld))
+		return 1;
+	if (ca->signal)
+		ht_chan_send(ca->signal, 's');
+	if (ca->stay)
+		for (;;)
+			pause(); /* holds its tensors until SIGKILL */
+	if (ca->resume) {
+		if (ht_chan_recv(ca->resume, HT_LONG_DEADLINE_MS) < 0)
+			return ht_child_fail(who, "no resume");
+		/* The producer is gone: what we hold is still there and right. */
+		for (size_t i = 0; i < nheld; i++)
+			if (check_tensor(who, held[i], ca->sizes, cs, host))
+				return 1;
+		uint64_t more = 0;
+		while (ca->drain) {
+			hs_tensor *t;
+			err = hs_subscription_receive(sub, 2000, &t);
+			if (err == HS_ETIMEDOUT)
+				break;
+			if (err)
+				return ht_child_fail(who, "receive after the producer died: %s",
+						     hs_strerror(err));
+			if (check_tensor(who, t, ca->sizes, cs, host))
+				return 1;
+			hs_tensor_release(t, cs);
+			more++;
+		}
+		if (!ca->quiet)
+			printf("%s: %zu held tensors re-read correctly after the producer was killed, "
+			       "%" PRIu64 " more drained\n", who, nheld, more);
+	}
+	for (size_t i = 0; i < nheld; i++)
+		hs_tensor_release(held[i], cs);
+	free(held);
+	hs_client_stats st;
+	hs_client_get_stats(c, &st);
+	if (!ca->quiet)
+		printf("%s: %" PRIu64 " tensors, %.1f MiB checked; slab_opens=%" PRIu64
+		       " event_opens=%" PRIu64 "\n", who, ca->count, (double)bytes / MiB,
+		       st.slab_opens, st.event_opens);
+	fflush(stdout);
+	hs_subscription_close(sub);
+	hs_client_disconnect(c); /* waits for the releases queued on cs */
+	cudaFreeHost(host);
+	cudaStreamDestroy(cs);
+	return 0;
+}
+
+/* ---- the cases ---- */
+
+/* The GPU probe, in a child: this process must stay CUDA-free to fork. */
+static int probe(void *arg)
+{
+	(void)arg;
+	int n = 0;
+	cudaError_t e = cudaGetDeviceCount(&n);
+	if (e != cudaSuccess || n <= 0) {
+		printf("SKIP: no GPU found (cudaGetDeviceCount: %s, error %d)\n",
+		       cudaGetErrorString(e), (int)e);
+		return SKIP;
+	}
+	struct cudaDeviceProp prop;
+	if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
+		printf("gpu: %d device(s), cuda:0 is %s\n", n, prop.name);
+	return 0;
+}
+
+static bool have_gpu(void)
+{
+	pid_t pid = ht_fork(probe, NULL);
+	return ht_wait(pid, HT_DEADLINE_MS) == 0;
+}
+
+/* The device pool's use, from the daemon; -1 when there is none. */
+static int64_t cuda_used(hs_client *c, uint64_t *slabs, uint64_t *total)
+{
+	hs_info *info;
+	if (hs_client_get_info(c, HS_INFO_POOLS, &info))
+		return -1;
+	int64_t used = -1;
+	for (size_t i = 0; i < info->n_pools; i++)
+		if (info->pools[i].device.device_type == kDLCUDA &&
+		    info->pools[i].device.device_id == 0) {
+			used = (int64_t)info->pools[i].used;
+			if (slabs)
+				*slabs = info->pools[i].slabs;
+			if (total)
+				*total = info->pools[i].total;
+		}
+	hs_info_free(info);
+	return used;
+}
+
+/* Waits until the device pool holds no tensor (every block back). */
+static int wait_pool_full(const char *what, uint64_t *slabs)
+{
+	hs_client *c = connect_or_die("gpu-test");
+	if (!c)
+		return -1;
+	int64_t used = -1;
+	uint64_t total = 0;
+	int64_t end = ht_now_ms() + 20000;
+	while (ht_now_ms() < end) {
+		used = cuda_used(c, slabs, &total);
+		if (used == 0)
+			break;
+		ht_sleep_ms(50);
+	}
+	hs_client_disconnect(c);
+	printf("%s: device pool used=%" PRId64 " of %" PRIu64 " bytes after the test\n", what, used,
+	       total);
+	return used == 0 ? 0 : -1;
+}
+
+static int wait_all(pid_t *pids, int n, const char *const *names)
+{
+	int bad = 0;
+	for (int i = 0; i < n; i++) {
+		int rc = ht_wait(pids[i], 30 * 60 * 1000);
+		if (rc != 0) {
+			fprintf(stderr, "%s exited with %d\n", names[i], rc);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+/* One producer, nc consumers checking every tensor. */
+static int run_pipeline(const char *cname, uint64_t count, int nc, uint64_t sizes)
+{
+	char topic[64];
+	snprintf(topic, sizeof(topic), "gpu/%s/%d", cname, (int)getpid());
+	struct ht_chan ready, go;
+	ht_chan_open(&ready);
+	ht_chan_open(&go);
+	struct consumer_args ca[3];
+	pid_t pids[4];
+	const char *names[4] = { "consumer-1", "consumer-2", "consumer-3", "producer" };
+	for (int i = 0; i < nc; i++) {
+		ca[i] = (struct consumer_args){ .name = names[i], .topic = topic, .count = count,
+						.sizes = sizes, .depth = 16, .ready = &ready };
+		pids[i] = ht_fork(consumer, &ca[i]);
+	}
+	struct producer_args pa = { .topic = topic, .count = count, .sizes = sizes, .go = &go };
+	pids[nc] = ht_fork(producer, &pa);
+	names[nc] = "producer";
+	for (int i = 0; i < nc; i++)
+		if (ht_chan_recv(&ready, HT_LONG_DEADLINE_MS) < 0)
+			return 1;
+	int64_t t0 = ht_now_ms();
+	ht_chan_send(&go, 'g');
+	int bad = wait_all(pids, nc + 1, names);
+	int64_t ms = ht_now_ms() - t0;
+	uint64_t slabs = 0;
+	int full = wait_pool_full(cname, &slabs);
+	printf("RESULT case=%s ok=%d tensors=%" PRIu64 " consumers=%d ms=%" PRId64
+	       " pool_slabs=%" PRIu64 " pool_back_to_full=%d\n", cname, !bad && !full, count, nc,
+	       ms, slabs, !full);
+	return bad || full;
+}
+
+static int case_mapcache(uint64_t count)
+{
+	char topic[64];
+	snprintf(topic, sizeof(topic), "gpu/mapcache/%d", (int)getpid());
+	struct ht_chan ready, go;
+	ht_chan_open(&ready);
+	ht_chan_open(&go);
+	/* Sizes 4 KiB .. 1 MiB, all held at once: N tensors from S slabs. */
+	struct consumer_args ca = { .name = "consumer", .topic = topic, .count = count,
+				    .depth = 64, .hold = true, .ready = &ready, .mapcache = true };
+	struct producer_args pa = { .topic = topic, .count = count, .sizes = 1 * MiB, .go = &go };
+	ca.sizes = pa.sizes;
+	pid_t pids[2] = { ht_fork(consumer, &ca), ht_fork(producer, &pa) };
+	const char *names[2] = { "consumer", "producer" };
+	if (ht_chan_recv(&ready, HT_LONG_DEADLINE_MS) < 0)
+		return 1;
+	ht_chan_send(&go, 'g');
+	int bad = wait_all(pids, 2, names);
+	return bad || wait_pool_full("mapcache", NULL);
+}
+
+static int case_kill_consumer(uint64_t count)
+{
+	char topic[64];
+	snprintf(topic, sizeof(topic), "gpu/killc/%d", (int)getpid());
+	struct ht_chan ready, go, sig;
+	ht_chan_open(&ready);
+	ht_chan_open(&go);
+	ht_chan_open(&sig);
+	/* Two consumers check everything; the third holds what it got (drop
+	 * oldest, so it never blocks the producer) and is killed. */
+	struct consumer_args ca[3];
+	const char *names[3] = { "consumer-1", "consumer-2", "producer" };
+	for (int i = 0; i < 2; i++)
+		ca[i] = (struct consumer_args){ .name = names[i], .topic = topic, .count = count,
+						.depth = 16, .ready = &ready, .quiet = true };
+	ca[2] = (struct consumer_args){ .name = "victim", .topic = topic, .count = 40,
+					.depth = 4, .policy = HS_POLICY_DROP_OLDEST, .hold = true,
+					.ready = &ready, .signal = &sig, .stay = true };
+	pid_t victim = ht_fork(consumer, &ca[2]);
+	pid_t pids[3];
+	pids[0] = ht_fork(consumer, &ca[0]);
+	pids[1] = ht_fork(consumer, &ca[1]);
+	struct producer_args pa = { .topic = topic, .count = count, .go = &go };
+	pids[2] = ht_fork(producer, &pa);
+	for (int i = 0; i < 3; i++)
+		if (ht_chan_recv(&ready, HT_LONG_DEADLINE_MS) < 0)
+			return 1;
+	ht_chan_send(&go, 'g');
+	if (ht_chan_recv(&sig, HT_LONG_DEADLINE_MS) < 0) {
+		fprintf(stderr, "victim never got its tensors\n");
+		return 1;
+	}
+	hs_client *c = connect_or_die("gpu-test");
+	int64_t held = c ? cuda_used(c, NULL, NULL) : -1;
+	if (c)
+		hs_client_disconnect(c);
+	kill(victim, SIGKILL);
+	int vrc = ht_wait(victim, HT_DEADLINE_MS);
+	int bad = wait_all(pids, 3, names);
+	int full = wait_pool_full("kill-consumer", NULL);
+	printf("RESULT case=kill-consumer ok=%d victim_exit=%d used_while_held=%" PRId64
+	       " pool_back_to_full=%d\n", !bad && !full && vrc == 128 + SIGKILL, vrc, held, !full);
+	return bad || full || vrc != 128 + SIGKILL;
+}
+
+static int case_kill_producer(void)
+{
+	char topic[64];
+	snprintf(topic, sizeof(topic), "gpu/killp/%d", (int)getpid());
+	struct ht_chan ready, go, sig, resume;
+	ht_chan_open(&ready);
+	ht_chan_open(&go);
+	ht_chan_open(&sig);
+	ht_chan_open(&resume);
+	struct consumer_args ca[2];
+	const char *names[2] = { "consumer-1", "consumer-2" };
+	for (int i = 0; i < 2; i++)
+		ca[i] = (struct consumer_args){ .name = names[i], .topic = topic, .count = 60,
+						.depth = 4, .hold = true, .ready = &ready,
+						.signal = &sig, .resume = &resume, .drain = true };
+	pid_t pids[2] = { ht_fork(consumer, &ca[0]), ht_fork(consumer, &ca[1]) };
+	struct producer_args pa = { .topic = topic, .count = UINT64_MAX, .go = &go };
+	pid_t prod = ht_fork(producer, &pa);
+	for (int i = 0; i < 2; i++)
+		if (ht_chan_recv(&ready, HT_LONG_DEADLINE_MS) < 0)
+			return 1;
+	ht_chan_send(&go, 'g');
+	for (int i = 0; i < 2; i++)
+		if (ht_chan_recv(&sig, HT_LONG_DEADLINE_MS) < 0)
+			return 1;
+	/* Mid-stream: the producer is blocked on the consumers' full queues
+	 * or writing its next tensor. */
+	kill(prod, SIGKILL);
+	int prc = ht_wait(prod, HT_DEADLINE_MS);
+	ht_chan_send(&resume, 'g');
+	ht_chan_send(&resume, 'g');
+	int bad = wait_all(pids, 2, names);
+	int full = wait_pool_full("kill-producer", NULL);
+	printf("RESULT case=kill-producer ok=%d producer_exit=%d pool_back_to_full=%d\n",
+	       !bad && !full && prc == 128 + SIGKILL, prc, !full);
+	return bad || full || prc != 128 + SIGKILL;
+}
+
+/* ---- reuse safety ---- */
+
+#define REUSE_BYTES (64 * MiB)
+#define REUSE_COPIES 400
+
+struct reuse_args {
+	const char *topic;
+	int rounds;
+	bool unsafe;         /* release with NULL: the control */
+	struct ht_chan *ready, *go, *released;
+	int *corrupt_out;
+};
+
+static int reuse_producer(void *arg)
+{
+	const struct reuse_args *ra = arg;
+	const char *who = "reuse-producer";
+	if (ht_chan_recv(ra->go, HT_LONG_DEADLINE_MS) < 0)
+		return ht_child_fail(who, "no go");
+	hs_client *c = connect_or_die(who);
+	if (!c)
+		return 1;
+	CK(cudaSetDevice(0));
+	cudaStream_t s;
+	CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+	int64_t shape[1] = { (int64_t)REUSE_BYTES };
+	DLDataType u8 = { kDLUInt, 8, 1 };
+	for (int r = 1; r <= ra->rounds; r++) {
+		hs_tensor *t;
+		int err;
+		for (int tries = 0;; tries++) {
+			err = hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 0 }, u8, 1, shape, NULL, &t);
+			if (err != HS_ENOSPC || tries > 20000)
+				break;
+			usleep(500);
+		}
+		if (err)
+			return ht_child_fail(who, "alloc round %d: %s", r, hs_strerror(err));
+		CK(cudaMemsetAsync(hs_tensor_data(t), (uint8_t)(0x10 + r), REUSE_BYTES, s));
+		err = hs_tensor_emit(t, ra->topic, s, NULL);
+		if (err)
+			return ht_child_fail(who, "emit: %s", hs_strerror(err));
+		/* The reader says it released; at once take every block we
+		 * can get and overwrite it, as a hurried writer would. */
+		if (ht_chan_recv(ra->released, HT_LONG_DEADLINE_MS) < 0)
+			return ht_child_fail(who, "no release");
+		hs_tensor *w[2];
+		int nw = 0;
+		for (int i = 0; i < 2; i++) {
+			if (hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 0 }, u8, 1, shape, NULL, &w[nw]))
+				break;
+			CK(cudaMemsetAsync(hs_tensor_data(w[nw]), 0xEE, REUSE_BYTES, s));
+			nw++;
+		}
+		CK(cudaStreamSynchronize(s));
+		for (int i = 0; i < nw; i++)
+			hs_tensor_release(w[i], NULL);
+	}
+	CK(cudaStreamSynchronize(s));
+	hs_client_disconnect(c);
+	return 0;
+}
+
+static int reuse_consumer(void *arg)
+{
+	const struct reuse_args *ra = arg;
+	const char *who = "reuse-consumer";
+	hs_client *c = connect_or_die(who);
+	if (!c)
+		return 1;
+	hs_subscription *sub;
+	hs_subscribe_opts o = { .depth = 2, .policy = HS_POLICY_BLOCK };
+	int err = hs_subscribe(c, ra->topic, &o, &sub);
+	if (err)
+		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	ht_chan_send(ra->ready, 'r');
+	CK(cudaSetDevice(0));
+	cudaStream_t cs;
+	CK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+	void *scratch;
+	uint8_t *host;
+	CK(cudaMalloc(&scratch, REUSE_BYTES));
+	CK(cudaMallocHost((void **)&host, REUSE_BYTES));
+	int corrupt = 0;
+	for (int r = 1; r <= ra->rounds; r++) {
+		hs_tensor *t;
+		err = hs_subscription_receive(sub, RECV_MS, &t);
+		if (err)
+			return ht_child_fail(who, "receive: %s", hs_strerror(err));
+		if ((err = hs_tensor_wait(t, cs)))
+			return ht_child_fail(who, "wait: %s", hs_strerror(err));
+		/* A slow reader: many large copies out of the tensor, then the
+		 * copy we check, all still queued when we release. */
+		for (int i = 0; i < REUSE_COPIES; i++)
+			CK(cudaMemcpyAsync(scratch, hs_tensor_data(t), REUSE_BYTES,
+					   cudaMemcpyDeviceToDevice, cs));
+		CK(cudaMemcpyAsync(host, hs_tensor_data(t), REUSE_BYTES, cudaMemcpyDeviceToHost, cs));
+		bool still_running = cudaStreamQuery(cs) == cudaErrorNotReady;
+		hs_tensor_release(t, ra->unsafe ? NULL : cs);
+		ht_chan_send(ra->released, 'x');
+		CK(cudaStreamSynchronize(cs));
+		uint8_t want = (uint8_t)(0x10 + r);
+		uint64_t bad = 0;
+		for (uint64_t i = 0; i < REUSE_BYTES; i++)
+			if (host[i] != want)
+				bad++;
+		if (bad)
+			corrupt++;
+		printf("%s: round %d: reader %s when released; %" PRIu64 " bytes overwritten\n", who, r,
+		       still_running ? "still running" : "already done", bad);
+	}
+	fflush(stdout);
+	hs_subscription_close(sub);
+	hs_client_disconnect(c);
+	cudaFree(scratch);
+	cudaFreeHost(host);
+	return corrupt > 100 ? 100 : corrupt; /* the parent reads the count */
+}
+
+static int case_reuse(bool unsafe, int rounds)
+{
+	char topic[64];
+	snprintf(topic, sizeof(topic), "gpu/reuse/%d", (int)getpid());
+	struct ht_chan ready, go, released;
+	ht_chan_open(&ready);
+	ht_chan_open(&go);
+	ht_chan_open(&released);
+	struct reuse_args ra = { .topic = topic, .rounds = rounds, .unsafe = unsafe,
+				 .ready = &ready, .go = &go, .released = &released };
+	pid_t cons = ht_fork(reuse_consumer, &ra);
+	pid_t prod = ht_fork(reuse_producer, &ra);
+	if (ht_chan_recv(&ready, HT_LONG_DEADLINE_MS) < 0)
+		return 1;
+	ht_chan_send(&go, 'g');
+	int crc = ht_wait(cons, 30 * 60 * 1000);
+	int prc = ht_wait(prod, 30 * 60 * 1000);
+	int full = wait_pool_full(unsafe ? "reuse-unsafe" : "reuse", NULL);
+	if (unsafe) {
+		/* The control: an immediate release lets the writer in while
+		 * the reader still reads. Seeing it proves the test can see
+		 * it; not seeing it (a fast GPU) fails nothing. */
+		printf("RESULT case=reuse-unsafe ok=1 rounds=%d corrupted_rounds=%d (control: "
+		       "release without a stream)\n", rounds, crc);
+		return prc != 0;
+	}
+	printf("RESULT case=reuse ok=%d rounds=%d corrupted_rounds=%d producer_exit=%d\n",
+	       crc == 0 && prc == 0 && !full, rounds, crc, prc);
+	return crc != 0 || prc != 0 || full;
+}
+
+#endif /* HS_HAVE_CUDA */
+
+/* Where no GPU is (or CUDA is not built in): a device alloc fails with
+ * HS_ENODEV (HS_ENOCUDA without CUDA) and host tensors still work. */
+static int case_nogpu(void)
+{
+	hs_client *c = connect_or_die("gpu-test");
+	if (!c)
+		return 1;
+	int64_t shape[1] = { 1024 };
+	hs_tensor *t = NULL;
+	int want = HS_HAVE_CUDA ? HS_ENODEV : HS_ENOCUDA;
+	int err = hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 0 }, (DLDataType){ kDLFloat, 32, 1 }, 1,
+				  shape, NULL, &t);
+	int err99 = hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 99 }, (DLDataType){ kDLFloat, 32, 1 },
+				    1, shape, NULL, &t);
+	int herr = hs_tensor_alloc(c, (DLDevice){ kDLCPU, 0 }, (DLDataType){ kDLFloat, 32, 1 }, 1,
+				   shape, NULL, &t);
+	int werr = herr ? herr : hs_tensor_wait(t, NULL);
+	if (!herr)
+		hs_tensor_release(t, NULL);
+	hs_client_disconnect(c);
+	bool ok = err == want && err99 == want && herr == 0 && werr == 0;
+	printf("RESULT case=nogpu ok=%d cuda_alloc=%s (%s) cuda99_alloc=%s host_alloc=%s "
+	       "host_wait=%d\n", ok, hs_err_name(err), hs_strerror(err), hs_err_name(err99),
+	       hs_err_name(herr), werr);
+	return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	ht_init();
+	if (argc < 2) {
+		fprintf(stderr, "usage: hs-gpu-test CASE [--count N]\n");
+		return 2;
+	}
+	const char *cname = argv[1];
+	uint64_t count = 0;
+	for (int i = 2; i + 1 < argc; i += 2)
+		if (!strcmp(argv[i], "--count"))
+			count = strtoull(argv[i + 1], NULL, 10);
+
+	if (!strcmp(cname, "nogpu")) {
+#if HS_HAVE_CUDA
+		if (have_gpu()) {
+			printf("SKIP: a GPU is here; this case is for machines without one\n");
+			return SKIP;
+		}
+#endif
+		if (daemon_up(NULL) < 0)
+			return 1;
+		int rc = case_nogpu();
+		return daemon_down() < 0 ? 1 : rc;
+	}
+#if !HS_HAVE_CUDA
+	(void)count;
+	printf("SKIP: built without CUDA (-Dcuda=disabled or no toolkit)\n");
+	return SKIP;
+#else
+	if (!have_gpu())
+		return SKIP;
+	static const char *const extra[] = { "--cuda-slab-size", "64M", NULL };
+	static const char *const reuse_extra[] = { "--cuda-slab-size", "64M", "--cuda-cap", "128M",
+						   NULL };
+	bool reuse = !strncmp(cname, "reuse", 5);
+	if (daemon_up(reuse ? reuse_extra : extra) < 0)
+		return 1;
+	int rc;
+	if (!strcmp(cname, "pipeline"))
+		rc = run_pipeline(cname, count ? count : 10000, 1, 0);
+	else if (!strcmp(cname, "fanout"))
+		rc = run_pipeline(cname, count ? count : 2000, 3, 0);
+	else if (!strcmp(cname, "mapcache"))
+		rc = case_mapcache(count ? count : 600);
+	else if (!strcmp(cname, "kill-consumer"))
+		rc = case_kill_consumer(count ? count : 400);
+	else if (!strcmp(cname, "kill-producer"))
+		rc = case_kill_producer();
+	else if (!strcmp(cname, "reuse"))
+		rc = case_reuse(false, count ? (int)count : 10);
+	else if (!strcmp(cname, "reuse-unsafe"))
+		rc = case_reuse(true, count ? (int)count : 10);
+	else {
+		fprintf(stderr, "unknown case '%s'\n", cname);
+		rc = 2;
+	}
+	if (daemon_down() < 0 && rc == 0)
+		rc = 1;
+	return rc;
+#endif
+}

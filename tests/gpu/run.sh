@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# The GPU tests on the machine with a GPU (../shared/gpu/README.md): run
+# from the repository root with the static build carried along:
+#   scripts/build-gpu.sh              # here: builds build-gpu/
+#   bash tests/gpu/run.sh             # there (the device tool's command)
+# Starts hsbrokerd on sockets under /tmp (by pid, stopped by pid), runs
+# every case of hs-gpu-test without MPS and then with MPS (started and
+# stopped here, as gpu/README.md says), then compute-sanitizer (memcheck)
+# over the pipeline when the toolkit has it. Writes $OUT/gpu-summary.txt
+# (cases passed/failed, opens == slabs, with/without MPS) and logs under
+# $OUT (default /tmp/hs-gpu-out). Exits non-zero if a case failed.
+#   BUILD_DIR  the build to use (default: build-gpu)
+#   COUNT      tensors of the pipeline case (default: 10000)
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+B=${BUILD_DIR:-build-gpu}
+OUT=${OUT:-/tmp/hs-gpu-out}
+COUNT=${COUNT:-10000}
+mkdir -p "$OUT"
+T=$B/tests/gpu/hs-gpu-test
+D=$B/daemon/hsbrokerd
+SUMMARY=$OUT/gpu-summary.txt
+LOG=$OUT/gpu-tests.log
+DLOG=$OUT/hsbrokerd.log
+: >"$SUMMARY" : >"$LOG" : >"$DLOG"
+START=$SECONDS
+passed=0 failed=0 skipped=0
+dpid=
+
+say() { echo "$*" | tee -a "$SUMMARY"; }
+
+for f in "$T" "$D"; do
+	[[ -x $f ]] || { say "missing $f: run scripts/build-gpu.sh first and carry $B"; exit 2; }
+done
+
+say "hsbroker GPU tests, $(date -u +%FT%TZ), $(hostname)"
+nvidia-smi --query-gpu=name,driver_version,memory.total,compute_mode --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee -a "$SUMMARY"
+
+start_daemon() { # socket, args...
+	local sock=$1
+	shift
+	rm -f "$sock"
+	echo "== hsbrokerd --socket $sock $*" >>"$DLOG"
+	"$D" --socket "$sock" "$@" >>"$DLOG" 2>&1 &
+	dpid=$!
+	for _ in $(seq 100); do
+		[[ -S $sock ]] && return 0
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	say "hsbrokerd did not start on $sock"
+	return 1
+}
+
+stop_daemon() {
+	[[ -n $dpid ]] || return 0
+	kill -TERM "$dpid" 2>/dev/null
+	wait "$dpid"
+	local rc=$?
+	((rc == 0)) || say "hsbrokerd (pid $dpid) exited with $rc"
+	dpid=
+	return $rc
+}
+
+run_case() { # mode, limit_s, case, args...
+	local mode=$1 limit=$2 name=$3
+	shift 3
+	echo "== [$mode] $name $* (socket $HSBROKER_SOCKET)" >>"$LOG"
+	local t0=$SECONDS
+	timeout -k 5 "$limit" "$T" "$name" "$@" >"$OUT/case.log" 2>&1
+	local rc=$?
+	cat "$OUT/case.log" >>"$LOG"
+	local res
+	res=$(grep '^RESULT' "$OUT/case.log" | sed "s/^RESULT /[$mode] /")
+	case $rc in
+	0) passed=$((passed + 1)); say "PASS [$mode] $name ($((SECONDS - t0)) s)" ;;
+	77) skipped=$((skipped + 1)); say "SKIP [$mode] $name: $(grep -m1 SKIP "$OUT/case.log")" ;;
+	124|137) failed=$((failed + 1)); say "FAIL [$mode] $name: timed out after $limit s" ;;
+	*) failed=$((failed + 1)); say "FAIL [$mode] $name (exit $rc): $(grep -v '^RESULT' "$OUT/case.log" | tail -3 | tr '\n' ' ')" ;;
+	esac
+	[[ -n $res ]] && echo "$res" | sed 's/^/    /' | tee -a "$SUMMARY"
+	rm -f "$OUT/case.log"
+}
+
+phase() { # mode
+	local mode=$1
+	export HSBROKER_SOCKET=/tmp/hs-gpu-$mode.sock
+	if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 32G; then
+		run_case "$mode" 300 pipeline --count "$COUNT"
+		run_case "$mode" 120 mapcache --count 600
+		run_case "$mode" 180 fanout --count 2000
+		run_case "$mode" 120 kill-consumer --count 400
+		run_case "$mode" 120 kill-producer
+		stop_daemon || failed=$((failed + 1))
+	else
+		failed=$((failed + 1))
+	fi
+	# Reuse safety wants a pool with no spare slab: two of 64 MiB.
+	export HSBROKER_SOCKET=/tmp/hs-gpu-$mode-reuse.sock
+	if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 128M; then
+		run_case "$mode" 120 reuse --count 10
+		run_case "$mode" 120 reuse-unsafe --count 10
+		stop_daemon || failed=$((failed + 1))
+	else
+		failed=$((failed + 1))
+	fi
+}
+
+phase no-mps
+
+export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mpslog
+mkdir -p /tmp/mps /tmp/mpslog
+if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d; then
+	say "MPS started"
+	phase mps
+	echo quit | nvidia-cuda-mps-control
+	sleep 1
+	cp /tmp/mpslog/control.log "$OUT/mps-control.log" 2>/dev/null
+	unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+else
+	say "FAIL: could not start MPS"
+	failed=$((failed + 1))
+fi
+
+SAN=/usr/local/cuda/bin/compute-sanitizer
+command -v compute-sanitizer >/dev/null && SAN=$(command -v compute-sanitizer)
+if [[ -x $SAN ]]; then
+	if ((SECONDS - START < 420)); then
+		export HSBROKER_SOCKET=/tmp/hs-gpu-san.sock
+		if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 8G; then
+			t0=$SECONDS
+			timeout -k 5 150 "$SAN" --tool memcheck --target-processes all --error-exitcode 99 \
+				"$T" pipeline --count 200 >"$OUT/sanitizer.log" 2>&1
+			rc=$?
+			errs=$(grep -h 'ERROR SUMMARY' "$OUT/sanitizer.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')
+			if ((rc == 0)); then
+				passed=$((passed + 1))
+				say "PASS [sanitizer] memcheck over pipeline --count 200 ($((SECONDS - t0)) s): $errs"
+			else
+				failed=$((failed + 1))
+				say "FAIL [sanitizer] memcheck over pipeline (exit $rc): $errs $(tail -3 "$OUT/sanitizer.log" | tr '\n' ' ')"
+			fi
+			stop_daemon || failed=$((failed + 1))
+		fi
+	else
+		say "SKIP [sanitizer]: not enough time left in this run"
+	fi
+else
+	say "SKIP [sanitizer]: compute-sanitizer not found"
+fi
+
+say "opens == slabs: $(grep -h 'case=mapcache' "$SUMMARY" | grep -c 'ok=1') of $(grep -h 'case=mapcache' "$SUMMARY" | wc -l) mapcache runs"
+say "$passed passed, $failed failed, $skipped skipped ($((SECONDS - START)) s)"
+((failed == 0))
