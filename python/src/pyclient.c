@@ -295,13 +295,14 @@ static PyObject *client_stats(PyObject *obj, PyObject *noargs)
 	int rc = hs_client_get_stats(self->c, &st);
 	if (rc < 0)
 		return hspy_raise(rc, "stats");
-	return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K}", "slabs_mapped",
+	return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "slabs_mapped",
 			     (unsigned long long)st.slabs_mapped, "slab_opens",
 			     (unsigned long long)st.slab_opens, "tensors_held",
 			     (unsigned long long)st.tensors_held, "messages_sent",
 			     (unsigned long long)st.messages_sent, "messages_received",
 			     (unsigned long long)st.messages_received, "epoch",
-			     (unsigned long long)st.epoch);
+			     (unsigned long long)st.epoch, "event_opens",
+			     (unsigned long long)st.event_opens);
 }
 
 static PyObject *device_tuple(DLDevice d)

@@ -629,7 +629,10 @@ static int case_kill_producer(void)
 		if (ht_chan_recv(&sig, HT_LONG_DEADLINE_MS) < 0)
 			return 1;
 	/* Mid-stream: the producer is blocked on the consumers' full queues
-	 * or writing its next tensor. */
+	 * with more to send. (The pause lets the writes of the tensors
+	 * already queued for the consumers finish: a killed process's
+	 * queued GPU work may be dropped with its context.) */
+	ht_sleep_ms(500);
 	kill(prod, SIGKILL);
 	int prc = ht_wait(prod, HT_DEADLINE_MS);
 	ht_chan_send(&resume, 'g');

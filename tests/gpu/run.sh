@@ -6,7 +6,8 @@
 # Starts hsbrokerd on sockets under /tmp (by pid, stopped by pid), runs
 # every case of hs-gpu-test without MPS and then with MPS (started and
 # stopped here, as gpu/README.md says), then compute-sanitizer (memcheck)
-# over the pipeline when the toolkit has it. Writes $OUT/gpu-summary.txt
+# over the pipeline when the toolkit has it. tests/gpu/py_gpu.py runs in
+# each phase too (PyTorch and CuPy consumers of the Python module). Writes $OUT/gpu-summary.txt
 # (cases passed/failed, opens == slabs, with/without MPS) and logs under
 # $OUT (default /tmp/hs-gpu-out). Exits non-zero if a case failed.
 #   BUILD_DIR  the build to use (default: build-gpu)
@@ -65,9 +66,20 @@ stop_daemon() {
 run_case() { # mode, limit_s, case, args...
 	local mode=$1 limit=$2 name=$3
 	shift 3
+	# The device tool gives a command 10 minutes: leave room to clean up.
+	if ((SECONDS - START > ${RUN_BUDGET_S:-520})); then
+		failed=$((failed + 1))
+		say "NOT RUN [$mode] $name: out of time"
+		return
+	fi
 	echo "== [$mode] $name $* (socket $HSBROKER_SOCKET)" >>"$LOG"
 	local t0=$SECONDS
-	timeout -k 5 "$limit" "$T" "$name" "$@" >"$OUT/case.log" 2>&1
+	if [[ $name == python ]]; then
+		PYTHONPATH=$PWD/$B/python${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
+			timeout -k 5 "$limit" python3 tests/gpu/py_gpu.py >"$OUT/case.log" 2>&1
+	else
+		timeout -k 5 "$limit" "$T" "$name" "$@" >"$OUT/case.log" 2>&1
+	fi
 	local rc=$?
 	cat "$OUT/case.log" >>"$LOG"
 	local res
@@ -86,11 +98,12 @@ phase() { # mode
 	local mode=$1
 	export HSBROKER_SOCKET=/tmp/hs-gpu-$mode.sock
 	if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 32G; then
-		run_case "$mode" 300 pipeline --count "$COUNT"
-		run_case "$mode" 120 mapcache --count 600
-		run_case "$mode" 180 fanout --count 2000
-		run_case "$mode" 120 kill-consumer --count 400
-		run_case "$mode" 120 kill-producer
+		run_case "$mode" 200 pipeline --count "$COUNT"
+		run_case "$mode" 60 mapcache --count 600
+		run_case "$mode" 120 fanout --count 2000
+		run_case "$mode" 90 kill-consumer --count 400
+		run_case "$mode" 90 kill-producer
+		run_case "$mode" 90 python
 		stop_daemon || failed=$((failed + 1))
 	else
 		failed=$((failed + 1))
@@ -98,8 +111,8 @@ phase() { # mode
 	# Reuse safety wants a pool with no spare slab: two of 64 MiB.
 	export HSBROKER_SOCKET=/tmp/hs-gpu-$mode-reuse.sock
 	if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 128M; then
-		run_case "$mode" 120 reuse --count 10
-		run_case "$mode" 120 reuse-unsafe --count 10
+		run_case "$mode" 60 reuse --count 10
+		run_case "$mode" 60 reuse-unsafe --count 10
 		stop_daemon || failed=$((failed + 1))
 	else
 		failed=$((failed + 1))
@@ -125,11 +138,11 @@ fi
 SAN=/usr/local/cuda/bin/compute-sanitizer
 command -v compute-sanitizer >/dev/null && SAN=$(command -v compute-sanitizer)
 if [[ -x $SAN ]]; then
-	if ((SECONDS - START < 420)); then
+	if ((SECONDS - START < 440)); then
 		export HSBROKER_SOCKET=/tmp/hs-gpu-san.sock
 		if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 8G; then
 			t0=$SECONDS
-			timeout -k 5 150 "$SAN" --tool memcheck --target-processes all --error-exitcode 99 \
+			timeout -k 5 100 "$SAN" --tool memcheck --target-processes all --error-exitcode 99 \
 				"$T" pipeline --count 200 >"$OUT/sanitizer.log" 2>&1
 			rc=$?
 			errs=$(grep -h 'ERROR SUMMARY' "$OUT/sanitizer.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')
