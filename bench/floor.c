@@ -54,6 +54,10 @@ static int floor_host(floor_run *r)
 	char note[NOTE_SIZE], back[NOTE_SIZE];
 	memset(note, 0x5a, sizeof(note));
 	for (long i = 0; i < r->o.warmup + r->o.iters; i++) {
+		/* --spin-us: the echo side idles that long before each note, as
+		 * a consumer does while the producer writes a large tensor. */
+		for (uint64_t s0 = bench_now_ns(); bench_now_ns() - s0 < (uint64_t)r->o.spin_us * 1000;)
+			;
 		uint64_t t0 = bench_now_ns();
 		if ((err = peer_send(p.fd, note, sizeof(note))) ||
 		    (err = peer_recv(p.fd, back, sizeof(back)))) {

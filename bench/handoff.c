@@ -168,6 +168,9 @@ static int producer(handoff_run *r)
 		if (sample_init(&s[k], names[k], (size_t)r->o.iters))
 			return 1;
 	const int64_t shape[1] = { (int64_t)r->o.size };
+	uint8_t *scratch = NULL;
+	if (r->o.scratch && !(scratch = malloc(r->o.scratch)))
+		return fail("scratch buffer", HS_ENOMEM);
 #ifdef HS_HAVE_CUDA
 	/* On the GPU the write is queued, not done, when emit is called: what
 	 * it and the read cost is measured apart, in this one process ("local":
@@ -206,6 +209,11 @@ static int producer(handoff_run *r)
 						r->o.size, g.stream), 1);
 #endif
 		}
+		if (scratch)
+			payload_write(scratch, r->o.scratch, (uint64_t)i);
+		if (r->o.spin_us)
+			while (bench_now_ns() - t1 < (uint64_t)r->o.spin_us * 1000)
+				;
 		uint64_t t2 = bench_now_ns();
 		if ((err = hs_tensor_emit(t, r->topic, stream, &seq)))
 			return fail("emit", err);
@@ -232,6 +240,7 @@ static int producer(handoff_run *r)
 		sample_add(&s[BK], rt > w + ack.read_ns ? rt - w - ack.read_ns : 0);
 	}
 	hs_client_disconnect(c);
+	free(scratch);
 	int rc = peer_wait(&p);
 	if (rc != 0) {
 		fprintf(stderr, "hs-bench-handoff: consumer failed (%d)\n", rc);

@@ -60,6 +60,10 @@ int options_parse(bench_options *o, int argc, char **argv)
 			o->cuda = !strcmp(v, "cuda");
 		} else if (!strcmp(k, "--subscribers")) {
 			bad = parse_long(v, 1, &o->subscribers);
+		} else if (!strcmp(k, "--spin-us")) {
+			bad = parse_long(v, 0, &o->spin_us);
+		} else if (!strcmp(k, "--scratch")) {
+			bad = parse_size(v, &o->scratch);
 		} else if (!strcmp(k, "--depth")) {
 			bad = parse_long(v, 1, &o->depth);
 		} else {

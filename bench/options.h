@@ -6,7 +6,14 @@
  *   --daemon-pid PID  hsbrokerd's pid, for its CPU time
  *   --device cpu|cuda
  *   --subscribers N   throughput: consumers of one producer
- *   --depth N         subscription queue depth */
+ *   --depth N         subscription queue depth
+ * Experiments (bench/NOTES.md); in hs-bench-handoff both are timed as
+ * part of the write, so they stay out of the hand-off column:
+ *   --spin-us N       the producer busy-waits N us after writing (floor:
+ *                     before each note, untimed)
+ *   --scratch BYTES   hs-bench-handoff: the producer memsets a private
+ *                     buffer that large after writing (evicts caches
+ *                     like a big write) */
 #ifndef BENCH_OPTIONS_H
 #define BENCH_OPTIONS_H
 
@@ -21,6 +28,8 @@ typedef struct bench_options {
 	bool cuda;
 	long subscribers;
 	long depth;
+	long spin_us;
+	uint64_t scratch;
 } bench_options;
 
 /* Fills o (defaults must be set by the caller); 0, or -1 after printing

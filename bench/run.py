@@ -34,11 +34,13 @@ SIZES = [4 * KiB, 8 * MiB, 256 * MiB]
 
 # (iters, warmup) per payload size: a full host run stays near two minutes
 # on the 2-core CPU machine; --quick divides by 20 (at least 5 iters).
-ITERS = {4 * KiB: (10000, 1000), 8 * MiB: (1000, 100), 256 * MiB: (100, 10)}
-COPY_ITERS = {4 * KiB: (10000, 1000), 8 * MiB: (500, 50), 256 * MiB: (30, 5)}
-PY_ITERS = {4 * KiB: (5000, 500), 8 * MiB: (1000, 100), 256 * MiB: (100, 10)}
+ITERS = {4 * KiB: (20000, 2000), 8 * MiB: (2000, 200), 256 * MiB: (200, 20)}
+COPY_ITERS = {4 * KiB: (20000, 2000), 8 * MiB: (1000, 100), 256 * MiB: (50, 5)}
+PY_ITERS = {4 * KiB: (10000, 1000), 8 * MiB: (2000, 200), 256 * MiB: (200, 20)}
 TORCH_MP_ITERS = {4 * KiB: (2000, 200), 8 * MiB: (1000, 100), 256 * MiB: (100, 10)}
 FLOOR_ITERS = (20000, 2000)
+PAIRED_FLOOR_ITERS = (3000, 300)
+DESIGN_ITERS = (10000, 1000)
 TP_ITERS = {1: (50000, 2000), 8: (10000, 1000)}
 
 TARGETS_DOC = """\
@@ -117,12 +119,33 @@ class Runner:
             return max(5, it // 20), max(2, wu // 20)
         return max(1, int(it * self.a.iter_scale)), wu
 
-    def run(self, label, cmd, env, timeout=600):
-        """Runs one benchmark program; its last stdout line is its JSON."""
+    def paired_floor(self, build, device, env):
+        """A short floor run right before a case: this machine is shared
+        and its load moves, so each ratio compares two numbers taken under
+        the same load."""
+        exe = os.path.join(build, "bench", "hs-bench-floor")
+        it, wu = self.scale(PAIRED_FLOOR_ITERS)
+        try:
+            p = subprocess.run([exe, "--device", device, "--iters", str(it), "--warmup", str(wu)],
+                               capture_output=True, text=True, env=env, timeout=300)
+            r = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
+        except (subprocess.TimeoutExpired, IndexError, ValueError):
+            return None
+        if "rt_p50_us" not in r:
+            return None
+        if "local_p50_us" in r:
+            return r["rt_p50_us"] - r["local_p50_us"]
+        return r["rt_p50_us"]
+
+    def run(self, label, cmd, env, timeout=600, floor=None):
+        """Runs one benchmark program; its last stdout line is its JSON.
+        floor: (build, device) to measure a paired floor first."""
+        fl = self.paired_floor(floor[0], floor[1], env) if floor else None
         shown = " ".join(cmd)
         self.commands.append(shown)
         print("== %s: %s" % (label, shown), flush=True)
         t0 = time.monotonic()
+        load0 = os.getloadavg()[0]
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -139,6 +162,9 @@ class Runner:
         r["label"] = label
         r["command"] = shown
         r["wall_s"] = round(time.monotonic() - t0, 2)
+        r["loadavg_before"] = load0
+        if fl is not None:
+            r["paired_floor_p50_us"] = fl
         r["loadavg_after"] = os.getloadavg()[0]
         self.results.append(r)
         if "skipped" in r:
@@ -178,27 +204,50 @@ def run_suite(R, build, d, env, device, tag):
 
     it, wu = R.scale(FLOOR_ITERS)
     R.run("floor" + suffix, [b("floor"), *dev, "--iters", str(it), "--warmup", str(wu)], env)
+    if device == "cpu":
+        # Floors of candidate designs, no broker code (bench/NOTES.md).
+        for mode in ("relay", "rpc", "futex", "spin"):
+            it, wu = R.scale(DESIGN_ITERS)
+            R.run("design %s" % mode, [b("design"), "--mode", mode, "--iters", str(it),
+                                       "--warmup", str(wu)], env, floor=(build, device))
     for size in SIZES:
         it, wu = R.scale(ITERS[size])
         R.run("hsbroker C->C %s%s" % (fmt_size(size), suffix),
               [b("handoff"), *dev, "--size", str(size), "--iters", str(it),
+               "--warmup", str(wu), "--socket", d.socket], env, floor=(build, device))
+    # Control for the 256 MiB row: 4 KiB tensors, the producer idle (busy
+    # spinning, no memory traffic) as long as the 256 MiB write took. If
+    # this row matches the 256 MiB one, what grew is wake-up from idle, not
+    # anything that scales with bytes (bench/NOTES.md).
+    big = find(R.results, "hsbroker-c" + ("-cuda" if device == "cuda" else ""), 256 * MiB,
+               tag or None)
+    if big and device == "cpu" and big.get("write_p50_us", 0) > 1000:
+        spin = int(big["write_p50_us"])
+        it, wu = R.scale(ITERS[256 * MiB])
+        R.run("hsbroker C->C 4 KiB, idle %d us (control)" % spin,
+              [b("handoff"), *dev, "--size", "4096", "--spin-us", str(spin), "--iters", str(it),
                "--warmup", str(wu), "--socket", d.socket], env)
+        R.run("floor, idle %d us (control)" % spin,
+              [b("floor"), *dev, "--spin-us", str(spin), "--iters", str(it), "--warmup", str(wu)],
+              env)
     for size in SIZES:
         it, wu = R.scale(PY_ITERS[size])
         R.run("hsbroker Py->Py %s%s" % (fmt_size(size), suffix),
               py + [os.path.join(HERE, "py_handoff.py"), *dev, "--size", str(size),
-                    "--iters", str(it), "--warmup", str(wu), "--socket", d.socket], env)
+                    "--iters", str(it), "--warmup", str(wu), "--socket", d.socket], env,
+              floor=(build, device))
     for size in SIZES:
         it, wu = R.scale(COPY_ITERS[size])
         R.run("copy through %s %s%s" % ("socket" if device == "cpu" else "host", fmt_size(size),
                                          suffix),
-              [b("copy"), *dev, "--size", str(size), "--iters", str(it), "--warmup", str(wu)], env)
+              [b("copy"), *dev, "--size", str(size), "--iters", str(it), "--warmup", str(wu)], env,
+              floor=(build, device))
     if device == "cuda":
         for size in SIZES:
             it, wu = R.scale(TORCH_MP_ITERS[size])
             R.run("torch.multiprocessing %s%s" % (fmt_size(size), suffix),
                   py + [os.path.join(HERE, "torch_mp.py"), "--size", str(size),
-                        "--iters", str(it), "--warmup", str(wu)], env)
+                        "--iters", str(it), "--warmup", str(wu)], env, floor=(build, device))
     for subs in (1, 8):
         it, wu = R.scale(TP_ITERS[subs])
         R.run("throughput 1->%d 4 KiB%s" % (subs, suffix),
@@ -211,6 +260,10 @@ def run_suite(R, build, d, env, device, tag):
 
 METHODS = [  # (case, label in the table, key of the measure compared with the floor)
     ("floor", "floor: UDS ping-pong, 64 B", "rt"),
+    ("design-relay", "design floor: P → daemon → C, C → P (bare sockets)", "rt"),
+    ("design-rpc", "design floor: today's 7 datagrams a tensor (bare sockets)", "rt"),
+    ("design-futex", "design floor: shared-memory word + futex", "rt"),
+    ("design-spin", "design floor: shared-memory word, busy spin", "rt"),
     ("hsbroker-c", "hsbroker C -> C", "bk"),
     ("hsbroker-py", "hsbroker Py -> Py (NumPy)", "bk"),
     ("copy", "copy through a socket", "bk"),
@@ -239,40 +292,56 @@ def share(r):
     return r.get("bk_p50_us", r["rt_p50_us"])
 
 
+def is_control(r):
+    return r.get("label", "").endswith("(control)")
+
+
 def find(results, case, size=None, mps=None):
     for r in results:
+        if is_control(r):
+            continue
         if r["case"] == case and "skipped" not in r and (size is None or r["size"] == size) \
                 and (mps is None or mps_of(r) == mps or not case.endswith("cuda")):
             return r
     return None
 
 
+def floor_for(results, r):
+    """The floor a row is compared with: the one measured right before it
+    (paired), else the run's floor row."""
+    if "paired_floor_p50_us" in r:
+        return r["paired_floor_p50_us"]
+    gpu = r["case"].endswith("cuda")
+    floor = find(results, "floor-cuda" if gpu else "floor", mps=mps_of(r))
+    return share(floor) if floor else None
+
+
 def table(results):
     rows = ["| method | size | p50 µs | p99 µs | min µs | write p50 µs | read p50 µs "
-            "| hand-off p50 µs | × floor |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+            "| hand-off p50 µs | floor p50 µs | × floor |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
         if "rt_p50_us" not in r and "skipped" not in r:
             continue
         label = next((m[1] for m in METHODS if m[0] == r["case"]), r["case"])
-        if r["label"].endswith(")"):
+        if r["label"].endswith("(control)"):
+            label = r["label"]
+        elif r["label"].endswith(")"):
             label += " " + r["label"][r["label"].rindex("("):]
         if "skipped" in r:
-            rows.append("| %s | %s | skipped: %s | | | | | | |" % (label, fmt_size(r["size"]),
+            rows.append("| %s | %s | skipped: %s | | | | | | | |" % (label, fmt_size(r["size"]),
                                                                   r["skipped"]))
             continue
-        gpu = r["case"].endswith("cuda")
-        floor = find(results, "floor-cuda" if gpu else "floor", mps=mps_of(r))
-        fl = share(floor) if floor else None
+        fl = floor_for(results, r)
         sh = share(r)
         w = r.get("write_p50_us")
         rd = r.get("read_p50_us")
         if "local_p50_us" in r:
             w, rd = r["local_p50_us"], None  # write + read together, timed apart
-        rows.append("| %s | %s | %.1f | %.1f | %.1f | %s | %s | %.1f | %s |" % (
+        rows.append("| %s | %s | %.1f | %.1f | %.1f | %s | %s | %.1f | %s | %s |" % (
             label, fmt_size(r["size"]), r["rt_p50_us"], r["rt_p99_us"], r["rt_min_us"],
             "%.1f" % w if w is not None else "–", "%.1f" % rd if rd is not None else "–",
-            sh, "%.2f" % (sh / fl) if fl else "–"))
+            sh, "%.1f" % fl if fl else "–", "%.2f" % (sh / fl) if fl else "–"))
     return "\n".join(rows)
 
 
@@ -299,11 +368,11 @@ def targets(results):
     def ratio_rows(case, floor_case, limit, name, mps=None):
         fl = find(results, floor_case, mps=mps)
         rows = [r for r in results if r["case"] == case and "skipped" not in r
-                and (mps is None or mps_of(r) == mps)]
+                and not is_control(r) and (mps is None or mps_of(r) == mps)]
         if not fl or not rows:
             out.append((name, None, "not measured here"))
             return
-        ratios = [(r["size"], share(r) / share(fl)) for r in rows]
+        ratios = [(r["size"], share(r) / (floor_for(results, r) or share(fl))) for r in rows]
         worst = max(x for _, x in ratios)
         out.append((name, worst <= limit, ", ".join("%s %.2f×" % (fmt_size(s), x)
                                                     for s, x in ratios)))
@@ -319,6 +388,15 @@ def targets(results):
                         "%.1f µs vs %.1f µs: %.2f×" % (share(big), share(small), x)))
         else:
             out.append(("host %s: 256 MiB within 10%% of 4 KiB" % name, None, "not measured"))
+    big = find(results, "hsbroker-c", 256 * MiB)
+    ctl = next((r for r in results if is_control(r) and r["case"] == "hsbroker-c"), None)
+    fctl = next((r for r in results if is_control(r) and r["case"] == "floor"), None)
+    if big and ctl:
+        x = share(big) / share(ctl)
+        out.append(("(control) host C: 256 MiB within 10% of 4 KiB at equal producer idle time",
+                    None, "%.1f µs vs %.1f µs: %.2f×%s" % (
+                        share(big), share(ctl), x,
+                        "; the floor at that idle: %.1f µs" % fctl["rt_p50_us"] if fctl else "")))
     tp1 = next((r for r in results if r["case"] == "throughput" and "skipped" not in r
                 and r["subscribers"] == 1), None)
     tp8 = next((r for r in results if r["case"] == "throughput" and "skipped" not in r
@@ -375,7 +453,7 @@ def plot(results, path):
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=90)
     series = {}
     for r in results:
-        if "rt_p50_us" not in r or r["case"].startswith("floor"):
+        if "rt_p50_us" not in r or r["case"].startswith(("floor", "design")) or is_control(r):
             continue
         label = next((m[1] for m in METHODS if m[0] == r["case"]), r["case"])
         if r["label"].endswith(")"):
@@ -389,7 +467,7 @@ def plot(results, path):
                 linestyle="--", color=line.get_color(), alpha=0.7,
                 label=label + ": hand-off only")
     for r in results:
-        if r["case"].startswith("floor") and "rt_p50_us" in r:
+        if r["case"].startswith("floor") and "rt_p50_us" in r and not is_control(r):
             ax.axhline(r["rt_p50_us"], color="grey", linestyle=":", linewidth=1)
             ax.text(SIZES[0], r["rt_p50_us"] * 1.08, r["label"] + " %.1f µs" % r["rt_p50_us"],
                     fontsize=7, color="grey")
@@ -504,7 +582,8 @@ def main():
           "hand off; consumer: read 64 cache lines, release, ack on a side socket). "
           "*hand-off* = round trip − write − read, per iteration (host); GPU rows subtract "
           "the write + read timed in one process (*write* column). *× floor* compares "
-          "hand-off p50 with the floor's p50.", "",
+          "hand-off p50 with the p50 of a floor run measured right before that row (the "
+          "machine is shared; its load moves).", "",
           table(res), "", "## Throughput (4 KiB tensors, depth 64, block policy)", "",
           tp_table(res), "", "## Targets", "",
           "| target | met | measured |", "| --- | --- | --- |"]
