@@ -104,6 +104,8 @@ phase() { # mode
 		run_case "$mode" 90 kill-consumer --count 400
 		run_case "$mode" 90 kill-producer
 		run_case "$mode" 90 python
+		# The pools the cases left: one line per device (hsctl ls pools).
+		"$B/tools/hsctl" --socket "$HSBROKER_SOCKET" ls pools 2>&1 | sed "s/^/    [$mode] hsctl: /" | tee -a "$SUMMARY"
 		stop_daemon || failed=$((failed + 1))
 	else
 		failed=$((failed + 1))
@@ -142,11 +144,21 @@ if [[ -x $SAN ]]; then
 		export HSBROKER_SOCKET=/tmp/hs-gpu-san.sock
 		if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 8G; then
 			t0=$SECONDS
+			rm -rf /tmp/hs-san && mkdir -p /tmp/hs-san
+			# One log per process (the test forks its producer and
+			# consumers): each must end with "0 errors".
 			timeout -k 5 100 "$SAN" --tool memcheck --target-processes all --error-exitcode 99 \
-				"$T" pipeline --count 200 >"$OUT/sanitizer.log" 2>&1
+				--log-file /tmp/hs-san/san.%p.log "$T" pipeline --count 200 >"$OUT/sanitizer.log" 2>&1
 			rc=$?
-			errs=$(grep -h 'ERROR SUMMARY' "$OUT/sanitizer.log" | sort | uniq -c | tr -s ' ' | tr '\n' ';')
-			if ((rc == 0)); then
+			for f in /tmp/hs-san/san.*.log; do
+				[[ -e $f ]] || continue
+				echo "== $f" >>"$OUT/sanitizer.log"
+				cat "$f" >>"$OUT/sanitizer.log"
+			done
+			nproc_logs=$(ls /tmp/hs-san/san.*.log 2>/dev/null | wc -l)
+			nclean=$(grep -l 'ERROR SUMMARY: 0 errors' /tmp/hs-san/san.*.log 2>/dev/null | wc -l)
+			errs="$nclean of $nproc_logs process logs say 'ERROR SUMMARY: 0 errors'"
+			if ((rc == 0 && nproc_logs > 0 && nclean == nproc_logs)); then
 				passed=$((passed + 1))
 				say "PASS [sanitizer] memcheck over pipeline --count 200 ($((SECONDS - t0)) s): $errs"
 			else
