@@ -33,26 +33,29 @@ int hs__slab_cuda_open(hs_client *c, struct hs__slab *s)
 	int n = device_count();
 	if (n < 0)
 		return s->map_err = n;
-	/* Opened on the slab's GPU when this process sees it; else on the
-	 * current device, where lazy peer access lets another GPU of the
-	 * host map it (CUDA_VISIBLE_DEVICES may renumber them). */
+	/* Opened on the calling thread's current device, with lazy peer
+	 * access: a consumer working on another GPU of the host then reads
+	 * the slab from its own GPU (cudaIpcMemLazyEnablePeerAccess). When
+	 * that fails (no peer path between the two), on the slab's own GPU,
+	 * if this process sees it (CUDA_VISIBLE_DEVICES may renumber). */
 	int cur = 0;
 	if (cudaGetDevice(&cur) != cudaSuccess) {
 		cudaGetLastError();
 		return s->map_err = HS_ECUDA;
-	}
-	int dev = s->device.device_id < n ? s->device.device_id : cur;
-	if (dev != cur && cudaSetDevice(dev) != cudaSuccess) {
-		cudaGetLastError();
-		return s->map_err = HS_ENODEV;
 	}
 	cudaIpcMemHandle_t h;
 	_Static_assert(sizeof(h) == sizeof(s->ipc_handle), "cudaIpcMemHandle_t is 64 bytes");
 	memcpy(&h, s->ipc_handle, sizeof(h));
 	void *p = NULL;
 	cudaError_t e = cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess);
-	if (dev != cur)
-		cudaSetDevice(cur);
+	int dev = s->device.device_id;
+	if (e != cudaSuccess && dev != cur && dev < n) {
+		cudaGetLastError();
+		if (cudaSetDevice(dev) == cudaSuccess) {
+			e = cudaIpcOpenMemHandle(&p, h, cudaIpcMemLazyEnablePeerAccess);
+			cudaSetDevice(cur);
+		}
+	}
 	if (e != cudaSuccess) {
 		cudaGetLastError();
 		/* Another PID namespace, MIG, WSL2 or Tegra: legacy IPC does

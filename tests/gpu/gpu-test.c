@@ -2,7 +2,9 @@
  *
  *   hs-gpu-test CASE [--count N]
  *
- * CASE: pipeline, mapcache, fanout, kill-consumer, kill-producer, reuse,
+ * CASE: pipeline, mapcache, fanout, forward (through a process that
+ * writes into each tensor and re-emits it), cross-gpu (tensors of one GPU
+ * read on another; needs two), kill-consumer, kill-producer, reuse,
  * reuse-unsafe (a control that shows the reuse test can see an
  * overwrite), nogpu (runs where no GPU is: a device alloc fails with a
  * clear code and host tensors still work).
@@ -183,8 +185,17 @@ bad:
 	return false;
 }
 
-static bool check_bytes(const uint8_t *h, const struct plan *p, uint64_t *bad_at)
+/* A forwarder overwrites the first FWD_BYTES with ~a before re-emitting. */
+#define FWD_BYTES 256
+
+static bool check_bytes(const uint8_t *h, const struct plan *p, bool forwarded,
+			uint64_t *bad_at)
 {
+	if (forwarded)
+		return span_ok(h, 0, FWD_BYTES, (uint8_t)~p->a, bad_at) &&
+		       span_ok(h, FWD_BYTES, p->off, p->a, bad_at) &&
+		       span_ok(h, p->off, p->off + p->len, p->b, bad_at) &&
+		       span_ok(h, p->off + p->len, p->bytes, p->a, bad_at);
 	return span_ok(h, 0, p->off, p->a, bad_at) &&
 	       span_ok(h, p->off, p->off + p->len, p->b, bad_at) &&
 	       span_ok(h, p->off + p->len, p->bytes, p->a, bad_at);
@@ -197,6 +208,7 @@ struct producer_args {
 	uint64_t count;     /* UINT64_MAX: until killed */
 	uint64_t sizes;     /* 0: mixed */
 	struct ht_chan *go; /* waits for one byte before the first emit */
+	int device;         /* the GPU its tensors live on */
 };
 
 static int producer(void *arg)
@@ -208,7 +220,7 @@ static int producer(void *arg)
 	hs_client *c = connect_or_die(who);
 	if (!c)
 		return 1;
-	CK(cudaSetDevice(0));
+	CK(cudaSetDevice(pa->device));
 	cudaStream_t s;
 	CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
 	for (uint64_t k = 1; k <= pa->count; k++) {
@@ -219,7 +231,8 @@ static int producer(void *arg)
 		/* A full pool (everything held by readers) clears as they
 		 * release: back off briefly. */
 		for (int tries = 0;; tries++) {
-			err = hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 0 }, p.dtype, 2, p.shape, NULL, &t);
+			err = hs_tensor_alloc(c, (DLDevice){ kDLCUDA, pa->device }, p.dtype, 2, p.shape,
+					      NULL, &t);
 			if (err != HS_ENOSPC || tries > 20000)
 				break;
 			usleep(1000);
@@ -263,12 +276,22 @@ struct consumer_args {
 	bool drain;           /* after resume: check what is still queued */
 	bool mapcache;        /* check opens == distinct slabs */
 	bool quiet;
+	int device;           /* the consumer's GPU (its stream, its buffer) */
+	bool forwarded;       /* the tensors passed through forwarder() */
+	bool via_local;       /* copy into a buffer on our GPU first (peer read) */
+};
+
+/* What check_tensor needs besides the tensor. */
+struct reader {
+	cudaStream_t cs;
+	uint8_t *host;
+	void *local;          /* via_local: a buffer on the consumer's GPU */
+	bool forwarded;
 };
 
 /* Checks t against the plan of its seq: metadata, then the bytes on the
  * consumer's own stream after waiting on the ready fence. */
-static int check_tensor(const char *who, hs_tensor *t, uint64_t sizes, cudaStream_t cs,
-			uint8_t *host)
+static int check_tensor(const char *who, hs_tensor *t, uint64_t sizes, const struct reader *rd)
 {
 	struct plan p;
 	uint64_t k = hs_tensor_seq(t);
@@ -280,16 +303,23 @@ static int check_tensor(const char *who, hs_tensor *t, uint64_t sizes, cudaStrea
 		return ht_child_fail(who, "tensor %" PRIu64 ": metadata does not match", k);
 	if (((uintptr_t)hs_tensor_data(t)) % 256)
 		return ht_child_fail(who, "tensor %" PRIu64 ": not 256-byte aligned", k);
+	cudaStream_t cs = rd->cs;
 	int err = hs_tensor_wait(t, cs);
 	if (err)
 		return ht_child_fail(who, "wait %" PRIu64 ": %s", k, hs_strerror(err));
-	CK(cudaMemcpyAsync(host, hs_tensor_data(t), p.bytes, cudaMemcpyDeviceToHost, cs));
+	const void *src = hs_tensor_data(t);
+	if (rd->local) {
+		/* Another GPU's memory read by our GPU's stream. */
+		CK(cudaMemcpyAsync(rd->local, src, p.bytes, cudaMemcpyDefault, cs));
+		src = rd->local;
+	}
+	CK(cudaMemcpyAsync(rd->host, src, p.bytes, cudaMemcpyDefault, cs));
 	CK(cudaStreamSynchronize(cs));
 	uint64_t bad;
-	if (!check_bytes(host, &p, &bad))
+	if (!check_bytes(rd->host, &p, rd->forwarded, &bad))
 		return ht_child_fail(who, "tensor %" PRIu64 " (%" PRIu64 " bytes): byte %" PRIu64
-				     " is 0x%02x, want 0x%02x", k, p.bytes, bad, host[bad],
-				     bad >= p.off && bad < p.off + p.len ? p.b : p.a);
+				     " is 0x%02x (a 0x%02x, b 0x%02x)", k, p.bytes, bad,
+				     rd->host[bad], p.a, p.b);
 	return 0;
 }
 
@@ -352,12 +382,15 @@ static int consumer(void *arg)
 		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
 	if (ht_chan_send(ca->ready, 'r') < 0)
 		return ht_child_fail(who, "ready");
-	CK(cudaSetDevice(0));
+	CK(cudaSetDevice(ca->device));
 	cudaStream_t cs;
 	CK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
 	uint64_t maxb = ca->sizes ? ca->sizes : 256 * MiB;
 	uint8_t *host;
 	CK(cudaMallocHost((void **)&host, maxb));
+	struct reader rd = { .cs = cs, .host = host, .forwarded = ca->forwarded };
+	if (ca->via_local)
+		CK(cudaMalloc(&rd.local, maxb));
 	hs_tensor **held = ca->hold ? calloc(ca->count + 1024, sizeof(*held)) : NULL;
 	size_t nheld = 0;
 	uint64_t bytes = 0;
@@ -367,7 +400,7 @@ static int consumer(void *arg)
 		err = hs_subscription_receive(sub, RECV_MS, &t);
 		if (err)
 			return ht_child_fail(who, "receive %" PRIu64 ": %s", i + 1, hs_strerror(err));
-		if (check_tensor(who, t, ca->sizes, cs, host))
+		if (check_tensor(who, t, ca->sizes, &rd))
 			return 1;
 		bytes += hs_tensor_nbytes(t);
 		if (held)
@@ -387,7 +420,7 @@ static int consumer(void *arg)
 			return ht_child_fail(who, "no resume");
 		/* The producer is gone: what we hold is still there and right. */
 		for (size_t i = 0; i < nheld; i++)
-			if (check_tensor(who, held[i], ca->sizes, cs, host))
+			if (check_tensor(who, held[i], ca->sizes, &rd))
 				return 1;
 		uint64_t more = 0;
 		while (ca->drain) {
@@ -398,7 +431,7 @@ static int consumer(void *arg)
 			if (err)
 				return ht_child_fail(who, "receive after the producer died: %s",
 						     hs_strerror(err));
-			if (check_tensor(who, t, ca->sizes, cs, host))
+			if (check_tensor(who, t, ca->sizes, &rd))
 				return 1;
 			hs_tensor_release(t, cs);
 			more++;
@@ -420,7 +453,54 @@ static int consumer(void *arg)
 	hs_subscription_close(sub);
 	hs_client_disconnect(c); /* waits for the releases queued on cs */
 	cudaFreeHost(host);
+	if (rd.local)
+		cudaFree(rd.local);
 	cudaStreamDestroy(cs);
+	return 0;
+}
+
+/* ---- forwarder: receives, writes into the tensor, re-emits it ---- */
+
+struct forwarder_args {
+	const char *in, *out;
+	uint64_t count;
+	struct ht_chan *ready;
+};
+
+static int forwarder(void *arg)
+{
+	const struct forwarder_args *fa = arg;
+	const char *who = "forwarder";
+	hs_client *c = connect_or_die(who);
+	if (!c)
+		return 1;
+	hs_subscribe_opts o = { .depth = 16, .policy = HS_POLICY_BLOCK };
+	hs_subscription *sub;
+	int err = hs_subscribe(c, fa->in, &o, &sub);
+	if (err)
+		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	ht_chan_send(fa->ready, 'r');
+	CK(cudaSetDevice(0));
+	cudaStream_t fs;
+	CK(cudaStreamCreateWithFlags(&fs, cudaStreamNonBlocking));
+	for (uint64_t i = 0; i < fa->count; i++) {
+		hs_tensor *t;
+		err = hs_subscription_receive(sub, RECV_MS, &t);
+		if (err)
+			return ht_child_fail(who, "receive: %s", hs_strerror(err));
+		struct plan p;
+		plan_for(hs_tensor_seq(t), 0, &p);
+		/* After the producer's writes, on our stream; then forward
+		 * with that stream: the fence now covers our write too. */
+		if ((err = hs_tensor_wait(t, fs)))
+			return ht_child_fail(who, "wait: %s", hs_strerror(err));
+		CK(cudaMemsetAsync(hs_tensor_data(t), (uint8_t)~p.a, FWD_BYTES, fs));
+		if ((err = hs_tensor_emit(t, fa->out, fs, NULL)))
+			return ht_child_fail(who, "emit: %s", hs_strerror(err));
+	}
+	CK(cudaStreamSynchronize(fs));
+	hs_subscription_close(sub);
+	hs_client_disconnect(c);
 	return 0;
 }
 
@@ -449,6 +529,25 @@ static bool have_gpu(void)
 	return ht_wait(pid, HT_DEADLINE_MS) == 0;
 }
 
+/* 1 when a second GPU is there and the first can read it as a peer (or
+ * through the host: cudaMemcpy handles both), else 0. */
+static int probe_two(void *arg)
+{
+	(void)arg;
+	int n = 0, peer = 0;
+	if (cudaGetDeviceCount(&n) != cudaSuccess || n < 2)
+		return 0;
+	cudaDeviceCanAccessPeer(&peer, 0, 1);
+	printf("gpu: %d devices; cuda:0 %s peer access to cuda:1\n", n, peer ? "has" : "has no");
+	return 1;
+}
+
+static bool have_two_gpus(void)
+{
+	pid_t pid = ht_fork(probe_two, NULL);
+	return ht_wait(pid, HT_DEADLINE_MS) == 1;
+}
+
 /* The device pool's use, from the daemon; -1 when there is none. */
 static int64_t cuda_used(hs_client *c, uint64_t *slabs, uint64_t *total)
 {
@@ -456,14 +555,18 @@ static int64_t cuda_used(hs_client *c, uint64_t *slabs, uint64_t *total)
 	if (hs_client_get_info(c, HS_INFO_POOLS, &info))
 		return -1;
 	int64_t used = -1;
+	/* Every GPU's pool together. */
+	if (slabs)
+		*slabs = 0;
+	if (total)
+		*total = 0;
 	for (size_t i = 0; i < info->n_pools; i++)
-		if (info->pools[i].device.device_type == kDLCUDA &&
-		    info->pools[i].device.device_id == 0) {
-			used = (int64_t)info->pools[i].used;
+		if (info->pools[i].device.device_type == kDLCUDA) {
+			used = (used < 0 ? 0 : used) + (int64_t)info->pools[i].used;
 			if (slabs)
-				*slabs = info->pools[i].slabs;
+				*slabs += info->pools[i].slabs;
 			if (total)
-				*total = info->pools[i].total;
+				*total += info->pools[i].total;
 		}
 	hs_info_free(info);
 	return used;
@@ -503,8 +606,10 @@ static int wait_all(pid_t *pids, int n, const char *const *names)
 	return bad;
 }
 
-/* One producer, nc consumers checking every tensor. */
-static int run_pipeline(const char *cname, uint64_t count, int nc, uint64_t sizes)
+/* One producer, nc consumers checking every tensor. forward: through a
+ * forwarder process; pdev/cdev: the producer's and consumers' GPUs. */
+static int run_pipeline_ex(const char *cname, uint64_t count, int nc, uint64_t sizes,
+			   bool forward, int pdev, int cdev)
 {
 	char topic[64];
 	snprintf(topic, sizeof(topic), "gpu/%s/%d", cname, (int)getpid());
@@ -514,27 +619,44 @@ static int run_pipeline(const char *cname, uint64_t count, int nc, uint64_t size
 	struct consumer_args ca[3];
 	pid_t pids[4];
 	const char *names[4] = { "consumer-1", "consumer-2", "consumer-3", "producer" };
+	char topic2[80];
+	snprintf(topic2, sizeof(topic2), "%s/fwd", topic);
 	for (int i = 0; i < nc; i++) {
-		ca[i] = (struct consumer_args){ .name = names[i], .topic = topic, .count = count,
-						.sizes = sizes, .depth = 16, .ready = &ready };
+		ca[i] = (struct consumer_args){ .name = names[i], .topic = forward ? topic2 : topic,
+						.count = count, .sizes = sizes, .depth = 16,
+						.ready = &ready, .device = cdev, .forwarded = forward,
+						.via_local = pdev != cdev };
 		pids[i] = ht_fork(consumer, &ca[i]);
 	}
-	struct producer_args pa = { .topic = topic, .count = count, .sizes = sizes, .go = &go };
+	struct forwarder_args fa = { .in = topic, .out = topic2, .count = count, .ready = &ready };
+	pid_t fwd = forward ? ht_fork(forwarder, &fa) : -1;
+	struct producer_args pa = { .topic = topic, .count = count, .sizes = sizes, .go = &go,
+				    .device = pdev };
 	pids[nc] = ht_fork(producer, &pa);
 	names[nc] = "producer";
-	for (int i = 0; i < nc; i++)
+	for (int i = 0; i < nc + forward; i++)
 		if (ht_chan_recv(&ready, HT_LONG_DEADLINE_MS) < 0)
 			return 1;
 	int64_t t0 = ht_now_ms();
 	ht_chan_send(&go, 'g');
 	int bad = wait_all(pids, nc + 1, names);
+	if (forward && ht_wait(fwd, 30 * 60 * 1000) != 0) {
+		fprintf(stderr, "forwarder failed\n");
+		bad++;
+	}
 	int64_t ms = ht_now_ms() - t0;
 	uint64_t slabs = 0;
 	int full = wait_pool_full(cname, &slabs);
-	printf("RESULT case=%s ok=%d tensors=%" PRIu64 " consumers=%d ms=%" PRId64
-	       " pool_slabs=%" PRIu64 " pool_back_to_full=%d\n", cname, !bad && !full, count, nc,
-	       ms, slabs, !full);
+	printf("RESULT case=%s ok=%d tensors=%" PRIu64 " consumers=%d%s producer_gpu=%d "
+	       "consumer_gpu=%d ms=%" PRId64 " pool_slabs=%" PRIu64 " pool_back_to_full=%d\n",
+	       cname, !bad && !full, count, nc, forward ? " forwarded=1" : "", pdev, cdev, ms,
+	       slabs, !full);
 	return bad || full;
+}
+
+static int run_pipeline(const char *cname, uint64_t count, int nc, uint64_t sizes)
+{
+	return run_pipeline_ex(cname, count, nc, sizes, false, 0, 0);
 }
 
 static int case_mapcache(uint64_t count)
@@ -865,7 +987,19 @@ int main(int argc, char **argv)
 	int rc;
 	if (!strcmp(cname, "pipeline"))
 		rc = run_pipeline(cname, count ? count : 10000, 1, 0);
-	else if (!strcmp(cname, "fanout"))
+	else if (!strcmp(cname, "forward"))
+		rc = run_pipeline_ex(cname, count ? count : 2000, 1, 0, true, 0, 0);
+	else if (!strcmp(cname, "cross-gpu")) {
+		if (!have_two_gpus()) {
+			printf("SKIP: cross-gpu needs two GPUs\n");
+			rc = SKIP;
+		} else {
+			/* Tensors on cuda:1, read by a consumer on cuda:0, and the
+			 * other way round. */
+			rc = run_pipeline_ex("cross-gpu-1to0", count ? count : 1000, 1, 0, false, 1, 0) |
+			     run_pipeline_ex("cross-gpu-0to1", count ? count : 1000, 1, 0, false, 0, 1);
+		}
+	} else if (!strcmp(cname, "fanout"))
 		rc = run_pipeline(cname, count ? count : 2000, 3, 0);
 	else if (!strcmp(cname, "mapcache"))
 		rc = case_mapcache(count ? count : 600);

@@ -101,6 +101,8 @@ phase() { # mode
 		run_case "$mode" 200 pipeline --count "$COUNT"
 		run_case "$mode" 60 mapcache --count 600
 		run_case "$mode" 120 fanout --count 2000
+		run_case "$mode" 90 forward --count 2000
+		run_case "$mode" 90 cross-gpu --count 1000
 		run_case "$mode" 90 kill-consumer --count 400
 		run_case "$mode" 90 kill-producer
 		run_case "$mode" 90 python
