@@ -124,9 +124,12 @@ static int consumer_main(int fd, void *arg)
 #endif
 		}
 		ack.read_ns = bench_now_ns() - t0;
-		hs_tensor_release(t, stream);
+		if (!r->o.late_release)
+			hs_tensor_release(t, stream);
 		if (peer_send(fd, &ack, sizeof(ack)))
 			return 1;
+		if (r->o.late_release)
+			hs_tensor_release(t, stream);
 	}
 	hs_subscription_close(sub);
 	hs_client_disconnect(c);
@@ -194,11 +197,16 @@ static int producer(handoff_run *r)
 #endif
 	long bad = 0;
 	uint64_t seq0 = 0;
+	hs_tensor *next = NULL;
 	for (long i = 0; i < r->o.warmup + r->o.iters; i++) {
 		hs_tensor *t;
 		uint64_t t0 = bench_now_ns();
-		if ((err = hs_tensor_alloc(c, dev, u8, 1, shape, NULL, &t)))
+		if (next) {
+			t = next;
+			next = NULL;
+		} else if ((err = hs_tensor_alloc(c, dev, u8, 1, shape, NULL, &t))) {
 			return fail("alloc", err);
+		}
 		uint64_t t1 = bench_now_ns();
 		uint64_t seq;
 		if (!r->o.cuda) {
@@ -222,6 +230,9 @@ static int producer(handoff_run *r)
 			seq0 = seq;
 		if (seq != seq0 + (uint64_t)i)
 			return fail("emit: sequence numbers out of order", HS_EPROTO);
+		if (r->o.alloc_ahead && i + 1 < r->o.warmup + r->o.iters &&
+		    (err = hs_tensor_alloc(c, dev, u8, 1, shape, NULL, &next)))
+			return fail("alloc", err);
 		handoff_ack ack;
 		if ((err = peer_recv(p.fd, &ack, sizeof(ack)))) {
 			fprintf(stderr, "hs-bench-handoff: no ack: %s\n", strerror(-err));

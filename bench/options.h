@@ -13,7 +13,12 @@
  *                     before each note, untimed)
  *   --scratch BYTES   hs-bench-handoff: the producer memsets a private
  *                     buffer that large after writing (evicts caches
- *                     like a big write) */
+ *                     like a big write)
+ *   --alloc-ahead 1   hs-bench-handoff: the producer allocates the next
+ *                     tensor while it waits for the ack (its alloc round
+ *                     trip leaves the measured path)
+ *   --late-release 1  hs-bench-handoff: the consumer acks first and then
+ *                     releases (its notes to the daemon leave the path) */
 #ifndef BENCH_OPTIONS_H
 #define BENCH_OPTIONS_H
 
@@ -30,6 +35,7 @@ typedef struct bench_options {
 	long depth;
 	long spin_us;
 	uint64_t scratch;
+	long alloc_ahead, late_release;
 } bench_options;
 
 /* Fills o (defaults must be set by the caller); 0, or -1 after printing
