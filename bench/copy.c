@@ -105,7 +105,7 @@ static int consumer_main(int fd, void *arg)
 		if (peer_read_all(fd, buf, r->o.size))
 			return 1;
 		uint64_t t0 = bench_now_ns(), sum;
-		copy_ack ack;
+		copy_ack ack = { 0 };
 		ack.ok = payload_read(buf, r->o.size, (uint64_t)i, &sum) == 0;
 		ack.read_ns = bench_now_ns() - t0;
 		if (peer_write_all(fd, &ack, sizeof(ack)))

@@ -42,6 +42,7 @@ typedef struct handoff_ack {
 	uint64_t read_ns;
 	uint64_t seq;
 	int32_t ok;
+	int32_t pad; /* no uninitialised bytes on the wire */
 } handoff_ack;
 
 static int fail(const char *what, int err)
