@@ -107,17 +107,136 @@ static int tensor_event(const hs_tensor *t, cudaEvent_t *out)
 	return err;
 }
 
-int hs__fence_record(hs_tensor *t, void *stream)
+/* The GPU a stream belongs to (the legacy and per-thread default streams:
+ * the current device's). */
+static int stream_device(void *stream, int *dev)
+{
+	if (cudaStreamGetDevice((cudaStream_t)stream, dev) == cudaSuccess)
+		return 0;
+	cudaGetLastError();
+	if (cudaGetDevice(dev) != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ECUDA;
+	}
+	return 0;
+}
+
+/* A stream on the fence's GPU and two plain events, for a stream of
+ * another GPU: an imported IPC event is used only with streams of its
+ * own GPU (a cross-device cudaStreamWaitEvent on an imported event was
+ * seen to crash the driver on an H100 pair), and plain events carry the
+ * order across GPUs. */
+struct hs__bridge {
+	int fence_dev, stream_dev;
+	cudaStream_t s;    /* on fence_dev */
+	cudaEvent_t on_fence_dev, on_stream_dev;
+	struct hs__bridge *next;
+};
+
+static int bridge_get(hs_client *c, int fence_dev, int stream_dev, struct hs__bridge **out)
+{
+	for (struct hs__bridge *b = c->bridges; b; b = b->next)
+		if (b->fence_dev == fence_dev && b->stream_dev == stream_dev) {
+			*out = b;
+			return 0;
+		}
+	struct hs__bridge *b = calloc(1, sizeof(*b));
+	if (!b)
+		return HS_ENOMEM;
+	int cur = 0;
+	cudaGetDevice(&cur);
+	bool ok = cudaSetDevice(fence_dev) == cudaSuccess &&
+		  cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking) == cudaSuccess &&
+		  cudaEventCreateWithFlags(&b->on_fence_dev, cudaEventDisableTiming) == cudaSuccess &&
+		  cudaSetDevice(stream_dev) == cudaSuccess &&
+		  cudaEventCreateWithFlags(&b->on_stream_dev, cudaEventDisableTiming) == cudaSuccess;
+	cudaSetDevice(cur);
+	if (!ok) {
+		cudaGetLastError();
+		free(b); /* what was made leaks until exit: a broken device */
+		return HS_ECUDA;
+	}
+	b->fence_dev = fence_dev;
+	b->stream_dev = stream_dev;
+	b->next = c->bridges;
+	c->bridges = b;
+	*out = b;
+	return 0;
+}
+
+/* Records (record: true) or waits on the IPC event ev of fence_dev from a
+ * stream of another GPU, through the bridge; lock held, so the bridge's
+ * events are not re-recorded between a record and its wait. */
+static int bridged(hs_client *c, cudaEvent_t ev, int fence_dev, int stream_dev,
+		   cudaStream_t stream, bool record)
+{
+	struct hs__bridge *b;
+	int err = bridge_get(c, fence_dev, stream_dev, &b);
+	if (err)
+		return err;
+	int cur = 0;
+	cudaGetDevice(&cur);
+	cudaError_t e;
+	if (record) {
+		/* the user's stream -> bridge stream -> the IPC event */
+		e = cudaSetDevice(stream_dev);
+		if (!e)
+			e = cudaEventRecord(b->on_stream_dev, stream);
+		if (!e)
+			e = cudaSetDevice(fence_dev);
+		if (!e)
+			e = cudaStreamWaitEvent(b->s, b->on_stream_dev, 0);
+		if (!e)
+			e = cudaEventRecord(ev, b->s);
+	} else {
+		/* the IPC event -> bridge stream -> the user's stream */
+		e = cudaSetDevice(fence_dev);
+		if (!e)
+			e = cudaStreamWaitEvent(b->s, ev, 0);
+		if (!e)
+			e = cudaEventRecord(b->on_fence_dev, b->s);
+		if (!e)
+			e = cudaSetDevice(stream_dev);
+		if (!e)
+			e = cudaStreamWaitEvent(stream, b->on_fence_dev, 0);
+	}
+	cudaSetDevice(cur);
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ECUDA;
+	}
+	return 0;
+}
+
+/* Records or waits on t's ready fence from stream. */
+static int fence_op(const hs_tensor *t, void *stream, bool record)
 {
 	cudaEvent_t ev;
 	int err = tensor_event(t, &ev);
 	if (err)
 		return err;
-	if (cudaEventRecord(ev, (cudaStream_t)stream) != cudaSuccess) {
+	int sdev;
+	if ((err = stream_device(stream, &sdev)))
+		return err;
+	if (sdev != t->fence->device) {
+		hs_client *c = t->client;
+		pthread_mutex_lock(&c->lock);
+		err = bridged(c, ev, t->fence->device, sdev, (cudaStream_t)stream, record);
+		pthread_mutex_unlock(&c->lock);
+		return err;
+	}
+	cudaError_t e = record ? cudaEventRecord(ev, (cudaStream_t)stream)
+			       : cudaStreamWaitEvent((cudaStream_t)stream, ev, 0);
+	if (e != cudaSuccess) {
 		cudaGetLastError();
 		return HS_ECUDA;
 	}
 	return 0;
+}
+
+int hs__fence_record(hs_tensor *t, void *stream)
+{
+	return fence_op(t, stream, true);
 }
 
 HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream)
@@ -126,19 +245,20 @@ HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream)
 		return HS_EINVAL;
 	if (!tensor->fence)
 		return 0; /* host tensor: the writer's stores are visible already */
-	cudaEvent_t ev;
-	int err = tensor_event(tensor, &ev);
-	if (err)
-		return err;
-	if (cudaStreamWaitEvent((cudaStream_t)stream, ev, 0) != cudaSuccess) {
-		cudaGetLastError();
-		return HS_ECUDA;
-	}
-	return 0;
+	return fence_op(tensor, stream, false);
 }
 
 void hs__event_destroy_all(hs_client *c)
 {
+	for (struct hs__bridge *b = c->bridges, *next; b; b = next) {
+		next = b->next;
+		cudaStreamDestroy(b->s);
+		cudaEventDestroy(b->on_fence_dev);
+		cudaEventDestroy(b->on_stream_dev);
+		free(b);
+	}
+	c->bridges = NULL;
+	cudaGetLastError();
 	struct hs__event *e = c->events;
 	while (e) {
 		struct hs__event *next = e->next;

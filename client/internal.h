@@ -95,6 +95,7 @@ struct hs_client {
 	struct hs__reply_slot *slots;
 	struct hs__slab *slabs;
 	struct hs__event *events;
+	struct hs__bridge *bridges; /* fence.c: cross-GPU ordering helpers */
 	/* Deferred release notes not yet sent (fence.c); guarded by
 	 * pending_lock, never by lock (see hs__client_note_unlocked). */
 	pthread_mutex_t pending_lock;

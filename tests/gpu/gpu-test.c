@@ -1,6 +1,7 @@
 /* GPU tests: device tensors between processes through hsbrokerd.
  *
  *   hs-gpu-test CASE [--count N]
+ *   hs-gpu-test role-consumer|role-producer --topic T [--count N]
  *
  * CASE: pipeline, mapcache, fanout, forward (through a process that
  * writes into each tensor and re-emits it), cross-gpu (tensors of one GPU
@@ -215,7 +216,7 @@ static int producer(void *arg)
 {
 	const struct producer_args *pa = arg;
 	const char *who = "producer";
-	if (ht_chan_recv(pa->go, HT_LONG_DEADLINE_MS) < 0)
+	if (pa->go && ht_chan_recv(pa->go, HT_LONG_DEADLINE_MS) < 0)
 		return ht_child_fail(who, "no go");
 	hs_client *c = connect_or_die(who);
 	if (!c)
@@ -310,10 +311,20 @@ static int check_tensor(const char *who, hs_tensor *t, uint64_t sizes, const str
 	const void *src = hs_tensor_data(t);
 	if (rd->local) {
 		/* Another GPU's memory read by our GPU's stream. */
-		CK(cudaMemcpyAsync(rd->local, src, p.bytes, cudaMemcpyDefault, cs));
+		static bool told;
+		if (!told) {
+			struct cudaPointerAttributes pa;
+			cudaError_t pe = cudaPointerGetAttributes(&pa, src);
+			printf("%s: a tensor of cuda:%d seen from our GPU: %s, type %d, device %d\n",
+			       who, dl->device.device_id, cudaGetErrorString(pe), (int)pa.type,
+			       pa.device);
+			fflush(stdout);
+			told = true;
+		}
+		CK(cudaMemcpyAsync(rd->local, src, p.bytes, cudaMemcpyDeviceToDevice, cs));
 		src = rd->local;
 	}
-	CK(cudaMemcpyAsync(rd->host, src, p.bytes, cudaMemcpyDefault, cs));
+	CK(cudaMemcpyAsync(rd->host, src, p.bytes, cudaMemcpyDeviceToHost, cs));
 	CK(cudaStreamSynchronize(cs));
 	uint64_t bad;
 	if (!check_bytes(rd->host, &p, rd->forwarded, &bad))
@@ -380,7 +391,7 @@ static int consumer(void *arg)
 	int err = hs_subscribe(c, ca->topic, &o, &sub);
 	if (err)
 		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
-	if (ht_chan_send(ca->ready, 'r') < 0)
+	if (ca->ready && ht_chan_send(ca->ready, 'r') < 0)
 		return ht_child_fail(who, "ready");
 	CK(cudaSetDevice(ca->device));
 	cudaStream_t cs;
@@ -766,6 +777,49 @@ static int case_kill_producer(void)
 	return bad || full || prc != 128 + SIGKILL;
 }
 
+/* ---- one role per process, for tools that follow processes (memcheck):
+ * hs-gpu-test role-consumer --topic T --count N, and role-producer with
+ * the same arguments, started in any order ---- */
+
+/* Waits until topic has a subscriber. */
+static int wait_subscriber(const char *topic)
+{
+	hs_client *c = connect_or_die("gpu-test");
+	if (!c)
+		return -1;
+	int64_t end = ht_now_ms() + 60000;
+	bool found = false;
+	while (!found && ht_now_ms() < end) {
+		hs_info *info;
+		if (hs_client_get_info(c, HS_INFO_TOPICS, &info) == 0) {
+			for (size_t i = 0; i < info->n_topics; i++)
+				if (!strcmp(info->topics[i].name, topic) &&
+				    info->topics[i].n_subscribers > 0)
+					found = true;
+			hs_info_free(info);
+		}
+		if (!found)
+			ht_sleep_ms(20);
+	}
+	hs_client_disconnect(c);
+	return found ? 0 : -1;
+}
+
+static int run_role(const char *role, const char *topic, uint64_t count)
+{
+	if (!strcmp(role, "role-producer")) {
+		if (wait_subscriber(topic) < 0) {
+			fprintf(stderr, "producer: nobody subscribed to %s\n", topic);
+			return 1;
+		}
+		struct producer_args pa = { .topic = topic, .count = count };
+		return producer(&pa);
+	}
+	struct consumer_args ca = { .name = "consumer", .topic = topic, .count = count,
+				    .depth = 16 };
+	return consumer(&ca);
+}
+
 /* ---- reuse safety ---- */
 
 #define REUSE_BYTES (64 * MiB)
@@ -955,9 +1009,13 @@ int main(int argc, char **argv)
 	}
 	const char *cname = argv[1];
 	uint64_t count = 0;
-	for (int i = 2; i + 1 < argc; i += 2)
+	const char *topic = "gpu/role";
+	for (int i = 2; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--count"))
 			count = strtoull(argv[i + 1], NULL, 10);
+		else if (!strcmp(argv[i], "--topic"))
+			topic = argv[i + 1];
+	}
 
 	if (!strcmp(cname, "nogpu")) {
 #if HS_HAVE_CUDA
@@ -973,11 +1031,22 @@ int main(int argc, char **argv)
 	}
 #if !HS_HAVE_CUDA
 	(void)count;
+	(void)topic;
 	printf("SKIP: built without CUDA (-Dcuda=disabled or no toolkit)\n");
 	return SKIP;
 #else
 	if (!have_gpu())
 		return SKIP;
+	if (!strncmp(cname, "role-", 5)) {
+		/* No daemon of our own: the other role must find the same. */
+		const char *sock = getenv("HSBROKER_SOCKET");
+		if (!sock || !*sock) {
+			fprintf(stderr, "%s needs HSBROKER_SOCKET\n", cname);
+			return 2;
+		}
+		sock_path = sock;
+		return run_role(cname, topic, count ? count : 300);
+	}
 	static const char *const extra[] = { "--cuda-slab-size", "64M", NULL };
 	static const char *const reuse_extra[] = { "--cuda-slab-size", "64M", "--cuda-cap", "128M",
 						   NULL };

@@ -74,7 +74,9 @@ run_case() { # mode, limit_s, case, args...
 	fi
 	echo "== [$mode] $name $* (socket $HSBROKER_SOCKET)" >>"$LOG"
 	local t0=$SECONDS
-	if [[ $name == python ]]; then
+	if [[ $name == ipc-probe ]]; then
+		timeout -k 5 "$limit" "$B/tests/gpu/hs-ipc-probe" >"$OUT/case.log" 2>&1
+	elif [[ $name == python ]]; then
 		PYTHONPATH=$PWD/$B/python${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
 			timeout -k 5 "$limit" python3 tests/gpu/py_gpu.py >"$OUT/case.log" 2>&1
 	else
@@ -91,6 +93,7 @@ run_case() { # mode, limit_s, case, args...
 	*) failed=$((failed + 1)); say "FAIL [$mode] $name (exit $rc): $(grep -v '^RESULT' "$OUT/case.log" | tail -3 | tr '\n' ' ')" ;;
 	esac
 	[[ -n $res ]] && echo "$res" | sed 's/^/    /' | tee -a "$SUMMARY"
+	[[ $name == ipc-probe ]] && grep '^  ' "$OUT/case.log" | tee -a "$SUMMARY"
 	rm -f "$OUT/case.log"
 }
 
@@ -123,6 +126,7 @@ phase() { # mode
 	fi
 }
 
+HSBROKER_SOCKET=none run_case all 60 ipc-probe
 phase no-mps
 
 export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mpslog
@@ -147,25 +151,31 @@ if [[ -x $SAN ]]; then
 		if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 8G; then
 			t0=$SECONDS
 			rm -rf /tmp/hs-san && mkdir -p /tmp/hs-san
-			# One log per process (the test forks its producer and
-			# consumers): each must end with "0 errors".
-			timeout -k 5 100 "$SAN" --tool memcheck --target-processes all --error-exitcode 99 \
-				--log-file /tmp/hs-san/san.%p.log "$T" pipeline --count 200 >"$OUT/sanitizer.log" 2>&1
-			rc=$?
-			for f in /tmp/hs-san/san.*.log; do
-				[[ -e $f ]] || continue
+			# A consumer process and a producer process, each under
+			# memcheck as its own root process (one log each).
+			san=("$SAN" --tool memcheck --error-exitcode 99)
+			timeout -k 5 100 "${san[@]}" --log-file /tmp/hs-san/san.consumer.log \
+				"$T" role-consumer --topic san --count 300 >/tmp/hs-san/consumer.out 2>&1 &
+			cpid=$!
+			timeout -k 5 100 "${san[@]}" --log-file /tmp/hs-san/san.producer.log \
+				"$T" role-producer --topic san --count 300 >/tmp/hs-san/producer.out 2>&1
+			prc=$?
+			wait $cpid
+			crc=$?
+			rc=$((prc != 0 ? prc : crc))
+			for f in /tmp/hs-san/*; do
 				echo "== $f" >>"$OUT/sanitizer.log"
 				cat "$f" >>"$OUT/sanitizer.log"
 			done
 			nproc_logs=$(ls /tmp/hs-san/san.*.log 2>/dev/null | wc -l)
 			nclean=$(grep -l 'ERROR SUMMARY: 0 errors' /tmp/hs-san/san.*.log 2>/dev/null | wc -l)
 			errs="$nclean of $nproc_logs process logs say 'ERROR SUMMARY: 0 errors'"
-			if ((rc == 0 && nproc_logs > 0 && nclean == nproc_logs)); then
+			if ((rc == 0 && nproc_logs == 2 && nclean == nproc_logs)); then
 				passed=$((passed + 1))
-				say "PASS [sanitizer] memcheck over pipeline --count 200 ($((SECONDS - t0)) s): $errs"
+				say "PASS [sanitizer] memcheck over a producer and a consumer process, 300 tensors ($((SECONDS - t0)) s): $errs"
 			else
 				failed=$((failed + 1))
-				say "FAIL [sanitizer] memcheck over pipeline (exit $rc): $errs $(tail -3 "$OUT/sanitizer.log" | tr '\n' ' ')"
+				say "FAIL [sanitizer] memcheck (producer exit $prc, consumer exit $crc): $errs $(tail -3 "$OUT/sanitizer.log" | tr '\n' ' ')"
 			fi
 			stop_daemon || failed=$((failed + 1))
 		fi
