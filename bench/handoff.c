@@ -19,6 +19,7 @@
  * Prints one JSON line (sample.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,8 @@ static int consumer_main(int fd, void *arg)
 	char ready = 1;
 	if (peer_send(fd, &ready, 1))
 		return 1;
-	for (long i = 0; i < r->o.warmup + r->o.iters; i++) {
+	long total = (r->o.warmup + r->o.iters) * (r->o.control ? 2 : 1);
+	for (long i = 0; i < total; i++) {
 		hs_tensor *t;
 		if ((err = hs_subscription_receive(sub, 30000, &t)))
 			return fail("receive", err);
@@ -111,14 +113,15 @@ static int consumer_main(int fd, void *arg)
 		uint64_t t0 = bench_now_ns();
 		/* The producer's iteration i is the topic's seq i + 1. */
 		uint64_t iter = ack.seq - 1, sum = 0;
+		/* The block may be rounded up; --control tensors are smaller. */
+		uint64_t n = hs_tensor_nbytes(t) < r->o.size ? hs_tensor_nbytes(t) : r->o.size;
 		if (!r->o.cuda) {
-			ack.ok = payload_read(hs_tensor_data(t), hs_tensor_nbytes(t) < r->o.size
-					      ? hs_tensor_nbytes(t) : r->o.size, iter, &sum) == 0;
+			ack.ok = payload_read(hs_tensor_data(t), n, iter, &sum) == 0;
 		} else {
 #if defined(HS_HAVE_CUDA) && defined(HSB_HAVE_TENSOR_WAIT)
 			if ((err = hs_tensor_wait(t, stream)))
 				return fail("hs_tensor_wait", err);
-			if ((err = gpu_read(&g, hs_tensor_data(t), r->o.size, iter, &ack.ok)))
+			if ((err = gpu_read(&g, hs_tensor_data(t), n, iter, &ack.ok)))
 				return fail("read", err);
 #else
 			return fail("CUDA tensors", HS_ENOCUDA);
@@ -134,6 +137,78 @@ static int consumer_main(int fd, void *arg)
 	}
 	hs_subscription_close(sub);
 	hs_client_disconnect(c);
+	return 0;
+}
+
+typedef struct producer_ctx {
+	handoff_run *r;
+	hs_client *c;
+	DLDevice dev;
+	void *stream;
+	int fd;
+	uint8_t *scratch;
+#ifdef HS_HAVE_CUDA
+	gpu_side *g;
+#endif
+	hs_tensor *next;  /* --alloc-ahead: the next tensor, allocated */
+	uint64_t emits;   /* tensors emitted so far: the next one's seq - 1 */
+	long bad;
+} producer_ctx;
+
+typedef struct one_result {
+	uint64_t rt, alloc, write, emit, read;
+} one_result;
+
+/* One hand-off of a size-byte tensor, the producer's side: alloc, write
+ * (then --scratch, then spin_ns of idling, all counted as the write),
+ * emit, wait for the ack. ahead: another hand-off of this size follows. */
+static int one_handoff(producer_ctx *x, uint64_t size, uint64_t spin_ns, bool ahead,
+		       one_result *m)
+{
+	handoff_run *r = x->r;
+	const int64_t shape[1] = { (int64_t)size };
+	uint64_t iter = x->emits;
+	hs_tensor *t;
+	int err;
+	uint64_t t0 = bench_now_ns();
+	if (x->next && hs_tensor_nbytes(x->next) >= size) {
+		t = x->next;
+		x->next = NULL;
+	} else if ((err = hs_tensor_alloc(x->c, x->dev, u8, 1, shape, NULL, &t))) {
+		return fail("alloc", err);
+	}
+	uint64_t t1 = bench_now_ns();
+	if (!r->o.cuda) {
+		payload_write(hs_tensor_data(t), size, iter);
+	} else {
+#ifdef HS_HAVE_CUDA
+		GPU_TRY(cudaMemsetAsync(hs_tensor_data(t), payload_byte(iter), size,
+					x->g->stream), 1);
+#endif
+	}
+	if (x->scratch)
+		payload_write(x->scratch, r->o.scratch, iter);
+	while (bench_now_ns() - t1 < spin_ns)
+		;
+	uint64_t t2 = bench_now_ns();
+	uint64_t seq;
+	if ((err = hs_tensor_emit(t, r->topic, x->stream, &seq)))
+		return fail("emit", err);
+	uint64_t t3 = bench_now_ns();
+	if (seq != ++x->emits)
+		return fail("emit: sequence numbers out of order", HS_EPROTO);
+	if (r->o.alloc_ahead && ahead &&
+	    (err = hs_tensor_alloc(x->c, x->dev, u8, 1, shape, NULL, &x->next)))
+		return fail("alloc", err);
+	handoff_ack ack;
+	if ((err = peer_recv(x->fd, &ack, sizeof(ack)))) {
+		fprintf(stderr, "hs-bench-handoff: no ack: %s\n", strerror(-err));
+		return 1;
+	}
+	uint64_t t4 = bench_now_ns();
+	x->bad += !ack.ok;
+	*m = (one_result){ .rt = t4 - t0, .alloc = t1 - t0, .write = t2 - t1,
+			   .emit = t3 - t2, .read = ack.read_ns };
 	return 0;
 }
 
@@ -164,14 +239,15 @@ static int producer(handoff_run *r)
 		fprintf(stderr, "hs-bench-handoff: consumer did not start\n");
 		return 1;
 	}
-	enum { RT, ALLOC, WRITE, EMIT, READ, BK, LOCAL, N_SETS };
+	enum { RT, ALLOC, WRITE, EMIT, READ, BK, CTL, LOCAL, N_SETS };
 	static const char *names[N_SETS] = { "rt", "alloc", "write", "emit", "read", "bk",
-					     "local" };
+					     "ctl", "local" };
 	sample_set s[N_SETS];
 	for (int k = 0; k < N_SETS; k++)
 		if (sample_init(&s[k], names[k], (size_t)r->o.iters))
 			return 1;
 	const int64_t shape[1] = { (int64_t)r->o.size };
+	(void)shape;
 	uint8_t *scratch = NULL;
 	if (r->o.scratch && !(scratch = malloc(r->o.scratch)))
 		return fail("scratch buffer", HS_ENOMEM);
@@ -196,61 +272,35 @@ static int producer(handoff_run *r)
 		hs_tensor_release(t, stream);
 	}
 #endif
-	long bad = 0;
-	uint64_t seq0 = 0;
-	hs_tensor *next = NULL;
-	for (long i = 0; i < r->o.warmup + r->o.iters; i++) {
-		hs_tensor *t;
-		uint64_t t0 = bench_now_ns();
-		if (next) {
-			t = next;
-			next = NULL;
-		} else if ((err = hs_tensor_alloc(c, dev, u8, 1, shape, NULL, &t))) {
-			return fail("alloc", err);
-		}
-		uint64_t t1 = bench_now_ns();
-		uint64_t seq;
-		if (!r->o.cuda) {
-			payload_write(hs_tensor_data(t), r->o.size, (uint64_t)i);
-		} else {
+	producer_ctx x = { .r = r, .c = c, .dev = dev, .stream = stream, .fd = p.fd,
+			   .scratch = scratch };
 #ifdef HS_HAVE_CUDA
-			GPU_TRY(cudaMemsetAsync(hs_tensor_data(t), payload_byte((uint64_t)i),
-						r->o.size, g.stream), 1);
+	x.g = r->o.cuda ? &g : NULL;
 #endif
-		}
-		if (scratch)
-			payload_write(scratch, r->o.scratch, (uint64_t)i);
-		if (r->o.spin_us)
-			while (bench_now_ns() - t1 < (uint64_t)r->o.spin_us * 1000)
-				;
-		uint64_t t2 = bench_now_ns();
-		if ((err = hs_tensor_emit(t, r->topic, stream, &seq)))
-			return fail("emit", err);
-		uint64_t t3 = bench_now_ns();
-		if (i == 0)
-			seq0 = seq;
-		if (seq != seq0 + (uint64_t)i)
-			return fail("emit: sequence numbers out of order", HS_EPROTO);
-		if (r->o.alloc_ahead && i + 1 < r->o.warmup + r->o.iters &&
-		    (err = hs_tensor_alloc(c, dev, u8, 1, shape, NULL, &next)))
-			return fail("alloc", err);
-		handoff_ack ack;
-		if ((err = peer_recv(p.fd, &ack, sizeof(ack)))) {
-			fprintf(stderr, "hs-bench-handoff: no ack: %s\n", strerror(-err));
+	long total = r->o.warmup + r->o.iters;
+	for (long i = 0; i < total; i++) {
+		one_result m;
+		if (one_handoff(&x, r->o.size, (uint64_t)r->o.spin_us * 1000, i + 1 < total, &m))
 			return 1;
-		}
-		uint64_t t4 = bench_now_ns();
-		bad += !ack.ok;
+		/* --control: the same hand-off of a 4 KiB tensor right after,
+		 * the producer idle as long as this write took. */
+		one_result k;
+		if (r->o.control && one_handoff(&x, 4096, m.write, false, &k))
+			return 1;
 		if (i < r->o.warmup)
 			continue;
-		uint64_t rt = t4 - t0, w = t2 - t1;
-		sample_add(&s[RT], rt);
-		sample_add(&s[ALLOC], t1 - t0);
-		sample_add(&s[WRITE], w);
-		sample_add(&s[EMIT], t3 - t2);
-		sample_add(&s[READ], ack.read_ns);
-		sample_add(&s[BK], rt > w + ack.read_ns ? rt - w - ack.read_ns : 0);
+		sample_add(&s[RT], m.rt);
+		sample_add(&s[ALLOC], m.alloc);
+		sample_add(&s[WRITE], m.write);
+		sample_add(&s[EMIT], m.emit);
+		sample_add(&s[READ], m.read);
+		sample_add(&s[BK], m.rt > m.write + m.read ? m.rt - m.write - m.read : 0);
+		if (r->o.control)
+			sample_add(&s[CTL], k.rt > k.write + k.read ? k.rt - k.write - k.read : 0);
 	}
+	long bad = x.bad;
+	if (x.next)
+		hs_tensor_release(x.next, stream);
 	hs_client_disconnect(c);
 	free(scratch);
 	int rc = peer_wait(&p);
@@ -260,8 +310,14 @@ static int producer(handoff_run *r)
 	}
 	char extra[64];
 	snprintf(extra, sizeof(extra), ", \"bad\": %ld", bad);
+	/* Print the sets this run filled: ctl with --control, local on the GPU. */
+	sample_set out[N_SETS];
+	size_t n_out = 0;
+	for (int k = 0; k < N_SETS; k++)
+		if ((k != CTL || r->o.control) && (k != LOCAL || r->o.cuda))
+			out[n_out++] = s[k];
 	sample_print_json(stdout, r->o.cuda ? "hsbroker-c-cuda" : "hsbroker-c", r->o.size,
-			  s, r->o.cuda ? N_SETS : N_SETS - 1, extra);
+			  out, n_out, extra);
 	for (int k = 0; k < N_SETS; k++)
 		sample_free(&s[k]);
 	if (bad)

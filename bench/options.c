@@ -64,6 +64,8 @@ int options_parse(bench_options *o, int argc, char **argv)
 			bad = parse_long(v, 0, &o->spin_us);
 		} else if (!strcmp(k, "--alloc-ahead")) {
 			bad = parse_long(v, 0, &o->alloc_ahead);
+		} else if (!strcmp(k, "--control")) {
+			bad = parse_long(v, 0, &o->control);
 		} else if (!strcmp(k, "--late-release")) {
 			bad = parse_long(v, 0, &o->late_release);
 		} else if (!strcmp(k, "--scratch")) {

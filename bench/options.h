@@ -18,7 +18,10 @@
  *                     tensor while it waits for the ack (its alloc round
  *                     trip leaves the measured path)
  *   --late-release 1  hs-bench-handoff: the consumer acks first and then
- *                     releases (its notes to the daemon leave the path) */
+ *                     releases (its notes to the daemon leave the path)
+ *   --control 1       hs-bench-handoff: after each hand-off, one of a 4 KiB
+ *                     tensor whose producer idles as long as the big write
+ *                     took ("ctl": idle without bytes, same run) */
 #ifndef BENCH_OPTIONS_H
 #define BENCH_OPTIONS_H
 
@@ -35,7 +38,7 @@ typedef struct bench_options {
 	long depth;
 	long spin_us;
 	uint64_t scratch;
-	long alloc_ahead, late_release;
+	long alloc_ahead, late_release, control;
 } bench_options;
 
 /* Fills o (defaults must be set by the caller); 0, or -1 after printing

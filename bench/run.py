@@ -33,10 +33,11 @@ KiB, MiB = 1 << 10, 1 << 20
 SIZES = [4 * KiB, 8 * MiB, 256 * MiB]
 
 # (iters, warmup) per payload size: a full host run stays near two minutes
-# on the 2-core CPU machine; --quick divides by 20 (at least 5 iters).
-ITERS = {4 * KiB: (20000, 2000), 8 * MiB: (2000, 200), 256 * MiB: (200, 20)}
-COPY_ITERS = {4 * KiB: (20000, 2000), 8 * MiB: (1000, 100), 256 * MiB: (50, 5)}
-PY_ITERS = {4 * KiB: (10000, 1000), 8 * MiB: (2000, 200), 256 * MiB: (200, 20)}
+# on the 2-core CPU machine with 3 repeats; --quick divides by 20 (at least
+# 5 iters).
+ITERS = {4 * KiB: (20000, 2000), 8 * MiB: (2000, 200), 256 * MiB: (100, 10)}
+COPY_ITERS = {4 * KiB: (20000, 2000), 8 * MiB: (1000, 100), 256 * MiB: (30, 5)}
+PY_ITERS = {4 * KiB: (10000, 1000), 8 * MiB: (2000, 200), 256 * MiB: (100, 10)}
 TORCH_MP_ITERS = {4 * KiB: (2000, 200), 8 * MiB: (1000, 100), 256 * MiB: (100, 10)}
 FLOOR_ITERS = (20000, 2000)
 PAIRED_FLOOR_ITERS = (3000, 300)
@@ -236,21 +237,18 @@ def run_suite(R, build, d, env, device, tag):
                                        "--warmup", str(wu)], env, floor=(build, device))
     for size in SIZES:
         it, wu = R.scale(ITERS[size])
+        ctl = ["--control", "1"] if device == "cpu" and size > 4 * KiB else []
         R.run("hsbroker C->C %s%s" % (fmt_size(size), suffix),
               [b("handoff"), *dev, "--size", str(size), "--iters", str(it),
-               "--warmup", str(wu), "--socket", d.socket], env, floor=(build, device))
-    # Control for the 256 MiB row: 4 KiB tensors, the producer idle (busy
-    # spinning, no memory traffic) as long as the 256 MiB write took. If
-    # this row matches the 256 MiB one, what grew is wake-up from idle, not
-    # anything that scales with bytes (bench/NOTES.md).
-    big = find(R.results, "hsbroker-c" + ("-cuda" if device == "cuda" else ""), 256 * MiB,
-               tag or None)
-    if big and device == "cpu" and big.get("write_p50_us", 0) > 1000:
+               "--warmup", str(wu), "--socket", d.socket, *ctl], env, floor=(build, device))
+    # Control for the big rows (hs-bench-handoff --control 1, interleaved
+    # in the same run): after each hand-off, one of a 4 KiB tensor whose
+    # producer idles as long as the big write took. And the floor with the
+    # echo side idle that long. See bench/NOTES.md.
+    big = find(R.results, "hsbroker-c", 256 * MiB) if device == "cpu" else None
+    if big and big.get("write_p50_us", 0) > 1000:
         spin = int(big["write_p50_us"])
         it, wu = R.scale(ITERS[256 * MiB])
-        R.run("hsbroker C->C 4 KiB, idle %d us (control)" % spin,
-              [b("handoff"), *dev, "--size", "4096", "--spin-us", str(spin), "--iters", str(it),
-               "--warmup", str(wu), "--socket", d.socket], env)
         R.run("floor, idle %d us (control)" % spin,
               [b("floor"), *dev, "--spin-us", str(spin), "--iters", str(it), "--warmup", str(wu)],
               env)
@@ -366,6 +364,12 @@ def table(results):
             label, fmt_size(r["size"]), r["rt_p50_us"], r["rt_p99_us"], r["rt_min_us"],
             "%.1f" % w if w is not None else "–", "%.1f" % rd if rd is not None else "–",
             sh, "%.1f" % fl if fl else "–", "%.2f" % (sh / fl) if fl else "–"))
+        if "ctl_p50_us" in r:
+            c = r["ctl_p50_us"]
+            rows.append("| ↳ control: 4 KiB, producer idle as long as that write, same run | 4 KiB "
+                        "| | %.1f (p99) | %.1f (min) | | | %.1f | %s | %s |" % (
+                            r["ctl_p99_us"], r["ctl_min_us"], c, "%.1f" % fl if fl else "–",
+                            "%.2f" % (c / fl) if fl else "–"))
     return "\n".join(rows)
 
 
@@ -413,14 +417,13 @@ def targets(results):
         else:
             out.append(("host %s: 256 MiB within 10%% of 4 KiB" % name, None, "not measured"))
     big = find(results, "hsbroker-c", 256 * MiB)
-    ctl = next((r for r in results if is_control(r) and r["case"] == "hsbroker-c"), None)
     fctl = next((r for r in results if is_control(r) and r["case"] == "floor"), None)
-    if big and ctl:
-        x = share(big) / share(ctl)
-        out.append(("(control) host C: 256 MiB within 10% of 4 KiB at equal producer idle time",
+    if big and "ctl_p50_us" in big:
+        x = share(big) / big["ctl_p50_us"]
+        out.append(("(control) host C: 256 MiB vs 4 KiB at equal producer idle, same run",
                     None, "%.1f µs vs %.1f µs: %.2f×%s" % (
-                        share(big), share(ctl), x,
-                        "; the floor at that idle: %.1f µs" % fctl["rt_p50_us"] if fctl else "")))
+                        share(big), big["ctl_p50_us"], x,
+                        "; the floor with that idle: %.1f µs" % fctl["rt_p50_us"] if fctl else "")))
     tp1 = next((r for r in results if r["case"] == "throughput" and "skipped" not in r
                 and r["subscribers"] == 1), None)
     tp8 = next((r for r in results if r["case"] == "throughput" and "skipped" not in r
