@@ -6,6 +6,9 @@
  *   --mode relay   P -> D -> C, C -> P: the fewest messages any design with
  *                  the daemon D on the per-tensor path can send (a one-way
  *                  emit that D forwards; C acks P directly).
+ *   --mode lean    proposal 3 of bench/NOTES.md: a one-way emit D forwards,
+ *                  one release note (credit folded in) C -> D, the ack
+ *                  C -> P: 4 datagrams, no alloc round trip.
  *   --mode rpc     hsbroker's per-tensor pattern today, as bare datagrams
  *                  through a relay process D (poll loop, non-blocking
  *                  drain like hsbrokerd): P->D alloc, D->P reply; P->D emit,
@@ -40,7 +43,7 @@
 
 #define NOTE 64
 
-enum mode { MODE_RELAY, MODE_RPC, MODE_FUTEX, MODE_SPIN };
+enum mode { MODE_RELAY, MODE_LEAN, MODE_RPC, MODE_FUTEX, MODE_SPIN };
 
 /* ---- sockets: P, D, C with three socketpairs ---- */
 
@@ -113,6 +116,8 @@ static int consumer_sock(trio *t, enum mode m, long total)
 		if (note_recv(t->dc[1], 'D'))
 			return 1;
 		if (m == MODE_RPC && (note_send(t->dc[1], 'C') || note_send(t->dc[1], 'R')))
+			return 1;
+		if (m == MODE_LEAN && note_send(t->dc[1], 'R'))
 			return 1;
 		if (note_send(t->cp[0], 'K'))
 			return 1;
@@ -251,6 +256,8 @@ int main(int argc, char **argv)
 	enum mode m;
 	if (!strcmp(mode, "relay"))
 		m = MODE_RELAY;
+	else if (!strcmp(mode, "lean"))
+		m = MODE_LEAN;
 	else if (!strcmp(mode, "rpc"))
 		m = MODE_RPC;
 	else if (!strcmp(mode, "futex"))
@@ -258,13 +265,14 @@ int main(int argc, char **argv)
 	else if (!strcmp(mode, "spin"))
 		m = MODE_SPIN;
 	else {
-		fprintf(stderr, "hs-bench-design: --mode relay|rpc|futex|spin\n");
+		fprintf(stderr, "hs-bench-design: --mode relay|lean|rpc|futex|spin\n");
 		return 2;
 	}
 	sample_set rt;
 	if (sample_init(&rt, "rt", (size_t)o.iters))
 		return 1;
-	int rc = m == MODE_RELAY || m == MODE_RPC ? run_sockets(&o, m, &rt) : run_shm(&o, m, &rt);
+	int rc = m == MODE_RELAY || m == MODE_LEAN || m == MODE_RPC ? run_sockets(&o, m, &rt)
+									 : run_shm(&o, m, &rt);
 	if (rc) {
 		fprintf(stderr, "hs-bench-design: %s failed\n", mode);
 		return 1;

@@ -231,7 +231,7 @@ def run_suite(R, build, d, env, device, tag):
     R.run("floor" + suffix, [b("floor"), *dev, "--iters", str(it), "--warmup", str(wu)], env)
     if device == "cpu":
         # Floors of candidate designs, no broker code (bench/NOTES.md).
-        for mode in ("relay", "rpc", "futex", "spin"):
+        for mode in ("relay", "lean", "rpc", "futex", "spin"):
             it, wu = R.scale(DESIGN_ITERS)
             R.run("design %s" % mode, [b("design"), "--mode", mode, "--iters", str(it),
                                        "--warmup", str(wu)], env, floor=(build, device))
@@ -283,6 +283,7 @@ def run_suite(R, build, d, env, device, tag):
 METHODS = [  # (case, label in the table, key of the measure compared with the floor)
     ("floor", "floor: UDS ping-pong, 64 B", "rt"),
     ("design-relay", "design floor: P → daemon → C, C → P (bare sockets)", "rt"),
+    ("design-lean", "design floor: one-way emit, one release note, ack (bare sockets)", "rt"),
     ("design-rpc", "design floor: today's 7 datagrams a tensor (bare sockets)", "rt"),
     ("design-futex", "design floor: shared-memory word + futex", "rt"),
     ("design-spin", "design floor: shared-memory word, busy spin", "rt"),
