@@ -250,15 +250,18 @@ HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream)
 
 void hs__event_destroy_all(hs_client *c)
 {
+	/* No CUDA call unless something was made or opened: a process that
+	 * never used a device tensor must not initialise CUDA here (it may
+	 * fork afterwards, and a child of a CUDA process cannot use CUDA). */
 	for (struct hs__bridge *b = c->bridges, *next; b; b = next) {
 		next = b->next;
 		cudaStreamDestroy(b->s);
 		cudaEventDestroy(b->on_fence_dev);
 		cudaEventDestroy(b->on_stream_dev);
+		cudaGetLastError();
 		free(b);
 	}
 	c->bridges = NULL;
-	cudaGetLastError();
 	struct hs__event *e = c->events;
 	while (e) {
 		struct hs__event *next = e->next;
