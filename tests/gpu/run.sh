@@ -3,13 +3,15 @@
 # from the repository root with the static build carried along:
 #   scripts/build-gpu.sh              # here: builds build-gpu/
 #   bash tests/gpu/run.sh             # there (the device tool's command)
-# Starts hsbrokerd on sockets under /tmp (by pid, stopped by pid), runs
-# every case of hs-gpu-test without MPS and then with MPS (started and
-# stopped here, as gpu/README.md says), then compute-sanitizer (memcheck)
-# over the pipeline when the toolkit has it. tests/gpu/py_gpu.py runs in
-# each phase too (PyTorch and CuPy consumers of the Python module). Writes $OUT/gpu-summary.txt
-# (cases passed/failed, opens == slabs, with/without MPS) and logs under
-# $OUT (default /tmp/hs-gpu-out). Exits non-zero if a case failed.
+# First hs-ipc-probe (what legacy IPC allows, GPU pair by GPU pair). Then
+# it starts hsbrokerd on sockets under /tmp (stopped by pid) and runs every
+# case of hs-gpu-test and tests/gpu/py_gpu.py (PyTorch and CuPy consumers
+# of the Python module) without MPS and then with MPS (started and stopped
+# here, as gpu/README.md says), then compute-sanitizer (memcheck) over a
+# producer and a consumer process when the toolkit has it. Writes
+# $OUT/gpu-summary.txt (cases passed/failed, opens == slabs, with/without
+# MPS) and logs under $OUT (default /tmp/hs-gpu-out). Exits non-zero if a
+# case failed.
 #   BUILD_DIR  the build to use (default: build-gpu)
 #   COUNT      tensors of the pipeline case (default: 10000)
 set -uo pipefail
