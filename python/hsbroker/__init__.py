@@ -58,8 +58,18 @@ def _dtype_from_typestr(ts):
 
 def _describe(obj, stream=None):
     """(ptr, shape, strides in elements or None, dtype, device, stream_hint,
-    keepalive) of a foreign array, read from whichever protocol it speaks;
-    the CUDA array interface first, since it needs no capsule."""
+    keepalive) of a foreign array, read from whichever protocol it speaks:
+    DLPack first for GPU data, since it orders the producer's pending writes
+    before our stream (the CUDA array interface's own "stream" would be
+    ignored here); else the (CUDA) array interface, which needs no capsule."""
+    if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
+        try:
+            gpu = obj.__dlpack_device__()[0] == _KDLCUDA
+        except Exception:
+            gpu = False
+        if gpu:
+            cap = obj.__dlpack__(stream=stream if stream is not None else 1)
+            return _hsbroker._import_dlpack(cap)
     cai = getattr(obj, "__cuda_array_interface__", None)
     ai = None if cai is not None else getattr(obj, "__array_interface__", None)
     iface = cai if cai is not None else ai
