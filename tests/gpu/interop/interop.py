@@ -21,11 +21,11 @@ Plus C <-> Python: hs-gpu-test role-producer (mixed sizes and dtypes,
 torch producer -> hs-gpu-test role-consumer, writing the same plan.
 
     python3 tests/gpu/interop/interop.py [--daemon build-gpu/daemon/hsbrokerd]
-        [--gpu-test build-gpu/tests/gpu/hs-gpu-test] [--count 10]
+        [--gpu-test build-gpu/tests/gpu/hs-gpu-test] [--count 10] [--md interop.md]
 
 Uses $HSBROKER_SOCKET if set, else starts its own hsbrokerd. Needs the
 built module on PYTHONPATH (default build-gpu/python is added). Writes
-the table to stdout and to $OUT/interop.md when OUT is set. Exit 0: every
+the table to stdout and to $OUT/interop.md (--md) when OUT is set. Exit 0: every
 cell that ran passed; 1: a cell failed; 77: no GPU here.
 """
 import json
@@ -41,7 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 LIBS = ["torch", "cupy", "numba", "cuda-python", "jax"]
 R, C = 64, 256
-RECV_TIMEOUT = 60
+RECV_TIMEOUT = 20
+DEADLINE_S = 110      # the whole matrix; what has not come by then fails
 
 
 def base_of(pi, ci, k):
@@ -281,11 +282,12 @@ class CudaPythonLib(Lib):
     def consume(self, t, base, row):
         cu, np = self.cu, self.np
         sh = self.stream_int()
+        v = None
         if self.smv is not None:
             # cuda.core's DLPack consumer: makes our stream wait on the fence.
-            v = self.smv(t, stream_ptr=sh)
+            mk = getattr(self.smv, "from_dlpack", None)
+            v = mk(t, stream_ptr=sh) if mk is not None else self.smv(t, stream_ptr=sh)
             ptr = int(v.ptr)
-            del v
         else:
             t.__dlpack__(stream=sh)               # stream waits on the fence
             ptr = t.data_ptr
@@ -295,6 +297,7 @@ class CudaPythonLib(Lib):
             "cuMemcpyDtoHAsync")
         _ck(cu.cuStreamSynchronize(s), "cuStreamSynchronize")
         ok = int((h == base).sum()) == (R - 1) * C and int((h[row] == -base).sum()) == C
+        del v
         t.release(stream=sh)
         return ok, ptr
 
@@ -547,22 +550,22 @@ def start_daemon(path):
 def parse_args(argv):
     a = {"daemon": os.path.join(ROOT, "build-gpu", "daemon", "hsbrokerd"),
          "gpu-test": os.path.join(ROOT, "build-gpu", "tests", "gpu", "hs-gpu-test"),
-         "count": 10}
+         "count": 10, "md": "interop.md"}
     i = 0
     while i < len(argv):
         key = argv[i].lstrip("-")
         if key not in a or i + 1 >= len(argv):
-            sys.exit("usage: interop.py [--daemon PATH] [--gpu-test PATH] [--count N]")
+            sys.exit("usage: interop.py [--daemon PATH] [--gpu-test PATH] [--count N] "
+                     "[--md NAME]")
         a[key] = int(argv[i + 1]) if key == "count" else argv[i + 1]
         i += 2
     return a
 
 
 def cell_text(r, prod_skip, cons_skip, count):
-    if prod_skip:
-        return "skip (producer: %s)" % prod_skip
-    if cons_skip:
-        return "skip (consumer: %s)" % cons_skip
+    for side, why in (("producer", prod_skip), ("consumer", cons_skip)):
+        if why:
+            return "%s (%s: %s)" % ("FAIL" if "died at start" in why else "skip", side, why)
     if r is None:
         return "FAIL (no result)"
     good = r["ok"] == count and not r["errors"] and r.get("produce_error") is None
@@ -618,7 +621,7 @@ def main(argv):
         try:
             return json.loads(line)
         except ValueError:
-            return {"status": "skip", "reason": "%s died at start: %r" % (who, line[:200])}
+            return {"status": "dead", "reason": "%s died at start: %r" % (who, line[:200])}
 
     rc = 0
     croles_out = {}
@@ -661,8 +664,14 @@ def main(argv):
             croles.append(("C->py", subprocess.Popen(
                 [gt, "role-producer", "--topic", "ix/C/torch", "--count", str(count)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)))
+        deadline = t_start + DEADLINE_S
         for n, p in list(pprocs.items()) + list(cprocs.items()):
-            out, _ = p.communicate(timeout=240)
+            try:
+                out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+                print("[%s] killed at the %d s deadline" % (n, DEADLINE_S))
             for line in out.splitlines():
                 try:
                     d = json.loads(line)
@@ -676,7 +685,12 @@ def main(argv):
                 elif "stats" in d:
                     stats[d["stats"]] = d
         for tag, p in croles:
-            out, _ = p.communicate(timeout=240)
+            try:
+                out, _ = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, _ = p.communicate()
+                out += "\n(killed at the deadline)"
             croles_out[tag] = (p.returncode, out)
     finally:
         for p in procs + [p for _, p in croles]:
@@ -770,7 +784,7 @@ def main(argv):
     text = "\n".join(md) + "\n"
     sys.stdout.write(text)
     if os.environ.get("OUT"):
-        with open(os.path.join(os.environ["OUT"], "interop.md"), "w") as f:
+        with open(os.path.join(os.environ["OUT"], a["md"]), "w") as f:
             f.write(text)
     if nfail:
         rc = 1
