@@ -9,13 +9,30 @@
 #                     corpus is never written)
 # Exits non-zero on a crash, leak or broken invariant; the input is then in
 # $FUZZ_BUILD_DIR/fuzz-artifacts/ (copy it to tests/fuzz/corpus/ as a
-# regression input once fixed). Needs clang-14 and libclang-rt-14-dev.
+# regression input once fixed). Needs clang-14 and libclang-rt-14-dev
+# (installed here when missing and run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=${1:-60}
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 work=${FUZZ_WORK:-$build/fuzz-corpus}
 jobs=${FUZZ_JOBS:-1}
+
+# clang-14 and its runtimes (libFuzzer, ASan, UBSan): Debian 12 packages.
+need=()
+for p in clang-14 libclang-rt-14-dev; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+if ((${#need[@]})) && [[ -z ${CC:-} ]]; then
+	if [[ $(id -u) -eq 0 ]]; then
+		echo "fuzz: installing ${need[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null ||
+			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null; }
+	else
+		echo "fuzz: install ${need[*]} (or set CC to a clang with libFuzzer)" >&2
+	fi
+fi
 
 cc=${CC:-}
 if [[ -z $cc ]]; then
@@ -44,7 +61,7 @@ ninja -C "$build" tests/fuzz/hs-fuzz-broker tests/fuzz/hs-fuzz-replay >/dev/null
 mkdir -p "$work" "$build/fuzz-artifacts"
 cp -n tests/fuzz/corpus/* "$work"/ 2>/dev/null || true
 
-args=(-dict=tests/fuzz/hsbroker.dict -max_len=8192 -timeout=10 -rss_limit_mb=2048
+args=(-dict=tests/fuzz/hsbroker.dict -max_len=4096 -timeout=10 -rss_limit_mb=2048
       -print_final_stats=1 -artifact_prefix="$build/fuzz-artifacts/")
 if [[ $limit == *r ]]; then
 	args+=(-runs="${limit%r}")
@@ -58,7 +75,7 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 echo "fuzz: $build/tests/fuzz/hs-fuzz-broker ${args[*]} $work"
 start=$(date +%s)
-"$build/tests/fuzz/hs-fuzz-broker" "${args[@]}" "$work"
-rc=$?
+rc=0
+"$build/tests/fuzz/hs-fuzz-broker" "${args[@]}" "$work" || rc=$?
 echo "fuzz: done in $(($(date +%s) - start)) s, exit $rc"
 exit $rc
