@@ -81,6 +81,10 @@ void hspy_client_stream_destroy(hspy_client *client);
 hspy_tensor *hspy_tensor_wrap(hspy_client *client, hs_tensor *t);
 void hspy_client_unref_live(hspy_client *client);
 
+/* Makes a type from spec, keeps it in *slot and adds it to module as name. */
+int hspy_add_type(PyObject *module, PyType_Spec *spec, const char *name,
+		  PyTypeObject **slot);
+
 int hspy_tensor_type_init(PyObject *module);
 int hspy_client_type_init(PyObject *module);
 int hspy_sub_type_init(PyObject *module);

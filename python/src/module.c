@@ -178,6 +178,16 @@ int hspy_device_parse(PyObject *obj, DLDevice *out)
 	return rc;
 }
 
+int hspy_add_type(PyObject *module, PyType_Spec *spec, const char *name,
+		  PyTypeObject **slot)
+{
+	*slot = (PyTypeObject *)PyType_FromSpec(spec);
+	if (!*slot)
+		return -1;
+	Py_INCREF(*slot);
+	return PyModule_AddObject(module, name, (PyObject *)*slot);
+}
+
 static PyObject *py_default_socket(PyObject *self, PyObject *noargs)
 {
 	char buf[4096];

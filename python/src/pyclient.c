@@ -483,11 +483,7 @@ static PyType_Spec client_spec = {
 
 int hspy_client_type_init(PyObject *module)
 {
-	hspy.client_type = (PyTypeObject *)PyType_FromSpec(&client_spec);
-	if (!hspy.client_type)
-		return -1;
-	Py_INCREF(hspy.client_type);
-	return PyModule_AddObject(module, "_Client", (PyObject *)hspy.client_type);
+	return hspy_add_type(module, &client_spec, "_Client", &hspy.client_type);
 }
 
 /* ---- subscriptions ---- */

@@ -176,9 +176,5 @@ static PyType_Spec sub_spec = {
 
 int hspy_sub_type_init(PyObject *module)
 {
-	hspy.sub_type = (PyTypeObject *)PyType_FromSpec(&sub_spec);
-	if (!hspy.sub_type)
-		return -1;
-	Py_INCREF(hspy.sub_type);
-	return PyModule_AddObject(module, "Subscription", (PyObject *)hspy.sub_type);
+	return hspy_add_type(module, &sub_spec, "Subscription", &hspy.sub_type);
 }

@@ -596,9 +596,5 @@ static PyType_Spec tensor_spec = {
 
 int hspy_tensor_type_init(PyObject *module)
 {
-	hspy.tensor_type = (PyTypeObject *)PyType_FromSpec(&tensor_spec);
-	if (!hspy.tensor_type)
-		return -1;
-	Py_INCREF(hspy.tensor_type);
-	return PyModule_AddObject(module, "Tensor", (PyObject *)hspy.tensor_type);
+	return hspy_add_type(module, &tensor_spec, "Tensor", &hspy.tensor_type);
 }
