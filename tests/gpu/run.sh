@@ -188,6 +188,20 @@ else
 	say "SKIP [sanitizer]: compute-sanitizer not found"
 fi
 
+# Python interop matrix (5x5 + C<->Python) and examples/python, without
+# and with MPS, own daemons and summary: tests/gpu/interop/run.sh.
+if ((SECONDS - START < ${RUN_BUDGET_S:-520} - 200)); then
+	t0=$SECONDS
+	if OUT=$OUT BUILD_DIR=$B BUDGET_S=100 bash tests/gpu/interop/run.sh >>"$LOG" 2>&1; then
+		passed=$((passed + 1)); say "PASS [interop] matrix and examples ($((SECONDS - t0)) s)"
+	else
+		failed=$((failed + 1)); say "FAIL [interop] matrix or examples ($((SECONDS - t0)) s)"
+	fi
+	grep -h '^PASS\|^FAIL\|^SKIP\|RESULT' "$OUT/interop-summary.txt" 2>/dev/null | sed 's/^/    /' | tee -a "$SUMMARY"
+else
+	say "SKIP [interop]: not enough time left in this run"
+fi
+
 say "opens == slabs: $(grep -h 'case=mapcache' "$SUMMARY" | grep -c 'ok=1') of $(grep -h 'case=mapcache' "$SUMMARY" | wc -l) mapcache runs"
 say "$passed passed, $failed failed, $skipped skipped ($((SECONDS - START)) s)"
 ((failed == 0))

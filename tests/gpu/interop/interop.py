@@ -12,9 +12,11 @@ cuda-bindings) that pointer lies in a device allocation of the broker's
 slab size that this process never allocated (it was opened through IPC).
 
 Producers write into broker tensors in place (alloc, write on their
-stream, emit with it), except: torch emits every odd tensor as a plain
-torch tensor (not broker memory: one device-to-device copy into a broker
-tensor), and jax always does (JAX cannot write into foreign memory).
+stream, emit with it), except: torch, cupy and numba emit every odd tensor
+as an array of their own (not broker memory: one device-to-device copy
+into a broker tensor, through DLPack for torch and cupy, through the CUDA
+array interface for numba), and jax always does (JAX cannot write into
+foreign memory).
 
 Plus C <-> Python: hs-gpu-test role-producer (mixed sizes and dtypes,
 4 KiB .. 256 MiB) -> the torch consumer, checking every byte; and the
@@ -50,6 +52,13 @@ def base_of(pi, ci, k):
 
 
 # ---------------------------------------------------------------- libraries
+
+def door(obj):
+    """Which protocol hsbroker's emit reads a foreign GPU array through."""
+    if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
+        return "copied via DLPack"
+    return "copied via CAI"
+
 
 class Lib:
     """One library's way to write a broker tensor and to read one."""
@@ -91,7 +100,7 @@ class TorchLib(Lib):
             x[row] = -base
         # Not broker memory: emit copies it (device to device) on self.s.
         client.emit(topic, x, stream=self.s.cuda_stream)
-        return "copied"
+        return door(x)
 
     def consume(self, t, base, row):
         torch = self.torch
@@ -149,6 +158,14 @@ class CupyLib(Lib):
 
     def produce(self, client, topic, base, row, k):
         cp = self.cupy
+        if k % 2:
+            with self.s:
+                x = cp.full((R, C), base, dtype=cp.float32)
+                x[row] = -base
+            # CuPy memory: emit copies it (DLPack door, on self.s); CuPy's
+            # pool reuses it only in self.s order.
+            client.emit(topic, x, stream=self.s.ptr)
+            return door(x)
         t = client.alloc((R, C), "float32", device="cuda:0")
         with self.s:
             x = cp.from_dlpack(t)
@@ -195,12 +212,23 @@ class NumbaLib(Lib):
         self.np, self.cuda = np, cuda
         cuda.select_device(0)
         self.s = cuda.stream()
+        self.keep = []
 
     def stream_int(self):
         return _numba_stream_int(self.s)
 
     def produce(self, client, topic, base, row, k):
         np = self.np
+        if k % 2:
+            h = np.full((R, C), base, np.float32)
+            h[row] = -base
+            d = self.cuda.to_device(h, stream=self.s)
+            # Numba memory, seen through the CUDA array interface only:
+            # emit copies it on self.s; kept until finish() since numba
+            # frees without regard to streams.
+            client.emit(topic, d, stream=self.stream_int())
+            self.keep.append(d)
+            return door(d)
         t = client.alloc((R, C), "float32", device="cuda:0")
         d = self.cuda.as_cuda_array(t)
         h = np.full((R, C), base, np.float32)
@@ -328,7 +356,7 @@ class JaxLib(Lib):
         jnp = self.jnp
         x = jnp.full((R, C), base, dtype=jnp.float32, device=self.dev).at[row].set(-base)
         client.emit(topic, x)            # JAX memory: one D2D copy into the broker
-        return "copied"
+        return door(x)
 
     def consume(self, t, base, row):
         import jax.dlpack
