@@ -21,6 +21,7 @@
 #define TOGGLE_READ 0x08
 #define WITH_FD 0x10
 #define HANGUP 0x20
+#define SHUTDOWN 0x40
 
 struct seed {
 	uint8_t buf[1 << 16];
@@ -455,6 +456,18 @@ static void limits(void)
 	for (int i = 0; i < 70; i++)
 		list(&s, S(2) | (i == 0 ? TOGGLE_READ : 0), HS__LIST_WHAT__LIST_ALL);
 	save(&s, "slow-lister");
+
+	/* the daemon stops with everything in flight */
+	begin(&s, 0);
+	subscribe(&s, S(1), "stop", 1, HS__POLICY__POLICY_BLOCK, 1);
+	for (int i = 0; i < 4; i++) {
+		alloc(&s, S(0), 64);
+		emit(&s, S(0) | FIX, 0, "stop");
+	}
+	alloc(&s, S(2), 64);
+	list(&s, S(2) | TOGGLE_READ, HS__LIST_WHAT__LIST_ALL);
+	ping(&s, S(0) | SHUTDOWN);
+	save(&s, "shutdown");
 }
 
 /* Random compositions of valid messages, seeded. */
