@@ -60,8 +60,8 @@ def _describe(obj, stream=None):
     """(ptr, shape, strides in elements or None, dtype, device, stream_hint,
     keepalive) of a foreign array, read from whichever protocol it speaks:
     DLPack first for GPU data, since it orders the producer's pending writes
-    before our stream (the CUDA array interface's own "stream" would be
-    ignored here); else the (CUDA) array interface, which needs no capsule."""
+    before our stream; else the (CUDA) array interface, whose v3 "stream"
+    our stream is made to wait on, or the array interface."""
     if hasattr(obj, "__dlpack__") and hasattr(obj, "__dlpack_device__"):
         try:
             gpu = obj.__dlpack_device__()[0] == _KDLCUDA
@@ -87,6 +87,11 @@ def _describe(obj, stream=None):
         if cai is not None:
             dev = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (_KDLCUDA, 0)
             device = _device_name(dev)
+            # v3: work queued on the producer's "stream" must come before
+            # our copy; None means the data is ready already.
+            src = cai.get("stream") if cai.get("version", 0) >= 3 else None
+            if src is not None and src != stream:
+                _hsbroker._order_after(int(src), int(stream or 0), int(dev[1]))
         else:
             device = "cpu"
         return ptr, tuple(iface["shape"]), strides, dtype, device, obj

@@ -56,6 +56,9 @@ typedef struct hspy_sub {
  * PyUnicode_AsUTF8AndSize); NULL with an exception set. */
 PyObject *hspy_utf8(PyObject *str, const char **s);
 
+/* _hsbroker._order_after(src, dst, device) (pystream.c). */
+PyObject *hspy_order_after(PyObject *self, PyObject *args);
+
 /* Raises the exception for an hs error code; returns NULL. */
 PyObject *hspy_raise(int code, const char *what);
 

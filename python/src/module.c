@@ -276,6 +276,7 @@ static PyObject *py_import_dlpack(PyObject *self, PyObject *cap)
 
 static PyMethodDef module_methods[] = {
 	{ "_import_dlpack", py_import_dlpack, METH_O, NULL },
+	{ "_order_after", hspy_order_after, METH_VARARGS, NULL },
 	{ "default_socket_path", py_default_socket, METH_NOARGS,
 	  "The socket path hsbroker.connect() uses when none is given." },
 	{ "strerror", py_strerror, METH_O, "The text of an hs error code." },

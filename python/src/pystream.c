@@ -40,6 +40,40 @@ void *hspy_client_stream(hspy_client *client, int device, int *err)
 	return s;
 }
 
+/* _order_after(src, dst, device): dst waits, on the GPU, for the work
+ * queued on src so far (a CUDA array interface v3 producer's "stream").
+ * Handles as the interface gives them: 1 legacy default, 2 per-thread. */
+PyObject *hspy_order_after(PyObject *self, PyObject *args)
+{
+	unsigned long long src, dst;
+	int device;
+	if (!PyArg_ParseTuple(args, "KKi", &src, &dst, &device))
+		return NULL;
+	int cur = 0;
+	cudaError_t e = cudaGetDevice(&cur);
+	if (e == cudaSuccess && cur != device)
+		e = cudaSetDevice(device);
+	cudaEvent_t ev = NULL;
+	if (e == cudaSuccess)
+		e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+	if (e == cudaSuccess)
+		e = cudaEventRecord(ev, (cudaStream_t)(uintptr_t)src);
+	if (e == cudaSuccess)
+		e = cudaStreamWaitEvent((cudaStream_t)(uintptr_t)dst, ev, 0);
+	/* Destroying a recorded event is fine: the wait already holds it. */
+	if (ev)
+		cudaEventDestroy(ev);
+	if (cur != device)
+		cudaSetDevice(cur);
+	if (e != cudaSuccess) {
+		PyErr_Format(PyExc_RuntimeError, "ordering after the producer's stream: %s",
+			     cudaGetErrorString(e));
+		cudaGetLastError();
+		return NULL;
+	}
+	Py_RETURN_NONE;
+}
+
 void hspy_client_stream_destroy(hspy_client *client)
 {
 	if (!client->stream)
@@ -51,6 +85,11 @@ void hspy_client_stream_destroy(hspy_client *client)
 }
 
 #else
+
+PyObject *hspy_order_after(PyObject *self, PyObject *args)
+{
+	return hspy_raise(HS_ENOCUDA, "ordering after a CUDA stream");
+}
 
 void *hspy_client_stream(hspy_client *client, int device, int *err)
 {
