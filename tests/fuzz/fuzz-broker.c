@@ -4,7 +4,7 @@
  * sessions are explored. A fresh broker per input, so every input (and
  * every crash) reproduces on its own.
  *
- * Input (see tests/fuzz/README.md):
+ * Input (docs/reliability.md describes it too):
  *   byte 0: setup. bits 0-2: session k starts without the automatic
  *           Hello; bits 3-5: session k's peer is uid 65534 (not allowed);
  *           bit 6: quota_bytes 8 KiB; bit 7: quota_tensors 4.
