@@ -15,7 +15,8 @@
 set -eu
 BUILD=${BUILD:-build-bench-gpu}
 OUT=${OUT:-bench/results/gpu}
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
+# The GPU machine's python3 is the one with torch, CuPy and NumPy (its
+# /usr/bin/python3 has none of them); here it is Debian's.
+PY=${PY:-python3}
 nvidia-smi -L 2>/dev/null || true
 exec "$PY" bench/run.py --build "$BUILD" --out "$OUT" --gpu on --mps both --repeat 1 "$@"
