@@ -1,0 +1,2 @@
+/* error.h compiles alone, first, with no other include. */
+#include "hsbroker/error.h"

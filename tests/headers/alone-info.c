@@ -1,0 +1,2 @@
+/* info.h compiles alone, first, with no other include. */
+#include "hsbroker/info.h"
