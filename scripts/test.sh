@@ -7,6 +7,8 @@
 #   MESON_TEST_ARGS  options for every `meson test` run (e.g. --timeout-multiplier 2)
 #   HS_TEST_VALGRIND=1  also run the integration tests with the daemon under
 #                    valgrind (meson test --setup valgrind); CI sets it
+#   HS_EXTRA_RESULTS a file of lines "OK name" / "FAIL name" from steps run
+#                    before (.ci/run: ASan+UBSan, fuzzing), counted too
 #   arguments go to `meson test` (e.g. --suite integration) and skip pytest
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -90,6 +92,14 @@ if os.path.exists(junit):
         skipped += s
 elif pytest_rc not in (-1, 0, 5):
     failed += 1  # pytest ran but wrote no report (crashed or bad usage)
+extra = os.environ.get("HS_EXTRA_RESULTS")
+if extra and os.path.exists(extra):
+    with open(extra) as f:
+        for line in f:
+            if line.startswith("OK "):
+                passed += 1
+            elif line.strip():
+                failed += 1
 line = "%d passed, %d failed" % (passed, failed)
 if skipped:
     line += ", %d skipped" % skipped
