@@ -108,3 +108,18 @@ def wait_subscribed(client, topic, timeout=30):
                 return
         time.sleep(0.02)
     raise RuntimeError("nobody subscribed to " + topic)
+
+
+def main(name, doc, roles, order):
+    """An example's entry point: run one role (a child process), or start
+    the whole pipeline (``order``: the roles, consumers first) and print
+    NAME: PASS/FAIL with the receiver's result line."""
+    args = parse(doc)
+    if args.role:
+        return roles[args.role[0]](args.frames)
+    rc, line = run(sys.modules["__main__"].__file__, args, order)
+    if rc == 0:
+        print("%s: PASS (%s)" % (name, line))
+    elif rc != SKIP:
+        print("%s: FAIL (%s)" % (name, line))
+    return rc

@@ -123,15 +123,8 @@ def rx(frames):
 
 
 def main():
-    args = _pipeline.parse(__doc__)
-    if args.role:
-        return {"tx": tx, "gain": gain, "rx": rx}[args.role[0]](args.frames)
-    rc, line = _pipeline.run(__file__, args, ["rx", "gain", "tx"])
-    if rc == 0:
-        print("gain_pipeline: PASS (%s)" % line)
-    elif rc != _pipeline.SKIP:
-        print("gain_pipeline: FAIL (%s)" % line)
-    return rc
+    return _pipeline.main("gain_pipeline", __doc__, {"tx": tx, "gain": gain, "rx": rx},
+                          ["rx", "gain", "tx"])
 
 
 if __name__ == "__main__":

@@ -109,15 +109,8 @@ def rx(frames):
 
 
 def main():
-    args = _pipeline.parse(__doc__)
-    if args.role:
-        return {"tx": tx, "double": double, "rx": rx}[args.role[0]](args.frames)
-    rc, line = _pipeline.run(__file__, args, ["rx", "double", "tx"])
-    if rc == 0:
-        print("torch_double: PASS (%s)" % line)
-    elif rc != _pipeline.SKIP:
-        print("torch_double: FAIL (%s)" % line)
-    return rc
+    return _pipeline.main("torch_double", __doc__, {"tx": tx, "double": double, "rx": rx},
+                          ["rx", "double", "tx"])
 
 
 if __name__ == "__main__":
