@@ -69,8 +69,6 @@ int hspy_dtype_parse(PyObject *obj, DLDataType *out);
 const char *hspy_dtype_name(DLDataType t);
 /* The array-interface typestr ("<f4"), or NULL (bfloat16 has none). */
 const char *hspy_dtype_typestr(DLDataType t);
-/* From a typestr to a dtype; 0 or -1 with ValueError set. */
-int hspy_typestr_parse(const char *s, DLDataType *out);
 
 /* "cpu" / "cuda:1" / (2, 1) → DLDevice; 0 or -1 with ValueError set. */
 int hspy_device_parse(PyObject *obj, DLDevice *out);

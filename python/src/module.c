@@ -38,9 +38,11 @@ PyObject *hspy_raise(int code, const char *what)
 	if (!exc)
 		return NULL;
 	PyObject *c = PyLong_FromLong(code);
-	if (c) {
-		PyObject_SetAttrString(exc, "code", c);
-		Py_DECREF(c);
+	int rc = c ? PyObject_SetAttrString(exc, "code", c) : -1;
+	Py_XDECREF(c);
+	if (rc < 0) {
+		Py_DECREF(exc);
+		return NULL;
 	}
 	PyErr_SetObject(type, exc);
 	Py_DECREF(exc);
@@ -86,20 +88,6 @@ const char *hspy_dtype_typestr(DLDataType t)
 		if (dtypes[i].code == t.code && dtypes[i].bits == t.bits && t.lanes == 1)
 			return dtypes[i].typestr;
 	return NULL;
-}
-
-int hspy_typestr_parse(const char *s, DLDataType *out)
-{
-	/* Byte order: '<' or '|' (native little-endian here); '=' also native. */
-	if (s[0] == '=' || s[0] == '|' || s[0] == '<') {
-		for (size_t i = 0; i < N_DTYPES; i++)
-			if (dtypes[i].typestr && strcmp(dtypes[i].typestr + 1, s + 1) == 0) {
-				*out = (DLDataType){ dtypes[i].code, dtypes[i].bits, 1 };
-				return 0;
-			}
-	}
-	PyErr_Format(PyExc_ValueError, "unsupported array-interface typestr '%s'", s);
-	return -1;
 }
 
 int hspy_dtype_parse(PyObject *obj, DLDataType *out)
