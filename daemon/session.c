@@ -77,6 +77,12 @@ static int enqueue(struct session *s, const Hs__Message *msg, const int *fds, in
 {
 	struct broker_config *cfg = &s->broker->cfg;
 	size_t len = hs__message__get_packed_size(msg);
+	if (len > HS__WIRE_MAX_MSG) {
+		/* As on the direct path: refused here, not a dead session
+		 * when the outbox reaches it. */
+		log_error("message %s too large to send", hs__wire_body_name(msg));
+		return HS_EMSGSIZE;
+	}
 	if (s->out_msgs >= cfg->outbox_max_msgs || s->out_bytes + len > cfg->outbox_max_bytes) {
 		session_kill(s, "peer does not read its socket (outbox full)");
 		return HS_EPIPE;
@@ -241,11 +247,6 @@ static int announce(struct session *s, struct slab *slab)
 {
 	if (idmap_get(&s->slabs, slab->id))
 		return 0;
-	int r = idmap_put(&s->slabs, slab->id, (uint64_t)(uintptr_t)slab);
-	if (r < 0)
-		return r;
-	slab->announced++;
-
 	Hs__SlabAnnounce ann = HS__SLAB_ANNOUNCE__INIT;
 	Hs__Device dev = HS__DEVICE__INIT;
 	dev.type = slab->device.device_type;
@@ -254,9 +255,15 @@ static int announce(struct session *s, struct slab *slab)
 	ann.device = &dev;
 	ann.size = slab->size;
 	int fd = -1;
-	r = slab->ops->export_announce(slab, &ann, &fd);
+	/* Export first: a slab that could not be exported is not recorded
+	 * as announced, else no later message would announce it. */
+	int r = slab->ops->export_announce(slab, &ann, &fd);
 	if (r < 0)
 		return r;
+	r = idmap_put(&s->slabs, slab->id, (uint64_t)(uintptr_t)slab);
+	if (r < 0)
+		return r;
+	slab->announced++;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_SLAB;
 	m.slab = &ann;
@@ -307,8 +314,16 @@ void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint6
 	}
 	if (s->dead)
 		return; /* released when the session is closed */
-	if (announce_tensor(s, t) < 0)
+	if (announce_tensor(s, t) < 0) {
+		/* The peer cannot use a TensorRef to memory it was not told
+		 * of: drop the delivery rather than pin the tensor until the
+		 * session closes. */
+		log_error("cannot announce tensor %llu's memory: delivery dropped",
+			  (unsigned long long)t->id);
+		unhold(s, t);
+		tensor_unref(&s->broker->tensors, t);
 		return;
+	}
 	struct tensor_pb pb;
 	tensor_to_pb(t, &pb);
 	pb.ref.seq = seq;
