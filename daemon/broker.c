@@ -192,18 +192,3 @@ size_t broker_pools(struct broker *b, struct pool **out, size_t max)
 			out[n++] = &b->cuda[i]->pool;
 	return n;
 }
-
-struct slab *broker_find_slab(struct broker *b, uint64_t id, struct pool **pool)
-{
-	struct pool *pools[1 + HS_CUDA_MAX_DEVICES];
-	size_t n = broker_pools(b, pools, 1 + HS_CUDA_MAX_DEVICES);
-	for (size_t i = 0; i < n; i++) {
-		struct slab *s = pool_find_slab(pools[i], id);
-		if (s) {
-			if (pool)
-				*pool = pools[i];
-			return s;
-		}
-	}
-	return NULL;
-}

@@ -100,7 +100,5 @@ int broker_pool_for(struct broker *b, DLDevice device, struct pool **out);
 int broker_fence_for(struct broker *b, DLDevice device, struct fence_event **out);
 /* The pools there are, cpu first then GPUs by ordinal: at most max. */
 size_t broker_pools(struct broker *b, struct pool **out, size_t max);
-/* The slab with that id in any pool, or NULL. */
-struct slab *broker_find_slab(struct broker *b, uint64_t id, struct pool **pool);
 
 #endif

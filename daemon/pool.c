@@ -131,15 +131,6 @@ void pool_slab_unannounce(struct pool *p, struct slab *s)
 	maybe_retire(p, s);
 }
 
-struct slab *pool_find_slab(const struct pool *p, uint64_t id)
-{
-	struct slab *s;
-	list_for_each(s, &p->slabs, link)
-		if (s->id == id)
-			return s;
-	return NULL;
-}
-
 uint64_t pool_largest_free(const struct pool *p)
 {
 	uint64_t m = 0;

@@ -51,7 +51,6 @@ void pool_release(struct pool *p, const struct pool_block *b);
 /* A session that had s announced is gone: the slab may be retired. */
 void pool_slab_unannounce(struct pool *p, struct slab *s);
 
-struct slab *pool_find_slab(const struct pool *p, uint64_t id);
 uint64_t pool_largest_free(const struct pool *p);
 
 #endif
