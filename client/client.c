@@ -146,12 +146,6 @@ static void cut_name(char *dst, const char *src)
 	dst[n] = '\0';
 }
 
-static bool slot_done(hs_client *c, void *arg)
-{
-	(void)c;
-	return ((struct hs__reply_slot *)arg)->msg != NULL;
-}
-
 static int hello(hs_client *c, const char *name)
 {
 	char cut[HS__MAX_NAME + 1];
@@ -177,7 +171,7 @@ static int hello(hs_client *c, const char *name)
 		hs__wire_debug("client", "->", &m, 0);
 	c->stats.messages_sent++;
 	pthread_mutex_lock(&c->lock);
-	err = hs__client_wait(c, slot_done, &slot, HELLO_TIMEOUT_MS);
+	err = hs__client_wait(c, hs__slot_done, &slot, HELLO_TIMEOUT_MS);
 	c->slots = NULL;
 	pthread_mutex_unlock(&c->lock);
 	if (err) {

@@ -70,14 +70,19 @@ static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
 	/* Seq is taken and the slot linked under send_lock, so requests go
 	 * out in seq order and a reply never finds its slot missing. */
 	msg->seq = ++c->next_seq;
-	pthread_mutex_lock(&c->lock);
-	int dead = c->dead;
+	/* A note links nothing: dead is read without lock (it is stored
+	 * atomically), sparing the per-release lock round trip. */
+	int dead = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);
 	if (!dead && slot) {
-		slot->seq = msg->seq;
-		slot->next = c->slots;
-		c->slots = slot;
+		pthread_mutex_lock(&c->lock);
+		dead = c->dead;
+		if (!dead) {
+			slot->seq = msg->seq;
+			slot->next = c->slots;
+			c->slots = slot;
+		}
+		pthread_mutex_unlock(&c->lock);
 	}
-	pthread_mutex_unlock(&c->lock);
 	if (dead) {
 		pthread_mutex_unlock(&c->send_lock);
 		return dead;
@@ -102,7 +107,7 @@ static void slot_unlink(hs_client *c, struct hs__reply_slot *slot)
 	}
 }
 
-static bool slot_done(hs_client *c, void *arg)
+bool hs__slot_done(hs_client *c, void *arg)
 {
 	(void)c;
 	return ((struct hs__reply_slot *)arg)->msg != NULL;
@@ -120,7 +125,7 @@ int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 	int err = send_msg(c, msg, &slot);
 	pthread_mutex_lock(&c->lock);
 	if (!err)
-		err = hs__client_wait(c, slot_done, &slot, -1);
+		err = hs__client_wait(c, hs__slot_done, &slot, -1);
 	slot_unlink(c, &slot);
 	pthread_mutex_unlock(&c->lock);
 	if (err) {
@@ -274,9 +279,12 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 }
 
 /* The reader's batch, without the lock: reads up to READ_BATCH datagrams
- * that are there now. Returns how many were handled, or the error that
- * ended the connection. */
-static int read_batch(hs_client *c)
+ * that are there now. A reply that makes done(c, arg) true (done may be
+ * NULL) ends the batch, so a request does not pay one more recvmsg that
+ * finds nothing; pushes are still read until none is left, so a daemon
+ * pushing past our credits is seen in the batch. Returns how many were handled, or the error that ended
+ * the connection. */
+static int read_batch(hs_client *c, bool (*done)(hs_client *, void *), void *arg)
 {
 	int handled = 0;
 	while (handled < READ_BATCH) {
@@ -303,13 +311,17 @@ static int read_batch(hs_client *c)
 		}
 		if (hs__wire_debug_enabled())
 			hs__wire_debug("client", "<-", msg, nfds);
+		bool reply = is_reply(msg->body_case);
 		pthread_mutex_lock(&c->lock);
 		dispatch(c, msg, fds, nfds);
 		int dead = c->dead;
+		bool enough = reply && done && done(c, arg);
 		pthread_mutex_unlock(&c->lock);
 		handled++;
 		if (dead)
 			return dead;
+		if (enough)
+			break;
 	}
 	return handled;
 }
@@ -346,7 +358,7 @@ int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
 			struct pollfd p = { .fd = c->fd, .events = POLLIN };
 			int r = poll(&p, 1, left);
 			if (r > 0) {
-				read_batch(c);
+				read_batch(c, done, arg);
 			} else if (r < 0 && errno != EINTR) {
 				pthread_mutex_lock(&c->lock);
 				hs__client_fail(c, HS_EIO);
@@ -399,7 +411,7 @@ HS_EXPORT int hs_client_dispatch(hs_client *client)
 	pthread_mutex_unlock(&client->lock);
 
 	int handled = 0, r;
-	while ((r = read_batch(client)) == READ_BATCH)
+	while ((r = read_batch(client, NULL, NULL)) == READ_BATCH)
 		handled += r;
 	if (r > 0)
 		handled += r;

@@ -19,10 +19,14 @@ int hs__copy_cuda(uint8_t *dst, const int64_t *dst_st, const uint8_t *src,
 		if (dst_st[i] < 0 || src_st[i] < 0)
 			return HS_ENOTSUP;
 	int cur;
-	if (cudaGetDevice(&cur) != cudaSuccess)
+	if (cudaGetDevice(&cur) != cudaSuccess) {
+		cudaGetLastError();
 		return HS_ECUDA;
-	if (cur != dst_dev && cudaSetDevice(dst_dev) != cudaSuccess)
+	}
+	if (cur != dst_dev && cudaSetDevice(dst_dev) != cudaSuccess) {
+		cudaGetLastError();
 		return HS_ENODEV;
+	}
 
 	/* Rows: the innermost dimension, dense (one run) or strided (one
 	 * element per row of a pitched copy). */
@@ -48,7 +52,8 @@ int hs__copy_cuda(uint8_t *dst, const int64_t *dst_st, const uint8_t *src,
 		dpitch = spitch = width;
 	}
 	if (dpitch < width || spitch < width) {
-		cudaSetDevice(cur);
+		if (cur != dst_dev)
+			cudaSetDevice(cur);
 		return HS_ENOTSUP; /* overlapping rows: not a copyable view */
 	}
 	int64_t idx[32] = { 0 };
@@ -64,6 +69,7 @@ int hs__copy_cuda(uint8_t *dst, const int64_t *dst_st, const uint8_t *src,
 						  height, cudaMemcpyDefault,
 						  (cudaStream_t)stream);
 		if (e != cudaSuccess) {
+			cudaGetLastError();
 			rc = HS_ECUDA;
 			break;
 		}

@@ -140,11 +140,14 @@ static int bridge_get(hs_client *c, int fence_dev, int stream_dev, struct hs__br
 			*out = b;
 			return 0;
 		}
+	int cur = 0;
+	if (cudaGetDevice(&cur) != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ECUDA;
+	}
 	struct hs__bridge *b = calloc(1, sizeof(*b));
 	if (!b)
 		return HS_ENOMEM;
-	int cur = 0;
-	cudaGetDevice(&cur);
 	bool ok = cudaSetDevice(fence_dev) == cudaSuccess &&
 		  cudaStreamCreateWithFlags(&b->s, cudaStreamNonBlocking) == cudaSuccess &&
 		  cudaEventCreateWithFlags(&b->on_fence_dev, cudaEventDisableTiming) == cudaSuccess &&
@@ -175,7 +178,10 @@ static int bridged(hs_client *c, cudaEvent_t ev, int fence_dev, int stream_dev,
 	if (err)
 		return err;
 	int cur = 0;
-	cudaGetDevice(&cur);
+	if (cudaGetDevice(&cur) != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ECUDA;
+	}
 	cudaError_t e;
 	if (record) {
 		/* the user's stream -> bridge stream -> the IPC event */

@@ -137,6 +137,8 @@ int hs__client_note_unlocked(hs_client *c, Hs__Message *msg);
  * HS_ETIMEDOUT or the reason the connection died. */
 int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
 		    int timeout_ms);
+/* A done() for hs__client_wait: the reply slot arg has its reply. */
+bool hs__slot_done(hs_client *c, void *arg);
 
 /* With lock held: the connection is unusable from now on; keeps the first
  * reason. */

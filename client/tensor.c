@@ -284,12 +284,9 @@ HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream)
 	 * is the one release. */
 	if (!tensor || tensor->exported)
 		return;
-	bool live = false;
-	if (tensor->client) {
-		pthread_mutex_lock(&tensor->client->lock);
-		live = !tensor->client->dead;
-		pthread_mutex_unlock(&tensor->client->lock);
-	}
+	/* dead is stored atomically (hs__client_fail): no lock needed. */
+	bool live = tensor->client &&
+		    !__atomic_load_n(&tensor->client->dead, __ATOMIC_RELAXED);
 	/* A device tensor read on a stream: the note leaves when that
 	 * stream's work is done (docs/gpu.md, "release fence"). Host
 	 * tensors: nothing of ours can still be reading. */
