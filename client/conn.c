@@ -282,8 +282,8 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
  * that are there now. A reply that makes done(c, arg) true (done may be
  * NULL) ends the batch, so a request does not pay one more recvmsg that
  * finds nothing; pushes are still read until none is left, so a daemon
- * pushing past our credits is seen in the batch. Returns how many were handled, or the error that ended
- * the connection. */
+ * pushing past our credits is seen in the batch. Returns how many were
+ * handled, or the error that ended the connection. */
 static int read_batch(hs_client *c, bool (*done)(hs_client *, void *), void *arg)
 {
 	int handled = 0;
