@@ -1,9 +1,11 @@
 /* The client: finding the socket, connecting, the handshake, and
  * disconnecting. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -90,6 +92,13 @@ static void client_free(hs_client *c)
 	hs__event_destroy_all(c);
 	if (c->fd >= 0)
 		close(c->fd);
+	hs__chan_unmap(&c->ch);
+	if (c->efd_daemon >= 0)
+		close(c->efd_daemon);
+	if (c->efd_client >= 0)
+		close(c->efd_client);
+	if (c->poll_fd >= 0)
+		close(c->poll_fd);
 	for (struct hs__reply_slot *s = c->slots; s; s = s->next)
 		hs__wire_free(s->msg);
 	free(c->orphans);
@@ -108,6 +117,7 @@ static hs_client *client_new(int fd)
 	if (!c)
 		return NULL;
 	c->fd = fd;
+	c->efd_daemon = c->efd_client = c->poll_fd = -1;
 	c->rbuf = malloc(HS__WIRE_MAX_MSG);
 	pthread_condattr_t ca;
 	bool ok = c->rbuf != NULL && pthread_condattr_init(&ca) == 0;
@@ -146,6 +156,42 @@ static void cut_name(char *dst, const char *src)
 	dst[n] = '\0';
 }
 
+/* HSBROKER_CHANNEL=0 keeps a client on the socket (to compare, or to
+ * rule the channel out when chasing a problem). */
+static bool want_channel(void)
+{
+	const char *e = getenv("HSBROKER_CHANNEL");
+	return !(e && strcmp(e, "0") == 0);
+}
+
+/* The ChannelAnnounce the daemon sends right after a HelloReply that says
+ * a channel comes. */
+static int recv_channel(hs_client *c)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	int r = poll(&p, 1, HELLO_TIMEOUT_MS);
+	if (r == 0)
+		return HS_ETIMEDOUT;
+	if (r < 0)
+		return HS_EIO;
+	int fds[HS__WIRE_MAX_FDS];
+	int nfds = 0;
+	int n = hs__wire_recv(c->fd, c->rbuf, fds, &nfds);
+	if (n < 0)
+		return n == -EPIPE ? HS_EPIPE : HS_EPROTO;
+	Hs__Message *m;
+	if (hs__wire_decode(c->rbuf, (size_t)n, &m) < 0) {
+		hs__wire_close_fds(fds, nfds);
+		return HS_EPROTO;
+	}
+	if (hs__wire_debug_enabled())
+		hs__wire_debug("client", "<-", m, nfds);
+	c->stats.messages_received++;
+	int err = hs__client_take_channel(c, m, fds, nfds);
+	hs__wire_free(m);
+	return err;
+}
+
 static int hello(hs_client *c, const char *name)
 {
 	char cut[HS__MAX_NAME + 1];
@@ -153,6 +199,7 @@ static int hello(hs_client *c, const char *name)
 	Hs__Hello h = HS__HELLO__INIT;
 	h.protocol_version = HS_PROTOCOL_VERSION;
 	h.client_name = cut;
+	h.want_channel = want_channel();
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_HELLO;
 	m.hello = &h;
@@ -191,6 +238,8 @@ static int hello(hs_client *c, const char *name)
 		c->session_id = r->hello_reply->session_id;
 		snprintf(c->daemon_version, sizeof(c->daemon_version), "%s",
 			 r->hello_reply->daemon_version ? r->hello_reply->daemon_version : "");
+		if (h.want_channel && r->hello_reply->channel)
+			err = recv_channel(c);
 	}
 	hs__wire_free(r);
 	return err;
@@ -242,7 +291,36 @@ HS_EXPORT void hs_client_disconnect(hs_client *client)
 
 HS_EXPORT int hs_client_get_fd(hs_client *client)
 {
-	return client ? client->fd : HS_EINVAL;
+	if (!client)
+		return HS_EINVAL;
+	if (!client->use_chan)
+		return client->fd;
+	pthread_mutex_lock(&client->lock);
+	int err = 0;
+	if (client->poll_fd < 0) {
+		/* One fd for the application's loop: readable when the
+		 * daemon kicks us, or when the socket hangs up. */
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event kick = { .events = EPOLLIN, .data.fd = client->efd_client };
+		struct epoll_event hup = { .events = 0, .data.fd = client->fd };
+		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, client->efd_client, &kick) < 0 ||
+		    epoll_ctl(ep, EPOLL_CTL_ADD, client->fd, &hup) < 0) {
+			err = errno == ENOMEM || errno == EMFILE || errno == ENFILE ? HS_ENOMEM
+										     : HS_EIO;
+			if (ep >= 0)
+				close(ep);
+		} else {
+			client->poll_fd = ep;
+			client->fd_mode = true;
+			/* From now on the reader re-arms whenever it lets go;
+			 * arm now for what comes before the first dispatch. */
+			if (!hs__chan_arm(&client->ch.rx))
+				hs__chan_kick(client->efd_client);
+		}
+	}
+	int fd = err ? err : client->poll_fd;
+	pthread_mutex_unlock(&client->lock);
+	return fd;
 }
 
 HS_EXPORT int hs_client_ping(hs_client *client)

@@ -7,8 +7,15 @@
  * their waiter's slot, deliveries into their subscription's buffer, slab
  * announcements into the cache), then gives the role up and broadcasts.
  * Everyone else waits on the condition variable. The lock is never held
- * across a blocking poll. */
+ * across a blocking poll.
+ *
+ * With a shared-memory channel the same holds, with the channel's rings
+ * in place of the socket: a message is a record, the reader sleeps on the
+ * channel's eventfd after arming it, and the daemon is kicked only when
+ * it said it sleeps; one-way notes do not kick it at all unless it asked
+ * for them (notes_wake). */
 #include <errno.h>
+#include <sys/epoll.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,9 +43,48 @@ void hs__client_fail(hs_client *c, int err)
 	pthread_cond_broadcast(&c->cond);
 }
 
-/* Sends with send_lock held; waits for room when the socket is full. */
-static int send_locked(hs_client *c, Hs__Message *msg)
+/* send_locked through the channel. */
+static int chan_send(hs_client *c, Hs__Message *msg, bool note)
 {
+	size_t len = hs__message__get_packed_size(msg);
+	for (;;) {
+		int r = hs__chan_put(&c->ch.tx, HS__CHAN_MSG, msg, len);
+		if (r == 0)
+			break;
+		if (r == -EMSGSIZE)
+			return HS_EMSGSIZE;
+		if (r != -EAGAIN)
+			return HS_EPROTO;
+		if (!hs__chan_want_space(&c->ch.tx, len))
+			continue;
+		/* The daemon is a whole ring behind: be sure it is awake,
+		 * then look again shortly (the reader may own our eventfd). */
+		hs__chan_kick(c->efd_daemon);
+		struct pollfd p = { .fd = c->fd, .events = 0 };
+		if (poll(&p, 1, 1) > 0 && (p.revents & (POLLHUP | POLLERR)))
+			return HS_EPIPE;
+	}
+	if (hs__wire_debug_enabled())
+		hs__wire_debug("client", "->", msg, 0);
+	__atomic_add_fetch(&c->stats.messages_sent, 1, __ATOMIC_RELAXED);
+	if (note) {
+		/* Pairs with the daemon's fence between setting notes_wake
+		 * and arming: a note it asked for is never left unseen. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&c->ch.hdr->notes_wake, __ATOMIC_RELAXED))
+			return 0;
+	}
+	if (hs__chan_should_kick(&c->ch.tx))
+		hs__chan_kick(c->efd_daemon);
+	return 0;
+}
+
+/* Sends with send_lock held; waits for room when the socket is full.
+ * note: a one-way note, which need not wake the daemon. */
+static int send_locked(hs_client *c, Hs__Message *msg, bool note)
+{
+	if (c->use_chan)
+		return chan_send(c, msg, note);
 	for (;;) {
 		int r = hs__wire_send(c->fd, msg, NULL, 0);
 		if (r != -EAGAIN) {
@@ -87,7 +133,7 @@ static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
 		pthread_mutex_unlock(&c->send_lock);
 		return dead;
 	}
-	err = send_locked(c, msg);
+	err = send_locked(c, msg, slot == NULL);
 	pthread_mutex_unlock(&c->send_lock);
 	if (err) {
 		pthread_mutex_lock(&c->lock);
@@ -148,7 +194,7 @@ int hs__client_note_unlocked(hs_client *c, Hs__Message *msg)
 	int err = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);
 	if (!err) {
 		msg->seq = ++c->next_seq;
-		err = send_locked(c, msg);
+		err = send_locked(c, msg, true);
 	}
 	pthread_mutex_unlock(&c->send_lock);
 	/* A failure is not recorded here (that needs lock): the next call
@@ -278,6 +324,75 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 		hs__client_fail(c, err);
 }
 
+int hs__client_take_channel(hs_client *c, const Hs__Message *msg, int *fds, int nfds)
+{
+	int err = HS_EPROTO;
+	if (msg->body_case == HS__MESSAGE__BODY_CHANNEL && msg->channel && nfds == 3 &&
+	    msg->channel->ring_size == HS__CHAN_RING_SIZE) {
+		int r = hs__chan_map(fds[0], &c->ch);
+		err = r == 0 ? 0 : r == -EPROTO ? HS_EPROTO : HS_ENOMEM;
+	}
+	if (err) {
+		hs__wire_close_fds(fds, nfds);
+		return err;
+	}
+	close(fds[0]); /* the mapping keeps the memory */
+	c->efd_daemon = fds[1];
+	c->efd_client = fds[2];
+	c->use_chan = true;
+	return 0;
+}
+
+/* The next datagram: from the socket, or with a channel its next record
+ * (fetching from the socket the datagram a record marks, which the daemon
+ * sends right after writing the record). Returns its length in c->rbuf,
+ * -EAGAIN when there is none now, -EPIPE once the daemon is gone, or
+ * another negative errno. */
+static int next_in(hs_client *c, int *fds, int *nfds)
+{
+	if (!c->use_chan)
+		return hs__wire_recv(c->fd, c->rbuf, fds, nfds);
+	uint32_t kind;
+	int n = hs__chan_get(&c->ch.rx, c->rbuf, &kind);
+	if (n == -EAGAIN)
+		return c->chan_hup ? -EPIPE : -EAGAIN;
+	if (n < 0 || kind == HS__CHAN_MSG)
+		return n;
+	for (;;) {
+		n = hs__wire_recv(c->fd, c->rbuf, fds, nfds);
+		if (n != -EAGAIN)
+			return n;
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			return -EIO;
+	}
+}
+
+/* The reader, before it sleeps with a channel: arms it, then polls the
+ * eventfd (and the socket for the daemon's death). Returns as poll does;
+ * > 0 without sleeping when a record arrived meanwhile. */
+static int chan_poll(hs_client *c, int timeout_ms)
+{
+	if (!hs__chan_arm(&c->ch.rx))
+		return 1;
+	struct pollfd p[2] = { { .fd = c->efd_client, .events = POLLIN }, { .fd = c->fd } };
+	int r = poll(p, 2, timeout_ms);
+	if (r > 0 && (p[0].revents & POLLIN))
+		hs__chan_clear(c->efd_client);
+	if (r > 0 && (p[1].revents & (POLLHUP | POLLERR)))
+		c->chan_hup = true; /* what the daemon wrote before still counts */
+	return r;
+}
+
+/* The reader, when it lets go: a client whose fd the application polls
+ * stays armed, so the daemon kicks it for what comes next; if something
+ * came meanwhile, the fd is made readable at once. */
+static void chan_rearm(hs_client *c)
+{
+	if (c->use_chan && c->fd_mode && !hs__chan_arm(&c->ch.rx))
+		hs__chan_kick(c->efd_client);
+}
+
 /* The reader's batch, without the lock: reads up to READ_BATCH datagrams
  * that are there now. A reply that makes done(c, arg) true (done may be
  * NULL) ends the batch, so a request does not pay one more recvmsg that
@@ -290,7 +405,7 @@ static int read_batch(hs_client *c, bool (*done)(hs_client *, void *), void *arg
 	while (handled < READ_BATCH) {
 		int fds[HS__WIRE_MAX_FDS];
 		int nfds = 0;
-		int n = hs__wire_recv(c->fd, c->rbuf, fds, &nfds);
+		int n = next_in(c, fds, &nfds);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
@@ -323,6 +438,9 @@ static int read_batch(hs_client *c, bool (*done)(hs_client *, void *), void *arg
 		if (enough)
 			break;
 	}
+	/* The daemon may wait for room in the ring to push more. */
+	if (c->use_chan && handled > 0 && hs__chan_space_kick(&c->ch.rx))
+		hs__chan_kick(c->efd_daemon);
 	return handled;
 }
 
@@ -355,8 +473,13 @@ int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
 			c->reading = true;
 			read_once = true;
 			pthread_mutex_unlock(&c->lock);
-			struct pollfd p = { .fd = c->fd, .events = POLLIN };
-			int r = poll(&p, 1, left);
+			int r;
+			if (c->use_chan) {
+				r = chan_poll(c, left);
+			} else {
+				struct pollfd p = { .fd = c->fd, .events = POLLIN };
+				r = poll(&p, 1, left);
+			}
 			if (r > 0) {
 				read_batch(c, done, arg);
 			} else if (r < 0 && errno != EINTR) {
@@ -364,6 +487,7 @@ int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
 				hs__client_fail(c, HS_EIO);
 				pthread_mutex_unlock(&c->lock);
 			}
+			chan_rearm(c);
 			hs__client_flush_orphans(c);
 			pthread_mutex_lock(&c->lock);
 			c->reading = false;
@@ -410,11 +534,18 @@ HS_EXPORT int hs_client_dispatch(hs_client *client)
 	client->reading = true;
 	pthread_mutex_unlock(&client->lock);
 
+	if (client->use_chan) {
+		hs__chan_clear(client->efd_client);
+		struct pollfd p = { .fd = client->fd };
+		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)))
+			client->chan_hup = true;
+	}
 	int handled = 0, r;
 	while ((r = read_batch(client, NULL, NULL)) == READ_BATCH)
 		handled += r;
 	if (r > 0)
 		handled += r;
+	chan_rearm(client);
 	hs__client_flush_orphans(client);
 
 	pthread_mutex_lock(&client->lock);

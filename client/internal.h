@@ -9,6 +9,7 @@
 
 #include "hsbroker/client.h"
 #include "hsbroker/info.h"
+#include "chan.h"
 #include "wire.h"
 
 /* A slab of broker memory, mapped once per connection and kept until
@@ -80,6 +81,18 @@ struct hs_subscription {
 struct hs_client {
 	int fd;
 
+	/* The shared-memory channel (proto/chan.h), when the daemon gave
+	 * one: every message goes through it; the socket carries only the
+	 * datagrams a record marks, and tells of the daemon's death. Its
+	 * tx end is guarded by send_lock, its rx end by the reader role. */
+	bool use_chan;
+	struct hs__chan ch;
+	int efd_daemon;    /* we write it to wake the daemon */
+	int efd_client;    /* the daemon writes it to wake us */
+	int poll_fd;       /* hs_client_get_fd with a channel: an epoll fd */
+	bool fd_mode;      /* the application polls poll_fd: stay armed */
+	bool chan_hup;     /* the reader saw the socket hang up */
+
 	/* lock guards everything below except what send_lock guards; cond is
 	 * broadcast whenever the reader dispatched something or gave up the
 	 * reader role. Lock order: send_lock before lock. */
@@ -124,6 +137,9 @@ int hs__client_request(hs_client *c, Hs__Message *msg, Hs__Message **reply);
  * is dispatched. */
 int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 			   struct hs_subscription *sub, Hs__Message **reply);
+
+/* Maps the channel of a ChannelAnnounce (its three fds are taken). */
+int hs__client_take_channel(hs_client *c, const Hs__Message *msg, int *fds, int nfds);
 
 /* Sends a one-way note (release, credit). */
 int hs__client_note(hs_client *c, Hs__Message *msg);

@@ -1,5 +1,6 @@
 /* The broker: owns every noun and wires topics to sessions. */
 #include "broker.h"
+#include "channel.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -94,6 +95,7 @@ void broker_free(struct broker *b)
 		event_pool_fini(&cd->events);
 		free(cd);
 	}
+	free(b->chan_buf);
 	free(b);
 }
 
@@ -121,6 +123,7 @@ int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gi
 void broker_session_close(struct broker *b, struct session *s)
 {
 	session_release_all(s);
+	chan_close(s);
 	list_remove(&s->link);
 	b->nsessions--;
 	free(s);

@@ -48,6 +48,9 @@ struct broker_hooks {
 	/* The session must be closed (its peer is gone or does not read).
 	 * Called once; the I/O layer closes it later, outside the core. */
 	void (*dead)(void *data, struct session *s);
+	/* The session's channel is set up: watch efd (readable when the
+	 * client kicks) and run broker_chan_pass. 0 or a negative code. */
+	int (*chan_open)(void *data, struct session *s, int efd);
 	void *data;
 };
 
@@ -72,6 +75,8 @@ struct broker {
 	struct topics topics;
 	struct list sessions;
 	uint32_t nsessions;
+	uint8_t *chan_buf;           /* one channel record, copied out */
+	bool chan_nested;            /* inside a pass started by a handler */
 };
 
 /* 0 with *out or a negative hs code. hooks may be NULL. */

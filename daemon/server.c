@@ -1,6 +1,9 @@
 /* The listening socket and the sessions' sockets on libuv. libuv's stream
  * API cannot pass arbitrary fds, so sockets are watched with uv_poll_t and
- * the wire layer does sendmsg/recvmsg itself. */
+ * the wire layer does sendmsg/recvmsg itself. Sessions with a
+ * shared-memory channel are also watched through its eventfd, and every
+ * loop iteration ends with a pass over all channels (channel.h) before
+ * the loop sleeps. */
 #include "server.h"
 
 #include <errno.h>
@@ -18,6 +21,7 @@
 #include "hs-config.h"
 #include "hsbroker/error.h"
 #include "log.h"
+#include "channel.h"
 #include "session.h"
 #include "wire.h"
 
@@ -31,9 +35,12 @@
 
 struct conn {
 	uv_poll_t poll;
+	uv_poll_t cpoll;           /* the channel's eventfd, once there is one */
 	struct server *srv;
 	struct session *s;
 	int fd;
+	int cfd;                   /* our dup of that eventfd, or -1 */
+	int refs;                  /* open handles */
 	int events;
 	bool on_dead_list;
 	struct list dead_link;
@@ -45,6 +52,8 @@ struct server {
 	int lfd;
 	uv_poll_t lpoll;
 	uv_idle_t reaper;
+	uv_prepare_t chan_pass;    /* drains and arms channels before sleeping */
+	uv_idle_t chan_spin;       /* keeps the loop from sleeping while busy */
 	bool activated;
 	bool stopping;
 	int lock_fd;
@@ -69,8 +78,12 @@ static void conn_closed(uv_handle_t *h)
 {
 	struct conn *c = h->data;
 	struct server *srv = c->srv;
-	close(c->fd);
-	free(c);
+	if (--c->refs == 0) {
+		close(c->fd);
+		if (c->cfd >= 0)
+			close(c->cfd);
+		free(c);
+	}
 	if (--srv->handles == 0 && srv->stopping) {
 		broker_free(srv->broker);
 		free(srv);
@@ -83,6 +96,10 @@ static void conn_close(struct conn *c)
 		list_remove(&c->dead_link);
 		c->on_dead_list = false;
 	}
+	/* What the peer put in its channel before it hung up still counts
+	 * (an emit, say), as datagrams left in its socket would. */
+	if (c->s->chan && !c->s->dead)
+		chan_drain(c->s, 4096);
 	/* Best effort: let a final ErrorReply out before the socket goes. */
 	if (!c->s->dead)
 		session_flush(c->s);
@@ -91,9 +108,63 @@ static void conn_close(struct conn *c)
 	uv_poll_stop(&c->poll);
 	c->poll.data = c;
 	uv_close((uv_handle_t *)&c->poll, conn_closed);
+	if (c->cfd >= 0) {
+		uv_poll_stop(&c->cpoll);
+		uv_close((uv_handle_t *)&c->cpoll, conn_closed);
+	}
 }
 
 static void on_conn(uv_poll_t *h, int status, int events);
+
+static void on_chan(uv_poll_t *h, int status, int events)
+{
+	struct conn *c = h->data;
+	if (!c->s || c->s->dead)
+		return;
+	hs__chan_clear(c->cfd);
+	broker_chan_pass(c->srv->broker, false, NULL);
+}
+
+static int hook_chan_open(void *data, struct session *s, int efd)
+{
+	struct server *srv = data;
+	struct conn *c = s->io;
+	if (!c || c->cfd >= 0)
+		return HS_EINVAL;
+	int fd = fcntl(efd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0)
+		return HS_EIO;
+	int r = uv_poll_init(srv->loop, &c->cpoll, fd);
+	if (r == 0) {
+		c->cpoll.data = c;
+		r = uv_poll_start(&c->cpoll, UV_READABLE, on_chan);
+		c->cfd = fd;
+		c->refs++;
+		srv->handles++;
+		if (r < 0) {
+			log_error("uv_poll_start: %s", uv_strerror(r));
+			return HS_EIO; /* the handle closes with the conn */
+		}
+		return 0;
+	}
+	log_error("uv_poll_init: %s", uv_strerror(r));
+	close(fd);
+	return HS_EIO;
+}
+
+static void on_chan_spin(uv_idle_t *h)
+{
+	(void)h; /* its being active is the point: the loop polls, not sleeps */
+}
+
+static void on_chan_pass(uv_prepare_t *h)
+{
+	struct server *srv = h->data;
+	if (broker_chan_pass(srv->broker, true, NULL))
+		uv_idle_start(&srv->chan_spin, on_chan_spin);
+	else
+		uv_idle_stop(&srv->chan_spin);
+}
 
 static void conn_update(struct conn *c, int events)
 {
@@ -181,6 +252,13 @@ static void on_conn(uv_poll_t *h, int status, int events)
 			conn_close(c);
 			return;
 		}
+		if (s->chan) {
+			hs__wire_close_fds(fds, nfds);
+			session_violation(s, HS_EPROTO, "a datagram on the socket after the "
+						       "switch to the shared-memory channel");
+			conn_close(c);
+			return;
+		}
 		if (session_input(s, srv->buf, (size_t)n, fds, nfds) < 0) {
 			conn_close(c);
 			return;
@@ -213,6 +291,8 @@ static void accept_one(struct server *srv, int fd)
 	c->poll.data = c;
 	c->srv = srv;
 	c->fd = fd;
+	c->cfd = -1;
+	c->refs = 1;
 	list_init(&c->dead_link);
 	srv->handles++;
 	r = broker_session_open(srv->broker, fd, cred.pid, cred.uid, cred.gid, &c->s);
@@ -450,7 +530,7 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	struct broker_hooks hooks = { .want_write = hook_want_write, .dead = hook_dead,
-				      .data = srv };
+				      .chan_open = hook_chan_open, .data = srv };
 	int r = broker_new(bcfg, &hooks, &srv->broker);
 	if (r < 0)
 		goto fail;
@@ -476,13 +556,22 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	}
 	srv->reaper.data = srv;
 	srv->handles++;
+	uv_prepare_init(loop, &srv->chan_pass);
+	srv->chan_pass.data = srv;
+	uv_prepare_start(&srv->chan_pass, on_chan_pass);
+	srv->handles++;
+	uv_idle_init(loop, &srv->chan_spin);
+	srv->chan_spin.data = srv;
+	srv->handles++;
 	r = uv_poll_init(loop, &srv->lpoll, srv->lfd);
 	if (r == 0)
 		r = uv_poll_start(&srv->lpoll, UV_READABLE, on_listen);
 	if (r < 0) {
 		log_error("watching the listening socket: %s", uv_strerror(r));
 		uv_close((uv_handle_t *)&srv->reaper, NULL);
-		srv->handles--;
+		uv_close((uv_handle_t *)&srv->chan_pass, NULL);
+		uv_close((uv_handle_t *)&srv->chan_spin, NULL);
+		srv->handles -= 3;
 		goto fail;
 	}
 	srv->lpoll.data = srv;
@@ -531,6 +620,8 @@ void server_stop(struct server *srv, const char *reason)
 	uv_poll_stop(&srv->lpoll);
 	uv_close((uv_handle_t *)&srv->lpoll, handle_closed);
 	uv_close((uv_handle_t *)&srv->reaper, handle_closed);
+	uv_close((uv_handle_t *)&srv->chan_pass, handle_closed);
+	uv_close((uv_handle_t *)&srv->chan_spin, handle_closed);
 	server_cleanup_socket(srv);
 	if (srv->reserve_fd >= 0)
 		close(srv->reserve_fd);

@@ -15,17 +15,10 @@
 #include "hsbroker/client.h"
 #include "hsbroker/error.h"
 #include "broker.h"
+#include "channel.h"
 #include "introspect.h"
 #include "log.h"
 #include "range.h"
-
-struct out_msg {
-	struct list link;
-	size_t len;
-	int nfds;
-	int fds[HS__WIRE_MAX_FDS];
-	uint8_t data[];
-};
 
 void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,
 		  uid_t uid, gid_t gid)
@@ -60,20 +53,22 @@ void session_kill(struct session *s, const char *why)
 		return;
 	s->dead = true;
 	char d[128];
-	log_warn("%s: %s; disconnecting", session_describe(s, d, sizeof(d)), why);
+	if (why)
+		log_warn("%s: %s; disconnecting", session_describe(s, d, sizeof(d)), why);
 	if (s->broker->hooks.dead)
 		s->broker->hooks.dead(s->broker->hooks.data, s);
 }
 
 /* ---- sending ---- */
 
-static void out_free(struct out_msg *m)
+void session_out_free(struct out_msg *m)
 {
 	hs__wire_close_fds(m->fds, m->nfds);
 	free(m);
 }
 
-static int enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds)
+int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
+		    int route)
 {
 	struct broker_config *cfg = &s->broker->cfg;
 	size_t len = hs__message__get_packed_size(msg);
@@ -93,12 +88,13 @@ static int enqueue(struct session *s, const Hs__Message *msg, const int *fds, in
 		return HS_EPIPE;
 	}
 	m->len = len;
+	m->route = route;
 	m->nfds = 0;
 	hs__message__pack(msg, m->data);
 	for (int i = 0; i < nfds; i++) {
 		int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
 		if (fd < 0) {
-			out_free(m);
+			session_out_free(m);
 			session_kill(s, "cannot dup an fd to queue it");
 			return HS_EPIPE;
 		}
@@ -108,7 +104,7 @@ static int enqueue(struct session *s, const Hs__Message *msg, const int *fds, in
 	list_insert_tail(&s->outbox, &m->link);
 	s->out_msgs++;
 	s->out_bytes += len;
-	if (was_empty && s->broker->hooks.want_write)
+	if (was_empty && route == OUT_SOCKET && s->broker->hooks.want_write)
 		s->broker->hooks.want_write(s->broker->hooks.data, s, true);
 	return 0;
 }
@@ -119,13 +115,15 @@ int session_send(struct session *s, const Hs__Message *msg, const int *fds, int 
 		return HS_EPIPE;
 	if (hs__wire_debug_enabled())
 		hs__wire_debug("daemon", "->", msg, nfds);
+	if (s->chan)
+		return chan_send(s, msg, fds, nfds);
 	if (!list_empty(&s->outbox))
-		return enqueue(s, msg, fds, nfds); /* keep the order */
+		return session_enqueue(s, msg, fds, nfds, OUT_SOCKET); /* keep the order */
 	int r = hs__wire_send(s->fd, msg, fds, nfds);
 	if (r == 0)
 		return 0;
 	if (r == -EAGAIN)
-		return enqueue(s, msg, fds, nfds);
+		return session_enqueue(s, msg, fds, nfds, OUT_SOCKET);
 	if (r == -EMSGSIZE) {
 		log_error("message %s too large to send", hs__wire_body_name(msg));
 		return HS_EMSGSIZE;
@@ -138,6 +136,8 @@ int session_send(struct session *s, const Hs__Message *msg, const int *fds, int 
 
 int session_flush(struct session *s)
 {
+	if (s->chan)
+		return chan_flush(s);
 	while (!list_empty(&s->outbox)) {
 		if (s->dead)
 			return HS_EPIPE;
@@ -155,7 +155,7 @@ int session_flush(struct session *s)
 		list_remove(&m->link);
 		s->out_msgs--;
 		s->out_bytes -= m->len;
-		out_free(m);
+		session_out_free(m);
 		if (r < 0) {
 			char why[96];
 			snprintf(why, sizeof(why), "send: %s", strerror(-r));
@@ -185,8 +185,7 @@ void session_error(struct session *s, uint64_t seq, int code, const char *fmt, .
 	session_send(s, &m, NULL, 0);
 }
 
-/* A protocol violation: logged at warn, told to the peer, disconnect. */
-static int violation(struct session *s, int code, const char *what)
+int session_violation(struct session *s, int code, const char *what)
 {
 	char d[128];
 	log_warn("%s: protocol violation: %s", session_describe(s, d, sizeof(d)), what);
@@ -413,7 +412,7 @@ void session_release_all(struct session *s)
 	while (!list_empty(&s->outbox)) {
 		struct out_msg *m = list_first(&s->outbox, struct out_msg, link);
 		list_remove(&m->link);
-		out_free(m);
+		session_out_free(m);
 	}
 	s->out_msgs = 0;
 	s->out_bytes = 0;
@@ -480,10 +479,15 @@ static int on_hello(struct session *s, uint64_t seq, const Hs__Hello *h)
 	hr.epoch = s->broker->epoch;
 	hr.session_id = s->id;
 	hr.daemon_version = (char *)HS_VERSION;
+	/* A client that gets no channel stays on the socket. */
+	struct chan_state *ch = h->want_channel ? chan_create(s) : NULL;
+	hr.channel = ch != NULL;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_HELLO_REPLY;
 	m.hello_reply = &hr;
 	reply(s, seq, &m);
+	if (ch)
+		chan_start(s, ch);
 	return 0;
 }
 
@@ -540,6 +544,9 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 	}
 	struct tensor *t;
 	r = tensor_create(&b->tensors, pool, req->meta, &t);
+	/* Releases may still sit in other clients' channels. */
+	if (r == HS_ENOSPC && broker_chan_catch_up(b, s))
+		r = tensor_create(&b->tensors, pool, req->meta, &t);
 	if (r < 0) {
 		if (r == HS_ENOSPC)
 			log_info("%s: alloc of %llu bytes: pool exhausted",
@@ -742,11 +749,11 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 {
 	if (nfds > 0) {
 		hs__wire_close_fds(fds, nfds);
-		return violation(s, HS_EPROTO, "a client sent file descriptors");
+		return session_violation(s, HS_EPROTO, "a client sent file descriptors");
 	}
 	Hs__Message *m;
 	if (hs__wire_decode(buf, len, &m) < 0)
-		return violation(s, HS_EPROTO, "undecodable message");
+		return session_violation(s, HS_EPROTO, "undecodable message");
 	if (hs__wire_debug_enabled())
 		hs__wire_debug("daemon", "<-", m, nfds);
 
@@ -755,14 +762,14 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 	if (!s->hello_done && m->body_case != HS__MESSAGE__BODY_HELLO) {
 		char what[96];
 		snprintf(what, sizeof(what), "'%s' before hello", hs__wire_body_name(m));
-		ret = violation(s, HS_EPROTO, what);
+		ret = session_violation(s, HS_EPROTO, what);
 		goto out;
 	}
 
 	switch (m->body_case) {
 	case HS__MESSAGE__BODY_HELLO:
 		if (s->hello_done)
-			ret = violation(s, HS_EPROTO, "second hello");
+			ret = session_violation(s, HS_EPROTO, "second hello");
 		else
 			ret = on_hello(s, seq, m->hello);
 		break;
@@ -785,6 +792,9 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 		on_credit(s, seq, m->credit);
 		break;
 	case HS__MESSAGE__BODY_LIST:
+		/* Show what clients released, not what their channels
+		 * still carry. */
+		broker_chan_catch_up(s->broker, s);
 		introspect_reply(s, seq, m->list->what);
 		break;
 	case HS__MESSAGE__BODY_PING: {
@@ -799,7 +809,7 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 		char what[96];
 		snprintf(what, sizeof(what), "'%s' is not a client message",
 			 hs__wire_body_name(m));
-		ret = violation(s, HS_EPROTO, what);
+		ret = session_violation(s, HS_EPROTO, what);
 		break;
 	}
 	}

@@ -16,6 +16,25 @@
 
 struct broker;
 struct tensor;
+struct chan_state;
+
+/* A message waiting in the outbox, packed. route says where it goes once
+ * the session uses the shared-memory channel (channel.c). */
+enum out_route {
+	OUT_SOCKET = 0,      /* the socket (no channel) */
+	OUT_RING = 1,        /* a channel record */
+	OUT_MARKED = 2,      /* the socket, after a channel record marks it */
+	OUT_MARK_SENT = 3,   /* that record is written; the datagram is not */
+};
+
+struct out_msg {
+	struct list link;
+	size_t len;
+	int route;
+	int nfds;
+	int fds[HS__WIRE_MAX_FDS];
+	uint8_t data[];
+};
 
 struct session {
 	struct broker *broker;
@@ -39,6 +58,8 @@ struct session {
 	uint64_t pending_bytes;  /* count against this session's limits */
 	struct idmap slabs;      /* slab id -> struct slab *, announced */
 	struct idmap events;     /* fence event ids announced (EventAnnounce) */
+
+	struct chan_state *chan; /* the shared-memory channel, once set up */
 
 	struct list outbox;      /* struct out_msg, oldest first */
 	uint32_t out_msgs;
@@ -68,11 +89,22 @@ int session_flush(struct session *s);
 void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* Marks s dead and tells the I/O layer once; why goes to the log. */
+/* A protocol violation: logged at warn, told to the peer; returns code
+ * (the caller disconnects). */
+int session_violation(struct session *s, int code, const char *what);
+
+/* Marks s dead and tells the I/O layer once; why (may be NULL when it was
+ * logged already) goes to the log. */
 void session_kill(struct session *s, const char *why);
 
 /* "session 3 (pid 12 uid 1000 'name')" for log lines. */
 const char *session_describe(const struct session *s, char *buf, size_t size);
+
+/* Queues a copy of msg (and dups of fds) in the outbox on route; kills a
+ * session whose outbox passes the limits. 0, HS_EPIPE or HS_EMSGSIZE. */
+int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
+		    int route);
+void session_out_free(struct out_msg *m);
 
 /* Internal to the core (broker.c). */
 void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,

@@ -1,0 +1,55 @@
+/* A session's shared-memory channel (proto/chan.h): set up at hello when
+ * the client asks, then every message both ways goes through its rings.
+ * The daemon drains all channels in one pass whenever it wakes, so a
+ * client that finds the daemon busy needs no syscall to be heard, and
+ * kicks each client at most once per pass. One-way notes (release,
+ * credit) do not wake the daemon unless something waits on them. */
+#ifndef HS_DAEMON_CHANNEL_H
+#define HS_DAEMON_CHANNEL_H
+
+#include <stdbool.h>
+
+#include "chan.h"
+#include "wire.h"
+
+struct broker;
+struct session;
+
+struct chan_state {
+	struct hs__chan ch;
+	int memfd;
+	int efd_daemon;      /* the client writes it; the I/O layer polls it */
+	int efd_client;      /* the daemon writes it */
+	bool kick;           /* records written since the client was kicked */
+	bool notes_wake;     /* what hdr->notes_wake was last set to */
+	bool closed_input;   /* a corrupt ring: nothing more is read */
+};
+
+/* Makes a channel for s, or NULL (logged): s stays on its socket. */
+struct chan_state *chan_create(struct session *s);
+/* Sends ChannelAnnounce on the socket and uses ch from then on (after the
+ * HelloReply that said it comes). On failure s is killed. */
+void chan_start(struct session *s, struct chan_state *ch);
+/* Unmaps and closes (broker_session_close). */
+void chan_close(struct session *s);
+
+/* session_send and session_flush for a session with a channel. */
+int chan_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds);
+int chan_flush(struct session *s);
+
+/* Handles up to budget records of s. Returns how many, or a negative hs
+ * code meaning "disconnect s" (as session_input). */
+int chan_drain(struct session *s, int budget);
+
+/* One pass over every channel: drains, writes notes_wake, kicks clients
+ * that got records. With arm, also arms every drained channel for the
+ * daemon's sleep. Sessions that must be closed are reported through the
+ * broker's dead hook. Returns true when records are still waiting (do not
+ * sleep). skip (may be NULL) is left alone: the session being handled. */
+bool broker_chan_pass(struct broker *b, bool arm, struct session *skip);
+
+/* From inside a handler of s: handles what the other channels hold (their
+ * releases, say) now. False when already inside such a pass. */
+bool broker_chan_catch_up(struct broker *b, struct session *s);
+
+#endif
