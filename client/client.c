@@ -99,6 +99,7 @@ static void client_free(hs_client *c)
 		close(c->efd_client);
 	if (c->poll_fd >= 0)
 		close(c->poll_fd);
+	hs__post_free_all(c);
 	for (struct hs__reply_slot *s = c->slots; s; s = s->next)
 		hs__wire_free(s->msg);
 	free(c->orphans);
@@ -118,6 +119,7 @@ static hs_client *client_new(int fd)
 		return NULL;
 	c->fd = fd;
 	c->efd_daemon = c->efd_client = c->poll_fd = -1;
+	c->spares_on = hs__spares_wanted();
 	c->rbuf = malloc(HS__WIRE_MAX_MSG);
 	pthread_condattr_t ca;
 	bool ok = c->rbuf != NULL && pthread_condattr_init(&ca) == 0;
@@ -352,6 +354,10 @@ HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out)
 	out->tensors_held = client->stats.tensors_held;
 	out->epoch = client->stats.epoch;
 	out->event_opens = client->stats.event_opens;
+	out->emits_refused = client->stats.emits_refused;
+	out->emit_last_error = client->stats.emit_last_error;
+	out->spare_hits = client->stats.spare_hits;
+	out->shared_channel = client->use_chan;
 	pthread_mutex_unlock(&client->lock);
 	out->messages_sent = __atomic_load_n(&client->stats.messages_sent, __ATOMIC_RELAXED);
 	out->messages_received =

@@ -143,7 +143,12 @@ static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
 	return err;
 }
 
-static void slot_unlink(hs_client *c, struct hs__reply_slot *slot)
+int hs__client_send_slot(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
+{
+	return send_msg(c, msg, slot);
+}
+
+void hs__slot_unlink(hs_client *c, struct hs__reply_slot *slot)
 {
 	for (struct hs__reply_slot **p = &c->slots; *p; p = &(*p)->next) {
 		if (*p == slot) {
@@ -172,7 +177,7 @@ int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 	pthread_mutex_lock(&c->lock);
 	if (!err)
 		err = hs__client_wait(c, hs__slot_done, &slot, -1);
-	slot_unlink(c, &slot);
+	hs__slot_unlink(c, &slot);
 	pthread_mutex_unlock(&c->lock);
 	if (err) {
 		hs__wire_free(slot.msg);

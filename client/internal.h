@@ -50,6 +50,18 @@ struct hs__reply_slot {
 	struct hs__reply_slot *next;
 };
 
+/* What a spare allocation is for: a tensor's metadata (post.c). */
+struct hs__spare_key {
+	DLDevice device;
+	DLDataType dtype;
+	int32_t ndim;
+	bool has_strides;
+	int64_t shape[HS_MAX_NDIM];
+	int64_t strides[HS_MAX_NDIM];
+};
+
+struct hs__post;
+
 struct hs_tensor {
 	hs_client *client;     /* NULL once the client is gone (DLPack only) */
 	uint64_t id;
@@ -86,6 +98,7 @@ struct hs_client {
 	 * datagrams a record marks, and tells of the daemon's death. Its
 	 * tx end is guarded by send_lock, its rx end by the reader role. */
 	bool use_chan;
+	bool spares_on;    /* ask spares ahead (post.c) */
 	struct hs__chan ch;
 	int efd_daemon;    /* we write it to wake the daemon */
 	int efd_client;    /* the daemon writes it to wake us */
@@ -122,6 +135,13 @@ struct hs_client {
 	uint64_t *orphans;
 	size_t n_orphans, cap_orphans;
 
+	/* Posted requests (post.c), oldest first; guarded by lock. */
+	struct hs__post *posts;
+	uint32_t emits_posted;
+	uint32_t spares;
+	struct hs__spare_key recent[4]; /* shapes allocated lately */
+	uint32_t nrecent, recent_next;
+
 	uint64_t epoch;
 	uint64_t session_id;
 	char daemon_version[32];
@@ -140,6 +160,11 @@ int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 
 /* Maps the channel of a ChannelAnnounce (its three fds are taken). */
 int hs__client_take_channel(hs_client *c, const Hs__Message *msg, int *fds, int nfds);
+
+/* Sends a request whose reply lands in slot, without waiting for it. */
+int hs__client_send_slot(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot);
+/* Unlinks a slot from the client's list (lock held). */
+void hs__slot_unlink(hs_client *c, struct hs__reply_slot *slot);
 
 /* Sends a one-way note (release, credit). */
 int hs__client_note(hs_client *c, Hs__Message *msg);
@@ -167,6 +192,23 @@ int hs__reply_check(const Hs__Message *reply, Hs__Message__BodyCase want);
 /* Queues a reference to give back (lock held) / sends the queue. */
 void hs__client_orphan(hs_client *c, uint64_t tensor_id);
 void hs__client_flush_orphans(hs_client *c);
+
+/* ---- post.c ---- */
+
+/* Posts an EmitReq (m) that nobody waits on, after waiting while too many
+ * are unanswered. 0 or the error that stopped it (nothing sent). */
+int hs__post_emit(hs_client *c, Hs__Message *m);
+void hs__spare_key_set(struct hs__spare_key *k, DLDevice device, DLDataType dtype,
+		       int32_t ndim, const int64_t *shape, const int64_t *strides);
+/* False when HSBROKER_SPARES=0 (read at connect). */
+bool hs__spares_wanted(void);
+/* The AllocReply (or ErrorReply) of a spare for k, or NULL when there is
+ * none; *ask: whether a spare for k should be asked for now. */
+Hs__Message *hs__spare_take(hs_client *c, const struct hs__spare_key *k, bool *ask);
+/* Posts AllocReq m as the spare for k. */
+void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m);
+/* Frees every posted request (at disconnect). */
+void hs__post_free_all(hs_client *c);
 
 /* ---- slab.c ---- */
 

@@ -153,10 +153,26 @@ HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device, DLDataType dty
 	m.body_case = HS__MESSAGE__BODY_ALLOC;
 	m.alloc = &req;
 
-	Hs__Message *reply;
-	err = hs__client_request(client, &m, &reply);
-	if (err)
-		return err;
+	/* A shape allocated again is likely allocated once more: a spare
+	 * asked for ahead saves the next call its round trip (post.c). */
+	struct hs__spare_key key;
+	bool ask = false;
+	Hs__Message *reply = NULL;
+	if (client->use_chan && client->spares_on) {
+		hs__spare_key_set(&key, device, dtype, ndim, shape, strides);
+		reply = hs__spare_take(client, &key, &ask);
+		if (reply && hs__reply_check(reply, HS__MESSAGE__BODY_ALLOC_REPLY) == 0) {
+			__atomic_add_fetch(&client->stats.spare_hits, 1, __ATOMIC_RELAXED);
+		} else {
+			hs__wire_free(reply); /* refused then; ask again now */
+			reply = NULL;
+		}
+	}
+	if (!reply) {
+		err = hs__client_request(client, &m, &reply);
+		if (err)
+			return err;
+	}
 	err = hs__reply_check(reply, HS__MESSAGE__BODY_ALLOC_REPLY);
 	if (!err && (!reply->alloc_reply || !reply->alloc_reply->tensor))
 		err = HS_EPROTO;
@@ -183,6 +199,8 @@ HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device, DLDataType dty
 			hs__release_id(client, id); /* allocated, but unusable here */
 		return err;
 	}
+	if (ask)
+		hs__spare_ask(client, &key, &m);
 	*out = t;
 	return 0;
 }
@@ -254,6 +272,15 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_EMIT;
 	m.emit = &req;
+
+	/* Nobody asks for the sequence number: the emit need not wait for
+	 * the daemon (post.c). */
+	if (!seq_out && c->use_chan) {
+		err = hs__post_emit(c, &m);
+		bool dead = __atomic_load_n(&c->dead, __ATOMIC_RELAXED) != 0;
+		tensor_drop(tensor, err != 0 && !dead);
+		return err;
+	}
 
 	Hs__Message *reply;
 	err = hs__client_request(c, &m, &reply);

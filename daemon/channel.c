@@ -136,7 +136,9 @@ int chan_send(struct session *s, const Hs__Message *msg, const int *fds, int nfd
 		return ring_full(s, msg, fds, nfds, len, route);
 	if (r < 0)
 		return send_failed(s, r);
-	c->kick = true;
+	/* The reply to a posted request waits for the client's next look. */
+	if (msg->seq == 0 || msg->seq != s->quiet_seq)
+		c->kick = true;
 	if (!sock)
 		return 0;
 	r = hs__wire_send(s->fd, msg, fds, nfds);

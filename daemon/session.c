@@ -759,6 +759,9 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 
 	int ret = 0;
 	uint64_t seq = m->seq;
+	if ((m->body_case == HS__MESSAGE__BODY_ALLOC && m->alloc->posted) ||
+	    (m->body_case == HS__MESSAGE__BODY_EMIT && m->emit->posted))
+		s->quiet_seq = seq;
 	if (!s->hello_done && m->body_case != HS__MESSAGE__BODY_HELLO) {
 		char what[96];
 		snprintf(what, sizeof(what), "'%s' before hello", hs__wire_body_name(m));
@@ -814,6 +817,7 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 	}
 	}
 out:
+	s->quiet_seq = 0;
 	hs__wire_free(m);
 	return ret;
 }

@@ -60,6 +60,8 @@ struct session {
 	struct idmap events;     /* fence event ids announced (EventAnnounce) */
 
 	struct chan_state *chan; /* the shared-memory channel, once set up */
+	uint64_t quiet_seq;      /* the request being handled was posted: its
+				  * reply need not wake the client */
 
 	struct list outbox;      /* struct out_msg, oldest first */
 	uint32_t out_msgs;

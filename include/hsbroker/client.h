@@ -85,6 +85,10 @@ typedef struct hs_client_stats {
 	uint64_t epoch;         /* the daemon's epoch at connect */
 	uint64_t event_opens;   /* cudaIpcOpenEventHandle calls ever made (ready
 				 * fences: one per event, never per tensor) */
+	uint64_t emits_refused; /* emits without seq_out the daemon refused */
+	int32_t emit_last_error; /* the last such refusal's code, or 0 */
+	uint64_t spare_hits;    /* allocations served by a spare, no round trip */
+	uint32_t shared_channel; /* 1: messages go through shared memory */
 } hs_client_stats;
 
 HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out);

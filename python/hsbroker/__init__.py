@@ -130,27 +130,34 @@ class Client(_hsbroker._Client):
         self.close()
         return False
 
-    def emit(self, topic, obj, stream=None):
-        """Emit obj on topic; returns its sequence number.
+    def emit(self, topic, obj, stream=None, wait=False):
+        """Emit obj on topic.
 
         A broker Tensor (or an exact view of one, e.g. from torch.from_dlpack)
         moves to the topic without a copy and must not be used afterwards.
         Any other array is copied once into a new broker tensor on its device
-        (device to device for GPU data), on ``stream`` when given."""
+        (device to device for GPU data), on ``stream`` when given.
+
+        Returns None as soon as the emit is sent: the daemon's answer is
+        not waited for (a refusal is counted in ``stats()``), and only
+        when several emits are unanswered does the next one wait, e.g. for
+        a full BLOCK subscriber. With ``wait=True`` it returns the topic's
+        sequence number once the daemon accepted the emit, and raises its
+        refusal."""
         s = _stream_handle(stream)
         if isinstance(obj, Tensor):
-            return self._emit(topic, obj, s)
+            return self._emit(topic, obj, s, wait)
         ptr, shape, strides, dtype, device, _keep = _describe(obj, s)
         own = self._find(ptr, dtype, shape, strides, device)
         if own is not None:
-            return self._emit(topic, own, s)
+            return self._emit(topic, own, s, wait)
         t = self.alloc(shape, dtype, device=device)
         try:
             t._copy_from(ptr, shape, strides, dtype, device, s)
         except BaseException:
             t.release()
             raise
-        return self._emit(topic, t, s)
+        return self._emit(topic, t, s, wait)
 
     def as_tensor(self, obj, stream=None):
         """A new broker tensor holding a copy of obj (same dtype, shape and

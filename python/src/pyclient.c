@@ -160,14 +160,17 @@ static PyObject *client_alloc(PyObject *obj, PyObject *args, PyObject *kw)
 	return (PyObject *)hspy_tensor_wrap(self, t);
 }
 
-/* _emit(topic, tensor, stream): the tensor's reference moves to the topic.
- * Returns the sequence number. */
+/* _emit(topic, tensor, stream, wait): the tensor's reference moves to the
+ * topic. With wait, returns the sequence number once the daemon accepted
+ * it; without, returns None as soon as the emit is sent (hs_tensor_emit
+ * without seq_out). */
 static PyObject *client_emit(PyObject *obj, PyObject *args)
 {
 	hspy_client *self = (hspy_client *)obj;
 	const char *topic;
 	PyObject *tobj, *stream_obj = Py_None;
-	if (!PyArg_ParseTuple(args, "sO|O", &topic, &tobj, &stream_obj))
+	int wait = 1;
+	if (!PyArg_ParseTuple(args, "sO|Op", &topic, &tobj, &stream_obj, &wait))
 		return NULL;
 	if (client_ok(self) < 0)
 		return NULL;
@@ -192,10 +195,12 @@ static PyObject *client_emit(PyObject *obj, PyObject *args)
 	uint64_t seq = 0;
 	int rc;
 	Py_BEGIN_ALLOW_THREADS
-	rc = hs_tensor_emit(t, topic, stream, &seq);
+	rc = hs_tensor_emit(t, topic, stream, wait ? &seq : NULL);
 	Py_END_ALLOW_THREADS
 	if (rc < 0)
 		return hspy_raise(rc, topic);
+	if (!wait)
+		Py_RETURN_NONE;
 	ten->seq = seq;
 	return PyLong_FromUnsignedLongLong(seq);
 }
@@ -295,14 +300,18 @@ static PyObject *client_stats(PyObject *obj, PyObject *noargs)
 	int rc = hs_client_get_stats(self->c, &st);
 	if (rc < 0)
 		return hspy_raise(rc, "stats");
-	return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "slabs_mapped",
+	return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:i,s:K,s:O}", "slabs_mapped",
 			     (unsigned long long)st.slabs_mapped, "slab_opens",
 			     (unsigned long long)st.slab_opens, "tensors_held",
 			     (unsigned long long)st.tensors_held, "messages_sent",
 			     (unsigned long long)st.messages_sent, "messages_received",
 			     (unsigned long long)st.messages_received, "epoch",
 			     (unsigned long long)st.epoch, "event_opens",
-			     (unsigned long long)st.event_opens);
+			     (unsigned long long)st.event_opens, "emits_refused",
+			     (unsigned long long)st.emits_refused, "emit_last_error",
+			     (int)st.emit_last_error, "spare_hits",
+			     (unsigned long long)st.spare_hits, "shared_channel",
+			     st.shared_channel ? Py_True : Py_False);
 }
 
 static PyObject *device_tuple(DLDevice d)

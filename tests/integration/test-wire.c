@@ -29,6 +29,8 @@ static int good_client(void *arg)
 {
 	struct good *g = arg;
 	hs_client *c;
+	/* It counts every tensor it holds: no spare allocations. */
+	setenv("HSBROKER_SPARES", "0", 1);
 	if (ht_connect(g->sock, "it-good", &c) < 0)
 		return 1;
 	char topic[64];

@@ -84,6 +84,15 @@ def client(broker, hs):
         yield c
 
 
+@pytest.fixture
+def exact_client(broker, hs, monkeypatch):
+    """A client that asks for no spare tensors (HSBROKER_SPARES=0), for
+    tests that count every tensor the broker holds."""
+    monkeypatch.setenv("HSBROKER_SPARES", "0")
+    with hs.connect(broker.socket, "pytest") as c:
+        yield c
+
+
 ROLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "roles.py")
 
 

@@ -27,7 +27,7 @@ def producer(topic, count, dtype="float32"):
         for i in range(count):
             t = c.alloc(SHAPE, dtype)
             np.asarray(t)[...] = pattern(i + 1, dtype)
-            seq = c.emit(topic, t)
+            seq = c.emit(topic, t, wait=True)
             assert seq == i + 1, (seq, i)
     print("sent %d" % count, flush=True)
 

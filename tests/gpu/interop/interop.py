@@ -138,7 +138,7 @@ class TorchLib(Lib):
             u.fill_(p["a"])
             u[p["off"]:p["off"] + p["len"]].fill_(p["b"])
         del x, u
-        return client.emit(topic, t, stream=self.s.cuda_stream)
+        return client.emit(topic, t, stream=self.s.cuda_stream, wait=True)
 
     def finish(self):
         self.s.synchronize()
