@@ -43,8 +43,11 @@ void hs__client_fail(hs_client *c, int err)
 	pthread_cond_broadcast(&c->cond);
 }
 
+/* How a message sent through the channel wakes the daemon. */
+enum wake { WAKE_ALWAYS, WAKE_NOTES, WAKE_NEVER };
+
 /* send_locked through the channel. */
-static int chan_send(hs_client *c, Hs__Message *msg, bool note)
+static int chan_send(hs_client *c, Hs__Message *msg, enum wake wake)
 {
 	size_t len = hs__message__get_packed_size(msg);
 	for (;;) {
@@ -67,7 +70,9 @@ static int chan_send(hs_client *c, Hs__Message *msg, bool note)
 	if (hs__wire_debug_enabled())
 		hs__wire_debug("client", "->", msg, 0);
 	__atomic_add_fetch(&c->stats.messages_sent, 1, __ATOMIC_RELAXED);
-	if (note) {
+	if (wake == WAKE_NEVER)
+		return 0;
+	if (wake == WAKE_NOTES) {
 		/* Pairs with the daemon's fence between setting notes_wake
 		 * and arming: a note it asked for is never left unseen. */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -80,11 +85,11 @@ static int chan_send(hs_client *c, Hs__Message *msg, bool note)
 }
 
 /* Sends with send_lock held; waits for room when the socket is full.
- * note: a one-way note, which need not wake the daemon. */
-static int send_locked(hs_client *c, Hs__Message *msg, bool note)
+ * wake: whether it must wake a sleeping daemon (channel only). */
+static int send_locked(hs_client *c, Hs__Message *msg, enum wake wake)
 {
 	if (c->use_chan)
-		return chan_send(c, msg, note);
+		return chan_send(c, msg, wake);
 	for (;;) {
 		int r = hs__wire_send(c->fd, msg, NULL, 0);
 		if (r != -EAGAIN) {
@@ -108,7 +113,8 @@ static int send_locked(hs_client *c, Hs__Message *msg, bool note)
 	}
 }
 
-static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
+static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot,
+		    enum wake wake)
 {
 	int err = pthread_mutex_lock(&c->send_lock);
 	if (err)
@@ -133,7 +139,7 @@ static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
 		pthread_mutex_unlock(&c->send_lock);
 		return dead;
 	}
-	err = send_locked(c, msg, slot == NULL);
+	err = send_locked(c, msg, wake);
 	pthread_mutex_unlock(&c->send_lock);
 	if (err) {
 		pthread_mutex_lock(&c->lock);
@@ -143,9 +149,10 @@ static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
 	return err;
 }
 
-int hs__client_send_slot(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot)
+int hs__client_send_slot(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot,
+			 bool lazy)
 {
-	return send_msg(c, msg, slot);
+	return send_msg(c, msg, slot, lazy ? WAKE_NEVER : WAKE_ALWAYS);
 }
 
 void hs__slot_unlink(hs_client *c, struct hs__reply_slot *slot)
@@ -173,7 +180,7 @@ int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 			   struct hs_subscription *sub, Hs__Message **reply)
 {
 	struct hs__reply_slot slot = { .sub = sub };
-	int err = send_msg(c, msg, &slot);
+	int err = send_msg(c, msg, &slot, WAKE_ALWAYS);
 	pthread_mutex_lock(&c->lock);
 	if (!err)
 		err = hs__client_wait(c, hs__slot_done, &slot, -1);
@@ -189,7 +196,7 @@ int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 
 int hs__client_note(hs_client *c, Hs__Message *msg)
 {
-	return send_msg(c, msg, NULL);
+	return send_msg(c, msg, NULL, WAKE_NOTES);
 }
 
 int hs__client_note_unlocked(hs_client *c, Hs__Message *msg)
@@ -199,7 +206,7 @@ int hs__client_note_unlocked(hs_client *c, Hs__Message *msg)
 	int err = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);
 	if (!err) {
 		msg->seq = ++c->next_seq;
-		err = send_locked(c, msg, true);
+		err = send_locked(c, msg, WAKE_NOTES);
 	}
 	pthread_mutex_unlock(&c->send_lock);
 	/* A failure is not recorded here (that needs lock): the next call

@@ -161,8 +161,10 @@ int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 /* Maps the channel of a ChannelAnnounce (its three fds are taken). */
 int hs__client_take_channel(hs_client *c, const Hs__Message *msg, int *fds, int nfds);
 
-/* Sends a request whose reply lands in slot, without waiting for it. */
-int hs__client_send_slot(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot);
+/* Sends a request whose reply lands in slot, without waiting for it.
+ * lazy: it need not wake the daemon (read at its next wake-up). */
+int hs__client_send_slot(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot,
+			 bool lazy);
 /* Unlinks a slot from the client's list (lock held). */
 void hs__slot_unlink(hs_client *c, struct hs__reply_slot *slot);
 

@@ -130,7 +130,8 @@ static int post(hs_client *c, Hs__Message *m, struct hs__post *p)
 	else
 		c->spares++;
 	pthread_mutex_unlock(&c->lock);
-	int err = hs__client_send_slot(c, m, &p->slot);
+	/* A spare can wait for the daemon's next wake-up; an emit cannot. */
+	int err = hs__client_send_slot(c, m, &p->slot, p->kind == POST_SPARE);
 	if (err) {
 		pthread_mutex_lock(&c->lock);
 		post_unlink(c, p);

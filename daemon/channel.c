@@ -248,7 +248,7 @@ static bool wants_notes(const struct session *s)
 	return false;
 }
 
-bool broker_chan_pass(struct broker *b, bool arm, struct session *skip)
+bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *handled)
 {
 	bool busy = false;
 	struct session *s;
@@ -262,6 +262,8 @@ bool broker_chan_pass(struct broker *b, bool arm, struct session *skip)
 			session_kill(s, NULL);
 		else if (r == CHAN_BATCH)
 			busy = true;
+		if (r > 0 && handled)
+			*handled += r;
 	}
 	/* After everyone's input: deliveries made for any session are
 	 * kicked in this pass. */
@@ -293,7 +295,7 @@ bool broker_chan_catch_up(struct broker *b, struct session *s)
 	if (b->chan_nested)
 		return false;
 	b->chan_nested = true;
-	broker_chan_pass(b, false, s);
+	broker_chan_pass(b, false, s, NULL);
 	b->chan_nested = false;
 	return true;
 }

@@ -45,8 +45,9 @@ int chan_drain(struct session *s, int budget);
  * that got records. With arm, also arms every drained channel for the
  * daemon's sleep. Sessions that must be closed are reported through the
  * broker's dead hook. Returns true when records are still waiting (do not
- * sleep). skip (may be NULL) is left alone: the session being handled. */
-bool broker_chan_pass(struct broker *b, bool arm, struct session *skip);
+ * sleep). skip (may be NULL) is left alone: the session being handled.
+ * *handled (may be NULL) grows by the records handled. */
+bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *handled);
 
 /* From inside a handler of s: handles what the other channels hold (their
  * releases, say) now. False when already inside such a pass. */

@@ -121,6 +121,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	} else if (IS("daemon", "log_level")) {
 		if ((c->log_level = log_level_parse(value)) < 0)
 			goto bad;
+	} else if (IS("daemon", "spin_us")) {
+		if (parse_u32(value, &c->server.spin_us) < 0 || c->server.spin_us > 1000000)
+			goto bad;
 	} else if (IS("pool.cpu", "slab_size")) {
 		if (parse_size(value, &b->cpu_slab_size) < 0)
 			goto bad;
@@ -194,6 +197,8 @@ static void usage(FILE *f)
 		"  --cuda-slab-size SIZE  device slab size (default 64M)\n"
 		"  --cuda-cap SIZE      cap on each GPU's pool bytes (0 = none)\n"
 		"  --log-level LEVEL    error, warn, info (default) or debug\n"
+		"  --spin-us N          poll the clients' channels N us after traffic\n"
+		"                       before sleeping (default 0: sleep at once)\n"
 		"  --help               this text\n"
 		"  --version            print the version\n"
 		"\nHS_DEBUG=1 prints every message. See docs/daemon.md.\n");
@@ -225,6 +230,7 @@ int main(int argc, char **argv)
 		{ "cuda-slab-size", required_argument, NULL, 'D' },
 		{ "cuda-cap", required_argument, NULL, 'G' },
 		{ "log-level", required_argument, NULL, 'l' },
+		{ "spin-us", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ 0 },
@@ -305,6 +311,14 @@ int main(int argc, char **argv)
 		case 'G':
 			if (parse_size(optarg, &cfg.broker.cuda_cap) < 0) {
 				fprintf(stderr, "hsbrokerd: bad --cuda-cap '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'P':
+			if (parse_u32(optarg, &cfg.server.spin_us) < 0 ||
+			    cfg.server.spin_us > 1000000) {
+				fprintf(stderr, "hsbrokerd: bad --spin-us '%s' (0..1000000)\n",
+					optarg);
 				return 2;
 			}
 			break;

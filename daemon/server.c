@@ -54,6 +54,8 @@ struct server {
 	uv_idle_t reaper;
 	uv_prepare_t chan_pass;    /* drains and arms channels before sleeping */
 	uv_idle_t chan_spin;       /* keeps the loop from sleeping while busy */
+	uint64_t spin_ns;          /* server_config.spin_us */
+	uint64_t last_traffic;     /* uv_hrtime() of the last channel record */
 	bool activated;
 	bool stopping;
 	int lock_fd;
@@ -122,7 +124,10 @@ static void on_chan(uv_poll_t *h, int status, int events)
 	if (!c->s || c->s->dead)
 		return;
 	hs__chan_clear(c->cfd);
-	broker_chan_pass(c->srv->broker, false, NULL);
+	int handled = 0;
+	broker_chan_pass(c->srv->broker, false, NULL, &handled);
+	if (handled)
+		c->srv->last_traffic = uv_hrtime();
 }
 
 static int hook_chan_open(void *data, struct session *s, int efd)
@@ -160,7 +165,14 @@ static void on_chan_spin(uv_idle_t *h)
 static void on_chan_pass(uv_prepare_t *h)
 {
 	struct server *srv = h->data;
-	if (broker_chan_pass(srv->broker, true, NULL))
+	uint64_t now = uv_hrtime();
+	/* Spinning: the channels stay unarmed, so clients do not kick. */
+	bool spin = srv->spin_ns && now - srv->last_traffic < srv->spin_ns;
+	int handled = 0;
+	bool busy = broker_chan_pass(srv->broker, !spin, NULL, &handled);
+	if (handled)
+		srv->last_traffic = now;
+	if (busy || spin)
 		uv_idle_start(&srv->chan_spin, on_chan_spin);
 	else
 		uv_idle_stop(&srv->chan_spin);
@@ -527,6 +539,7 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	srv->lfd = -1;
 	srv->lock_fd = -1;
 	list_init(&srv->dead);
+	srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
 	struct broker_hooks hooks = { .want_write = hook_want_write, .dead = hook_dead,

@@ -15,6 +15,10 @@ struct server_config {
 	int socket_mode;          /* -1: 0660 with a group, else 0666 */
 	gid_t socket_group;
 	bool has_group;
+	/* After handling channel traffic, keep polling the channels this
+	 * long before sleeping, so a client sending then needs no wake-up
+	 * (costs CPU while traffic flows; 0: always sleep). */
+	uint32_t spin_us;
 };
 
 struct server;
