@@ -84,11 +84,12 @@ def wait_for_socket(path, proc, deadline_s=15.0):
 class Daemon:
     """Our own hsbrokerd on a private socket."""
 
-    def __init__(self, exe, tmp, tag, env, cuda):
+    def __init__(self, exe, tmp, tag, env, cuda, extra=()):
         self.socket = os.path.join(tmp, "hs-%s.sock" % tag)
         self.logpath = os.path.join(tmp, "hsbrokerd-%s.log" % tag)
         self.log = open(self.logpath, "w+")
-        self.cmd = [exe, "--socket", self.socket, "--slab-size", "1G", "--log-level", "warn"]
+        self.cmd = [exe, "--socket", self.socket, "--slab-size", "1G", "--log-level", "warn",
+                    *extra]
         if cuda:
             self.cmd += ["--cuda-slab-size", "1G"]
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
@@ -138,15 +139,20 @@ class Runner:
             return r["rt_p50_us"] - r["local_p50_us"]
         return r["rt_p50_us"]
 
-    def run(self, label, cmd, env, timeout=600, floor=None):
+    def run(self, label, cmd, env, timeout=600, floor=None, variant=None):
         """Runs one case --repeat times and keeps the run with the median
         p50 (the median rate for throughput), whole, so its percentiles
-        belong together; every repeat's p50 is kept beside it."""
+        belong together; every repeat's p50 is kept beside it. variant
+        renames the case (a comparison row, not a target's)."""
         runs = []
         for k in range(self.a.repeat):
             r = self.run_once(label, cmd, env, timeout, floor, k)
             if r is None:
                 return None
+            if variant:
+                c = r["case"]
+                r["case"] = (c[:-5] + "-" + variant + "-cuda" if c.endswith("-cuda")
+                             else c + "-" + variant)
             runs.append(r)
             if "skipped" in r:
                 break
@@ -245,6 +251,28 @@ def run_suite(R, build, d, env, device, tag):
     # in the same run): after each hand-off, one of a 4 KiB tensor whose
     # producer idles as long as the big write took. And the floor with the
     # echo side idle that long. See bench/NOTES.md.
+    # The same hand-off over the socket (one datagram per message), and
+    # with a daemon that polls its channels 50 us before sleeping.
+    it, wu = R.scale(ITERS[4 * KiB])
+    R.run("hsbroker C->C 4 KiB, socket%s" % suffix,
+          [b("handoff"), *dev, "--size", str(4 * KiB), "--iters", str(it),
+           "--warmup", str(wu), "--socket", d.socket], dict(env, HSBROKER_CHANNEL="0"),
+          floor=(build, device), variant="socket")
+    exe = os.path.join(build, "daemon", "hsbrokerd")
+    ds = Daemon(exe, os.path.dirname(d.socket), tag + "spin", env, device == "cuda",
+                extra=["--spin-us", "50"])
+    try:
+        R.run("hsbroker C->C 4 KiB, daemon --spin-us 50%s" % suffix,
+              [b("handoff"), *dev, "--size", str(4 * KiB), "--iters", str(it),
+               "--warmup", str(wu), "--socket", ds.socket], env,
+              floor=(build, device), variant="spin")
+        it, wu = R.scale(TP_ITERS[1])
+        R.run("throughput 1->1 4 KiB, daemon --spin-us 50%s" % suffix,
+              [b("throughput"), *dev, "--size", "4096", "--subscribers", "1",
+               "--iters", str(it), "--warmup", str(wu), "--socket", ds.socket,
+               "--daemon-pid", str(ds.pid)], env, variant="spin")
+    finally:
+        ds.stop()
     big = find(R.results, "hsbroker-c", 256 * MiB) if device == "cpu" else None
     if big and big.get("write_p50_us", 0) > 1000:
         spin = int(big["write_p50_us"])
@@ -288,10 +316,15 @@ METHODS = [  # (case, label in the table, key of the measure compared with the f
     ("design-futex", "design floor: shared-memory word + futex", "rt"),
     ("design-spin", "design floor: shared-memory word, busy spin", "rt"),
     ("hsbroker-c", "hsbroker C -> C", "bk"),
+    ("hsbroker-c-socket", "hsbroker C -> C over the socket (HSBROKER_CHANNEL=0)", "bk"),
+    ("hsbroker-c-spin", "hsbroker C -> C, daemon --spin-us 50", "bk"),
     ("hsbroker-py", "hsbroker Py -> Py (NumPy)", "bk"),
     ("copy", "copy through a socket", "bk"),
     ("floor-cuda", "floor: UDS + IPC event + read", "gpu"),
     ("hsbroker-c-cuda", "hsbroker C -> C, CUDA", "gpu"),
+    ("hsbroker-c-socket-cuda", "hsbroker C -> C, CUDA, over the socket (HSBROKER_CHANNEL=0)",
+     "gpu"),
+    ("hsbroker-c-spin-cuda", "hsbroker C -> C, CUDA, daemon --spin-us 50", "gpu"),
     ("hsbroker-py-torch-cuda", "hsbroker Py -> Py, torch CUDA", "gpu"),
     ("copy-cuda", "copy: D2H + socket + H2D", "rt"),
     ("torch-mp-cuda", "torch.multiprocessing Queue", "rt"),

@@ -283,6 +283,9 @@ HS_EXPORT void hs_client_disconnect(hs_client *client)
 {
 	if (!client)
 		return;
+	/* Emits sent without waiting are answered first, as an emit that
+	 * waited would have been: a held-back one dies with the session. */
+	hs__post_flush(client);
 	/* Releases queued on GPU streams are sent first, as their streams
 	 * finish: the mappings they read through must stay until then. */
 	hs__release_drain(client);

@@ -209,6 +209,9 @@ bool hs__spares_wanted(void);
 Hs__Message *hs__spare_take(hs_client *c, const struct hs__spare_key *k, bool *ask);
 /* Posts AllocReq m as the spare for k. */
 void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m);
+/* Waits until the daemon answered every posted emit (at disconnect: a
+ * held-back emit would otherwise be cancelled with the session). */
+void hs__post_flush(hs_client *c);
 /* Frees every posted request (at disconnect). */
 void hs__post_free_all(hs_client *c);
 

@@ -264,6 +264,21 @@ void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m)
 	post(c, m, p);
 }
 
+void hs__post_flush(hs_client *c)
+{
+	pthread_mutex_lock(&c->lock);
+	pump(c);
+	while (c->emits_posted && !c->dead) {
+		struct hs__post *p = c->posts;
+		while (p->kind != POST_EMIT)
+			p = p->next;
+		if (await(c, p) < 0)
+			break;
+		reap(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
 void hs__post_free_all(hs_client *c)
 {
 	/* The daemon drops the references of the session with it. */

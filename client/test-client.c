@@ -582,6 +582,49 @@ START_TEST(t_close_releases)
 }
 END_TEST
 
+/* A producer that emits without waiting and disconnects at once: its
+ * emits held back by a full BLOCK subscriber still arrive, in order. */
+static void *post_and_leave(void *arg)
+{
+	hs_client *c = arg;
+	int err = 0;
+	for (int i = 0; i < 40 && !err; i++)
+		err = hs_tensor_emit(make(c, (uint64_t)i), "leave/a", NULL, NULL);
+	hs_client_disconnect(c);
+	return (void *)(intptr_t)err;
+}
+
+START_TEST(t_disconnect_flushes_emits)
+{
+	NEED_DAEMON();
+	hs_client *prod, *cons;
+	ck_assert_int_eq(hs_client_connect(sock_path, "prod", &prod), 0);
+	ck_assert_int_eq(hs_client_connect(sock_path, "cons", &cons), 0);
+	hs_subscription *sub;
+	hs_subscribe_opts o = { .depth = 2, .policy = HS_POLICY_BLOCK };
+	ck_assert_int_eq(hs_subscribe(cons, "leave/a", &o, &sub), 0);
+	pthread_t th;
+	pthread_create(&th, NULL, post_and_leave, prod);
+	for (int i = 0; i < 40; i++) {
+		hs_tensor *t;
+		ck_assert_int_eq(hs_subscription_receive(sub, 10000, &t), 0);
+		ck_assert_int_eq(hs_tensor_seq(t), (uint64_t)i + 1);
+		ck_assert(good(t, (uint64_t)i));
+		hs_tensor_release(t, NULL);
+		if (i % 8 == 0)
+			sleep_ms(5); /* let the producer run into the full queue */
+	}
+	void *r;
+	pthread_join(th, &r);
+	ck_assert_int_eq((int)(intptr_t)r, 0);
+	hs_client_stats st;
+	ck_assert_int_eq(hs_client_get_stats(cons, &st), 0);
+	ck_assert_int_eq(st.shared_channel, 1);
+	hs_client_disconnect(cons);
+	daemon_stop();
+}
+END_TEST
+
 /* One client, several threads: producers and consumers share it. */
 struct worker {
 	hs_client *c;
@@ -794,6 +837,7 @@ int main(void)
 	tcase_add_test(tc, t_info);
 	tcase_add_test(tc, t_threads);
 	tcase_add_test(tc, t_close_releases);
+	tcase_add_test(tc, t_disconnect_flushes_emits);
 	tcase_add_test(tc, t_pollable_fd);
 	tcase_add_test(tc, t_daemon_killed);
 	tcase_add_test(tc, t_daemon_shutdown);

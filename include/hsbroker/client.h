@@ -50,7 +50,10 @@ HS_EXPORT int hs_default_socket_path(char *buf, size_t size);
 HS_EXPORT int hs_client_connect(const char *path, const char *name,
 				hs_client **out);
 
-/* Releases every reference, closes every mapping and frees the client.
+/* Waits until the daemon accepted (or refused) every emit sent without
+ * seq_out, as those emits would have waited (under a full HS_POLICY_BLOCK
+ * subscriber, until it has room); then releases every reference, closes
+ * every mapping and frees the client.
  * Tensors and subscriptions of this client must not be used afterwards
  * (their handles are freed too). A DLManagedTensor handed out earlier
  * keeps a callable deleter, but its data is no longer mapped. No other
