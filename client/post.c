@@ -189,9 +189,10 @@ void hs__spare_key_set(struct hs__spare_key *k, DLDevice device, DLDataType dtyp
 	k->device = device;
 	k->dtype = dtype;
 	k->ndim = ndim;
-	memcpy(k->shape, shape, sizeof(int64_t) * (size_t)ndim);
+	if (ndim > 0) /* a 0-d tensor may come with shape == NULL */
+		memcpy(k->shape, shape, sizeof(int64_t) * (size_t)ndim);
 	k->has_strides = strides != NULL;
-	if (strides)
+	if (strides && ndim > 0)
 		memcpy(k->strides, strides, sizeof(int64_t) * (size_t)ndim);
 }
 
