@@ -266,6 +266,10 @@ def run_suite(R, build, d, env, device, tag):
               [b("handoff"), *dev, "--size", str(4 * KiB), "--iters", str(it),
                "--warmup", str(wu), "--socket", ds.socket], env,
               floor=(build, device), variant="spin")
+        R.run("hsbroker C->C 4 KiB, daemon --spin-us 50, HSBROKER_SPIN_US=50%s" % suffix,
+              [b("handoff"), *dev, "--size", str(4 * KiB), "--iters", str(it),
+               "--warmup", str(wu), "--socket", ds.socket], dict(env, HSBROKER_SPIN_US="50"),
+              floor=(build, device), variant="spinboth")
         it, wu = R.scale(TP_ITERS[1])
         R.run("throughput 1->1 4 KiB, daemon --spin-us 50%s" % suffix,
               [b("throughput"), *dev, "--size", "4096", "--subscribers", "1",
@@ -318,6 +322,7 @@ METHODS = [  # (case, label in the table, key of the measure compared with the f
     ("hsbroker-c", "hsbroker C -> C", "bk"),
     ("hsbroker-c-socket", "hsbroker C -> C over the socket (HSBROKER_CHANNEL=0)", "bk"),
     ("hsbroker-c-spin", "hsbroker C -> C, daemon --spin-us 50", "bk"),
+    ("hsbroker-c-spinboth", "hsbroker C -> C, daemon --spin-us 50 and HSBROKER_SPIN_US=50", "bk"),
     ("hsbroker-py", "hsbroker Py -> Py (NumPy)", "bk"),
     ("copy", "copy through a socket", "bk"),
     ("floor-cuda", "floor: UDS + IPC event + read", "gpu"),
@@ -325,6 +330,8 @@ METHODS = [  # (case, label in the table, key of the measure compared with the f
     ("hsbroker-c-socket-cuda", "hsbroker C -> C, CUDA, over the socket (HSBROKER_CHANNEL=0)",
      "gpu"),
     ("hsbroker-c-spin-cuda", "hsbroker C -> C, CUDA, daemon --spin-us 50", "gpu"),
+    ("hsbroker-c-spinboth-cuda",
+     "hsbroker C -> C, CUDA, daemon --spin-us 50 and HSBROKER_SPIN_US=50", "gpu"),
     ("hsbroker-py-torch-cuda", "hsbroker Py -> Py, torch CUDA", "gpu"),
     ("copy-cuda", "copy: D2H + socket + H2D", "rt"),
     ("torch-mp-cuda", "torch.multiprocessing Queue", "rt"),

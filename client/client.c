@@ -120,6 +120,11 @@ static hs_client *client_new(int fd)
 	c->fd = fd;
 	c->efd_daemon = c->efd_client = c->poll_fd = -1;
 	c->spares_on = hs__spares_wanted();
+	const char *spin = getenv("HSBROKER_SPIN_US");
+	if (spin && *spin) {
+		long us = strtol(spin, NULL, 10);
+		c->spin_ns = us > 0 && us <= 1000000 ? (int64_t)us * 1000 : 0;
+	}
 	c->rbuf = malloc(HS__WIRE_MAX_MSG);
 	pthread_condattr_t ca;
 	bool ok = c->rbuf != NULL && pthread_condattr_init(&ca) == 0;

@@ -355,6 +355,22 @@ int hs__client_take_channel(hs_client *c, const Hs__Message *msg, int *fds, int 
 	return 0;
 }
 
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
 /* The next datagram: from the socket, or with a channel its next record
  * (fetching from the socket the datagram a record marks, which the daemon
  * sends right after writing the record). Returns its length in c->rbuf,
@@ -385,6 +401,16 @@ static int next_in(hs_client *c, int *fds, int *nfds)
  * > 0 without sleeping when a record arrived meanwhile. */
 static int chan_poll(hs_client *c, int timeout_ms)
 {
+	/* HSBROKER_SPIN_US: look at the ring for a while before sleeping, so
+	 * the daemon need not wake us (a core's worth of CPU while waiting). */
+	if (c->spin_ns && timeout_ms != 0) {
+		int64_t end = now_ns() + c->spin_ns;
+		do {
+			if (hs__chan_pending(&c->ch.rx))
+				return 1;
+			cpu_relax();
+		} while (now_ns() < end);
+	}
 	if (!hs__chan_arm(&c->ch.rx))
 		return 1;
 	struct pollfd p[2] = { { .fd = c->efd_client, .events = POLLIN }, { .fd = c->fd } };

@@ -99,6 +99,7 @@ struct hs_client {
 	 * tx end is guarded by send_lock, its rx end by the reader role. */
 	bool use_chan;
 	bool spares_on;    /* ask spares ahead (post.c) */
+	int64_t spin_ns;   /* HSBROKER_SPIN_US: poll the ring before sleeping */
 	struct hs__chan ch;
 	int efd_daemon;    /* we write it to wake the daemon */
 	int efd_client;    /* the daemon writes it to wake us */
