@@ -99,6 +99,7 @@ static void client_info(hs_client_info *o, const Hs__ClientInfo *c)
 	o->subscriptions = c->subscriptions;
 	o->slabs_mapped = c->slabs_mapped;
 	o->age_us = c->age_us;
+	o->shared_channel = c->channel;
 }
 
 static void pool_info(hs_pool_info *o, const Hs__PoolInfo *p)

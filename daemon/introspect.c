@@ -174,6 +174,7 @@ void introspect_reply(struct session *s, uint64_t seq, Hs__ListWhat what)
 			ci->subscriptions = o->nsubs;
 			ci->age_us = now - o->created_us;
 			ci->slabs_mapped = (uint32_t)o->slabs.n;
+			ci->channel = o->chan != NULL;
 			if (!fits(&budget, hs__client_info__get_packed_size(ci))) {
 				trimmed = true;
 				break;

@@ -117,6 +117,7 @@ static json_t *json_client(const hs_client_info *c)
 		  put(o, "bytes_held", juint(c->bytes_held)) &&
 		  put(o, "subscriptions", juint(c->subscriptions)) &&
 		  put(o, "slabs_mapped", juint(c->slabs_mapped)) &&
+		  put(o, "transport", json_string(c->shared_channel ? "shm" : "socket")) &&
 		  put(o, "age_us", juint(c->age_us));
 	if (!ok) {
 		json_decref(o);
@@ -277,9 +278,10 @@ static bool print_topics(const hs_info *info)
 static bool print_clients(const hs_info *info)
 {
 	static const char *const hdr[] = { "SESSION", "PID", "UID", "GID", "NAME", "TENSORS",
-					   "BYTES", "SUBS", "SLABS", "AGE" };
-	static const bool right[] = { true, true, true, true, false, true, true, true, true, true };
-	struct table *t = table_new(10, hdr, right);
+					   "BYTES", "SUBS", "SLABS", "VIA", "AGE" };
+	static const bool right[] = { true, true,  true,  true,  false, true,
+				      true, true,  true,  false, true };
+	struct table *t = table_new(11, hdr, right);
 	if (!t)
 		return false;
 	bool ok = true;
@@ -296,6 +298,7 @@ static bool print_clients(const hs_info *info)
 		snprintf(slabs, sizeof(slabs), "%u", x->slabs_mapped);
 		const char *row[] = { ses, pid, uid, gid, x->name, ten,
 				      fmt_bytes(x->bytes_held, bytes, sizeof(bytes)), subs, slabs,
+				      x->shared_channel ? "shm" : "socket",
 				      fmt_age(x->age_us, age, sizeof(age)) };
 		ok = table_row(t, row);
 	}

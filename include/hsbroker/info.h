@@ -68,6 +68,7 @@ typedef struct hs_client_info {
 	uint32_t subscriptions;
 	uint32_t slabs_mapped;
 	uint64_t age_us;
+	uint32_t shared_channel; /* 1: through the shared-memory channel, 0: the socket */
 } hs_client_info;
 
 typedef struct hs_pool_info {

@@ -389,13 +389,14 @@ static PyObject *info_to_dict(const hs_info *in)
 	}
 	for (size_t i = 0; i < in->n_clients; i++) {
 		const hs_client_info *c = &in->clients[i];
-		if (append(clients, Py_BuildValue("{s:K,s:i,s:I,s:I,s:s,s:I,s:K,s:I,s:I,s:K}",
+		if (append(clients, Py_BuildValue("{s:K,s:i,s:I,s:I,s:s,s:I,s:K,s:I,s:I,s:s,s:K}",
 						  "session", (unsigned long long)c->session_id,
 						  "pid", c->pid, "uid", c->uid, "gid", c->gid,
 						  "name", c->name, "tensors_held", c->tensors_held,
 						  "bytes_held", (unsigned long long)c->bytes_held,
 						  "subscriptions", c->subscriptions, "slabs_mapped",
-						  c->slabs_mapped, "age_us",
+						  c->slabs_mapped, "transport",
+						  c->shared_channel ? "shm" : "socket", "age_us",
 						  (unsigned long long)c->age_us)) < 0)
 			goto fail;
 	}

@@ -167,6 +167,8 @@ START_TEST(test_hsctl_ls)
 	ck_assert_int_ge(json_integer_value(json_object_get(client, "tensors_held")), 3);
 	ck_assert_int_eq(json_integer_value(json_object_get(client, "subscriptions")), 1);
 	ck_assert_int_ge(json_integer_value(json_object_get(client, "slabs_mapped")), 1);
+	/* libhsclient asks for the shared-memory channel by default */
+	ck_assert_str_eq(json_string_value(json_object_get(client, "transport")) ?: "", "shm");
 	json_t *pool = json_array_get(json_object_get(j, "pools"), 0);
 	ck_assert_ptr_nonnull(pool);
 	ck_assert_str_eq(json_string_value(json_object_get(pool, "device")) ?: "", "cpu");

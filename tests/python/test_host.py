@@ -220,3 +220,40 @@ def test_mapping_cache_opens_each_slab_once(client):
     cpu = [p for p in client.info()["pools"] if p["device"] == "cpu"][0]
     # 100 tensors, each slab mapped once: opens == slabs, not tensors.
     assert st["slab_opens"] == st["slabs_mapped"] == cpu["slabs"]
+
+
+def test_shared_channel_posted_emits_and_spares(client):
+    assert client.stats()["shared_channel"] is True
+    sub = client.subscribe("py/posted", depth=16)
+    assert client.emit("py/posted", np.arange(4, dtype=np.int32)) is None
+    seq = client.emit("py/posted", np.arange(4, dtype=np.int32) + 1, wait=True)
+    assert seq == 2
+    for k in range(2):
+        with sub.receive(timeout=5) as t:
+            assert t.seq == k + 1
+            assert np.array_equal(np.asarray(t), np.arange(4, dtype=np.int32) + k)
+    # The same shape again: the third one comes from a spare, with no
+    # round trip; the spare shows in the broker as a tensor of ours.
+    for _ in range(3):
+        client.alloc((8, 8), "float32").release()
+    st = client.stats()
+    assert st["spare_hits"] >= 1
+    assert st["emits_refused"] == 0
+    mine = [x for x in client.info()["tensors"]
+            if x["owner_name"] == "pytest" and tuple(x["shape"]) == (8, 8)]
+    assert len(mine) == 1 and mine[0]["topic"] == ""
+
+
+def test_socket_transport_still_works(broker, hs, monkeypatch):
+    monkeypatch.setenv("HSBROKER_CHANNEL", "0")
+    with hs.connect(broker.socket, "on-socket") as c:
+        assert c.stats()["shared_channel"] is False
+        sub = c.subscribe("py/sock", depth=4)
+        assert c.emit("py/sock", np.ones((3,), np.float64), wait=True) == 1
+        c.emit("py/sock", np.zeros((3,), np.float64))
+        with sub.receive(timeout=5) as t:
+            assert np.all(np.asarray(t) == 1)
+        with sub.receive(timeout=5) as t:
+            assert np.all(np.asarray(t) == 0)
+        clients = {x["name"]: x for x in c.info()["clients"]}
+        assert clients["on-socket"]["transport"] == "socket"
