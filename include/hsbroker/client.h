@@ -98,7 +98,9 @@ HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out);
 
 /* ---- tensors ---- */
 
-/* Allocates a tensor in broker memory, writable by the caller.
+/* Allocates a tensor in broker memory, writable by the caller. A shape
+ * allocated again is served from a spare asked for ahead (no round trip
+ * to the daemon; HSBROKER_SPARES=0 turns that off; docs/api.md).
  * device: {kDLCPU, 0} for host memory, {kDLCUDA, n} for GPU n.
  * strides: NULL for compact row-major, else ndim strides in elements
  * (may be negative or zero); the block covers every element they reach. */
@@ -131,9 +133,14 @@ HS_EXPORT const char *hs_tensor_topic(const hs_tensor *tensor);
  * default stream); a device tensor's ready fence (an interprocess CUDA
  * event) is recorded there, with no host synchronisation, so readers
  * that call hs_tensor_wait are ordered after every write queued on it.
- * Forwarding a received tensor records the same fence on your stream. Under HS_POLICY_BLOCK subscribers
- * this waits until every one of them has room. Topic names: 1..255 bytes
- * of [A-Za-z0-9_./:-]. seq_out may be NULL. */
+ * Forwarding a received tensor records the same fence on your stream.
+ * With seq_out, it returns once the daemon accepted the emit (under
+ * HS_POLICY_BLOCK subscribers, once every one of them has room) with the
+ * topic's sequence number. Without seq_out (NULL) it returns as soon as
+ * the emit is sent: at most 8 such emits may be unanswered before the
+ * next one waits, a refusal by the daemon is counted in
+ * hs_client_stats.emits_refused, and hs_client_disconnect waits for their
+ * answers. Topic names: 1..255 bytes of [A-Za-z0-9_./:-]. */
 HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic,
 			     void *stream, uint64_t *seq_out);
 
