@@ -255,7 +255,10 @@ bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *han
 	list_for_each(s, &b->sessions, link) {
 		if (!s->chan || s == skip || s->dead)
 			continue;
-		if (!list_empty(&s->outbox))
+		/* A datagram waiting for a full socket is flushed when the
+		 * socket is writable, not retried on every pass. */
+		if (!list_empty(&s->outbox) &&
+		    list_first(&s->outbox, struct out_msg, link)->route != OUT_MARK_SENT)
 			chan_flush(s);
 		int r = chan_drain(s, CHAN_BATCH);
 		if (r < 0)

@@ -343,6 +343,16 @@ int ht_daemon_start_at(struct ht_daemon *d, const char *sock,
 	argv[n++] = d->sock;
 	for (const char *const *e = extra; e && *e && n < 62; e++)
 		argv[n++] = (char *)*e;
+	/* HS_TEST_DAEMON_ARGS: options every daemon of the run gets, e.g.
+	 * "--spin-us 50" to run a suite against a spinning daemon. */
+	static char more[256];
+	const char *a = getenv("HS_TEST_DAEMON_ARGS");
+	if (a && *a) {
+		snprintf(more, sizeof(more), "%s", a);
+		for (char *save = NULL, *tok = strtok_r(more, " ", &save); tok && n < 62;
+		     tok = strtok_r(NULL, " ", &save))
+			argv[n++] = tok;
+	}
 	argv[n] = NULL;
 	if (n > 0 && argv[0][0] != '/') {
 		/* a wrapper named without a path: resolve like the shell */
