@@ -15,7 +15,6 @@
  * it said it sleeps; one-way notes do not kick it at all unless it asked
  * for them (notes_wake). */
 #include <errno.h>
-#include <sys/epoll.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -404,7 +403,10 @@ static int chan_poll(hs_client *c, int timeout_ms)
 	/* HSBROKER_SPIN_US: look at the ring for a while before sleeping, so
 	 * the daemon need not wake us (a core's worth of CPU while waiting). */
 	if (c->spin_ns && timeout_ms != 0) {
-		int64_t end = now_ns() + c->spin_ns;
+		int64_t spin = c->spin_ns;
+		if (timeout_ms > 0 && spin > (int64_t)timeout_ms * 1000000)
+			spin = (int64_t)timeout_ms * 1000000;
+		int64_t end = now_ns() + spin;
 		do {
 			if (hs__chan_pending(&c->ch.rx))
 				return 1;
