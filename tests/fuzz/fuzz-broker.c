@@ -18,7 +18,13 @@
  *     bit 5: the peer disconnects after this datagram (a fresh session,
  *     with Hello, takes its place); bit 6: the daemon shuts down after
  *     this datagram (ShutdownNotice to all, then broker_free with the
- *     sessions and all they hold still there; the input ends).
+ *     sessions and all they hold still there; the input ends); bit 7:
+ *     for a session on a shared-memory channel, the bytes go through its
+ *     ring instead: an even length as one well-framed record, an odd
+ *     length written raw at the head, which then moves by the first four
+ *     bytes (corrupt headers and indices).
+ *   Slot 2's automatic Hello asks for the shared-memory channel, so its
+ *   replies and pushes come through the ring (the peer reads it too).
  *
  * Invariants, checked after every datagram: each live tensor's reference
  * count equals what sessions hold plus what subscription queues and
@@ -26,6 +32,7 @@
  * the pool's used bytes match the live tensors. After the input, closing
  * every session leaves no tensor, no held-back emit, no subscription, every
  * slab wholly free, and no fd open. A broken invariant aborts. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -39,6 +46,7 @@
 #include "hsbroker/client.h"
 #include "hsbroker/error.h"
 #include "broker.h"
+#include "channel.h"
 #include "log.h"
 #include "range.h"
 #include "session.h"
@@ -111,31 +119,96 @@ static void fz_note(uint64_t *ring, unsigned *n, uint64_t id)
 	(*n)++;
 }
 
+/* One message the daemon sent a peer: notes the ids it gives. */
+static void fz_seen(struct fz *f, const uint8_t *buf, size_t n)
+{
+	Hs__Message *m;
+	if (hs__wire_decode(buf, n, &m) < 0)
+		FZ_CHECK(!"the daemon sent an undecodable message");
+	if (m->body_case == HS__MESSAGE__BODY_ALLOC_REPLY && m->alloc_reply->tensor)
+		fz_note(f->tensors, &f->ntensors, m->alloc_reply->tensor->id);
+	else if (m->body_case == HS__MESSAGE__BODY_DELIVER && m->deliver->tensor)
+		fz_note(f->tensors, &f->ntensors, m->deliver->tensor->id);
+	else if (m->body_case == HS__MESSAGE__BODY_SUBSCRIBE_REPLY)
+		fz_note(f->subs, &f->nsubs, m->subscribe_reply->subscription);
+	hs__wire_free(m);
+}
+
+/* The peer's end of one ring of its session's channel: the same memory
+ * the daemon maps, with the peer's index read from it. */
+static struct hs__chan_end fz_peer_end(struct chan_state *c, bool c2d)
+{
+	struct hs__chan_hdr *h = c->ch.hdr;
+	if (c2d)
+		return (struct hs__chan_end){ &h->c2d, c->ch.rx.data, c->ch.rx.size,
+					      __atomic_load_n(&h->c2d.head, __ATOMIC_RELAXED) };
+	return (struct hs__chan_end){ &h->d2c, c->ch.tx.data, c->ch.tx.size,
+				      __atomic_load_n(&h->d2c.tail, __ATOMIC_RELAXED) };
+}
+
+/* Reads the records the daemon wrote to the peer's ring (a SOCKET record's
+ * datagram is counted in unread and read from the socket). */
+static void fz_drain_ring(struct fz *f, struct fz_peer *p)
+{
+	if (!p->s || !p->s->chan)
+		return;
+	struct hs__chan_end e = fz_peer_end(p->s->chan, false);
+	uint32_t kind;
+	int n;
+	while ((n = hs__chan_get(&e, fz_buf, &kind)) >= 0)
+		if (kind == HS__CHAN_MSG)
+			fz_seen(f, fz_buf, (size_t)n);
+	FZ_CHECK(n == -EAGAIN); /* the daemon's ring is never corrupt */
+}
+
 /* Reads everything the session sent its peer (noting the ids it was
  * given) and lets the session flush its outbox, until both are empty. */
 static void fz_drain(struct fz *f, struct fz_peer *p)
 {
-	for (int round = 0; round < 64 && p->unread; round++) {
+	for (int round = 0; round < 64; round++) {
+		fz_drain_ring(f, p);
 		int fds[HS__WIRE_MAX_FDS], nfds = 0, n;
 		for (; p->unread; p->unread--) {
 			n = hs__wire_recv(p->sp[1], fz_buf, fds, &nfds);
 			FZ_CHECK(n > 0);
 			hs__wire_close_fds(fds, nfds);
-			Hs__Message *m;
-			if (hs__wire_decode(fz_buf, (size_t)n, &m) < 0)
-				FZ_CHECK(!"the daemon sent an undecodable message");
-			if (m->body_case == HS__MESSAGE__BODY_ALLOC_REPLY && m->alloc_reply->tensor)
-				fz_note(f->tensors, &f->ntensors, m->alloc_reply->tensor->id);
-			else if (m->body_case == HS__MESSAGE__BODY_DELIVER && m->deliver->tensor)
-				fz_note(f->tensors, &f->ntensors, m->deliver->tensor->id);
-			else if (m->body_case == HS__MESSAGE__BODY_SUBSCRIBE_REPLY)
-				fz_note(f->subs, &f->nsubs, m->subscribe_reply->subscription);
-			hs__wire_free(m);
+			fz_seen(f, fz_buf, (size_t)n);
 		}
 		if (!p->s || p->s->dead || list_empty(&p->s->outbox))
 			break;
 		session_flush(p->s);
 	}
+}
+
+/* ctl bit 7: the datagram through the session's channel (see the top). */
+static void fz_ring_input(struct fz_peer *p, const uint8_t *msg, size_t len)
+{
+	struct hs__chan_end e = fz_peer_end(p->s->chan, true);
+	uint32_t at = (uint32_t)(e.pos & (e.size - 1));
+	uint32_t to_end = e.size - at;
+	if (len & 1) {
+		memcpy(e.data + at, msg, len < to_end ? len : to_end);
+		uint32_t step = 0;
+		memcpy(&step, msg, len < sizeof(step) ? len : sizeof(step));
+		__atomic_store_n(&e.r->head, e.pos + step, __ATOMIC_RELEASE);
+	} else if (len <= HS__CHAN_MAX_RECORD) {
+		uint32_t hdr[2] = { (uint32_t)len, HS__CHAN_MSG };
+		uint32_t need = (uint32_t)(sizeof(hdr) + ((len + 7) & ~(size_t)7));
+		uint64_t used = e.pos - __atomic_load_n(&e.r->tail, __ATOMIC_ACQUIRE);
+		uint32_t pad = need > to_end ? to_end : 0;
+		if (used > e.size || used + pad + need > e.size)
+			return; /* no room: the daemon has not read; drop it */
+		if (pad) {
+			uint32_t ph[2] = { to_end - (uint32_t)sizeof(ph), HS__CHAN_PAD };
+			memcpy(e.data + at, ph, sizeof(ph));
+			at = 0;
+		}
+		memcpy(e.data + at, hdr, sizeof(hdr));
+		memcpy(e.data + at + sizeof(hdr), msg, len);
+		__atomic_store_n(&e.r->head, e.pos + pad + need, __ATOMIC_RELEASE);
+	}
+	if (chan_drain(p->s, 64) < 0)
+		session_kill(p->s, NULL);
 }
 
 static void fz_open(struct fz *f, int k)
@@ -154,6 +227,7 @@ static void fz_open(struct fz *f, int k)
 		Hs__Hello h = HS__HELLO__INIT;
 		h.protocol_version = HS_PROTOCOL_VERSION;
 		h.client_name = (char *)"fuzz";
+		h.want_channel = k == 2;
 		Hs__Message m = HS__MESSAGE__INIT;
 		m.seq = 1;
 		m.body_case = HS__MESSAGE__BODY_HELLO;
@@ -393,11 +467,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FZ_CHECK(fds[0] >= 0);
 				nfds = 1;
 			}
-			if (session_input(p->s, msg, len, fds, nfds) < 0)
+			if ((ctl & 0x80) && p->s->chan) {
+				hs__wire_close_fds(fds, nfds);
+				fz_ring_input(p, msg, len);
+			} else if (session_input(p->s, msg, len, fds, nfds) < 0) {
 				session_kill(p->s, "session_input refused the peer");
+			}
 		}
 		for (int j = 0; j < FZ_SESSIONS; j++)
-			if (f.peer[j].reading && f.peer[j].unread)
+			if (f.peer[j].reading)
 				fz_drain(&f, &f.peer[j]);
 		fz_check(&f);
 		if (ctl & 0x40) {
