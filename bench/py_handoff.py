@@ -68,6 +68,19 @@ def sample_index(n):
 
 # ---- host (NumPy) ----
 
+def record(res, t, read_ns):
+    """One iteration's times: t = (start, allocated, written, emitted,
+    acked), in ns; the hand-off is the round trip less write and read."""
+    t0, t1, t2, t3, t4 = t
+    rt, w = t4 - t0, t2 - t1
+    res["rt"].append(rt)
+    res["alloc"].append(t1 - t0)
+    res["write"].append(w)
+    res["emit"].append(t3 - t2)
+    res["read"].append(read_ns)
+    res["bk"].append(max(0, rt - w - read_ns))
+
+
 def host_consumer(fd, a):
     import numpy as np
     import hsbroker
@@ -113,15 +126,8 @@ def host_producer(fd, a):
             read_ns, _seq, ok = ACK.unpack(fd.recv(ACK.size))
             t4 = time.perf_counter_ns()
             bad += not ok
-            if i < a.warmup:
-                continue
-            rt, w = t4 - t0, t2 - t1
-            res["rt"].append(rt)
-            res["alloc"].append(t1 - t0)
-            res["write"].append(w)
-            res["emit"].append(t3 - t2)
-            res["read"].append(read_ns)
-            res["bk"].append(max(0, rt - w - read_ns))
+            if i >= a.warmup:
+                record(res, (t0, t1, t2, t3, t4), read_ns)
     return res, bad
 
 
@@ -187,15 +193,8 @@ def cuda_producer(fd, a):
             read_ns, _seq, ok = ACK.unpack(fd.recv(ACK.size))
             t4 = time.perf_counter_ns()
             bad += not ok
-            if i < a.warmup:
-                continue
-            rt, w = t4 - t0, t2 - t1
-            res["rt"].append(rt)
-            res["alloc"].append(t1 - t0)
-            res["write"].append(w)
-            res["emit"].append(t3 - t2)
-            res["read"].append(read_ns)
-            res["bk"].append(max(0, rt - w - read_ns))
+            if i >= a.warmup:
+                record(res, (t0, t1, t2, t3, t4), read_ns)
     return res, bad
 
 

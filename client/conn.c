@@ -254,18 +254,24 @@ void hs__client_flush_orphans(hs_client *c)
 	c->n_orphans = c->cap_orphans = 0;
 	pthread_mutex_unlock(&c->lock);
 
-	/* Several per note, well under the message size. */
-	for (size_t i = 0; i < n; i += 1024) {
+	hs__client_release(c, ids, n, false);
+	free(ids);
+}
+
+int hs__client_release(hs_client *c, const uint64_t *ids, size_t n, bool unlocked)
+{
+	/* Several per note, well under a record's size. */
+	int err = 0;
+	for (size_t i = 0; i < n && !err; i += 1024) {
 		Hs__ReleaseNote rel = HS__RELEASE_NOTE__INIT;
 		rel.n_tensor_ids = n - i < 1024 ? n - i : 1024;
-		rel.tensor_ids = ids + i;
+		rel.tensor_ids = (uint64_t *)ids + i;
 		Hs__Message m = HS__MESSAGE__INIT;
 		m.body_case = HS__MESSAGE__BODY_RELEASE;
 		m.release = &rel;
-		if (hs__client_note(c, &m))
-			break;
+		err = unlocked ? hs__client_note_unlocked(c, &m) : hs__client_note(c, &m);
 	}
-	free(ids);
+	return err;
 }
 
 static bool is_reply(Hs__Message__BodyCase b)

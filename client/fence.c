@@ -295,13 +295,7 @@ static void CUDART_CB release_now(void *arg)
 	hs_client *c = d->client;
 	uint64_t id = d->id;
 	free(d);
-	Hs__ReleaseNote rel = HS__RELEASE_NOTE__INIT;
-	rel.n_tensor_ids = 1;
-	rel.tensor_ids = &id;
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.body_case = HS__MESSAGE__BODY_RELEASE;
-	m.release = &rel;
-	hs__client_note_unlocked(c, &m);
+	hs__client_release(c, &id, 1, true);
 	pthread_mutex_lock(&c->pending_lock);
 	c->pending_releases--;
 	pthread_cond_broadcast(&c->pending_cond);

@@ -138,6 +138,8 @@ struct hs_client {
 
 	/* Posted requests (post.c), oldest first; guarded by lock. */
 	struct hs__post *posts;
+	struct hs__post *post_cache;  /* freed posts kept for reuse */
+	uint32_t n_post_cache;
 	uint32_t emits_posted;
 	uint32_t spares;
 	struct hs__spare_key recent[4]; /* shapes allocated lately */
@@ -192,6 +194,10 @@ void hs__client_fail(hs_client *c, int err);
  * ErrorReply, HS_EPROTO for anything else. */
 int hs__reply_check(const Hs__Message *reply, Hs__Message__BodyCase want);
 
+/* Gives n references back (release notes, 1024 ids each); unlocked as
+ * hs__client_note_unlocked. 0 or the error that stopped it. */
+int hs__client_release(hs_client *c, const uint64_t *ids, size_t n, bool unlocked);
+
 /* Queues a reference to give back (lock held) / sends the queue. */
 void hs__client_orphan(hs_client *c, uint64_t tensor_id);
 void hs__client_flush_orphans(hs_client *c);
@@ -245,8 +251,6 @@ int hs__fence_record(hs_tensor *t, void *stream);
 int hs__release_after(hs_client *c, uint64_t id, void *stream);
 /* Waits until every deferred release note has been sent. */
 void hs__release_drain(hs_client *c);
-/* Sends one ReleaseNote for id. */
-void hs__release_id(hs_client *c, uint64_t id);
 
 /* ---- tensor.c ---- */
 

@@ -52,11 +52,42 @@ static void post_unlink(hs_client *c, struct hs__post *p)
 	}
 }
 
+/* Posts are recycled (lock held): one is taken per emit, and a producer
+ * should not pay an allocation per tensor for its bookkeeping. */
+#define POST_CACHE 16
+
+static struct hs__post *post_new(hs_client *c, int kind)
+{
+	struct hs__post *p = c->post_cache;
+	if (p) {
+		c->post_cache = p->next;
+		c->n_post_cache--;
+		memset(p, 0, sizeof(*p));
+	} else {
+		p = calloc(1, sizeof(*p));
+		if (!p)
+			return NULL;
+	}
+	p->kind = kind;
+	return p;
+}
+
+static void post_recycle(hs_client *c, struct hs__post *p)
+{
+	if (c->n_post_cache >= POST_CACHE) {
+		free(p);
+		return;
+	}
+	p->next = c->post_cache;
+	c->post_cache = p;
+	c->n_post_cache++;
+}
+
 static void post_free(hs_client *c, struct hs__post *p)
 {
 	hs__slot_unlink(c, &p->slot);
 	hs__wire_free(p->slot.msg);
-	free(p);
+	post_recycle(c, p);
 }
 
 /* Takes in the replies that came (lock held): an emit's is checked and
@@ -139,18 +170,14 @@ static int post(hs_client *c, Hs__Message *m, struct hs__post *p)
 			c->emits_posted--;
 		else
 			c->spares--;
+		post_recycle(c, p);
 		pthread_mutex_unlock(&c->lock);
-		free(p);
 	}
 	return err;
 }
 
 int hs__post_emit(hs_client *c, Hs__Message *m)
 {
-	struct hs__post *p = calloc(1, sizeof(*p));
-	if (!p)
-		return HS_ENOMEM;
-	p->kind = POST_EMIT;
 	pthread_mutex_lock(&c->lock);
 	pump(c);
 	int err = c->dead;
@@ -161,12 +188,13 @@ int hs__post_emit(hs_client *c, Hs__Message *m)
 		err = await(c, oldest);
 		reap(c);
 	}
+	struct hs__post *p = err ? NULL : post_new(c, POST_EMIT);
+	if (!err && !p)
+		err = HS_ENOMEM;
 	pthread_mutex_unlock(&c->lock);
 	hs__client_flush_orphans(c);
-	if (err) {
-		free(p);
+	if (err)
 		return err;
-	}
 	m->emit->posted = true;
 	return post(c, m, p);
 }
@@ -244,12 +272,13 @@ Hs__Message *hs__spare_take(hs_client *c, const struct hs__spare_key *k, bool *a
 
 void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m)
 {
-	struct hs__post *p = calloc(1, sizeof(*p));
-	if (!p)
-		return; /* the next alloc simply waits for the daemon */
-	p->kind = POST_SPARE;
-	p->key = *k;
 	pthread_mutex_lock(&c->lock);
+	struct hs__post *p = post_new(c, POST_SPARE);
+	if (!p) {
+		pthread_mutex_unlock(&c->lock);
+		return; /* the next alloc simply waits for the daemon */
+	}
+	p->key = *k;
 	if (c->spares >= SPARE_KEYS) {
 		/* The oldest spare goes; its tensor is given back. */
 		struct hs__post *o = c->posts;
@@ -288,4 +317,10 @@ void hs__post_free_all(hs_client *c)
 		c->posts = p->next;
 		post_free(c, p);
 	}
+	while (c->post_cache) {
+		struct hs__post *p = c->post_cache;
+		c->post_cache = p->next;
+		free(p);
+	}
+	c->n_post_cache = 0;
 }

@@ -110,18 +110,6 @@ int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
 	return 0;
 }
 
-/* Gives one reference back without a handle. */
-void hs__release_id(hs_client *c, uint64_t id)
-{
-	Hs__ReleaseNote rel = HS__RELEASE_NOTE__INIT;
-	rel.n_tensor_ids = 1;
-	rel.tensor_ids = &id;
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.body_case = HS__MESSAGE__BODY_RELEASE;
-	m.release = &rel;
-	hs__client_note(c, &m);
-}
-
 HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device, DLDataType dtype,
 			      int32_t ndim, const int64_t *shape, const int64_t *strides,
 			      hs_tensor **out)
@@ -196,7 +184,7 @@ HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device, DLDataType dty
 	hs__wire_free(reply);
 	if (err) {
 		if (err != HS_EPROTO)
-			hs__release_id(client, id); /* allocated, but unusable here */
+			hs__client_release(client, &id, 1, false); /* allocated, but unusable here */
 		return err;
 	}
 	if (ask)
@@ -243,7 +231,7 @@ static void tensor_drop(hs_tensor *t, bool send_release)
 		return;
 	}
 	if (send_release)
-		hs__release_id(c, t->id);
+		hs__client_release(c, &t->id, 1, false);
 	pthread_mutex_lock(&c->lock);
 	hs__tensor_free_locked(t);
 	pthread_mutex_unlock(&c->lock);

@@ -161,46 +161,41 @@ int chan_flush(struct session *s)
 		if (s->dead)
 			return HS_EPIPE;
 		struct out_msg *m = list_first(&s->outbox, struct out_msg, link);
-		/* Queued packed; the ring and the wire take Messages. Only a
-		 * slow reader's messages come this way. */
-		Hs__Message *msg = NULL;
-		if (m->route != OUT_MARKED && hs__wire_decode(m->data, m->len, &msg) < 0) {
-			session_kill(s, "undecodable queued message");
-			return HS_EPIPE;
-		}
 		int r;
 		if (m->route == OUT_RING || m->route == OUT_MARKED) {
+			/* Queued packed: a record takes the bytes as they are. */
 			bool ring = m->route == OUT_RING;
-			r = hs__chan_put(&c->ch.tx, ring ? HS__CHAN_MSG : HS__CHAN_SOCKET,
-					 ring ? msg : NULL, m->len);
+			r = hs__chan_put_bytes(&c->ch.tx, ring ? HS__CHAN_MSG : HS__CHAN_SOCKET,
+					       m->data, ring ? m->len : 0);
 			if (r == -EAGAIN) {
-				hs__wire_free(msg);
 				if (hs__chan_want_space(&c->ch.tx, ring ? m->len : 0))
 					return 1;
 				continue;
 			}
-			if (r < 0) {
-				hs__wire_free(msg);
+			if (r < 0)
 				return send_failed(s, r);
-			}
 			c->kick = true;
 			if (!ring) {
 				m->route = OUT_MARK_SENT;
-				continue; /* decode it for the socket next round */
+				continue; /* its datagram next round */
 			}
 		} else {
+			/* The wire layer sends Messages: decode the copy again.
+			 * Only datagrams behind a full socket come this way. */
+			Hs__Message *msg;
+			if (hs__wire_decode(m->data, m->len, &msg) < 0) {
+				session_kill(s, "undecodable queued message");
+				return HS_EPIPE;
+			}
 			r = hs__wire_send(s->fd, msg, m->fds, m->nfds);
+			hs__wire_free(msg);
 			if (r == -EAGAIN) {
-				hs__wire_free(msg);
 				want_write(s, true);
 				return 1;
 			}
-			if (r < 0) {
-				hs__wire_free(msg);
+			if (r < 0)
 				return send_failed(s, r);
-			}
 		}
-		hs__wire_free(msg);
 		list_remove(&m->link);
 		s->out_msgs--;
 		s->out_bytes -= m->len;

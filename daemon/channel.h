@@ -21,8 +21,8 @@ struct chan_state {
 	int efd_daemon;      /* the client writes it; the I/O layer polls it */
 	int efd_client;      /* the daemon writes it */
 	bool kick;           /* records written since the client was kicked */
-	bool notes_wake;     /* what hdr->notes_wake was last set to */
-	bool closed_input;   /* a corrupt ring: nothing more is read */
+	bool notes_wake;     /* what hdr->notes_wake was last set to (the
+			      * shared line is written only on a change) */
 };
 
 /* Makes a channel for s, or NULL (logged): s stays on its socket. */

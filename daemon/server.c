@@ -121,13 +121,9 @@ static void on_conn(uv_poll_t *h, int status, int events);
 static void on_chan(uv_poll_t *h, int status, int events)
 {
 	struct conn *c = h->data;
-	if (!c->s || c->s->dead)
-		return;
+	/* Only the wake-up: the pass that runs before the loop polls again
+	 * (on_chan_pass) handles every channel, this one's included. */
 	hs__chan_clear(c->cfd);
-	int handled = 0;
-	broker_chan_pass(c->srv->broker, false, NULL, &handled);
-	if (handled)
-		c->srv->last_traffic = uv_hrtime();
 }
 
 static int hook_chan_open(void *data, struct session *s, int efd)
@@ -569,13 +565,21 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	}
 	srv->reaper.data = srv;
 	srv->handles++;
-	uv_prepare_init(loop, &srv->chan_pass);
+	/* The channels' pass before every sleep, and the idle handle that
+	 * keeps the loop from sleeping while it has work. */
+	r = uv_prepare_init(loop, &srv->chan_pass);
+	if (r == 0)
+		r = uv_idle_init(loop, &srv->chan_spin);
+	if (r == 0)
+		r = uv_prepare_start(&srv->chan_pass, on_chan_pass);
+	if (r < 0) {
+		log_error("uv_prepare/uv_idle: %s", uv_strerror(r));
+		uv_close((uv_handle_t *)&srv->reaper, NULL);
+		goto fail;
+	}
 	srv->chan_pass.data = srv;
-	uv_prepare_start(&srv->chan_pass, on_chan_pass);
-	srv->handles++;
-	uv_idle_init(loop, &srv->chan_spin);
 	srv->chan_spin.data = srv;
-	srv->handles++;
+	srv->handles += 2;
 	r = uv_poll_init(loop, &srv->lpoll, srv->lfd);
 	if (r == 0)
 		r = uv_poll_start(&srv->lpoll, UV_READABLE, on_listen);

@@ -106,17 +106,20 @@ static uint64_t room_needed(const struct hs__chan_end *e, size_t len)
 	return need <= e->size - at ? need : (uint64_t)(e->size - at) + need;
 }
 
-int hs__chan_put(struct hs__chan_end *e, uint32_t kind, const Hs__Message *msg,
-		 size_t packed_len)
+/* Room for a record of len payload bytes at the head (a PAD written first
+ * when it would cross the end): its payload's address, or NULL with *err.
+ * Nothing is published until commit(). */
+static uint8_t *reserve(struct hs__chan_end *e, uint32_t kind, size_t len, int *err)
 {
-	size_t len = msg ? packed_len : 0;
-	if (len > HS__CHAN_MAX_RECORD)
-		return -EMSGSIZE;
+	if (len > HS__CHAN_MAX_RECORD) {
+		*err = -EMSGSIZE;
+		return NULL;
+	}
 	int64_t used = used_by_writer(e);
-	if (used < 0)
-		return -EPROTO;
-	if ((uint64_t)used + room_needed(e, len) > e->size)
-		return -EAGAIN;
+	if (used < 0 || (uint64_t)used + room_needed(e, len) > e->size) {
+		*err = used < 0 ? -EPROTO : -EAGAIN;
+		return NULL;
+	}
 	uint32_t at = (uint32_t)(e->pos & (e->size - 1));
 	if (rec_size(len) > e->size - at) {
 		struct rec_hdr pad = { e->size - at - (uint32_t)sizeof(pad), HS__CHAN_PAD };
@@ -126,10 +129,37 @@ int hs__chan_put(struct hs__chan_end *e, uint32_t kind, const Hs__Message *msg,
 	}
 	struct rec_hdr h = { (uint32_t)len, kind };
 	memcpy(e->data + at, &h, sizeof(h));
-	if (msg)
-		hs__message__pack(msg, e->data + at + sizeof(h));
+	return e->data + at + sizeof(h);
+}
+
+static void commit(struct hs__chan_end *e, size_t len)
+{
 	e->pos += rec_size(len);
 	__atomic_store_n(&e->r->head, e->pos, __ATOMIC_RELEASE);
+}
+
+int hs__chan_put(struct hs__chan_end *e, uint32_t kind, const Hs__Message *msg,
+		 size_t packed_len)
+{
+	size_t len = msg ? packed_len : 0;
+	int err;
+	uint8_t *p = reserve(e, kind, len, &err);
+	if (!p)
+		return err;
+	if (msg)
+		hs__message__pack(msg, p);
+	commit(e, len);
+	return 0;
+}
+
+int hs__chan_put_bytes(struct hs__chan_end *e, uint32_t kind, const uint8_t *bytes, size_t len)
+{
+	int err;
+	uint8_t *p = reserve(e, kind, len, &err);
+	if (!p)
+		return err;
+	memcpy(p, bytes, len);
+	commit(e, len);
 	return 0;
 }
 

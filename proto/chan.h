@@ -91,6 +91,9 @@ void hs__chan_unmap(struct hs__chan *ch);
 int hs__chan_put(struct hs__chan_end *e, uint32_t kind, const Hs__Message *msg,
 		 size_t packed_len);
 
+/* The same with a message already packed (len bytes, 0 for none). */
+int hs__chan_put_bytes(struct hs__chan_end *e, uint32_t kind, const uint8_t *bytes, size_t len);
+
 /* Copies the next record's payload into out (HS__CHAN_MAX_RECORD bytes)
  * and consumes it. Returns its length (>= 0) with *kind, -EAGAIN when the
  * ring is empty, or -EPROTO when the indices or the record are corrupt.
