@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -99,6 +100,8 @@ static void client_free(hs_client *c)
 		close(c->efd_client);
 	if (c->poll_fd >= 0)
 		close(c->poll_fd);
+	if (c->efd_app >= 0)
+		close(c->efd_app);
 	hs__post_free_all(c);
 	for (struct hs__reply_slot *s = c->slots; s; s = s->next)
 		hs__wire_free(s->msg);
@@ -118,7 +121,7 @@ static hs_client *client_new(int fd)
 	if (!c)
 		return NULL;
 	c->fd = fd;
-	c->efd_daemon = c->efd_client = c->poll_fd = -1;
+	c->efd_daemon = c->efd_client = c->efd_app = c->poll_fd = -1;
 	c->spares_on = hs__spares_wanted();
 	const char *spin = getenv("HSBROKER_SPIN_US");
 	if (spin && *spin) {
@@ -299,35 +302,49 @@ HS_EXPORT void hs_client_disconnect(hs_client *client)
 	client_free(client);
 }
 
+/* One fd for the application's loop (lock held): an epoll set of what
+ * wakes it. The daemon's kicks (with a channel) or the socket's data (on
+ * the socket), the socket's hang-up, and efd_app: kicked by any thread
+ * that read something for the application (conn.c, app_wake). It is the
+ * application's alone: a thread waiting inside the library clears the
+ * channel's eventfd when it wakes, and would otherwise eat the wake-up
+ * meant for the application's loop. */
+static int poll_fd_make(hs_client *c)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	int app = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct epoll_event sock = { .events = c->use_chan ? 0 : EPOLLIN, .data.fd = c->fd };
+	struct epoll_event kick = { .events = EPOLLIN, .data.fd = c->efd_client };
+	struct epoll_event wake = { .events = EPOLLIN, .data.fd = app };
+	if (ep < 0 || app < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, app, &wake) < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &sock) < 0 ||
+	    (c->use_chan && epoll_ctl(ep, EPOLL_CTL_ADD, c->efd_client, &kick) < 0)) {
+		int e = errno;
+		if (app >= 0)
+			close(app);
+		if (ep >= 0)
+			close(ep);
+		errno = e;
+		return -1;
+	}
+	c->efd_app = app;
+	c->poll_fd = ep;
+	c->fd_mode = true;
+	/* From now on the reader re-arms whenever it lets go; arm now for
+	 * what comes before the first dispatch. */
+	if (c->use_chan && !hs__chan_arm(&c->ch.rx))
+		hs__chan_kick(c->efd_app);
+	return 0;
+}
+
 HS_EXPORT int hs_client_get_fd(hs_client *client)
 {
 	if (!client)
 		return HS_EINVAL;
-	if (!client->use_chan)
-		return client->fd;
 	pthread_mutex_lock(&client->lock);
 	int err = 0;
-	if (client->poll_fd < 0) {
-		/* One fd for the application's loop: readable when the
-		 * daemon kicks us, or when the socket hangs up. */
-		int ep = epoll_create1(EPOLL_CLOEXEC);
-		struct epoll_event kick = { .events = EPOLLIN, .data.fd = client->efd_client };
-		struct epoll_event hup = { .events = 0, .data.fd = client->fd };
-		if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, client->efd_client, &kick) < 0 ||
-		    epoll_ctl(ep, EPOLL_CTL_ADD, client->fd, &hup) < 0) {
-			err = errno == ENOMEM || errno == EMFILE || errno == ENFILE ? HS_ENOMEM
-										     : HS_EIO;
-			if (ep >= 0)
-				close(ep);
-		} else {
-			client->poll_fd = ep;
-			client->fd_mode = true;
-			/* From now on the reader re-arms whenever it lets go;
-			 * arm now for what comes before the first dispatch. */
-			if (!hs__chan_arm(&client->ch.rx))
-				hs__chan_kick(client->efd_client);
-		}
-	}
+	if (client->poll_fd < 0 && poll_fd_make(client) < 0)
+		err = errno == ENOMEM || errno == EMFILE || errno == ENFILE ? HS_ENOMEM : HS_EIO;
 	int fd = err ? err : client->poll_fd;
 	pthread_mutex_unlock(&client->lock);
 	return fd;
@@ -337,17 +354,7 @@ HS_EXPORT int hs_client_ping(hs_client *client)
 {
 	if (!client)
 		return HS_EINVAL;
-	Hs__PingReq ping = HS__PING_REQ__INIT;
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.body_case = HS__MESSAGE__BODY_PING;
-	m.ping = &ping;
-	Hs__Message *reply;
-	int err = hs__client_request(client, &m, &reply);
-	if (err)
-		return err;
-	err = hs__reply_check(reply, HS__MESSAGE__BODY_OK);
-	hs__wire_free(reply);
-	return err;
+	return hs__client_sync(client);
 }
 
 HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out)

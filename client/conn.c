@@ -193,6 +193,21 @@ int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 	return 0;
 }
 
+int hs__client_sync(hs_client *c)
+{
+	Hs__PingReq ping = HS__PING_REQ__INIT;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_PING;
+	m.ping = &ping;
+	Hs__Message *reply;
+	int err = hs__client_request(c, &m, &reply);
+	if (err)
+		return err;
+	err = hs__reply_check(reply, HS__MESSAGE__BODY_OK);
+	hs__wire_free(reply);
+	return err;
+}
+
 int hs__client_note(hs_client *c, Hs__Message *msg)
 {
 	return send_msg(c, msg, NULL, WAKE_NOTES);
@@ -297,6 +312,8 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 	int err = 0;
 	__atomic_add_fetch(&c->stats.messages_received, 1, __ATOMIC_RELAXED);
 	if (is_reply(msg->body_case) && msg->seq != 0) {
+		if (msg->seq > c->synced_seq)
+			c->synced_seq = msg->seq;
 		for (struct hs__reply_slot *s = c->slots; s; s = s->next) {
 			if (s->seq == msg->seq && !s->msg) {
 				if (s->sub)
@@ -322,6 +339,10 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 			break;
 		case HS__MESSAGE__BODY_DELIVER:
 			err = msg->deliver ? hs__subscription_deliver(c, msg->deliver) : HS_EPROTO;
+			/* Read by a thread that is not the application's loop:
+			 * its fd must still say so (app_wake). */
+			if (c->fd_mode && !c->app_reading)
+				c->wake_app = true;
 			break;
 		case HS__MESSAGE__BODY_SHUTDOWN:
 			hs__client_fail(c, HS_ESHUTDOWN);
@@ -430,13 +451,33 @@ static int chan_poll(hs_client *c, int timeout_ms)
 	return r;
 }
 
+/* Makes the application's fd (hs_client_get_fd) readable. */
+static void app_wake(hs_client *c)
+{
+	if (c->efd_app >= 0)
+		hs__chan_kick(c->efd_app);
+}
+
 /* The reader, when it lets go: a client whose fd the application polls
  * stays armed, so the daemon kicks it for what comes next; if something
  * came meanwhile, the fd is made readable at once. */
 static void chan_rearm(hs_client *c)
 {
 	if (c->use_chan && c->fd_mode && !hs__chan_arm(&c->ch.rx))
-		hs__chan_kick(c->efd_client);
+		app_wake(c);
+}
+
+/* The reader lets go (lock held). A delivery it read for the application
+ * wakes the application's fd, else a loop that polls it would sleep with
+ * a tensor waiting in a subscription's buffer. */
+static void reader_done(hs_client *c)
+{
+	c->reading = false;
+	if (c->wake_app) {
+		c->wake_app = false;
+		app_wake(c);
+	}
+	pthread_cond_broadcast(&c->cond);
 }
 
 /* The reader's batch, without the lock: reads up to READ_BATCH datagrams
@@ -536,8 +577,7 @@ int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
 			chan_rearm(c);
 			hs__client_flush_orphans(c);
 			pthread_mutex_lock(&c->lock);
-			c->reading = false;
-			pthread_cond_broadcast(&c->cond);
+			reader_done(c);
 			if (r == 0 && !done(c, arg) && !c->dead)
 				return HS_ETIMEDOUT;
 			continue;
@@ -578,8 +618,11 @@ HS_EXPORT int hs_client_dispatch(hs_client *client)
 		return 0;
 	}
 	client->reading = true;
+	client->app_reading = true;
 	pthread_mutex_unlock(&client->lock);
 
+	if (client->efd_app >= 0)
+		hs__chan_clear(client->efd_app);
 	if (client->use_chan) {
 		hs__chan_clear(client->efd_client);
 		struct pollfd p = { .fd = client->fd };
@@ -595,8 +638,9 @@ HS_EXPORT int hs_client_dispatch(hs_client *client)
 	hs__client_flush_orphans(client);
 
 	pthread_mutex_lock(&client->lock);
-	client->reading = false;
-	pthread_cond_broadcast(&client->cond);
+	client->app_reading = false;
+	client->wake_app = false; /* the application drains after this */
+	reader_done(client);
 	int dead = client->dead;
 	pthread_mutex_unlock(&client->lock);
 	return r < 0 ? r : (dead && handled == 0 ? dead : handled);

@@ -116,6 +116,12 @@ struct hs_client {
 	uint64_t next_seq;
 
 	bool reading;      /* some thread is the reader (see conn.c) */
+	bool app_reading;  /* ... and it is hs_client_dispatch */
+	bool wake_app;     /* a delivery the application's fd has not told of */
+	int efd_app;       /* socket transport: wakes poll_fd (hs_client_get_fd) */
+	/* The highest seq of any reply read: the daemon answered every
+	 * request below it (post.c relies on the order). */
+	uint64_t synced_seq;
 	int dead;          /* 0, or what every call returns from now on */
 	uint8_t *rbuf;     /* the reader's datagram buffer */
 
@@ -170,6 +176,10 @@ int hs__client_send_slot(hs_client *c, Hs__Message *msg, struct hs__reply_slot *
 			 bool lazy);
 /* Unlinks a slot from the client's list (lock held). */
 void hs__slot_unlink(hs_client *c, struct hs__reply_slot *slot);
+
+/* A ping: once it returns 0, the reply to every request sent before it
+ * has been read, except held-back emits' (post.c). */
+int hs__client_sync(hs_client *c);
 
 /* Sends a one-way note (release, credit). */
 int hs__client_note(hs_client *c, Hs__Message *msg);

@@ -9,10 +9,16 @@
  *   the next tensor of that shape is asked for ahead of time, so the next
  *   hs_tensor_alloc of it needs no round trip to the daemon.
  *
- * A caller that needs a posted reply before it came sends a ping: the
- * daemon answers in order, so once the ping's reply is here every earlier
- * reply is too, except an emit's held back by a full subscriber, whose
- * reply wakes us when it is accepted. */
+ * Waiting for posted replies, from any number of threads. The daemon
+ * answers in request order, except an emit held back by a full subscriber,
+ * whose reply comes later and wakes us. So once any reply of seq S has
+ * been read (c->synced_seq), every posted request below S either has its
+ * reply here or is a held-back emit that will wake us. A request above it
+ * (or not sent yet) may have a reply sitting unseen in the ring: a waiter
+ * that needs one sends a ping, whose reply wakes it. Every waiter decides
+ * under the lock from the client's state alone (never "my post's reply",
+ * which another thread may reap), sleeps only on the reader role or the
+ * condition variable, and so makes progress whichever thread reads. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +36,6 @@ struct hs__post {
 	int kind;
 	bool discard;               /* a spare no longer wanted */
 	bool claimed;               /* a spare some thread is taking */
-	int waiters;                /* threads in await(): not reaped yet */
 	struct hs__spare_key key;   /* POST_SPARE */
 	struct hs__post *next;      /* c->posts, oldest first */
 };
@@ -50,6 +55,19 @@ static void post_unlink(hs_client *c, struct hs__post *p)
 			return;
 		}
 	}
+}
+
+static void post_link(hs_client *c, struct hs__post *p)
+{
+	p->next = NULL;
+	struct hs__post **tail = &c->posts;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = p;
+	if (p->kind == POST_EMIT)
+		c->emits_posted++;
+	else
+		c->spares++;
 }
 
 /* Posts are recycled (lock held): one is taken per emit, and a producer
@@ -91,14 +109,15 @@ static void post_free(hs_client *c, struct hs__post *p)
 }
 
 /* Takes in the replies that came (lock held): an emit's is checked and
- * dropped; a discarded spare's tensor is given back. */
+ * dropped; a discarded spare's tensor is given back. A wanted spare stays
+ * until hs__spare_take takes it. */
 static void reap(hs_client *c)
 {
 	struct hs__post *p = c->posts, *next;
 	for (; p; p = next) {
 		next = p->next;
 		Hs__Message *r = p->slot.msg;
-		if (!r || p->waiters || (p->kind == POST_SPARE && !p->discard))
+		if (!r || (p->kind == POST_SPARE && !p->discard))
 			continue;
 		if (p->kind == POST_EMIT) {
 			c->emits_posted--;
@@ -131,36 +150,87 @@ static void pump(hs_client *c)
 	reap(c);
 }
 
-/* Waits for p's reply (lock held; see the top of the file). */
-static int await(hs_client *c, struct hs__post *p)
+/* Whether p's reply may be in the ring without having woken anyone (see
+ * the top of the file). On the socket every reply wakes the reader. */
+static bool unsynced(const hs_client *c, const struct hs__post *p)
 {
-	p->waiters++;
-	pump(c);
-	int err = 0;
-	if (!p->slot.msg) {
-		pthread_mutex_unlock(&c->lock);
-		err = hs_client_ping(c);
-		pthread_mutex_lock(&c->lock);
-		if (!err)
-			err = hs__client_wait(c, hs__slot_done, &p->slot, -1);
-	}
-	p->waiters--;
-	return err;
+	return c->use_chan && !p->slot.msg && (p->slot.seq == 0 || p->slot.seq > c->synced_seq);
 }
 
-static int post(hs_client *c, Hs__Message *m, struct hs__post *p)
+/* What a waiter waits for: check says, lock held and after a reap. */
+enum { WANT_WAIT, WANT_DONE, WANT_SYNC };
+
+struct want {
+	int (*check)(hs_client *c, struct want *w);
+	struct hs__post *spare; /* want_spare */
+};
+
+static int emits_check(hs_client *c, uint32_t most)
 {
-	pthread_mutex_lock(&c->lock);
-	p->next = NULL;
-	struct hs__post **tail = &c->posts;
-	while (*tail)
-		tail = &(*tail)->next;
-	*tail = p;
-	if (p->kind == POST_EMIT)
-		c->emits_posted++;
-	else
-		c->spares++;
-	pthread_mutex_unlock(&c->lock);
+	if (c->emits_posted <= most)
+		return WANT_DONE;
+	for (struct hs__post *p = c->posts; p; p = p->next) {
+		if (p->kind == POST_EMIT && unsynced(c, p))
+			return WANT_SYNC;
+	}
+	return WANT_WAIT; /* every one left is held back: its reply wakes us */
+}
+
+static int want_room(hs_client *c, struct want *w)
+{
+	(void)w;
+	return emits_check(c, EMIT_WINDOW - 1);
+}
+
+static int want_no_emits(hs_client *c, struct want *w)
+{
+	(void)w;
+	return emits_check(c, 0);
+}
+
+static int want_spare(hs_client *c, struct want *w)
+{
+	if (w->spare->slot.msg)
+		return WANT_DONE;
+	return unsynced(c, w->spare) ? WANT_SYNC : WANT_WAIT;
+}
+
+/* A done() for hs__client_wait. */
+static bool want_met(hs_client *c, void *arg)
+{
+	struct want *w = arg;
+	reap(c);
+	return w->check(c, w) != WANT_WAIT;
+}
+
+/* Waits until w is met (lock held; lets it go while waiting). */
+static int wait_for(hs_client *c, struct want *w)
+{
+	for (;;) {
+		pump(c);
+		int state = w->check(c, w);
+		if (state == WANT_DONE)
+			return 0;
+		if (c->dead)
+			return c->dead;
+		int err;
+		if (state == WANT_SYNC) {
+			/* Another thread may post meanwhile: then we look and,
+			 * if need be, ping again. */
+			pthread_mutex_unlock(&c->lock);
+			err = hs__client_sync(c);
+			pthread_mutex_lock(&c->lock);
+		} else {
+			err = hs__client_wait(c, want_met, w, -1);
+		}
+		if (err)
+			return err;
+	}
+}
+
+/* Sends a linked post's request; on failure takes it back. */
+static int post_send(hs_client *c, Hs__Message *m, struct hs__post *p)
+{
 	/* A spare can wait for the daemon's next wake-up; an emit cannot. */
 	int err = hs__client_send_slot(c, m, &p->slot, p->kind == POST_SPARE);
 	if (err) {
@@ -170,7 +240,7 @@ static int post(hs_client *c, Hs__Message *m, struct hs__post *p)
 			c->emits_posted--;
 		else
 			c->spares--;
-		post_recycle(c, p);
+		post_free(c, p);
 		pthread_mutex_unlock(&c->lock);
 	}
 	return err;
@@ -179,24 +249,20 @@ static int post(hs_client *c, Hs__Message *m, struct hs__post *p)
 int hs__post_emit(hs_client *c, Hs__Message *m)
 {
 	pthread_mutex_lock(&c->lock);
-	pump(c);
-	int err = c->dead;
-	while (!err && c->emits_posted >= EMIT_WINDOW) {
-		struct hs__post *oldest = c->posts;
-		while (oldest->kind != POST_EMIT)
-			oldest = oldest->next;
-		err = await(c, oldest);
-		reap(c);
-	}
+	struct want w = { .check = want_room };
+	int err = wait_for(c, &w);
 	struct hs__post *p = err ? NULL : post_new(c, POST_EMIT);
 	if (!err && !p)
 		err = HS_ENOMEM;
+	/* The room is taken in the same look that found it. */
+	if (p)
+		post_link(c, p);
 	pthread_mutex_unlock(&c->lock);
 	hs__client_flush_orphans(c);
 	if (err)
 		return err;
 	m->emit->posted = true;
-	return post(c, m, p);
+	return post_send(c, m, p);
 }
 
 static bool key_eq(const struct hs__spare_key *a, const struct hs__spare_key *b)
@@ -253,9 +319,11 @@ Hs__Message *hs__spare_take(hs_client *c, const struct hs__spare_key *k, bool *a
 		p = p->next;
 	*ask = p != NULL || seen(c, k);
 	if (p) {
-		/* await lets the lock go: no other thread may take p meanwhile. */
+		/* Claimed, p is neither reaped, discarded nor taken by another
+		 * thread while the wait lets the lock go. */
 		p->claimed = true;
-		if (await(c, p) == 0) {
+		struct want w = { .check = want_spare, .spare = p };
+		if (wait_for(c, &w) == 0) {
 			reply = p->slot.msg;
 			p->slot.msg = NULL;
 			post_unlink(c, p);
@@ -288,24 +356,18 @@ void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m)
 			o->discard = true;
 		reap(c);
 	}
+	post_link(c, p);
 	pthread_mutex_unlock(&c->lock);
 	hs__client_flush_orphans(c);
 	m->alloc->posted = true;
-	post(c, m, p);
+	post_send(c, m, p);
 }
 
 void hs__post_flush(hs_client *c)
 {
 	pthread_mutex_lock(&c->lock);
-	pump(c);
-	while (c->emits_posted && !c->dead) {
-		struct hs__post *p = c->posts;
-		while (p->kind != POST_EMIT)
-			p = p->next;
-		if (await(c, p) < 0)
-			break;
-		reap(c);
-	}
+	struct want w = { .check = want_no_emits };
+	wait_for(c, &w);
 	pthread_mutex_unlock(&c->lock);
 }
 
