@@ -74,7 +74,7 @@ static int chan_send(hs_client *c, Hs__Message *msg, enum wake wake)
 	if (wake == WAKE_NOTES) {
 		/* Pairs with the daemon's fence between setting notes_wake
 		 * and arming: a note it asked for is never left unseen. */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		hs__chan_fence();
 		if (!__atomic_load_n(&c->ch.hdr->notes_wake, __ATOMIC_RELAXED))
 			return 0;
 	}

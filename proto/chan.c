@@ -199,6 +199,10 @@ int hs__chan_get(struct hs__chan_end *e, uint8_t *out, uint32_t *kind)
 	}
 }
 
+#if defined(__SANITIZE_THREAD__)
+int hs__chan_fence_word;
+#endif
+
 bool hs__chan_pending(const struct hs__chan_end *e)
 {
 	return __atomic_load_n(&e->r->head, __ATOMIC_ACQUIRE) != e->pos;
@@ -208,7 +212,7 @@ bool hs__chan_should_kick(struct hs__chan_end *e)
 {
 	/* Pairs with the fence in hs__chan_arm: either the reader sees our
 	 * record, or we see its flag. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	hs__chan_fence();
 	if (!__atomic_load_n(&e->r->armed, __ATOMIC_RELAXED))
 		return false;
 	return __atomic_exchange_n(&e->r->armed, 0, __ATOMIC_ACQ_REL) != 0;
@@ -217,7 +221,7 @@ bool hs__chan_should_kick(struct hs__chan_end *e)
 bool hs__chan_arm(struct hs__chan_end *e)
 {
 	__atomic_store_n(&e->r->armed, 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	hs__chan_fence();
 	if (!hs__chan_pending(e))
 		return true;
 	__atomic_store_n(&e->r->armed, 0, __ATOMIC_RELAXED);
@@ -227,7 +231,7 @@ bool hs__chan_arm(struct hs__chan_end *e)
 bool hs__chan_want_space(struct hs__chan_end *e, size_t packed_len)
 {
 	__atomic_store_n(&e->r->want_space, 1, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	hs__chan_fence();
 	int64_t used = used_by_writer(e);
 	if (used >= 0 && (uint64_t)used + room_needed(e, packed_len) > e->size)
 		return true;
@@ -237,7 +241,7 @@ bool hs__chan_want_space(struct hs__chan_end *e, size_t packed_len)
 
 bool hs__chan_space_kick(struct hs__chan_end *e)
 {
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	hs__chan_fence();
 	if (!__atomic_load_n(&e->r->want_space, __ATOMIC_RELAXED))
 		return false;
 	return __atomic_exchange_n(&e->r->want_space, 0, __ATOMIC_ACQ_REL) != 0;

@@ -120,6 +120,20 @@ bool hs__chan_space_kick(struct hs__chan_end *e);
 
 /* Writes 1 to an eventfd (wakes its poller) / empties one (non-blocking). */
 void hs__chan_kick(int efd);
+
+/* The full barrier of the sleep/wake handshakes: a side stores its flag
+ * (or record), then loads the other's. ThreadSanitizer does not model
+ * fences (gcc refuses to build one with -fsanitize=thread), so there a
+ * sequentially consistent read-modify-write of one word stands in: those
+ * are totally ordered and synchronise with each other, which TSan sees
+ * within a process, and on x86 (where the TSan build runs) a locked
+ * instruction is a full barrier between processes too. */
+#if defined(__SANITIZE_THREAD__)
+extern int hs__chan_fence_word;
+#define hs__chan_fence() ((void)__atomic_fetch_add(&hs__chan_fence_word, 0, __ATOMIC_SEQ_CST))
+#else
+#define hs__chan_fence() __atomic_thread_fence(__ATOMIC_SEQ_CST)
+#endif
 void hs__chan_clear(int efd);
 
 #endif

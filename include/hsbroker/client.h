@@ -61,11 +61,11 @@ HS_EXPORT int hs_client_connect(const char *path, const char *name,
 HS_EXPORT void hs_client_disconnect(hs_client *client);
 
 /* A file descriptor that becomes readable when hs_client_dispatch has
- * work: poll it from your own event loop. Owned by the client. As with
- * wl_display_get_fd, it tells that the socket has data, not that a
- * subscription has a tensor: a delivery another thread's call read lands
- * in the subscription's buffer without waking the fd, so after each
- * dispatch drain with hs_subscription_receive(sub, 0, &t). */
+ * work: poll it from your own event loop. Owned by the client. After each
+ * dispatch, drain your subscriptions with hs_subscription_receive(sub, 0,
+ * &t). A delivery that another thread's blocking call read also makes it
+ * readable, so nothing waits unseen in a subscription's buffer; it may
+ * wake with nothing new (dispatch returns 0). */
 HS_EXPORT int hs_client_get_fd(hs_client *client);
 
 /* Reads and queues whatever the daemon sent, without blocking. Returns the
