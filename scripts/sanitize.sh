@@ -13,20 +13,9 @@ cd "$(dirname "$0")/.."
 BUILD=${ASAN_BUILD_DIR:-build-asan}
 start=$(date +%s)
 
-if [[ ! -f $BUILD/build.ninja ]]; then
-	if ! meson setup "$BUILD" -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
-		>"$BUILD.setup.log" 2>&1; then
-		cat "$BUILD.setup.log"
-		echo "sanitize: meson setup failed"
-		exit 1
-	fi
-	rm -f "$BUILD.setup.log"
-fi
-if ! ninja -C "$BUILD" >/dev/null; then
-	ninja -C "$BUILD" | tail -40
-	echo "sanitize: the build failed"
-	exit 1
-fi
+# shellcheck source=scripts/side-build.sh
+. scripts/side-build.sh
+side_build sanitize "$BUILD" -Db_sanitize=address,undefined
 echo "sanitize: built in $(($(date +%s) - start)) s"
 
 # Every process (tests, the daemon, hsctl, forked clients) aborts at the

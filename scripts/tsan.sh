@@ -14,21 +14,10 @@ cd "$(dirname "$0")/.."
 BUILD=${TSAN_BUILD_DIR:-build-tsan}
 start=$(date +%s)
 
-if [[ ! -f $BUILD/build.ninja ]]; then
-	# Python and CUDA stay out: CPython and cudart are not instrumented.
-	if ! meson setup "$BUILD" -Dwerror=true -Db_sanitize=thread -Db_lundef=false \
-		-Dpython=disabled -Dcuda=disabled >"$BUILD.setup.log" 2>&1; then
-		cat "$BUILD.setup.log"
-		echo "tsan: meson setup failed"
-		exit 1
-	fi
-	rm -f "$BUILD.setup.log"
-fi
-if ! ninja -C "$BUILD" >/dev/null; then
-	ninja -C "$BUILD" | tail -40
-	echo "tsan: the build failed"
-	exit 1
-fi
+# shellcheck source=scripts/side-build.sh
+. scripts/side-build.sh
+# Python and CUDA stay out: CPython and cudart are not instrumented.
+side_build tsan "$BUILD" -Db_sanitize=thread -Dpython=disabled -Dcuda=disabled
 echo "tsan: built in $(($(date +%s) - start)) s"
 
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp}
