@@ -255,8 +255,9 @@ static int announce(struct session *s, struct slab *slab)
 	ann.size = slab->size;
 	int fd = -1;
 	/* Export first: a slab that could not be exported is not recorded
-	 * as announced, else no later message would announce it. */
-	int r = slab->ops->export_announce(slab, &ann, &fd);
+	 * as announced, else no later message would announce it. Another
+	 * uid's slab is given read-only (docs/security.md). */
+	int r = slab->ops->export_announce(slab, &ann, slab->uid == (uint32_t)s->uid, &fd);
 	if (r < 0)
 		return r;
 	r = idmap_put(&s->slabs, slab->id, (uint64_t)(uintptr_t)slab);
@@ -543,10 +544,10 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 		return;
 	}
 	struct tensor *t;
-	r = tensor_create(&b->tensors, pool, req->meta, &t);
+	r = tensor_create(&b->tensors, pool, req->meta, s->uid, &t);
 	/* Releases may still sit in other clients' channels. */
 	if (r == HS_ENOSPC && broker_chan_catch_up(b, s))
-		r = tensor_create(&b->tensors, pool, req->meta, &t);
+		r = tensor_create(&b->tensors, pool, req->meta, s->uid, &t);
 	if (r < 0) {
 		if (r == HS_ENOSPC)
 			log_info("%s: alloc of %llu bytes: pool exhausted",

@@ -113,8 +113,19 @@ HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device,
  * the consumer as DLPack says. Valid until the reference ends. */
 HS_EXPORT const DLTensor *hs_tensor_dltensor(const hs_tensor *tensor);
 
-/* data + byte_offset: the address of element 0. */
+/* data + byte_offset: the address of element 0. For a host tensor
+ * allocated by a process of another uid (received from a topic, or
+ * forwarded to you), this is read-only memory: reading is fine, a write
+ * faults (SIGSEGV). hs_tensor_writable tells which. */
 HS_EXPORT void *hs_tensor_data(const hs_tensor *tensor);
+
+/* 1 when this process can write the tensor's memory: a host tensor
+ * allocated by a process of this process' uid, or a device tensor (legacy
+ * CUDA IPC maps read-write; writing into a device tensor you received is
+ * still not allowed, see docs/security.md). 0 for a host tensor of another
+ * uid, mapped read-only here, and for NULL. A read-only tensor may still
+ * be emitted again (forwarded) and released like any other. */
+HS_EXPORT int hs_tensor_writable(const hs_tensor *tensor);
 
 /* Bytes of the block the tensor lives in. */
 HS_EXPORT uint64_t hs_tensor_nbytes(const hs_tensor *tensor);

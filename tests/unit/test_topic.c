@@ -69,7 +69,7 @@ static struct tensor *new_tensor(void)
 	meta.n_shape = 1;
 	meta.shape = shape;
 	struct tensor *t;
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), 0);
 	return t;
 }
 
