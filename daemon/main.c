@@ -172,6 +172,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	} else if (IS("limits", "max_pending_emits")) {
 		if (parse_u32(value, &b->max_pending_emits) < 0 || !b->max_pending_emits)
 			goto bad;
+	} else if (IS("subscribe", "block_timeout_ms")) {
+		if (parse_u32(value, &b->block_timeout_ms) < 0)
+			goto bad;
 	} else {
 		log_warn("config: unknown key [%s] %s (ignored)", section, name);
 	}

@@ -666,8 +666,13 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 		session_error(s, seq, r, "subscribe: topic: %s", hs__strerror(r));
 		return;
 	}
+	/* The config's block_timeout_ms is the default and the most a
+	 * subscriber may hold a producer back: it can ask for less. */
+	uint32_t tmo = b->cfg.block_timeout_ms;
+	if (req->block_timeout_ms && (!tmo || req->block_timeout_ms < tmo))
+		tmo = req->block_timeout_ms;
 	struct sub *sub;
-	r = topic_subscribe(&b->topics, tp, s, req->depth, req->policy, req->credits, &sub);
+	r = topic_subscribe(&b->topics, tp, s, req->depth, req->policy, req->credits, tmo, &sub);
 	if (r < 0) {
 		session_error(s, seq, r, "subscribe: %s", hs__strerror(r));
 		return;

@@ -179,10 +179,17 @@ HS_EXPORT int hs_tensor_to_dlpack(hs_tensor *tensor, DLManagedTensor **out);
 typedef struct hs_subscribe_opts {
 	uint32_t depth;        /* queue length in the daemon; 0 means 8 */
 	enum hs_policy policy; /* what happens when the queue is full */
+	/* HS_POLICY_BLOCK: the longest this subscription may hold a
+	 * producer back while its queue is full. Past it, it is dropped from
+	 * that emit and from later ones (each counted in
+	 * hs_subscription_dropped) until it takes a tensor again. 0: the
+	 * daemon's default ([subscribe] block_timeout_ms, 5000 ms unless
+	 * configured), which is also the most it grants. */
+	uint32_t block_timeout_ms;
 } hs_subscribe_opts;
 
-/* opts may be NULL: depth 8, HS_POLICY_BLOCK. Only tensors emitted after
- * the subscription exists are delivered. */
+/* opts may be NULL: depth 8, HS_POLICY_BLOCK, the daemon's block timeout.
+ * Only tensors emitted after the subscription exists are delivered. */
 HS_EXPORT int hs_subscribe(hs_client *client, const char *topic,
 			   const hs_subscribe_opts *opts,
 			   hs_subscription **out);
