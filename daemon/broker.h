@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "acl.h"
 #include "cuda.h"
 #include "event.h"
 #include "list.h"
@@ -40,6 +41,7 @@ struct broker_config {
 	uint32_t n_allow_uids;       /* 0: every uid that can open the socket */
 	uint32_t allow_gids[BROKER_MAX_ALLOW];
 	uint32_t n_allow_gids;
+	struct acl acl;              /* [acl]: per-topic allow lists */
 };
 
 void broker_config_defaults(struct broker_config *cfg);

@@ -592,6 +592,20 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 	reply(s, seq, &m);
 }
 
+/* The [acl] allow lists: false (refused, logged, told) or true. */
+static bool acl_ok(struct session *s, uint64_t seq, enum acl_action action, const char *topic)
+{
+	const struct broker_config *cfg = &s->broker->cfg;
+	if (!cfg->acl.n || acl_allows(&cfg->acl, action, topic, s->uid, s->gid))
+		return true;
+	char d[128];
+	log_warn("%s: %s on %.255s refused by [acl]", session_describe(s, d, sizeof(d)),
+		 acl_action_name(action), topic);
+	session_error(s, seq, HS_EPERM, "%s on %.255s: not allowed for uid %u",
+		      acl_action_name(action), topic, (unsigned)s->uid);
+	return false;
+}
+
 static void topic_refused(struct session *s, int r)
 {
 	char d[128];
@@ -610,6 +624,8 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 			      (unsigned long long)req->tensor_id, hs__strerror(r));
 		return;
 	}
+	if (!acl_ok(s, seq, ACL_PUBLISH, req->topic))
+		return;
 	struct topic *tp;
 	r = topics_get(&b->topics, req->topic, true, &tp);
 	if (r < 0) {
@@ -659,6 +675,8 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 			      SUB_MAX_DEPTH);
 		return;
 	}
+	if (!acl_ok(s, seq, ACL_SUBSCRIBE, req->topic))
+		return;
 	struct topic *tp;
 	int r = topics_get(&b->topics, req->topic, true, &tp);
 	if (r < 0) {
