@@ -20,9 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "itest.h"
@@ -156,27 +154,8 @@ static Hs__Message *raw_recv(struct raw *r, int *fd)
 
 static int raw_connect(struct raw *r)
 {
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	snprintf(a.sun_path, sizeof(a.sun_path), "%s", r->sock);
-	r->sk = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (r->sk < 0 || connect(r->sk, (struct sockaddr *)&a, sizeof(a)) < 0)
-		return ht_child_fail("raw", "connect: %s", strerror(errno));
-	Hs__Hello h = HS__HELLO__INIT;
-	h.protocol_version = HS_PROTOCOL_VERSION;
-	h.client_name = (char *)"trust-raw";
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.seq = 1;
-	m.body_case = HS__MESSAGE__BODY_HELLO;
-	m.hello = &h;
-	if (raw_send(r, &m) < 0)
-		return 1;
-	int fd;
-	Hs__Message *rep = raw_recv(r, &fd);
-	if (!rep)
-		return 1;
-	bool ok = rep->body_case == HS__MESSAGE__BODY_HELLO_REPLY;
-	hs__wire_free(rep);
-	return ok ? 0 : ht_child_fail("raw", "no HelloReply");
+	r->sk = tu_raw_open(r->sock, true, HT_DEADLINE_MS);
+	return r->sk < 0 ? ht_child_fail("raw", "connect and hello failed") : 0;
 }
 
 /* Every way the read-only fd of a slab could be turned into a write. */

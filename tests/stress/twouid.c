@@ -1,11 +1,17 @@
 /* Two-uid test helpers (twouid.h). */
 #include "twouid.h"
 
+#include <hsbroker/client.h>
+
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <grp.h>
 #include <libgen.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 int tu_daemon_start(struct ht_daemon *d, const char *text, char *log, size_t log_size)
 {
@@ -61,4 +67,42 @@ int tu_become(uid_t uid, gid_t gid)
 		return ht_child_fail("become", "cannot become uid %u gid %u", (unsigned)uid,
 				     (unsigned)gid);
 	return 0;
+}
+
+int tu_raw_open(const char *sock, bool hello, int timeout_ms)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	int sk = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (sk < 0)
+		return -1;
+	if (connect(sk, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(sk);
+		return -1;
+	}
+	if (!hello)
+		return sk;
+	Hs__Hello h = HS__HELLO__INIT;
+	h.protocol_version = HS_PROTOCOL_VERSION;
+	h.client_name = (char *)"hostile";
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = 1;
+	m.body_case = HS__MESSAGE__BODY_HELLO;
+	m.hello = &h;
+	static uint8_t buf[HS__WIRE_MAX_MSG];
+	struct pollfd p = { .fd = sk, .events = POLLIN };
+	int fds[HS__WIRE_MAX_FDS], nfds = 0, n = -1;
+	if (hs__wire_send(sk, &m, NULL, 0) == 0 && poll(&p, 1, timeout_ms) == 1)
+		n = hs__wire_recv(sk, buf, fds, &nfds);
+	hs__wire_close_fds(fds, nfds);
+	Hs__Message *r = NULL;
+	bool ok = n > 0 && hs__wire_decode(buf, (size_t)n, &r) == 0 &&
+		  r->body_case == HS__MESSAGE__BODY_HELLO_REPLY;
+	if (r)
+		hs__wire_free(r);
+	if (!ok) {
+		close(sk);
+		return -1;
+	}
+	return sk;
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "wire.h"
 
 #define TU_OTHER_UID 65534 /* nobody */
 #define TU_OTHER_GID 65534
@@ -34,5 +35,11 @@ bool tu_log_has(const char *log, const char *a, const char *b);
 
 /* In a child: drops every group and becomes uid/gid. 0 or -1 (printed). */
 int tu_become(uid_t uid, gid_t gid);
+
+/* A raw connection (no libhsclient, no channel), non-blocking: the
+ * socket, after a Hello and its HelloReply (waited for up to timeout_ms)
+ * when hello is set, or -1 (also when the daemon's backlog is full). The
+ * replies and pushes that follow are the caller's to read (or not). */
+int tu_raw_open(const char *sock, bool hello, int timeout_ms);
 
 #endif
