@@ -15,9 +15,11 @@ int acl_add(struct acl *a, enum acl_action action, const char *glob, const uint3
 	memset(r, 0, sizeof(*r));
 	r->action = action;
 	memcpy(r->glob, glob, len + 1);
-	memcpy(r->uids, uids, n_uids * sizeof(*uids));
+	for (uint32_t i = 0; i < n_uids; i++)
+		r->uids[i] = uids[i];
 	r->n_uids = n_uids;
-	memcpy(r->gids, gids, n_gids * sizeof(*gids));
+	for (uint32_t i = 0; i < n_gids; i++)
+		r->gids[i] = gids[i];
 	r->n_gids = n_gids;
 	return 0;
 }
