@@ -44,16 +44,6 @@
 #include "twouid.h"
 #include "wire.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define RSS_COMPARABLE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RSS_COMPARABLE 0
-#endif
-#endif
-#ifndef RSS_COMPARABLE
-#define RSS_COMPARABLE 1
-#endif
 
 #define RATIO 3.0
 #define FLOOR_US 1000
@@ -106,16 +96,7 @@ static int attack_slabs(struct hostile *h)
 	int sk = tu_raw_open(h->sock, true, HT_DEADLINE_MS);
 	if (sk < 0)
 		return ht_child_fail("slabs", "cannot connect");
-	Hs__SubscribeReq sr = HS__SUBSCRIBE_REQ__INIT;
-	sr.topic = (char *)VICTIM_TOPIC;
-	sr.depth = 1;
-	sr.policy = HS__POLICY__POLICY_DROP_NEWEST;
-	sr.credits = 1;
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.seq = 2;
-	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE;
-	m.subscribe = &sr;
-	if (hs__wire_send(sk, &m, NULL, 0) < 0)
+	if (tu_raw_subscribe(sk, 2, VICTIM_TOPIC, 1, HS__POLICY__POLICY_DROP_NEWEST, 1) < 0)
 		return ht_child_fail("slabs", "subscribe not sent");
 	ht_chan_send(&h->ready, 'R');
 	/* The victim's next emit brings its slab. */

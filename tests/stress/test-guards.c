@@ -66,11 +66,9 @@ static int stalled_role(void *arg)
 static void block_timeout_case(const char *config, uint32_t asked_ms)
 {
 	TU_NEED_ROOT();
-	ht_init();
-	const int fds0 = ht_count_fds();
 	struct ht_daemon d;
 	char log[300];
-	ck_assert_int_eq(tu_daemon_start(&d, config, log, sizeof(log)), 0);
+	TU_BEGIN(&d, config, log);
 
 	struct stalled st = { .sock = d.sock, .block_timeout_ms = asked_ms };
 	struct ht_chan ready, go;
@@ -101,10 +99,7 @@ static void block_timeout_case(const char *config, uint32_t asked_ms)
 	ht_chan_close(&st.go);
 	ht_chan_close(&ready);
 	ht_chan_close(&go);
-	ck_assert_msg(ht_daemon_alive(&d), "hsbrokerd died");
-	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0);
-	HT_STOP(&d);
-	ck_assert_int_eq(ht_count_fds(), fds0);
+	HT_END(&d);
 }
 
 START_TEST(test_block_timeout_config)
@@ -183,27 +178,21 @@ static int run_acl(const char *sock, uid_t uid, gid_t gid, bool guarded_ok, bool
 START_TEST(test_acl)
 {
 	TU_NEED_ROOT();
-	ht_init();
-	const int fds0 = ht_count_fds();
 	struct ht_daemon d;
 	char log[300];
-	ck_assert_int_eq(tu_daemon_start(&d,
-					 "[acl]\n"
-					 "publish = guarded/*: 0, 4242\n"
-					 "subscribe = guarded/*: root\n"
-					 "subscribe = shared/*: 0, @4343\n",
-					 log, sizeof(log)),
-			 0);
+	TU_BEGIN(&d,
+		 "[acl]\n"
+		 "publish = guarded/*: 0, 4242\n"
+		 "subscribe = guarded/*: root\n"
+		 "subscribe = shared/*: 0, @4343\n",
+		 log);
 	ck_assert_int_eq(run_acl(d.sock, 0, 0, true, true), 0);
 	ck_assert_int_eq(run_acl(d.sock, TU_OTHER_UID, TU_OTHER_GID, false, false), 0);
 	/* its group is listed for the shared topics, not for the guarded ones */
 	ck_assert_int_eq(run_acl(d.sock, 4243, 4343, false, true), 0);
 	ck_assert_msg(tu_log_has(log, "refused by [acl]", "uid 65534"),
 		      "no log line names the refused uid");
-	ck_assert_msg(ht_daemon_alive(&d), "hsbrokerd died");
-	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0);
-	HT_STOP(&d);
-	ck_assert_int_eq(ht_count_fds(), fds0);
+	HT_END(&d);
 }
 END_TEST
 

@@ -113,13 +113,6 @@ struct raw {
 	uint8_t buf[HS__WIRE_MAX_MSG];
 };
 
-static int raw_send(struct raw *r, Hs__Message *m)
-{
-	int rc = hs__wire_send(r->sk, m, NULL, 0);
-	return rc < 0 ? ht_child_fail("raw", "send %s: %s", hs__wire_body_name(m), strerror(-rc))
-		      : 0;
-}
-
 /* The next message, with its fds (*fd: the first, or -1). NULL on error. */
 static Hs__Message *raw_recv(struct raw *r, int *fd)
 {
@@ -212,17 +205,9 @@ static int raw_reader(void *arg)
 	struct raw *r = arg;
 	if (tu_become(TU_OTHER_UID, TU_OTHER_GID) < 0 || raw_connect(r))
 		return 1;
-	Hs__SubscribeReq sr = HS__SUBSCRIBE_REQ__INIT;
-	sr.topic = (char *)"trust/ro";
-	sr.depth = 1;
-	sr.policy = HS__POLICY__POLICY_DROP_NEWEST;
-	sr.credits = 1;
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.seq = 2;
-	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE;
-	m.subscribe = &sr;
-	if (raw_send(r, &m) < 0)
-		return 1;
+	int rc = tu_raw_subscribe(r->sk, 2, "trust/ro", 1, HS__POLICY__POLICY_DROP_NEWEST, 1);
+	if (rc < 0)
+		return ht_child_fail("raw", "subscribe: %s", strerror(-rc));
 	/* Collect announcements until the delivery. */
 	uint64_t slab_id = 0, slab_size = 0;
 	int slab_fd = -1, nslabs = 0, ret = 0;
@@ -268,11 +253,9 @@ static int raw_reader(void *arg)
 START_TEST(test_readonly_fd)
 {
 	TU_NEED_ROOT();
-	ht_init();
-	const int fds0 = ht_count_fds();
 	struct ht_daemon d;
 	char log[300];
-	ck_assert_int_eq(tu_daemon_start(&d, CONFIG, log, sizeof(log)), 0);
+	TU_BEGIN(&d, CONFIG, log);
 	struct owner o = { .sock = d.sock, .topic = "trust/ro" };
 	ht_chan_open(&o.ready);
 	ht_chan_open(&o.done);
@@ -287,10 +270,7 @@ START_TEST(test_readonly_fd)
 	free(r);
 	ht_chan_close(&o.ready);
 	ht_chan_close(&o.done);
-	ck_assert_msg(ht_daemon_alive(&d), "hsbrokerd died");
-	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0);
-	HT_STOP(&d);
-	ck_assert_int_eq(ht_count_fds(), fds0);
+	HT_END(&d);
 }
 END_TEST
 
@@ -355,11 +335,9 @@ static int lib_reader(void *arg)
 START_TEST(test_libclient_readonly)
 {
 	TU_NEED_ROOT();
-	ht_init();
-	const int fds0 = ht_count_fds();
 	struct ht_daemon d;
 	char log[300];
-	ck_assert_int_eq(tu_daemon_start(&d, CONFIG, log, sizeof(log)), 0);
+	TU_BEGIN(&d, CONFIG, log);
 	struct owner o = { .sock = d.sock, .topic = "trust/lib", .back = "trust/fwd" };
 	ht_chan_open(&o.ready);
 	ht_chan_open(&o.done);
@@ -369,10 +347,7 @@ START_TEST(test_libclient_readonly)
 	ck_assert_int_eq(ht_wait(owner, HT_DEADLINE_MS), 0);
 	ht_chan_close(&o.ready);
 	ht_chan_close(&o.done);
-	ck_assert_msg(ht_daemon_alive(&d), "hsbrokerd died");
-	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0);
-	HT_STOP(&d);
-	ck_assert_int_eq(ht_count_fds(), fds0);
+	HT_END(&d);
 }
 END_TEST
 

@@ -106,3 +106,18 @@ int tu_raw_open(const char *sock, bool hello, int timeout_ms)
 	}
 	return sk;
 }
+
+int tu_raw_subscribe(int sk, uint64_t seq, const char *topic, uint32_t depth,
+		     Hs__Policy policy, uint32_t credits)
+{
+	Hs__SubscribeReq sr = HS__SUBSCRIBE_REQ__INIT;
+	sr.topic = (char *)topic;
+	sr.depth = depth;
+	sr.policy = policy;
+	sr.credits = credits;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = seq;
+	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE;
+	m.subscribe = &sr;
+	return hs__wire_send(sk, &m, NULL, 0);
+}

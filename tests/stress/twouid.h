@@ -25,6 +25,13 @@
 		}                                                              \
 	} while (0)
 
+/* For Check cases (itest.h): the daemon started with config text and its
+ * log in log (a char array); HT_END(d) then ends the case as usual. */
+#define TU_BEGIN(d, text, log)                                                 \
+	ht_init();                                                             \
+	const int ht_fds_at_start_ = ht_count_fds();                           \
+	ck_assert_int_eq(tu_daemon_start((d), (text), (log), sizeof(log)), 0)
+
 /* Starts hsbrokerd with a config file holding text (may be NULL: no
  * --config), log level info, stderr into a log file whose path goes to
  * log; opens the socket's folders to other uids. 0 or -1. */
@@ -41,5 +48,10 @@ int tu_become(uid_t uid, gid_t gid);
  * when hello is set, or -1 (also when the daemon's backlog is full). The
  * replies and pushes that follow are the caller's to read (or not). */
 int tu_raw_open(const char *sock, bool hello, int timeout_ms);
+
+/* Sends SubscribeReq{topic, depth, policy, credits} as seq on a raw
+ * connection: 0 or a negative errno (hs__wire_send). */
+int tu_raw_subscribe(int sk, uint64_t seq, const char *topic, uint32_t depth,
+		     Hs__Policy policy, uint32_t credits);
 
 #endif
