@@ -35,7 +35,8 @@ typedef struct hs_subscription hs_subscription;
 
 /* What a subscriber's queue does when it is full. */
 enum hs_policy {
-	HS_POLICY_BLOCK = 0,       /* the producer's emit waits for room */
+	HS_POLICY_BLOCK = 0,       /* the producer's emit waits for room, up to
+				    * the block timeout (hs_subscribe_opts) */
 	HS_POLICY_DROP_OLDEST = 1, /* the oldest queued tensor is dropped */
 	HS_POLICY_DROP_NEWEST = 2, /* the tensor being emitted is dropped */
 };
