@@ -22,6 +22,7 @@ struct hs__slab {
 	DLDevice device;
 	uint64_t size;
 	void *base;        /* NULL when the slab is not (yet) mapped here */
+	bool readonly;     /* host memory of another uid: mapped PROT_READ */
 	int map_err;       /* why base is NULL (e.g. HS_ENOCUDA) */
 	uint8_t ipc_handle[64]; /* SLAB_CUDA_IPC: opened at the first tensor in it */
 	struct hs__slab *next;

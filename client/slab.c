@@ -1,6 +1,8 @@
 /* The mapping cache: each slab the daemon announces is mapped once and
  * kept until disconnect, so no per-tensor path ever maps memory (an mmap
- * or cudaIpcOpenMemHandle costs tens of microseconds). */
+ * or cudaIpcOpenMemHandle costs tens of microseconds). A host slab of
+ * another uid comes as a read-only fd and is mapped read-only
+ * (docs/security.md). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -25,7 +27,8 @@ struct hs__slab *hs__slab_find(hs_client *c, uint64_t id)
 }
 
 /* A host slab: a memfd sealed against shrinking, so no process sharing it
- * can make our mapping fault by truncating it. */
+ * can make our mapping fault by truncating it. The fd's access mode says
+ * how to map it: the daemon sends a read-only fd for another uid's slab. */
 static int map_memfd(struct hs__slab *s, int fd)
 {
 	struct stat st;
@@ -36,7 +39,12 @@ static int map_memfd(struct hs__slab *s, int fd)
 	int seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0 || !(seals & F_SEAL_SHRINK))
 		return HS_EPROTO;
-	void *p = mmap(NULL, (size_t)s->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int mode = fcntl(fd, F_GETFL);
+	if (mode < 0)
+		return HS_EPROTO;
+	s->readonly = (mode & O_ACCMODE) == O_RDONLY;
+	int prot = s->readonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	void *p = mmap(NULL, (size_t)s->size, prot, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED)
 		return errno == ENOMEM ? HS_ENOMEM : HS_EIO;
 	s->base = p;
@@ -100,6 +108,13 @@ int hs__slab_announce(hs_client *c, const Hs__SlabAnnounce *a, int *fds, int nfd
 	if (s->base)
 		c->stats.slabs_mapped++;
 	return 0;
+}
+
+HS_EXPORT int hs_tensor_writable(const hs_tensor *tensor)
+{
+	if (!tensor || !tensor->slab)
+		return 0;
+	return !tensor->slab->readonly;
 }
 
 void hs__slab_unmap_all(hs_client *c)

@@ -95,6 +95,7 @@ HS_EXPORT int hs_subscribe(hs_client *client, const char *topic,
 	req.depth = depth;
 	req.policy = (Hs__Policy)policy;
 	req.credits = CREDITS;
+	req.block_timeout_ms = opts ? opts->block_timeout_ms : 0;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE;
 	m.subscribe = &req;

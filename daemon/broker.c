@@ -22,6 +22,7 @@ void broker_config_defaults(struct broker_config *cfg)
 	cfg->max_tensors = 65536;
 	cfg->max_topics = TOPICS_DEFAULT_MAX;
 	cfg->max_pending_emits = TOPIC_DEFAULT_MAX_PENDING;
+	cfg->block_timeout_ms = BROKER_DEFAULT_BLOCK_TIMEOUT_MS;
 	cfg->outbox_max_msgs = 8192;
 	cfg->outbox_max_bytes = 64ull << 20;
 }
@@ -34,9 +35,38 @@ static void on_deliver(void *data, struct sub *sub, struct tensor *t, uint64_t s
 
 static void on_accepted(void *data, struct pending_emit *pe, uint64_t seq)
 {
-	(void)data;
+	struct broker *b = data;
+	b->topics_accepted++;
 	session_pending_done(pe->owner, pe->bytes);
 	session_emit_accepted(pe->owner, pe->req_seq, seq);
+}
+
+static void on_stalled(void *data, struct sub *sub)
+{
+	(void)data;
+	struct session *s = sub->owner;
+	char d[128];
+	/* Once per stall, not per skipped emit: a stalled reader is skipped
+	 * until it reads again. */
+	log_warn("%s: subscription %llu to %s held an emit back for %llu ms (block_timeout): "
+		 "skipped until it reads (%llu dropped so far)",
+		 session_describe(s, d, sizeof(d)), (unsigned long long)sub->id, sub->topic->name,
+		 (unsigned long long)(sub->block_timeout_us / 1000),
+		 (unsigned long long)sub->dropped);
+}
+
+int64_t broker_expire(struct broker *b)
+{
+	if (list_empty(&b->topics.blocked))
+		return -1;
+	uint64_t accepted = b->topics_accepted;
+	uint64_t now = tensor_now_us();
+	uint64_t next = topics_expire(&b->topics, now);
+	if (b->topics_accepted != accepted)
+		return 0;
+	if (next == UINT64_MAX)
+		return -1;
+	return (int64_t)((next - now + 999) / 1000);
 }
 
 static uint64_t random_epoch(void)
@@ -72,7 +102,8 @@ int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks
 	pool_init(&b->cpu, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, cfg->cpu_slab_size,
 		  cfg->cpu_cap, &b->next_slab_id);
 	tensor_table_init(&b->tensors, 0);
-	struct topic_hooks th = { .deliver = on_deliver, .accepted = on_accepted, .data = b };
+	struct topic_hooks th = { .deliver = on_deliver, .accepted = on_accepted,
+				  .stalled = on_stalled, .data = b };
 	topics_init(&b->topics, &b->tensors, cfg->max_topics, cfg->max_pending_emits, &th);
 	*out = b;
 	return 0;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "acl.h"
 #include "cuda.h"
 #include "event.h"
 #include "list.h"
@@ -20,6 +21,7 @@
 struct session;
 
 #define BROKER_MAX_ALLOW 64
+#define BROKER_DEFAULT_BLOCK_TIMEOUT_MS 5000u
 
 struct broker_config {
 	uint64_t cpu_slab_size;      /* default 64 MiB */
@@ -32,12 +34,14 @@ struct broker_config {
 	uint32_t quota_tensors;      /* held per session, 0 = none -> HS_EDQUOT */
 	uint32_t max_topics;         /* default 65536 -> HS_ELIMIT */
 	uint32_t max_pending_emits;  /* held back per topic, default 4096 -> HS_EBUSY */
+	uint32_t block_timeout_ms;   /* [subscribe]: default and maximum, 0 = none */
 	uint32_t outbox_max_msgs;    /* a peer that does not read is dropped */
 	uint64_t outbox_max_bytes;
 	uint32_t allow_uids[BROKER_MAX_ALLOW];
 	uint32_t n_allow_uids;       /* 0: every uid that can open the socket */
 	uint32_t allow_gids[BROKER_MAX_ALLOW];
 	uint32_t n_allow_gids;
+	struct acl acl;              /* [acl]: per-topic allow lists */
 };
 
 void broker_config_defaults(struct broker_config *cfg);
@@ -77,6 +81,7 @@ struct broker {
 	uint32_t nsessions;
 	uint8_t *chan_buf;           /* one channel record, copied out */
 	bool chan_nested;            /* inside a pass started by a handler */
+	uint64_t topics_accepted;    /* held-back emits accepted, ever */
 };
 
 /* 0 with *out or a negative hs code. hooks may be NULL. */
@@ -103,6 +108,12 @@ int broker_pool_for(struct broker *b, DLDevice device, struct pool **out);
 /* A free ready-fence event of a GPU whose pool exists: 0, or
  * event_pool_get's error. */
 int broker_fence_for(struct broker *b, DLDevice device, struct fence_event **out);
+/* Runs the block timeouts that are due (topics_expire). Returns the
+ * milliseconds until it must run again, 0 when it let emits through (so
+ * that what they sent goes out before the loop sleeps), -1 when no
+ * timeout is pending. */
+int64_t broker_expire(struct broker *b);
+
 /* The pools there are, cpu first then GPUs by ordinal: at most max. */
 size_t broker_pools(struct broker *b, struct pool **out, size_t max);
 

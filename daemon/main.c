@@ -109,6 +109,34 @@ static int parse_ids(const char *value, uint32_t *ids, uint32_t *n, bool gid)
 	return 0;
 }
 
+/* An [acl] line: "GLOB: ids", ids being uids, user names and @groups. */
+static int parse_acl(struct acl *acl, enum acl_action action, const char *value)
+{
+	char buf[1024];
+	snprintf(buf, sizeof(buf), "%s", value);
+	char *colon = strrchr(buf, ':');
+	if (!colon)
+		return -1;
+	*colon = '\0';
+	char *glob = buf;
+	while (*glob == ' ' || *glob == '\t')
+		glob++;
+	for (char *e = colon; e > glob && (e[-1] == ' ' || e[-1] == '\t'); e--)
+		e[-1] = '\0';
+	uint32_t uids[ACL_MAX_IDS], gids[ACL_MAX_IDS], nu = 0, ng = 0;
+	char *save = NULL;
+	for (char *tok = strtok_r(colon + 1, ", \t", &save); tok;
+	     tok = strtok_r(NULL, ", \t", &save)) {
+		if (tok[0] == '@') {
+			if (ng >= ACL_MAX_IDS || parse_gid(tok + 1, &gids[ng++]) < 0)
+				return -1;
+		} else if (nu >= ACL_MAX_IDS || parse_uid(tok, &uids[nu++]) < 0) {
+			return -1;
+		}
+	}
+	return acl_add(acl, action, glob, uids, nu, gids, ng);
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct daemon_config *c = user;
@@ -171,6 +199,13 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			goto bad;
 	} else if (IS("limits", "max_pending_emits")) {
 		if (parse_u32(value, &b->max_pending_emits) < 0 || !b->max_pending_emits)
+			goto bad;
+	} else if (IS("subscribe", "block_timeout_ms")) {
+		if (parse_u32(value, &b->block_timeout_ms) < 0)
+			goto bad;
+	} else if (IS("acl", "publish") || IS("acl", "subscribe")) {
+		if (parse_acl(&b->acl, !strcmp(name, "publish") ? ACL_PUBLISH : ACL_SUBSCRIBE,
+			      value) < 0)
 			goto bad;
 	} else {
 		log_warn("config: unknown key [%s] %s (ignored)", section, name);

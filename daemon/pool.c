@@ -1,7 +1,9 @@
-/* Slabs of one device. Best fit across slabs: the slab whose smallest
- * fitting free block is smallest, so large holes stay whole. Regular slabs
- * stay for the daemon's lifetime (clients keep them mapped); a dedicated
- * slab is freed once it holds no block and no session has it announced. */
+/* Slabs of one device. Best fit across the asking uid's slabs: the slab
+ * whose smallest fitting free block is smallest, so large holes stay
+ * whole. Regular slabs stay while the daemon runs (clients keep them
+ * mapped) unless the cap is reached, when those no session maps and no
+ * block uses make room; a dedicated slab is freed once it holds no block
+ * and no session has it announced. */
 #include "pool.h"
 
 #include "hsbroker/error.h"
@@ -54,7 +56,30 @@ static void maybe_retire(struct pool *p, struct slab *s)
 		drop_slab(p, s);
 }
 
-int pool_alloc(struct pool *p, uint64_t len, struct pool_block *out)
+/* At the cap: frees the slabs that nothing uses, whoever's they were
+ * (device pools keep theirs: see retain_slabs). True if any went. */
+static bool reclaim_idle(struct pool *p)
+{
+	if (p->retain_slabs)
+		return false;
+	bool any = false;
+	struct slab *s, *t;
+	list_for_each_safe(s, t, &p->slabs, link) {
+		if (s->blocks == 0 && s->announced == 0) {
+			drop_slab(p, s);
+			any = true;
+		}
+	}
+	return any;
+}
+
+/* Whether a new slab of size bytes stays within the cap. */
+static bool within_cap(const struct pool *p, uint64_t size)
+{
+	return !p->cap || (size && size <= p->cap && p->total <= p->cap - size);
+}
+
+int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *out)
 {
 	uint64_t need = range_round(len);
 	if (!need)
@@ -63,6 +88,8 @@ int pool_alloc(struct pool *p, uint64_t len, struct pool_block *out)
 	struct slab *best = NULL, *s;
 	uint64_t best_len = 0;
 	list_for_each(s, &p->slabs, link) {
+		if (s->uid != uid)
+			continue;
 		uint64_t fit = range_best_fit(s->range, need);
 		if (fit && (!best || fit < best_len)) {
 			best = s;
@@ -75,24 +102,26 @@ int pool_alloc(struct pool *p, uint64_t len, struct pool_block *out)
 		uint64_t size = dedicated ? round_up(need, POOL_DEDICATED_ROUND) : p->slab_size;
 		if (!size)
 			return HS_ENOSPC;
-		if (p->cap && (size > p->cap || p->total > p->cap - size)) {
+		if (!within_cap(p, size))
+			reclaim_idle(p);
+		if (!within_cap(p, size)) {
 			/* A whole slab would pass the cap: a smaller one that
 			 * fits this tensor may still be within it. */
 			uint64_t small = round_up(need, POOL_DEDICATED_ROUND);
-			if (!small || small > p->cap || p->total > p->cap - small)
+			if (!within_cap(p, small))
 				return HS_ENOSPC;
 			size = small;
 			dedicated = true;
 		}
 		uint64_t id = ++*p->next_slab_id;
-		int r = slab_new(p->ops, id, p->device, size, dedicated, &best);
+		int r = slab_new(p->ops, id, p->device, size, dedicated, uid, &best);
 		if (r < 0)
 			return r;
 		list_insert_tail(&p->slabs, &best->link);
 		p->total += size;
 		p->nslabs++;
-		log_debug("pool: slab %llu of %llu bytes%s", (unsigned long long)id,
-			  (unsigned long long)size, dedicated ? " (dedicated)" : "");
+		log_debug("pool: slab %llu of %llu bytes for uid %u%s", (unsigned long long)id,
+			  (unsigned long long)size, (unsigned)uid, dedicated ? " (dedicated)" : "");
 	}
 
 	uint64_t off;

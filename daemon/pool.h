@@ -1,7 +1,9 @@
 /* A pool per device (cpu now, cuda:N later): slabs of slab_size bytes, a
  * new one made when no slab has a free block that fits, a dedicated slab
  * (rounded up to 2 MiB) for a tensor larger than slab_size, and an
- * optional cap on the bytes of all its slabs. */
+ * optional cap on the bytes of all its slabs. Slabs are partitioned by
+ * uid: a block is carved only from a slab of the asking session's uid, so
+ * no block ever holds bytes another uid wrote (docs/security.md). */
 #ifndef HS_DAEMON_POOL_H
 #define HS_DAEMON_POOL_H
 
@@ -43,9 +45,11 @@ void pool_init(struct pool *p, DLDevice device, const struct slab_ops *ops,
 /* Frees every slab, whatever it holds: only at daemon exit. */
 void pool_fini(struct pool *p);
 
-/* 0 with *out, HS_ENOSPC (cap reached or size too large), HS_ENOMEM, or
- * the slab's create error. */
-int pool_alloc(struct pool *p, uint64_t len, struct pool_block *out);
+/* A block for uid, from that uid's slabs: 0 with *out, HS_ENOSPC (cap
+ * reached or size too large), HS_ENOMEM, or the slab's create error. At
+ * the cap, slabs no session maps and no block uses (of any uid) are freed
+ * first. */
+int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *out);
 void pool_release(struct pool *p, const struct pool_block *b);
 
 /* A session that had s announced is gone: the slab may be retired. */

@@ -54,6 +54,7 @@ struct server {
 	uv_idle_t reaper;
 	uv_prepare_t chan_pass;    /* drains and arms channels before sleeping */
 	uv_idle_t chan_spin;       /* keeps the loop from sleeping while busy */
+	uv_timer_t expiry;         /* wakes the loop for the next block timeout */
 	uint64_t spin_ns;          /* server_config.spin_us */
 	uint64_t last_traffic;     /* uv_hrtime() of the last channel record */
 	bool activated;
@@ -158,6 +159,11 @@ static void on_chan_spin(uv_idle_t *h)
 	(void)h; /* its being active is the point: the loop polls, not sleeps */
 }
 
+static void on_expiry(uv_timer_t *h)
+{
+	(void)h; /* waking the loop is the point: on_chan_pass runs them */
+}
+
 static void on_chan_pass(uv_prepare_t *h)
 {
 	struct server *srv = h->data;
@@ -172,6 +178,13 @@ static void on_chan_pass(uv_prepare_t *h)
 		uv_idle_start(&srv->chan_spin, on_chan_spin);
 	else
 		uv_idle_stop(&srv->chan_spin);
+	/* Block timeouts: after the pass, which may have held emits back.
+	 * The timer only wakes the loop; this pass runs them. */
+	int64_t ms = broker_expire(srv->broker);
+	if (ms >= 0)
+		uv_timer_start(&srv->expiry, on_expiry, (uint64_t)ms, 0);
+	else
+		uv_timer_stop(&srv->expiry);
 }
 
 static void conn_update(struct conn *c, int events)
@@ -571,6 +584,8 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	if (r == 0)
 		r = uv_idle_init(loop, &srv->chan_spin);
 	if (r == 0)
+		r = uv_timer_init(loop, &srv->expiry);
+	if (r == 0)
 		r = uv_prepare_start(&srv->chan_pass, on_chan_pass);
 	if (r < 0) {
 		log_error("uv_prepare/uv_idle: %s", uv_strerror(r));
@@ -579,7 +594,8 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	}
 	srv->chan_pass.data = srv;
 	srv->chan_spin.data = srv;
-	srv->handles += 2;
+	srv->expiry.data = srv;
+	srv->handles += 3;
 	r = uv_poll_init(loop, &srv->lpoll, srv->lfd);
 	if (r == 0)
 		r = uv_poll_start(&srv->lpoll, UV_READABLE, on_listen);
@@ -588,7 +604,8 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 		uv_close((uv_handle_t *)&srv->reaper, NULL);
 		uv_close((uv_handle_t *)&srv->chan_pass, NULL);
 		uv_close((uv_handle_t *)&srv->chan_spin, NULL);
-		srv->handles -= 3;
+		uv_close((uv_handle_t *)&srv->expiry, NULL);
+		srv->handles -= 4;
 		goto fail;
 	}
 	srv->lpoll.data = srv;
@@ -639,6 +656,7 @@ void server_stop(struct server *srv, const char *reason)
 	uv_close((uv_handle_t *)&srv->reaper, handle_closed);
 	uv_close((uv_handle_t *)&srv->chan_pass, handle_closed);
 	uv_close((uv_handle_t *)&srv->chan_spin, handle_closed);
+	uv_close((uv_handle_t *)&srv->expiry, handle_closed);
 	server_cleanup_socket(srv);
 	if (srv->reserve_fd >= 0)
 		close(srv->reserve_fd);

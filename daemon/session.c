@@ -255,8 +255,9 @@ static int announce(struct session *s, struct slab *slab)
 	ann.size = slab->size;
 	int fd = -1;
 	/* Export first: a slab that could not be exported is not recorded
-	 * as announced, else no later message would announce it. */
-	int r = slab->ops->export_announce(slab, &ann, &fd);
+	 * as announced, else no later message would announce it. Another
+	 * uid's slab is given read-only (docs/security.md). */
+	int r = slab->ops->export_announce(slab, &ann, slab->uid == (uint32_t)s->uid, &fd);
 	if (r < 0)
 		return r;
 	r = idmap_put(&s->slabs, slab->id, (uint64_t)(uintptr_t)slab);
@@ -543,10 +544,10 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 		return;
 	}
 	struct tensor *t;
-	r = tensor_create(&b->tensors, pool, req->meta, &t);
+	r = tensor_create(&b->tensors, pool, req->meta, s->uid, &t);
 	/* Releases may still sit in other clients' channels. */
 	if (r == HS_ENOSPC && broker_chan_catch_up(b, s))
-		r = tensor_create(&b->tensors, pool, req->meta, &t);
+		r = tensor_create(&b->tensors, pool, req->meta, s->uid, &t);
 	if (r < 0) {
 		if (r == HS_ENOSPC)
 			log_info("%s: alloc of %llu bytes: pool exhausted",
@@ -591,6 +592,20 @@ static void on_alloc(struct session *s, uint64_t seq, const Hs__AllocReq *req)
 	reply(s, seq, &m);
 }
 
+/* The [acl] allow lists: false (refused, logged, told) or true. */
+static bool acl_ok(struct session *s, uint64_t seq, enum acl_action action, const char *topic)
+{
+	const struct broker_config *cfg = &s->broker->cfg;
+	if (!cfg->acl.n || acl_allows(&cfg->acl, action, topic, s->uid, s->gid))
+		return true;
+	char d[128];
+	log_warn("%s: %s on %.255s refused by [acl]", session_describe(s, d, sizeof(d)),
+		 acl_action_name(action), topic);
+	session_error(s, seq, HS_EPERM, "%s on %.255s: not allowed for uid %u",
+		      acl_action_name(action), topic, (unsigned)s->uid);
+	return false;
+}
+
 static void topic_refused(struct session *s, int r)
 {
 	char d[128];
@@ -609,6 +624,8 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 			      (unsigned long long)req->tensor_id, hs__strerror(r));
 		return;
 	}
+	if (!acl_ok(s, seq, ACL_PUBLISH, req->topic))
+		return;
 	struct topic *tp;
 	r = topics_get(&b->topics, req->topic, true, &tp);
 	if (r < 0) {
@@ -658,6 +675,8 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 			      SUB_MAX_DEPTH);
 		return;
 	}
+	if (!acl_ok(s, seq, ACL_SUBSCRIBE, req->topic))
+		return;
 	struct topic *tp;
 	int r = topics_get(&b->topics, req->topic, true, &tp);
 	if (r < 0) {
@@ -665,8 +684,13 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 		session_error(s, seq, r, "subscribe: topic: %s", hs__strerror(r));
 		return;
 	}
+	/* The config's block_timeout_ms is the default and the most a
+	 * subscriber may hold a producer back: it can ask for less. */
+	uint32_t tmo = b->cfg.block_timeout_ms;
+	if (req->block_timeout_ms && (!tmo || req->block_timeout_ms < tmo))
+		tmo = req->block_timeout_ms;
 	struct sub *sub;
-	r = topic_subscribe(&b->topics, tp, s, req->depth, req->policy, req->credits, &sub);
+	r = topic_subscribe(&b->topics, tp, s, req->depth, req->policy, req->credits, tmo, &sub);
 	if (r < 0) {
 		session_error(s, seq, r, "subscribe: %s", hs__strerror(r));
 		return;

@@ -6,7 +6,7 @@
 #include "range.h"
 
 int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
-	     uint64_t size, bool dedicated, struct slab **out)
+	     uint64_t size, bool dedicated, uint32_t uid, struct slab **out)
 {
 	struct slab *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -16,7 +16,9 @@ int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
 	s->device = device;
 	s->size = size;
 	s->dedicated = dedicated;
+	s->uid = uid;
 	s->fd = -1;
+	s->ro_fd = -1;
 	list_init(&s->link);
 	int r = range_new(size, &s->range);
 	if (r < 0) {

@@ -2,7 +2,12 @@
  * session once and referred to by id afterwards. The kind of memory (a host
  * memfd now; CUDA IPC in slab_cuda.c) sits behind an ops table, so pools,
  * tensors and sessions never care which it is. Slab ids are unique within
- * one daemon epoch and never reused. */
+ * one daemon epoch and never reused.
+ *
+ * A slab belongs to one uid (docs/security.md): only that uid's sessions
+ * allocate from it, so a block never passes from one uid to another, and
+ * sessions of other uids are given a read-only view of it where the kind
+ * of memory allows (host memfds; a CUDA IPC handle cannot be narrowed). */
 #ifndef HS_DAEMON_SLAB_H
 #define HS_DAEMON_SLAB_H
 
@@ -27,10 +32,12 @@ struct slab_ops {
 	 * (freeing CUDA memory another process still maps is undefined). */
 	void (*destroy)(struct slab *s);
 	/* Fills the kind-specific fields of a SlabAnnounce (kind,
-	 * ipc_handle) and sets *fd to the fd to pass with it, or -1. The fd
+	 * ipc_handle) and sets *fd to the fd to pass with it, or -1: a
+	 * read-write one when writable (the session is of the slab's uid),
+	 * else one that only reads where the kind has such a thing. The fd
 	 * stays owned by the slab; ann's pointers stay valid while s lives.
 	 * Never log what it fills in: an IPC handle is a capability. */
-	int (*export_announce)(struct slab *s, Hs__SlabAnnounce *ann, int *fd);
+	int (*export_announce)(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd);
 };
 
 struct slab {
@@ -42,7 +49,9 @@ struct slab {
 	uint32_t blocks;     /* blocks allocated from it */
 	uint32_t announced;  /* sessions it was announced to */
 	bool dedicated;      /* made for one large tensor; retired when idle */
+	uint32_t uid;        /* the only uid whose sessions allocate here */
 	int fd;              /* host memfd, else -1 */
+	int ro_fd;           /* the same memfd opened read-only, else -1 */
 	void *priv;          /* for the ops */
 	struct list link;    /* in pool->slabs */
 };
@@ -51,7 +60,7 @@ extern const struct slab_ops slab_host_ops;
 
 /* 0 with *out, or a negative hs code (HS_ENOMEM, the ops' create error). */
 int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
-	     uint64_t size, bool dedicated, struct slab **out);
+	     uint64_t size, bool dedicated, uint32_t uid, struct slab **out);
 void slab_free(struct slab *s);
 
 #endif

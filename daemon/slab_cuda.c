@@ -87,6 +87,19 @@ static int cuda_create(struct slab *s)
 		free(cs);
 		return e == cudaErrorMemoryAllocation ? HS_ENOSPC : HS_ECUDA;
 	}
+	/* A slab is never handed over with bytes in it: cudaMalloc may
+	 * return memory this process used before. */
+	e = cudaMemset(cs->base, 0, (size_t)s->size);
+	if (e == cudaSuccess)
+		e = cudaDeviceSynchronize();
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		log_error("cuda:%d: clearing a new slab: %s", s->device.device_id,
+			  cudaGetErrorString(e));
+		cudaFree(cs->base);
+		free(cs);
+		return HS_ECUDA;
+	}
 	if ((uintptr_t)cs->base % HS_CUDA_ALIGN) {
 		log_error("cuda:%d: cudaMalloc returned a misaligned base", s->device.device_id);
 		cudaFree(cs->base);
@@ -125,8 +138,11 @@ static void cuda_destroy(struct slab *s)
 	s->priv = NULL;
 }
 
-static int cuda_export(struct slab *s, Hs__SlabAnnounce *ann, int *fd)
+/* writable is not honoured: a legacy IPC handle opens read-write for
+ * whoever holds it (docs/security.md). */
+static int cuda_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
 {
+	(void)writable;
 	struct cuda_slab *cs = s->priv;
 	if (!cs)
 		return HS_ENODEV;
@@ -161,9 +177,10 @@ static void cuda_destroy(struct slab *s)
 	(void)s;
 }
 
-static int cuda_export(struct slab *s, Hs__SlabAnnounce *ann, int *fd)
+static int cuda_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
 {
 	(void)s;
+	(void)writable;
 	(void)ann;
 	*fd = -1;
 	return HS_ENOCUDA;

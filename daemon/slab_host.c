@@ -1,16 +1,32 @@
 /* Host slabs: a sealed memfd. Sealed against shrinking and growing so no
  * client can truncate it under another one's mapping (SIGBUS), and against
- * new seals. The daemon never maps it: clients do. */
+ * new seals. The daemon never maps it: clients do.
+ *
+ * Two fds per slab: the read-write one goes to sessions of the slab's uid,
+ * a read-only one (the memfd opened again through /proc with O_RDONLY) to
+ * every other uid, which can then neither map it writable nor punch holes
+ * in it (fallocate needs a writable fd). The memfd's mode is 0600, so a
+ * reader of another uid cannot open its fd's /proc link read-write either
+ * (a memfd is created 0777). See docs/security.md. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hsbroker/error.h"
 #include "log.h"
 #include "slab.h"
+
+static int host_fail(struct slab *s, int fd, const char *what)
+{
+	int e = errno;
+	log_error("%s (slab %llu): %s", what, (unsigned long long)s->id, strerror(e));
+	close(fd);
+	return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOSPC ? HS_ENOMEM : HS_EIO;
+}
 
 static int host_create(struct slab *s)
 {
@@ -23,19 +39,22 @@ static int host_create(struct slab *s)
 		return e == EMFILE || e == ENFILE || e == ENOMEM ? HS_ENOMEM : -e;
 	}
 	if (ftruncate(fd, (off_t)s->size) < 0) {
-		int e = errno;
-		log_error("ftruncate memfd to %llu bytes: %s",
-			  (unsigned long long)s->size, strerror(e));
+		log_error("ftruncate memfd to %llu bytes: %s", (unsigned long long)s->size,
+			  strerror(errno));
 		close(fd);
 		return HS_ENOMEM;
 	}
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
-		int e = errno;
-		log_error("sealing memfd: %s", strerror(e));
-		close(fd);
-		return -e;
-	}
+	if (fchmod(fd, 0600) < 0)
+		return host_fail(s, fd, "fchmod memfd");
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		return host_fail(s, fd, "sealing memfd");
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	int ro = open(path, O_RDONLY | O_CLOEXEC);
+	if (ro < 0)
+		return host_fail(s, fd, "opening memfd read-only (is /proc mounted?)");
 	s->fd = fd;
+	s->ro_fd = ro;
 	return 0;
 }
 
@@ -43,14 +62,17 @@ static void host_destroy(struct slab *s)
 {
 	if (s->fd >= 0)
 		close(s->fd);
+	if (s->ro_fd >= 0)
+		close(s->ro_fd);
 	s->fd = -1;
+	s->ro_fd = -1;
 }
 
-static int host_export(struct slab *s, Hs__SlabAnnounce *ann, int *fd)
+static int host_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
 {
 	ann->kind = HS__SLAB_KIND__SLAB_HOST_MEMFD;
 	ann->fd_index = 0;
-	*fd = s->fd;
+	*fd = writable ? s->fd : s->ro_fd;
 	return 0;
 }
 

@@ -89,7 +89,7 @@ static void put_slot(struct tensor_table *tt, uint32_t slot)
 }
 
 int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *meta,
-		  struct tensor **out)
+		  uint32_t uid, struct tensor **out)
 {
 	uint64_t need;
 	int r = hs__meta_extent_pb(meta, &need);
@@ -110,7 +110,7 @@ int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *me
 		free(t);
 		return r;
 	}
-	r = pool_alloc(pool, need, &t->block);
+	r = pool_alloc(pool, need, uid, &t->block);
 	if (r < 0) {
 		/* Hand the slot back untouched: its generation was not used. */
 		tt->free[(tt->free_head + tt->free_count) % tt->cap] = slot;

@@ -58,10 +58,10 @@ void tensor_table_init(struct tensor_table *tt, uint32_t max_slots);
 void tensor_table_fini(struct tensor_table *tt);
 
 /* Checks meta (hs__meta_extent_pb; byte_offset must be 0), allocates its
- * bytes from pool and makes a tensor with one reference. 0 or a negative
- * hs code; nothing changes on error. */
+ * bytes from pool, in a slab of uid's, and makes a tensor with one
+ * reference. 0 or a negative hs code; nothing changes on error. */
 int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *meta,
-		  struct tensor **out);
+		  uint32_t uid, struct tensor **out);
 
 /* 0 with *out, HS_ESTALE or HS_ENOENT. */
 int tensor_lookup(const struct tensor_table *tt, uint64_t id, struct tensor **out);

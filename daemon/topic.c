@@ -21,6 +21,7 @@ void topics_init(struct topics *ts, struct tensor_table *tt, uint32_t max_topics
 	*ts = (struct topics){ 0 };
 	idmap_init(&ts->index);
 	list_init(&ts->all);
+	list_init(&ts->blocked);
 	ts->max = max_topics ? max_topics : TOPICS_DEFAULT_MAX;
 	ts->max_pending = max_pending ? max_pending : TOPIC_DEFAULT_MAX_PENDING;
 	ts->tt = tt;
@@ -42,6 +43,7 @@ void topics_fini(struct topics *ts)
 	}
 	idmap_fini(&ts->index);
 	list_init(&ts->all);
+	list_init(&ts->blocked);
 }
 
 static void unindex(struct topics *ts, struct topic *tp)
@@ -131,6 +133,7 @@ int topics_get(struct topics *ts, const char *name, bool create, struct topic **
 		return HS_ENOMEM;
 	}
 	tp->hash_next = first;
+	list_init(&tp->blocked_link);
 	list_init(&tp->subs);
 	list_init(&tp->pending);
 	list_insert_tail(&ts->all, &tp->link);
@@ -139,13 +142,27 @@ int topics_get(struct topics *ts, const char *name, bool create, struct topic **
 	return 0;
 }
 
+/* A BLOCK subscriber that holds emits back: full and not stalled. */
+static bool holds_back(const struct sub *s)
+{
+	return s->policy == HS__POLICY__POLICY_BLOCK && s->count >= s->depth && !s->stalled;
+}
+
 static bool block_full(const struct topic *tp)
 {
 	const struct sub *s;
 	list_for_each(s, &tp->subs, topic_link)
-		if (s->policy == HS__POLICY__POLICY_BLOCK && s->count >= s->depth)
+		if (holds_back(s))
 			return true;
 	return false;
+}
+
+/* Keeps tp on ts->blocked exactly while it has held-back emits. */
+static void update_blocked(struct topics *ts, struct topic *tp)
+{
+	list_remove(&tp->blocked_link);
+	if (tp->npending)
+		list_insert_tail(&ts->blocked, &tp->blocked_link);
 }
 
 static void drain(struct topics *ts, struct topic *tp);
@@ -163,6 +180,8 @@ static void pump(struct topics *ts, struct sub *s)
 		freed = true;
 		ts->hooks.deliver(ts->hooks.data, s, e.t, e.seq);
 	}
+	if (freed)
+		s->stalled = false; /* it reads again: it may hold emits back again */
 	if (freed && s->policy == HS__POLICY__POLICY_BLOCK)
 		drain(ts, s->topic);
 }
@@ -201,7 +220,7 @@ static uint64_t accept(struct topics *ts, struct topic *tp, struct tensor *t)
 			s->dropped++;
 			tp->dropped++;
 			if (s->policy != HS__POLICY__POLICY_DROP_OLDEST)
-				continue; /* DROP_NEWEST (BLOCK is never full here) */
+				continue; /* DROP_NEWEST, or a stalled BLOCK */
 			struct sub_entry old = s->q[s->head];
 			s->head = (s->head + 1) % s->qcap;
 			s->count--;
@@ -238,10 +257,56 @@ static void drain(struct topics *ts, struct topic *tp)
 		free(pe);
 	}
 	tp->draining = false;
+	if (!tp->npending)
+		list_remove(&tp->blocked_link);
+}
+
+/* One topic's part of topics_expire. */
+static uint64_t expire_topic(struct topics *ts, struct topic *tp, uint64_t now_us)
+{
+	for (;;) {
+		if (list_empty(&tp->pending))
+			return UINT64_MAX;
+		const struct pending_emit *head =
+			list_first(&tp->pending, struct pending_emit, topic_link);
+		uint64_t next = UINT64_MAX;
+		bool fired = false;
+		struct sub *s;
+		list_for_each(s, &tp->subs, topic_link) {
+			if (!holds_back(s) || !s->block_timeout_us)
+				continue;
+			uint64_t due = head->since_us + s->block_timeout_us;
+			if (due <= now_us) {
+				s->stalled = true;
+				s->stalls++;
+				fired = true;
+				if (ts->hooks.stalled)
+					ts->hooks.stalled(ts->hooks.data, s);
+			} else if (due < next) {
+				next = due;
+			}
+		}
+		if (!fired)
+			return next;
+		drain(ts, tp);
+	}
+}
+
+uint64_t topics_expire(struct topics *ts, uint64_t now_us)
+{
+	uint64_t next = UINT64_MAX;
+	struct topic *tp, *tmp;
+	list_for_each_safe(tp, tmp, &ts->blocked, blocked_link) {
+		uint64_t t = expire_topic(ts, tp, now_us);
+		if (t < next)
+			next = t;
+	}
+	return next;
 }
 
 int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t depth,
-		    Hs__Policy policy, uint32_t credits, struct sub **out)
+		    Hs__Policy policy, uint32_t credits, uint32_t block_timeout_ms,
+		    struct sub **out)
 {
 	if (depth < 1 || depth > SUB_MAX_DEPTH || credits < 1)
 		return HS_EINVAL;
@@ -262,6 +327,7 @@ int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t d
 	s->owner = owner;
 	s->depth = depth;
 	s->policy = policy;
+	s->block_timeout_us = (uint64_t)block_timeout_ms * 1000u;
 	s->credits = credits > SUB_MAX_CREDITS ? SUB_MAX_CREDITS : credits;
 	list_init(&s->owner_link);
 	list_insert_tail(&tp->subs, &s->topic_link);
@@ -306,9 +372,11 @@ int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owne
 	pe->bytes = t->block.length;
 	pe->owner = owner;
 	pe->req_seq = req_seq;
+	pe->since_us = tensor_now_us();
 	list_init(&pe->owner_link);
 	list_insert_tail(&tp->pending, &pe->topic_link);
 	tp->npending++;
+	update_blocked(ts, tp);
 	*held = pe;
 	return 1;
 }
@@ -319,6 +387,7 @@ void topic_cancel(struct topics *ts, struct pending_emit *pe)
 	list_remove(&pe->topic_link);
 	list_remove(&pe->owner_link);
 	tp->npending--;
+	update_blocked(ts, tp);
 	tensor_unref(ts->tt, pe->t);
 	free(pe);
 	/* The next in line faces the same full queues: nothing to drain. */

@@ -7,7 +7,12 @@
  * held-back emit to its hooks. Topics stay while the daemon runs, so their
  * sequence numbers do not restart, but their number is bounded: at the
  * limit, idle topics (no subscriber, no held-back emit, no live tensor
- * naming them) are freed, and one that comes back starts again at seq 1. */
+ * naming them) are freed, and one that comes back starts again at seq 1.
+ *
+ * A full BLOCK subscriber holds emits back for at most its block_timeout:
+ * past it (topics_expire) it is "stalled", dropped from the emits it held
+ * back and from later ones, each counted in its dropped, until it takes a
+ * tensor again (docs/security.md). */
 #ifndef HS_DAEMON_TOPIC_H
 #define HS_DAEMON_TOPIC_H
 
@@ -28,6 +33,9 @@ struct topic_hooks {
 	/* A held-back emit was accepted with sequence number seq; pe is
 	 * freed right after. */
 	void (*accepted)(void *data, struct pending_emit *pe, uint64_t seq);
+	/* sub held an emit back past its block_timeout: it is skipped from
+	 * now until it takes a tensor. May be NULL. */
+	void (*stalled)(void *data, struct sub *sub);
 	void *data;
 };
 
@@ -42,6 +50,7 @@ struct topic {
 	uint64_t emitted;      /* last sequence number given */
 	uint64_t dropped;
 	bool draining;
+	struct list blocked_link; /* in topics->blocked while npending > 0 */
 };
 
 struct sub_entry {
@@ -63,6 +72,9 @@ struct sub {
 	uint32_t head, count;
 	uint64_t delivered;
 	uint64_t dropped;
+	uint64_t block_timeout_us; /* BLOCK: longest an emit waits for it; 0 = none */
+	uint64_t stalls;           /* times it passed block_timeout */
+	bool stalled;              /* skipped (counted as dropped) while full */
 };
 
 struct pending_emit {
@@ -72,6 +84,7 @@ struct pending_emit {
 	uint64_t bytes;        /* t's block length, for the owner's accounting */
 	void *owner;
 	uint64_t req_seq;
+	uint64_t since_us;     /* when it was held back (tensor_now_us) */
 	struct list topic_link;
 	struct list owner_link;
 };
@@ -79,6 +92,7 @@ struct pending_emit {
 struct topics {
 	struct idmap index;    /* name hash -> first topic of its chain */
 	struct list all;
+	struct list blocked;   /* topics with held-back emits */
 	uint32_t n;
 	uint32_t max;
 	uint32_t max_pending;  /* held-back emits per topic */
@@ -101,9 +115,12 @@ void topics_fini(struct topics *ts);
  * HS_ENOENT (absent, !create), HS_ELIMIT (too many topics), HS_ENOMEM. */
 int topics_get(struct topics *ts, const char *name, bool create, struct topic **out);
 
-/* depth 1..SUB_MAX_DEPTH, credits >= 1, a known policy; else HS_EINVAL. */
+/* depth 1..SUB_MAX_DEPTH, credits >= 1, a known policy; else HS_EINVAL.
+ * block_timeout_ms: how long a full BLOCK subscription may hold an emit
+ * back (0: no limit). */
 int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t depth,
-		    Hs__Policy policy, uint32_t credits, struct sub **out);
+		    Hs__Policy policy, uint32_t credits, uint32_t block_timeout_ms,
+		    struct sub **out);
 /* Releases what is queued, frees sub, and lets held-back emits go on. */
 void topic_unsubscribe(struct topics *ts, struct sub *sub);
 
@@ -115,6 +132,12 @@ int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owne
 	       uint64_t req_seq, uint64_t *seq, struct pending_emit **held);
 /* Cancels a held-back emit: its reference is released, pe freed. */
 void topic_cancel(struct topics *ts, struct pending_emit *pe);
+
+/* Stalls every full BLOCK subscriber whose block_timeout the oldest
+ * held-back emit of its topic has waited out by now_us, and lets the
+ * emits go on. Returns when it must run again (a tensor_now_us time), or
+ * UINT64_MAX when no emit is held back with a timeout pending. */
+uint64_t topics_expire(struct topics *ts, uint64_t now_us);
 
 /* Adds n credits (saturating) and delivers what the credits allow. */
 void sub_credit(struct topics *ts, struct sub *sub, uint32_t n);

@@ -35,7 +35,8 @@ typedef struct hs_subscription hs_subscription;
 
 /* What a subscriber's queue does when it is full. */
 enum hs_policy {
-	HS_POLICY_BLOCK = 0,       /* the producer's emit waits for room */
+	HS_POLICY_BLOCK = 0,       /* the producer's emit waits for room, up to
+				    * the block timeout (hs_subscribe_opts) */
 	HS_POLICY_DROP_OLDEST = 1, /* the oldest queued tensor is dropped */
 	HS_POLICY_DROP_NEWEST = 2, /* the tensor being emitted is dropped */
 };
@@ -113,8 +114,19 @@ HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device,
  * the consumer as DLPack says. Valid until the reference ends. */
 HS_EXPORT const DLTensor *hs_tensor_dltensor(const hs_tensor *tensor);
 
-/* data + byte_offset: the address of element 0. */
+/* data + byte_offset: the address of element 0. For a host tensor
+ * allocated by a process of another uid (received from a topic, or
+ * forwarded to you), this is read-only memory: reading is fine, a write
+ * faults (SIGSEGV). hs_tensor_writable tells which. */
 HS_EXPORT void *hs_tensor_data(const hs_tensor *tensor);
+
+/* 1 when this process can write the tensor's memory: a host tensor
+ * allocated by a process of this process' uid, or a device tensor (legacy
+ * CUDA IPC maps read-write; writing into a device tensor you received is
+ * still not allowed, see docs/security.md). 0 for a host tensor of another
+ * uid, mapped read-only here, and for NULL. A read-only tensor may still
+ * be emitted again (forwarded) and released like any other. */
+HS_EXPORT int hs_tensor_writable(const hs_tensor *tensor);
 
 /* Bytes of the block the tensor lives in. */
 HS_EXPORT uint64_t hs_tensor_nbytes(const hs_tensor *tensor);
@@ -168,10 +180,17 @@ HS_EXPORT int hs_tensor_to_dlpack(hs_tensor *tensor, DLManagedTensor **out);
 typedef struct hs_subscribe_opts {
 	uint32_t depth;        /* queue length in the daemon; 0 means 8 */
 	enum hs_policy policy; /* what happens when the queue is full */
+	/* HS_POLICY_BLOCK: the longest this subscription may hold a
+	 * producer back while its queue is full. Past it, it is dropped from
+	 * that emit and from later ones (each counted in
+	 * hs_subscription_dropped) until it takes a tensor again. 0: the
+	 * daemon's default ([subscribe] block_timeout_ms, 5000 ms unless
+	 * configured), which is also the most it grants. */
+	uint32_t block_timeout_ms;
 } hs_subscribe_opts;
 
-/* opts may be NULL: depth 8, HS_POLICY_BLOCK. Only tensors emitted after
- * the subscription exists are delivered. */
+/* opts may be NULL: depth 8, HS_POLICY_BLOCK, the daemon's block timeout.
+ * Only tensors emitted after the subscription exists are delivered. */
 HS_EXPORT int hs_subscribe(hs_client *client, const char *topic,
 			   const hs_subscribe_opts *opts,
 			   hs_subscription **out);

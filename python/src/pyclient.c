@@ -461,7 +461,7 @@ static PyMethodDef client_methods[] = {
 	{ "_find", client_find, METH_VARARGS, NULL },
 	{ "subscribe", (PyCFunction)(void (*)(void))client_subscribe,
 	  METH_VARARGS | METH_KEYWORDS,
-	  "subscribe(topic, depth=8, policy='block') -> Subscription" },
+	  "subscribe(topic, depth=8, policy='block', block_timeout_ms=0) -> Subscription" },
 	{ "ping", client_ping, METH_NOARGS, "Round trip to the daemon." },
 	{ "fileno", client_fileno, METH_NOARGS, "A pollable fd; call dispatch() when readable." },
 	{ "dispatch", client_dispatch, METH_NOARGS, "Handle what the daemon sent, without blocking." },
@@ -501,15 +501,17 @@ int hspy_client_type_init(PyObject *module)
 static PyObject *client_subscribe(PyObject *obj, PyObject *args, PyObject *kw)
 {
 	hspy_client *self = (hspy_client *)obj;
-	static char *kwlist[] = { "topic", "depth", "policy", NULL };
+	static char *kwlist[] = { "topic", "depth", "policy", "block_timeout_ms", NULL };
 	PyObject *topic;
-	unsigned int depth = 8;
+	unsigned int depth = 8, block_timeout_ms = 0;
 	PyObject *policy_obj = NULL;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|IO", kwlist, &topic, &depth, &policy_obj))
+	if (!PyArg_ParseTupleAndKeywords(args, kw, "U|IOI", kwlist, &topic, &depth, &policy_obj,
+					 &block_timeout_ms))
 		return NULL;
 	if (client_ok(self) < 0)
 		return NULL;
-	hs_subscribe_opts o = { .depth = depth, .policy = HS_POLICY_BLOCK };
+	hs_subscribe_opts o = { .depth = depth, .policy = HS_POLICY_BLOCK,
+				.block_timeout_ms = block_timeout_ms };
 	if (depth < 1) {
 		PyErr_SetString(PyExc_ValueError, "depth must be at least 1");
 		return NULL;

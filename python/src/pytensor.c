@@ -276,7 +276,8 @@ static PyObject *interface_dict(hspy_tensor *self, int version)
 	PyObject *d = NULL;
 	if (shape && strides)
 		d = Py_BuildValue("{s:O,s:s,s:(NO),s:O,s:i}", "shape", shape, "typestr", ts,
-				  "data", PyLong_FromVoidPtr(hs_tensor_data(self->t)), Py_False,
+				  "data", PyLong_FromVoidPtr(hs_tensor_data(self->t)),
+				  hs_tensor_writable(self->t) ? Py_False : Py_True,
 				  "strides", strides, "version", version);
 	Py_XDECREF(shape);
 	Py_XDECREF(strides);

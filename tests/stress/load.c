@@ -29,20 +29,6 @@
 #include "stress.h"
 
 #define RSS_SLACK_KIB 256
-
-/* Under ASan (its quarantine holds freed memory back on purpose) or a
- * wrapper such as valgrind, the daemon's RSS says nothing about leaks:
- * it is shown, not compared. */
-#if defined(__SANITIZE_ADDRESS__)
-#define RSS_COMPARABLE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RSS_COMPARABLE 0
-#endif
-#endif
-#ifndef RSS_COMPARABLE
-#define RSS_COMPARABLE 1
-#endif
 #define ELEMS 256
 #define DEPTH 8
 

@@ -48,4 +48,18 @@ int st_wait_idle(const char *sock, int deadline_ms, struct st_usage *u);
 /* VmRSS of pid in KiB, or -1. */
 long st_rss_kib(pid_t pid);
 
+/* Under ASan (its quarantine holds freed memory on purpose) or a
+ * wrapper such as valgrind, the daemon's RSS says nothing about leaks:
+ * it is shown, not compared. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_COMPARABLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RSS_COMPARABLE 0
+#endif
+#endif
+#ifndef RSS_COMPARABLE
+#define RSS_COMPARABLE 1
+#endif
+
 #endif

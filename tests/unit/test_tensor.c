@@ -1,6 +1,10 @@
 /* The tensor table over a real host pool: ids, generations, stale ids,
- * reference counting back to the pool, and the pool's slabs. */
+ * reference counting back to the pool, and the pool's slabs, partitioned
+ * by uid, with their read-only fds. */
+#include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -48,7 +52,7 @@ static void teardown(void)
 START_TEST(test_create_lookup)
 {
 	struct tensor *t, *u;
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), 0);
 	ck_assert_uint_eq(t->refs, 1);
 	ck_assert_uint_eq(t->nbytes, 16 * 16 * 4);
 	ck_assert_uint_eq(t->id >> 32, 1);  /* first generation */
@@ -82,14 +86,14 @@ END_TEST
 START_TEST(test_generations_stale)
 {
 	struct tensor *t, *u;
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), 0);
 	uint64_t old = t->id;
 	tensor_unref(&tt, t);
 	ck_assert_int_eq(tensor_lookup(&tt, old, &u), HS_ESTALE);
 	ck_assert_int_eq(tt.live, 0);
 
 	/* The slot comes back with the next generation: the old id stays stale. */
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), 0);
 	ck_assert_uint_eq((uint32_t)t->id, (uint32_t)old);
 	ck_assert_uint_eq(t->id >> 32, (old >> 32) + 1);
 	ck_assert_int_eq(tensor_lookup(&tt, old, &u), HS_ESTALE);
@@ -101,7 +105,7 @@ END_TEST
 START_TEST(test_refcount_to_pool)
 {
 	struct tensor *t;
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), 0);
 	tensor_ref(t);
 	tensor_ref(t);
 	ck_assert_uint_eq(t->refs, 3);
@@ -124,7 +128,7 @@ START_TEST(test_many_and_back)
 	shape[1] = 100; /* 400 bytes -> 512 */
 	bool unique = true; /* one assertion: each costs a pipe write under CK_FORK */
 	for (int i = 0; i < N; i++) {
-		ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &ts[i]), 0);
+		ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &ts[i]), 0);
 		for (int j = 0; j < i; j++)
 			unique &= ts[i]->id != ts[j]->id;
 	}
@@ -146,13 +150,13 @@ START_TEST(test_bad_meta_changes_nothing)
 {
 	struct tensor *t;
 	shape[1] = -1;
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), HS_ESHAPE);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), HS_ESHAPE);
 	shape[1] = 4;
 	meta.byte_offset = 256;
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), HS_EINVAL);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), HS_EINVAL);
 	meta.byte_offset = 0;
 	dev.type = kDLCUDA;
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), HS_ENODEV);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), HS_ENODEV);
 	ck_assert_int_eq(tt.live, 0);
 	ck_assert_uint_eq(pool.nslabs, 0);
 }
@@ -165,7 +169,7 @@ START_TEST(test_dedicated_and_cap)
 	struct tensor *t;
 	shape[0] = 1024;
 	shape[1] = 1024; /* 4 MiB + change? exactly 4 MiB */
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), 0);
 	ck_assert(t->block.slab->dedicated);
 	ck_assert_uint_eq(t->block.slab->size, 4u << 20);
 	ck_assert_uint_eq(pool.total, 4u << 20);
@@ -177,16 +181,79 @@ START_TEST(test_dedicated_and_cap)
 	struct pool capped;
 	pool_init(&capped, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, 1 << 20, 2 << 20, &next_slab);
 	struct pool_block b[3];
-	ck_assert_int_eq(pool_alloc(&capped, 1 << 20, &b[0]), 0);
-	ck_assert_int_eq(pool_alloc(&capped, 1 << 20, &b[1]), 0);
-	ck_assert_int_eq(pool_alloc(&capped, 1, &b[2]), HS_ENOSPC);
+	ck_assert_int_eq(pool_alloc(&capped, 1 << 20, 0, &b[0]), 0);
+	ck_assert_int_eq(pool_alloc(&capped, 1 << 20, 0, &b[1]), 0);
+	ck_assert_int_eq(pool_alloc(&capped, 1, 0, &b[2]), HS_ENOSPC);
 	ck_assert_uint_ne(b[0].slab->id, b[1].slab->id);
 	pool_release(&capped, &b[0]);
-	ck_assert_int_eq(pool_alloc(&capped, 1, &b[2]), 0);
+	ck_assert_int_eq(pool_alloc(&capped, 1, 0, &b[2]), 0);
 	pool_release(&capped, &b[1]);
 	pool_release(&capped, &b[2]);
 	ck_assert_uint_eq(capped.used, 0);
 	pool_fini(&capped);
+}
+END_TEST
+
+START_TEST(test_uid_partition)
+{
+	/* two uids never share a slab, even with room left in the other's */
+	struct pool_block a, b, c;
+	ck_assert_int_eq(pool_alloc(&pool, 4096, 1000, &a), 0);
+	ck_assert_int_eq(pool_alloc(&pool, 4096, 2000, &b), 0);
+	ck_assert_uint_ne(a.slab->id, b.slab->id);
+	ck_assert_uint_eq(a.slab->uid, 1000);
+	ck_assert_uint_eq(b.slab->uid, 2000);
+	uint64_t a_slab = a.slab->id;
+	pool_release(&pool, &a);
+	ck_assert_int_eq(pool_alloc(&pool, 4096, 2000, &c), 0);
+	ck_assert_uint_ne(c.slab->id, a_slab); /* a's block is not reused for 2000 */
+	pool_release(&pool, &b);
+	pool_release(&pool, &c);
+
+	/* at the cap, slabs nobody maps or uses make room for another uid */
+	struct pool capped;
+	pool_init(&capped, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, 1 << 20, 2 << 20, &next_slab);
+	ck_assert_int_eq(pool_alloc(&capped, 4096, 1, &a), 0);
+	ck_assert_int_eq(pool_alloc(&capped, 4096, 2, &b), 0);
+	ck_assert_int_eq(pool_alloc(&capped, 4096, 3, &c), HS_ENOSPC);
+	a.slab->announced = 1; /* mapped by a session: not reclaimed */
+	pool_release(&capped, &a);
+	ck_assert_int_eq(pool_alloc(&capped, 4096, 3, &c), HS_ENOSPC);
+	pool_slab_unannounce(&capped, a.slab);
+	ck_assert_int_eq(pool_alloc(&capped, 4096, 3, &c), 0);
+	ck_assert_uint_eq(c.slab->uid, 3);
+	ck_assert_uint_eq(capped.nslabs, 2);
+	pool_release(&capped, &b);
+	pool_release(&capped, &c);
+	pool_fini(&capped);
+}
+END_TEST
+
+START_TEST(test_host_slab_fds)
+{
+	struct pool_block a;
+	ck_assert_int_eq(pool_alloc(&pool, 4096, 1000, &a), 0);
+	struct slab *s = a.slab;
+	struct stat st;
+	ck_assert_int_eq(fstat(s->fd, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
+	ck_assert_int_eq(fcntl(s->fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	ck_assert_int_eq(fcntl(s->ro_fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+	int seals = fcntl(s->ro_fd, F_GET_SEALS);
+	ck_assert_int_eq(seals, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+	/* the read-only fd maps only for reading, and punches no hole */
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s->ro_fd, 0);
+	ck_assert(p == MAP_FAILED && errno == EACCES);
+	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, s->ro_fd, 0);
+	ck_assert(p != MAP_FAILED);
+	ck_assert_int_eq(mprotect(p, 4096, PROT_READ | PROT_WRITE), -1);
+	ck_assert_int_eq(errno, EACCES);
+	munmap(p, 4096);
+	ck_assert_int_eq(fallocate(s->ro_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096),
+			 -1);
+	ck_assert_int_eq(errno, EBADF);
+	ck_assert_int_eq(ftruncate(s->ro_fd, 0), -1);
+	pool_release(&pool, &a);
 }
 END_TEST
 
@@ -201,6 +268,8 @@ static Suite *tensor_suite(void)
 	tcase_add_test(tc, test_many_and_back);
 	tcase_add_test(tc, test_bad_meta_changes_nothing);
 	tcase_add_test(tc, test_dedicated_and_cap);
+	tcase_add_test(tc, test_uid_partition);
+	tcase_add_test(tc, test_host_slab_fds);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -43,7 +43,7 @@ static void setup(void)
 	ngot = naccepted = 0;
 	pool_init(&pool, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, 1 << 20, 0, &next_slab);
 	tensor_table_init(&tt, 0);
-	struct topic_hooks h = { on_deliver, on_accepted, NULL };
+	struct topic_hooks h = { .deliver = on_deliver, .accepted = on_accepted };
 	topics_init(&ts, &tt, 0, 4, &h);
 }
 
@@ -69,7 +69,7 @@ static struct tensor *new_tensor(void)
 	meta.n_shape = 1;
 	meta.shape = shape;
 	struct tensor *t;
-	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, &t), 0);
+	ck_assert_int_eq(tensor_create(&tt, &pool, &meta, 0, &t), 0);
 	return t;
 }
 
@@ -128,7 +128,7 @@ START_TEST(test_drop_oldest)
 	struct sub *s;
 	uint64_t seq;
 	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 3, HS__POLICY__POLICY_DROP_OLDEST, 1, &s), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 3, HS__POLICY__POLICY_DROP_OLDEST, 1, 0, &s), 0);
 	for (uint64_t i = 1; i <= 6; i++)
 		ck_assert_int_eq(emit(tp, i, &seq), 0);
 	ck_assert_int_eq(ngot, 1); /* one credit: seq 1 */
@@ -152,7 +152,7 @@ START_TEST(test_drop_newest)
 	struct sub *s;
 	uint64_t seq;
 	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 3, HS__POLICY__POLICY_DROP_NEWEST, 1, &s), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 3, HS__POLICY__POLICY_DROP_NEWEST, 1, 0, &s), 0);
 	for (uint64_t i = 1; i <= 6; i++)
 		ck_assert_int_eq(emit(tp, i, &seq), 0);
 	ck_assert_uint_eq(s->dropped, 2);
@@ -173,9 +173,9 @@ START_TEST(test_block_in_order)
 	struct sub *blk, *fast;
 	uint64_t seq;
 	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 2, HS__POLICY__POLICY_BLOCK, 1, &blk), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 2, HS__POLICY__POLICY_BLOCK, 1, 0, &blk), 0);
 	/* a drop-oldest subscriber beside it never holds emits back */
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 100, &fast), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 100, 0, &fast), 0);
 
 	ck_assert_int_eq(emit(tp, 1, &seq), 0); /* delivered to both */
 	ck_assert_int_eq(emit(tp, 2, &seq), 0); /* queued for blk */
@@ -218,7 +218,7 @@ START_TEST(test_block_bounded_and_cancel)
 	struct sub *blk;
 	uint64_t seq;
 	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_BLOCK, 1, &blk), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_BLOCK, 1, 0, &blk), 0);
 	ck_assert_int_eq(emit(tp, 1, &seq), 0); /* delivered */
 	ck_assert_int_eq(emit(tp, 2, &seq), 0); /* queued */
 	struct pending_emit *first = NULL;
@@ -243,13 +243,72 @@ START_TEST(test_block_bounded_and_cancel)
 }
 END_TEST
 
+static int nstalled;
+static void on_stalled(void *data, struct sub *sub)
+{
+	(void)data;
+	(void)sub;
+	nstalled++;
+}
+
+START_TEST(test_block_timeout)
+{
+	ts.hooks.stalled = on_stalled;
+	nstalled = 0;
+	struct topic *tp;
+	struct sub *blk, *forever;
+	uint64_t seq;
+	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_BLOCK, 1, 100, &blk), 0);
+	ck_assert_uint_eq(topics_expire(&ts, tensor_now_us()), UINT64_MAX); /* nothing held */
+	ck_assert_int_eq(emit(tp, 1, &seq), 0); /* delivered */
+	ck_assert_int_eq(emit(tp, 2, &seq), 0); /* queued: blk full */
+	struct pending_emit *pe = NULL;
+	ck_assert_int_eq(topic_emit(&ts, tp, new_tensor(), NULL, 3, &seq, &pe), 1);
+	uint64_t since = pe->since_us;
+	/* not yet: it says when to look again */
+	ck_assert_uint_eq(topics_expire(&ts, since + 50000), since + 100000);
+	ck_assert_int_eq(naccepted, 0);
+	/* past the timeout: blk is dropped from emit 3, which is accepted */
+	ck_assert_uint_eq(topics_expire(&ts, since + 100000), UINT64_MAX);
+	ck_assert_int_eq(naccepted, 1);
+	ck_assert_uint_eq(accepted_req[0], 3);
+	ck_assert(blk->stalled);
+	ck_assert_uint_eq(blk->dropped, 1);
+	ck_assert_uint_eq(blk->stalls, 1);
+	ck_assert_int_eq(nstalled, 1);
+	/* stalled: later emits skip it at once, counted */
+	ck_assert_int_eq(emit(tp, 4, &seq), 0);
+	ck_assert_uint_eq(blk->dropped, 2);
+	/* it reads again: 2 is delivered, and it holds emits back again */
+	sub_credit(&ts, blk, 1);
+	ck_assert(!blk->stalled);
+	ck_assert_int_eq(emit(tp, 5, &seq), 0); /* queued */
+	ck_assert_int_eq(emit(tp, 6, &seq), 1); /* held back */
+	topic_unsubscribe(&ts, blk);
+	ck_assert_uint_eq(tp->npending, 0);
+
+	/* block_timeout 0: held back for as long as it takes */
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_BLOCK, 1, 0, &forever), 0);
+	ck_assert_int_eq(emit(tp, 7, &seq), 0);
+	ck_assert_int_eq(emit(tp, 8, &seq), 0);
+	ck_assert_int_eq(emit(tp, 9, &seq), 1);
+	ck_assert_uint_eq(topics_expire(&ts, UINT64_MAX - 1), UINT64_MAX);
+	ck_assert_uint_eq(tp->npending, 1);
+	ck_assert(!forever->stalled);
+	topic_unsubscribe(&ts, forever);
+	release_deliveries();
+	ck_assert_uint_eq(pool.used, 0);
+}
+END_TEST
+
 START_TEST(test_credits)
 {
 	struct topic *tp;
 	struct sub *s;
 	uint64_t seq;
 	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 10, HS__POLICY__POLICY_BLOCK, 2, &s), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 10, HS__POLICY__POLICY_BLOCK, 2, 0, &s), 0);
 	for (uint64_t i = 1; i <= 5; i++)
 		ck_assert_int_eq(emit(tp, i, &seq), 0);
 	ck_assert_int_eq(ngot, 2);
@@ -269,10 +328,10 @@ START_TEST(test_credits)
 	ck_assert_uint_eq(s->credits, SUB_MAX_CREDITS);
 	/* bad subscriptions */
 	struct sub *x;
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 0, HS__POLICY__POLICY_BLOCK, 1, &x), HS_EINVAL);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_BLOCK, 0, &x), HS_EINVAL);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, (Hs__Policy)7, 1, &x), HS_EINVAL);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, SUB_MAX_DEPTH + 1, HS__POLICY__POLICY_BLOCK, 1, &x),
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 0, HS__POLICY__POLICY_BLOCK, 1, 0, &x), HS_EINVAL);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, HS__POLICY__POLICY_BLOCK, 0, 0, &x), HS_EINVAL);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 1, (Hs__Policy)7, 1, 0, &x), HS_EINVAL);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, SUB_MAX_DEPTH + 1, HS__POLICY__POLICY_BLOCK, 1, 0, &x),
 			 HS_EINVAL);
 	release_deliveries();
 }
@@ -284,7 +343,7 @@ START_TEST(test_unsubscribe_releases_queue)
 	struct sub *s;
 	uint64_t seq;
 	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 8, HS__POLICY__POLICY_DROP_OLDEST, 1, &s), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 8, HS__POLICY__POLICY_DROP_OLDEST, 1, 0, &s), 0);
 	for (uint64_t i = 1; i <= 5; i++)
 		ck_assert_int_eq(emit(tp, i, &seq), 0);
 	ck_assert_uint_eq(tt.live, 5);
@@ -301,7 +360,7 @@ START_TEST(test_deep_queue_grows_in_order)
 	struct sub *s;
 	uint64_t seq;
 	ck_assert_int_eq(topics_get(&ts, "t", true, &tp), 0);
-	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 100, HS__POLICY__POLICY_BLOCK, 1, &s), 0);
+	ck_assert_int_eq(topic_subscribe(&ts, tp, NULL, 100, HS__POLICY__POLICY_BLOCK, 1, 0, &s), 0);
 	ck_assert_uint_le(s->qcap, 16); /* not 100 up front */
 	for (uint64_t i = 1; i <= 10; i++)
 		ck_assert_int_eq(emit(tp, i, &seq), 0);
@@ -325,7 +384,7 @@ END_TEST
 START_TEST(test_idle_topics_evicted_at_limit)
 {
 	struct topics small;
-	struct topic_hooks h = { on_deliver, on_accepted, NULL };
+	struct topic_hooks h = { .deliver = on_deliver, .accepted = on_accepted };
 	topics_init(&small, &tt, 3, 4, &h);
 	struct topic *a, *bt, *c, *x;
 	struct sub *s;
@@ -334,7 +393,7 @@ START_TEST(test_idle_topics_evicted_at_limit)
 	ck_assert_int_eq(topics_get(&small, "b", true, &bt), 0);
 	ck_assert_int_eq(topics_get(&small, "c", true, &c), 0);
 	/* a has a subscriber; b names a live tensor; c is idle */
-	ck_assert_int_eq(topic_subscribe(&small, a, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 1, &s), 0);
+	ck_assert_int_eq(topic_subscribe(&small, a, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 1, 0, &s), 0);
 	struct tensor *t = new_tensor();
 	tensor_ref(t); /* keep it alive past the emit */
 	struct pending_emit *pe;
@@ -349,7 +408,7 @@ START_TEST(test_idle_topics_evicted_at_limit)
 	/* nothing idle: the limit holds */
 	struct topic *dd;
 	ck_assert_int_eq(topics_get(&small, "d", false, &dd), 0);
-	ck_assert_int_eq(topic_subscribe(&small, dd, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 1, &s), 0);
+	ck_assert_int_eq(topic_subscribe(&small, dd, NULL, 1, HS__POLICY__POLICY_DROP_OLDEST, 1, 0, &s), 0);
 	ck_assert_int_eq(topics_get(&small, "e", true, &x), HS_ELIMIT);
 	/* once the tensor naming b is gone, b can go */
 	tensor_unref(&tt, t);
@@ -371,6 +430,7 @@ static Suite *topic_suite(void)
 	tcase_add_test(tc, test_drop_newest);
 	tcase_add_test(tc, test_block_in_order);
 	tcase_add_test(tc, test_block_bounded_and_cancel);
+	tcase_add_test(tc, test_block_timeout);
 	tcase_add_test(tc, test_credits);
 	tcase_add_test(tc, test_unsubscribe_releases_queue);
 	tcase_add_test(tc, test_deep_queue_grows_in_order);

@@ -1,0 +1,123 @@
+/* Two-uid test helpers (twouid.h). */
+#include "twouid.h"
+
+#include <hsbroker/client.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <grp.h>
+#include <libgen.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+int tu_daemon_start(struct ht_daemon *d, const char *text, char *log, size_t log_size)
+{
+	char dir[256], conf[300];
+	ht_tmpdir(dir, sizeof(dir));
+	if (!dir[0])
+		return -1;
+	snprintf(conf, sizeof(conf), "%s/hsbrokerd.conf", dir);
+	snprintf(log, log_size, "%s/hsbrokerd.log", dir);
+	if (text) {
+		FILE *f = fopen(conf, "w");
+		if (!f || fputs(text, f) < 0 || fclose(f) != 0)
+			return -1;
+	}
+	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	/* The daemon inherits stderr: point it at the log for the start. */
+	int saved = dup(2);
+	dup2(fd, 2);
+	const char *with[] = { "--config", conf, "--log-level", "info", NULL };
+	const char *without[] = { "--log-level", "info", NULL };
+	int rc = ht_daemon_start(d, text ? with : without);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	if (rc < 0)
+		return -1;
+	/* mkdtemp makes folders 0700: others could not reach the socket */
+	char path[300];
+	snprintf(path, sizeof(path), "%s", d->dir);
+	if (chmod(path, 0755) < 0 || chmod(dirname(path), 0755) < 0)
+		return -1;
+	return 0;
+}
+
+bool tu_log_has(const char *log, const char *a, const char *b)
+{
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return false;
+	char line[1024];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, a) && (!b || strstr(line, b));
+	fclose(f);
+	return found;
+}
+
+int tu_become(uid_t uid, gid_t gid)
+{
+	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+		return ht_child_fail("become", "cannot become uid %u gid %u", (unsigned)uid,
+				     (unsigned)gid);
+	return 0;
+}
+
+int tu_raw_open(const char *sock, bool hello, int timeout_ms)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	int sk = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (sk < 0)
+		return -1;
+	if (connect(sk, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(sk);
+		return -1;
+	}
+	if (!hello)
+		return sk;
+	Hs__Hello h = HS__HELLO__INIT;
+	h.protocol_version = HS_PROTOCOL_VERSION;
+	h.client_name = (char *)"hostile";
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = 1;
+	m.body_case = HS__MESSAGE__BODY_HELLO;
+	m.hello = &h;
+	static uint8_t buf[HS__WIRE_MAX_MSG];
+	struct pollfd p = { .fd = sk, .events = POLLIN };
+	int fds[HS__WIRE_MAX_FDS], nfds = 0, n = -1;
+	if (hs__wire_send(sk, &m, NULL, 0) == 0 && poll(&p, 1, timeout_ms) == 1)
+		n = hs__wire_recv(sk, buf, fds, &nfds);
+	hs__wire_close_fds(fds, nfds);
+	Hs__Message *r = NULL;
+	bool ok = n > 0 && hs__wire_decode(buf, (size_t)n, &r) == 0 &&
+		  r->body_case == HS__MESSAGE__BODY_HELLO_REPLY;
+	if (r)
+		hs__wire_free(r);
+	if (!ok) {
+		close(sk);
+		return -1;
+	}
+	return sk;
+}
+
+int tu_raw_subscribe(int sk, uint64_t seq, const char *topic, uint32_t depth,
+		     Hs__Policy policy, uint32_t credits)
+{
+	Hs__SubscribeReq sr = HS__SUBSCRIBE_REQ__INIT;
+	sr.topic = (char *)topic;
+	sr.depth = depth;
+	sr.policy = policy;
+	sr.credits = credits;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = seq;
+	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE;
+	m.subscribe = &sr;
+	return hs__wire_send(sk, &m, NULL, 0);
+}
