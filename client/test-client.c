@@ -541,6 +541,33 @@ START_TEST(t_info)
 	ck_assert_int_eq(hs_client_get_info(c, HS_INFO_TENSORS, &info), 0);
 	ck_assert_int_eq(info->n_tensors, 0);
 	hs_info_free(info);
+
+	/* Host tensors ignore streams: a handle that is no stream at all is
+	 * never touched (no CUDA call), and HS_STREAM_DONE is accepted. */
+	void *not_a_stream = (void *)(uintptr_t)0x5eed;
+	int64_t one[1] = { 16 };
+	hs_tensor *h[3];
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(hs_tensor_alloc(c, (DLDevice){ kDLCPU, 0 },
+						 (DLDataType){ kDLUInt, 8, 1 }, 1, one, NULL, &h[i]),
+				 0);
+	ck_assert_int_eq(hs_tensor_wait(h[0], not_a_stream), 0);
+	ck_assert_int_eq(hs_tensor_wait(h[0], HS_STREAM_DONE), 0);
+	DLManagedTensor *m0, *m1;
+	ck_assert_int_eq(hs_tensor_to_dlpack_stream(h[0], not_a_stream, &m0), 0);
+	ck_assert_int_eq(hs_tensor_to_dlpack(h[1], &m1), 0);
+	ck_assert_int_eq(hs_tensor_to_dlpack(h[1], &m1), HS_EINVAL); /* exported already */
+	m1->deleter(m1);
+	hs_tensor_release(h[2], HS_STREAM_DONE);
+	ck_assert_int_eq(hs_client_ping(c), 0);
+	ck_assert_int_eq(hs_client_get_info(c, HS_INFO_TENSORS, &info), 0);
+	ck_assert_int_eq(info->n_tensors, 1); /* h[0]: its DLManagedTensor lives */
+	hs_info_free(info);
+	m0->deleter(m0);
+	ck_assert_int_eq(hs_client_ping(c), 0);
+	ck_assert_int_eq(hs_client_get_info(c, HS_INFO_TENSORS, &info), 0);
+	ck_assert_int_eq(info->n_tensors, 0);
+	hs_info_free(info);
 	hs_client_disconnect(c);
 	daemon_stop();
 }
