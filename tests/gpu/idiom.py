@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -249,6 +250,10 @@ class CupyIdioms:
 class NumbaIdioms:
     def __init__(self):
         import numpy as np
+        # Numba 0.68 compiles kernels through np.row_stack, which NumPy
+        # 2.5 no longer has (seen on the H200 machine): the alias it was.
+        if not hasattr(np, "row_stack"):
+            np.row_stack = np.vstack
         from numba import cuda
         if not cuda.is_available():
             raise ImportError("numba.cuda sees no GPU")
@@ -270,6 +275,13 @@ class NumbaIdioms:
         self.spin, self.count_bad = spin, count_bad
         self.stream = cuda.stream()
         self.zero = np.zeros(1, np.int32)
+        # Compile both now: a Numba that cannot is a skip with its reason.
+        x = cuda.to_device(np.ones(256, np.float32))
+        cnt = cuda.to_device(self.zero)
+        spin[1, 1](x, x, 1)
+        count_bad[1, 256](x, 1.0, cnt)
+        if int(cnt.copy_to_host()[0]) != 0:
+            raise RuntimeError("numba count kernel is wrong")
 
     def run(self, case, t, k):
         cuda = self.cuda
@@ -346,7 +358,10 @@ def consumer_main(lib, rounds, cases):
                 del t
                 bad = count()
             except Exception as e:
-                res["errors"].append("%s: %s" % (type(e).__name__, e))
+                where = traceback.extract_tb(e.__traceback__)[-1]
+                res["errors"].append("%s: %s (%s:%d)" % (type(e).__name__, e,
+                                                         os.path.basename(where.filename),
+                                                         where.lineno))
                 if isinstance(e, hsbroker.Timeout) or len(res["errors"]) > 3:
                     break
                 continue
@@ -354,6 +369,9 @@ def consumer_main(lib, rounds, cases):
             res["corrupted"] += bad != 0
         res["ms"] = int((time.monotonic() - t0) * 1000)
         res["errors"] = res["errors"][:3]
+        # What a failed case left queued goes back, so the next case's
+        # producer gets blocks.
+        subs[case].close()
         emit_line(res)
     c.close()
     return 0
