@@ -31,12 +31,13 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(HERE, "interop"))
+import interop  # noqa: E402  (its daemon start and JSON lines)
 N = 1 << 20                  # float32 elements: 4 MiB
 SPIN_MS = 3.0                # the slow reader's kernel
 SM_KHZ = 1980000             # H200/H100 top SM clock, for clock64 spins
@@ -74,11 +75,6 @@ CASES = [
 CONTROL = "idiom-control-done"
 
 
-def emit_line(obj):
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
 # ------------------------------------------------------------- producer
 
 def is_nospace(e):
@@ -91,7 +87,7 @@ def producer_main(rounds):
     torch.cuda.set_device(0)
     s = torch.cuda.Stream()
     c = hsbroker.connect(name="idiom-producer")
-    emit_line({"status": "ready"})
+    interop.emit_line({"status": "ready"})
 
     def alloc(deadline):
         while True:
@@ -133,7 +129,7 @@ def producer_main(rounds):
                 rewrites += len(extra)
         except Exception as e:
             err = "%s: %s" % (type(e).__name__, e)
-        emit_line({"produced": case, "error": err, "rewrites": rewrites})
+        interop.emit_line({"produced": case, "error": err, "rewrites": rewrites})
     s.synchronize()
     c.close()
     return 0
@@ -342,11 +338,11 @@ def consumer_main(lib, rounds, cases):
     try:
         idioms = IDIOMS[lib]()
     except Exception as e:
-        emit_line({"status": "skip", "reason": "%s: %s" % (type(e).__name__, e)})
+        interop.emit_line({"status": "skip", "reason": "%s: %s" % (type(e).__name__, e)})
         return 0
     c = hsbroker.connect(name="idiom-" + lib)
     subs = {case: c.subscribe("idiom/" + case, depth=DEPTH) for case in cases}
-    emit_line({"status": "ready"})
+    interop.emit_line({"status": "ready"})
     for case in cases:
         res = {"case": case, "rounds": 0, "corrupted": 0, "errors": []}
         t0 = time.monotonic()
@@ -372,7 +368,7 @@ def consumer_main(lib, rounds, cases):
         # What a failed case left queued goes back, so the next case's
         # producer gets blocks.
         subs[case].close()
-        emit_line(res)
+        interop.emit_line(res)
     c.close()
     return 0
 
@@ -380,18 +376,10 @@ def consumer_main(lib, rounds, cases):
 # ----------------------------------------------------------------- main
 
 def start_daemon(path):
-    sock = os.path.join(tempfile.mkdtemp(prefix="hs-idiom-"), "hs.sock")
-    log = open(sock + ".log", "w")
     # One 16 MiB slab, capped: four 4 MiB blocks, fewer than the queue
     # (depth 4) plus the reader plus the writer want.
-    proc = subprocess.Popen([path, "--socket", sock, "--cuda-slab-size", "16M",
-                             "--cuda-cap", "16M"], stdout=log, stderr=subprocess.STDOUT)
-    end = time.monotonic() + 10
-    while not os.path.exists(sock):
-        if proc.poll() is not None or time.monotonic() > end:
-            raise RuntimeError("hsbrokerd did not start (see %s.log)" % sock)
-        time.sleep(0.05)
-    return proc, sock
+    return interop.start_daemon(path, ("--cuda-slab-size", "16M", "--cuda-cap", "16M"),
+                                "hs-idiom-")
 
 
 def first_line(p):

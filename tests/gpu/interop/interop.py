@@ -573,10 +573,11 @@ def have_gpu():
     return False
 
 
-def start_daemon(path):
-    sock = os.path.join(tempfile.mkdtemp(prefix="hs-ix-"), "hs.sock")
+def start_daemon(path, options=("--cuda-slab-size", "64M"), prefix="hs-ix-"):
+    """hsbrokerd with options on a socket of its own (also idiom.py's)."""
+    sock = os.path.join(tempfile.mkdtemp(prefix=prefix), "hs.sock")
     log = open(sock + ".log", "w")
-    proc = subprocess.Popen([path, "--socket", sock, "--cuda-slab-size", "64M"],
+    proc = subprocess.Popen([path, "--socket", sock, *options],
                             stdout=log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 10
     while not os.path.exists(sock):
