@@ -7,7 +7,8 @@
  *
  * Ownership: an hs_tensor is one reference to a broker tensor. It ends with
  * exactly one of hs_tensor_release, hs_tensor_emit (the reference moves to
- * the topic) or the deleter of the DLManagedTensor from hs_tensor_to_dlpack.
+ * the topic) or the deleter of the DLManagedTensor from hs_tensor_to_dlpack
+ * (or hs_tensor_to_dlpack_stream).
  * Disconnecting releases every reference the client still holds, as does
  * the death of the process.
  *
