@@ -91,8 +91,11 @@ int hs_tensor_copy_from(hs_tensor *dst, const DLTensor *src, void *stream)
 		copy_host(dp, dst_st, sp, src_st, d->ndim, d->shape, esize);
 		return 0;
 	}
-	if (d->device.device_type == kDLCUDA && src->device.device_type == kDLCUDA)
+	if (d->device.device_type == kDLCUDA && src->device.device_type == kDLCUDA) {
+		if (stream == HS_STREAM_DONE)
+			return HS_EINVAL; /* a copy needs a stream to go on */
 		return hs__copy_cuda(dp, dst_st, sp, src_st, d->ndim, d->shape, esize,
 				     src->device.device_id, d->device.device_id, stream);
+	}
 	return HS_ENOTSUP;
 }

@@ -6,11 +6,12 @@
  *   emits; a reader makes its stream wait on it (hs_tensor_wait). Events
  *   are opened here once each (cudaIpcOpenEventHandle) and destroyed at
  *   disconnect.
- * - release fence: a reader that releases a device tensor with its
- *   stream gets its ReleaseNote sent from a host function queued behind
- *   its reading work, so the block goes back to the pool only once that
- *   work is done. The host function makes no CUDA call: it only takes the
- *   client's send path. */
+ * - release fence: a reader that releases a device tensor gets its
+ *   ReleaseNote sent from a host function queued behind its reading work
+ *   on the stream it names (NULL: the legacy default stream, as in CUDA;
+ *   only HS_STREAM_DONE releases at once), so the block goes back to the
+ *   pool only once that work is done. The host function makes no CUDA
+ *   call: it only takes the client's send path. */
 #include "hs-config.h"
 #include "internal.h"
 
@@ -217,6 +218,8 @@ static int bridged(hs_client *c, cudaEvent_t ev, int fence_dev, int stream_dev,
 /* Records or waits on t's ready fence from stream. */
 static int fence_op(const hs_tensor *t, void *stream, bool record)
 {
+	if (stream == HS_STREAM_DONE)
+		return HS_EINVAL; /* no stream to order anything on */
 	cudaEvent_t ev;
 	int err = tensor_event(t, &ev);
 	if (err)
@@ -340,10 +343,11 @@ int hs__fence_record(hs_tensor *t, void *stream)
 
 HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream)
 {
-	(void)stream;
 	if (!tensor)
 		return HS_EINVAL;
-	return tensor->fence ? HS_ENOCUDA : 0;
+	if (!tensor->fence)
+		return 0;
+	return stream == HS_STREAM_DONE ? HS_EINVAL : HS_ENOCUDA;
 }
 
 void hs__event_destroy_all(hs_client *c)

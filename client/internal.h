@@ -75,6 +75,7 @@ struct hs_tensor {
 	int64_t strides[HS_MAX_NDIM];
 	char topic[HS_MAX_TOPIC + 1];
 	bool exported;         /* handed out as a DLManagedTensor */
+	void *dl_stream;       /* exported: the reader's stream, for the deleter */
 	DLManagedTensor managed;
 	struct hs_tensor *prev, *next; /* the client's live handles */
 	struct hs_tensor *qnext;       /* in a subscription's local buffer */

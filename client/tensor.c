@@ -302,10 +302,14 @@ HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream)
 	/* dead is stored atomically (hs__client_fail): no lock needed. */
 	bool live = tensor->client &&
 		    !__atomic_load_n(&tensor->client->dead, __ATOMIC_RELAXED);
-	/* A device tensor read on a stream: the note leaves when that
-	 * stream's work is done (docs/gpu.md, "release fence"). Host
-	 * tensors: nothing of ours can still be reading. */
-	if (live && stream && tensor->slab &&
+	/* A device tensor: the note leaves when the work queued on stream so
+	 * far is done (docs/gpu.md, "release fence"); NULL is the legacy
+	 * default stream, as in CUDA, since that is the stream most readers
+	 * use without naming one. Only HS_STREAM_DONE says "already
+	 * complete". Host tensors: nothing of ours can still be reading. If
+	 * no host function could be queued, hs__release_after has waited for
+	 * the stream on the host instead, and the note goes now. */
+	if (live && stream != HS_STREAM_DONE && tensor->slab &&
 	    tensor->slab->kind == HS__SLAB_KIND__SLAB_CUDA_IPC &&
 	    hs__release_after(tensor->client, tensor->id, stream) == 0) {
 		tensor_drop(tensor, false);
@@ -318,17 +322,31 @@ static void dlpack_deleter(DLManagedTensor *self)
 {
 	hs_tensor *t = self->manager_ctx;
 	t->exported = false;
-	hs_tensor_release(t, NULL);
+	hs_tensor_release(t, t->dl_stream);
 }
 
-HS_EXPORT int hs_tensor_to_dlpack(hs_tensor *tensor, DLManagedTensor **out)
+HS_EXPORT int hs_tensor_to_dlpack_stream(hs_tensor *tensor, void *stream,
+					 DLManagedTensor **out)
 {
 	if (!tensor || !out || tensor->exported)
 		return HS_EINVAL;
+	/* The consumer's stream waits for the writer, as __dlpack__(stream)
+	 * makes it in the array API; the deleter releases after it. */
+	if (stream != HS_STREAM_DONE) {
+		int err = hs_tensor_wait(tensor, stream);
+		if (err)
+			return err;
+	}
 	tensor->exported = true;
+	tensor->dl_stream = stream;
 	tensor->managed.dl_tensor = tensor->dl;
 	tensor->managed.manager_ctx = tensor;
 	tensor->managed.deleter = dlpack_deleter;
 	*out = &tensor->managed;
 	return 0;
+}
+
+HS_EXPORT int hs_tensor_to_dlpack(hs_tensor *tensor, DLManagedTensor **out)
+{
+	return hs_tensor_to_dlpack_stream(tensor, NULL, out);
 }

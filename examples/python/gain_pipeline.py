@@ -112,7 +112,7 @@ def rx(frames):
                 int((a[k % H] == -GAIN * k).sum()) == W)
         bad += not good
         del a
-        t.release()                       # the checks above synchronised
+        t.release()                       # after the legacy default stream (CAI)
     ms = (time.monotonic() - t0) * 1000
     st = c.stats()
     c.close()

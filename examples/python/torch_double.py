@@ -98,6 +98,8 @@ def rx(frames):
         zero_copy += a.data_ptr() == t.data_ptr
         bad += not bool(torch.equal(a, 2 * expected(torch, t.seq)))
         del a
+        # 0 on the default stream: CUDA's legacy default stream, whose
+        # host function comes after the checks queued above.
         t.release(stream=torch.cuda.current_stream().cuda_stream)
     ms = (time.monotonic() - t0) * 1000
     st = c.stats()

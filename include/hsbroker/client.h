@@ -7,9 +7,18 @@
  *
  * Ownership: an hs_tensor is one reference to a broker tensor. It ends with
  * exactly one of hs_tensor_release, hs_tensor_emit (the reference moves to
- * the topic) or the deleter of the DLManagedTensor from hs_tensor_to_dlpack.
+ * the topic) or the deleter of the DLManagedTensor from hs_tensor_to_dlpack
+ * (or hs_tensor_to_dlpack_stream).
  * Disconnecting releases every reference the client still holds, as does
- * the death of the process. */
+ * the death of the process.
+ *
+ * Streams: every `void *stream` argument is a cudaStream_t with CUDA's own
+ * meaning, in every call: NULL is the legacy default stream (the one
+ * PyTorch, CuPy and Numba use unless told otherwise), cudaStreamLegacy
+ * and cudaStreamPerThread work as in CUDA, any other value is a stream of
+ * yours. Only hs_tensor_release and hs_tensor_to_dlpack_stream also take
+ * HS_STREAM_DONE. For host tensors the stream is ignored (docs/gpu.md,
+ * "What is safe"). */
 #ifndef HSBROKER_CLIENT_H
 #define HSBROKER_CLIENT_H
 
@@ -28,6 +37,14 @@ extern "C" {
 #define HS_PROTOCOL_VERSION 1
 #define HS_MAX_NDIM 32
 #define HS_MAX_TOPIC 255
+
+/* "My GPU work on this tensor is already complete": the stream argument
+ * of hs_tensor_release and hs_tensor_to_dlpack_stream that releases at
+ * once, with no fence. Say it only after a host synchronisation (or with
+ * no GPU work queued at all): the block may be rewritten by another
+ * process the moment the call returns. No CUDA stream has this value.
+ * Since issue 10. */
+#define HS_STREAM_DONE ((void *)(intptr_t)-1)
 
 typedef struct hs_client hs_client;
 typedef struct hs_tensor hs_tensor;
@@ -152,27 +169,47 @@ HS_EXPORT const char *hs_tensor_topic(const hs_tensor *tensor);
  * the emit is sent: at most 8 such emits may be unanswered before the
  * next one waits, a refusal by the daemon is counted in
  * hs_client_stats.emits_refused, and hs_client_disconnect waits for their
- * answers. Topic names: 1..255 bytes of [A-Za-z0-9_./:-]. */
+ * answers. Topic names: 1..255 bytes of [A-Za-z0-9_./:-]. For a device
+ * tensor HS_STREAM_DONE is no stream to record on: HS_EINVAL. */
 HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic,
 			     void *stream, uint64_t *seq_out);
 
-/* Ends the reference. stream: the cudaStream_t the caller read the tensor
- * on, or NULL when that work is already complete. For a device tensor
- * with a stream, the release is sent from a host function queued on the
- * stream (cudaLaunchHostFunc), so the block is not handed to another
- * writer until the work queued there so far is done, and the caller
- * never blocks. hs_client_disconnect waits for such pending releases. */
+/* Ends the reference. stream: the cudaStream_t the caller read (or wrote)
+ * the tensor on; NULL is the legacy default stream, as everywhere in this
+ * API. For a device tensor the release is sent from a host function
+ * queued on that stream (cudaLaunchHostFunc), so the block is not handed
+ * to another writer until the work queued there so far is done, and the
+ * caller never blocks. NULL's host function also waits for the work
+ * queued before it on every blocking stream of the current device (CUDA's
+ * legacy default stream semantics), but not for non-blocking streams
+ * (cudaStreamNonBlocking, PyTorch's side streams): pass those by name.
+ * HS_STREAM_DONE releases at once; say it only when that work is already
+ * complete. hs_client_disconnect waits for pending releases. Host tensors
+ * release at once whatever the stream. */
 HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream);
 
 /* Makes stream (a cudaStream_t; NULL: the legacy default stream) wait
  * until the writer's work on a device tensor is done (its ready fence),
  * without blocking the host. Call it before reading a received device
  * tensor on stream. A no-op returning 0 for host tensors. Returns 0,
- * HS_EINVAL, HS_ENOCUDA, HS_ENODEV, HS_EIPC or HS_ECUDA. */
+ * HS_EINVAL (also for HS_STREAM_DONE on a device tensor), HS_ENOCUDA,
+ * HS_ENODEV, HS_EIPC or HS_ECUDA. */
 HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream);
 
-/* Converts to a DLManagedTensor whose deleter releases the reference; the
- * hs_tensor handle is consumed (do not release it). */
+/* Converts to a DLManagedTensor for a reader on stream (a cudaStream_t;
+ * NULL: the legacy default stream): stream is made to wait on the ready
+ * fence now, as hs_tensor_wait does, and the deleter releases the
+ * reference as hs_tensor_release(tensor, stream) would, i.e. after the
+ * work queued on stream by the time the deleter runs. Give the stream the
+ * consumer reads on (the DLPack consumer's stream). HS_STREAM_DONE: no
+ * wait, and the deleter releases at once. On success the hs_tensor handle
+ * is consumed (do not release it); on error it stays yours. Returns 0,
+ * HS_EINVAL, or hs_tensor_wait's errors. Since issue 10. */
+HS_EXPORT int hs_tensor_to_dlpack_stream(hs_tensor *tensor, void *stream,
+					 DLManagedTensor **out);
+
+/* hs_tensor_to_dlpack_stream(tensor, NULL, out): the reader's stream is
+ * the legacy default stream. */
 HS_EXPORT int hs_tensor_to_dlpack(hs_tensor *tensor, DLManagedTensor **out);
 
 /* ---- subscriptions ---- */

@@ -16,15 +16,28 @@ Tensors speak DLPack (``__dlpack__``/``__dlpack_device__``), the CUDA array
 interface (GPU) and the array interface (host). ``emit`` takes any object
 that speaks one of them: a broker tensor moves without a copy, anything
 else is copied once into broker memory on its own device.
+
+A GPU tensor remembers the streams it was handed out on (the stream given
+to ``__dlpack__``; the legacy default stream for the CUDA array
+interface). ``release()``, leaving ``with``, garbage collection and the
+last DLPack capsule's deleter release it only after the GPU work queued on
+those streams (and on the stream given to ``release``), with no host
+synchronisation; ``STREAM_DONE`` releases at once. docs/gpu.md, "What is
+safe", says which idioms that covers.
 """
 
 from . import _hsbroker
 from ._hsbroker import Closed, Error, Subscription, Tensor, Timeout
 
 __all__ = [
-    "Client", "Closed", "Error", "Subscription", "Tensor", "Timeout",
+    "Client", "Closed", "Error", "STREAM_DONE", "Subscription", "Tensor", "Timeout",
     "as_tensor", "connect", "default_socket_path",
 ]
+
+#: ``Tensor.release(stream=STREAM_DONE)``: "my GPU work on it is already
+#: complete", release at once (HS_STREAM_DONE in C). Only after a host
+#: synchronisation: another process may rewrite the block at once.
+STREAM_DONE = -1
 
 default_socket_path = _hsbroker.default_socket_path
 strerror = _hsbroker.strerror
@@ -137,6 +150,10 @@ class Client(_hsbroker._Client):
         moves to the topic without a copy and must not be used afterwards.
         Any other array is copied once into a new broker tensor on its device
         (device to device for GPU data), on ``stream`` when given.
+
+        A GPU tensor's ready fence goes on ``stream``; with none, after the
+        streams the tensor was handed out on through DLPack (the views it
+        was written through), else on the legacy default stream.
 
         Returns None as soon as the emit is sent: the daemon's answer is
         not waited for (a refusal is counted in ``stats()``), and only

@@ -32,6 +32,8 @@ typedef struct hspy_client {
 	long live;      /* tensors + subscriptions alive */
 	struct hspy_tensor *tensors; /* live tensor objects, for zero-copy emit */
 	void *stream;   /* cudaStream_t for __cuda_array_interface__, or NULL */
+	void *join_stream; /* where several streams are joined (pystream.c) */
+	void *join_event;  /* cudaEvent_t for that, reused under the GIL */
 } hspy_client;
 
 typedef struct hspy_tensor {
@@ -40,6 +42,12 @@ typedef struct hspy_tensor {
 	hs_tensor *t;   /* NULL once released or emitted */
 	long exports;   /* DLPack capsules not yet deleted */
 	bool released;  /* release() asked; done when exports reach 0 */
+	/* The streams a device tensor was handed out on (__dlpack__,
+	 * __cuda_array_interface__) or released with: its release and an emit
+	 * without a stream come after the work queued on them. NULL is the
+	 * legacy default stream. */
+	void **streams;
+	int nstreams, streams_cap;
 	/* Cached because they outlive t for error messages and repr. */
 	uint64_t id, seq;
 	struct hspy_tensor *prev, *next; /* client->tensors */
@@ -78,6 +86,16 @@ int hspy_device_parse(PyObject *obj, DLDevice *out);
 void *hspy_client_stream(hspy_client *client, int device, int *err);
 /* At disconnect. */
 void hspy_client_stream_destroy(hspy_client *client);
+/* One stream that reaches, on the GPU, the work queued so far on every
+ * one of streams[0..n) (no host synchronisation): NULL (the legacy
+ * default stream) for n == 0, the stream itself for n == 1, else the
+ * client's join stream on device, made to wait on each. GIL held. 0 or
+ * HS_ENOCUDA / HS_ENODEV / HS_ECUDA. */
+int hspy_join_streams(hspy_client *client, int device, void *const *streams, int n,
+		      void **out);
+/* Waits on the host for the work queued on each stream: the fallback when
+ * no join could be queued. Call without the GIL. */
+void hspy_streams_sync(void *const *streams, int n);
 
 hspy_tensor *hspy_tensor_wrap(hspy_client *client, hs_tensor *t);
 void hspy_client_unref_live(hspy_client *client);

@@ -3,7 +3,8 @@
 
 #include <string.h>
 
-int hspy_tensor_take(hspy_tensor *self, hs_tensor **out);
+int hspy_tensor_take(hspy_tensor *self, bool has_stream, void *stream, hs_tensor **out,
+		     void **stream_out);
 
 static int client_ok(hspy_client *self)
 {
@@ -62,6 +63,8 @@ static PyObject *client_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 	self->live = 0;
 	self->tensors = NULL;
 	self->stream = NULL;
+	self->join_stream = NULL;
+	self->join_event = NULL;
 	return (PyObject *)self;
 }
 
@@ -190,7 +193,7 @@ static PyObject *client_emit(PyObject *obj, PyObject *args)
 			return NULL;
 	}
 	hs_tensor *t;
-	if (hspy_tensor_take(ten, &t) < 0)
+	if (hspy_tensor_take(ten, stream_obj != Py_None, stream, &t, &stream) < 0)
 		return NULL;
 	uint64_t seq = 0;
 	int rc;

@@ -3,7 +3,9 @@
  * ready fence when the interface is asked for, so a consumer that orders
  * its own stream after the reported one (as CuPy, Numba and PyTorch do
  * with v3) reads only after the producer's writes, with no host
- * synchronisation. The module imports and works with host tensors where
+ * synchronisation. A second one, with an event, joins the several
+ * streams a tensor was handed out on into one, for its release fence or
+ * an emit's ready fence. The module imports and works with host tensors where
  * there is no GPU: nothing here runs until a device tensor asks. */
 #include "hspy.h"
 
@@ -74,14 +76,69 @@ PyObject *hspy_order_after(PyObject *self, PyObject *args)
 	Py_RETURN_NONE;
 }
 
+int hspy_join_streams(hspy_client *client, int device, void *const *streams, int n,
+		      void **out)
+{
+	if (n <= 1) {
+		*out = n == 1 ? streams[0] : NULL;
+		return 0;
+	}
+	int cur = 0;
+	if (cudaGetDevice(&cur) != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ENODEV;
+	}
+	cudaError_t e = cur != device ? cudaSetDevice(device) : cudaSuccess;
+	if (e == cudaSuccess && !client->join_stream) {
+		cudaStream_t js;
+		e = cudaStreamCreateWithFlags(&js, cudaStreamNonBlocking);
+		if (e == cudaSuccess)
+			client->join_stream = js;
+	}
+	if (e == cudaSuccess && !client->join_event) {
+		cudaEvent_t ev;
+		e = cudaEventCreateWithFlags(&ev, cudaEventDisableTiming);
+		if (e == cudaSuccess)
+			client->join_event = ev;
+	}
+	/* One event serves every stream: a wait binds to the record made
+	 * just before it, and the GIL keeps other joins out meanwhile. */
+	for (int i = 0; e == cudaSuccess && i < n; i++) {
+		e = cudaEventRecord((cudaEvent_t)client->join_event, (cudaStream_t)streams[i]);
+		if (e == cudaSuccess)
+			e = cudaStreamWaitEvent((cudaStream_t)client->join_stream,
+						(cudaEvent_t)client->join_event, 0);
+	}
+	if (cur != device)
+		cudaSetDevice(cur);
+	if (e != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ECUDA;
+	}
+	*out = client->join_stream;
+	return 0;
+}
+
+void hspy_streams_sync(void *const *streams, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (cudaStreamSynchronize((cudaStream_t)streams[i]) != cudaSuccess)
+			cudaGetLastError();
+	if (n == 0 && cudaStreamSynchronize(NULL) != cudaSuccess)
+		cudaGetLastError();
+}
+
 void hspy_client_stream_destroy(hspy_client *client)
 {
-	if (!client->stream)
-		return;
-	/* Work still queued on it completes; the handle goes now. */
-	if (cudaStreamDestroy((cudaStream_t)client->stream) != cudaSuccess)
+	/* Work still queued on them completes; the handles go now. */
+	if (client->stream && cudaStreamDestroy((cudaStream_t)client->stream) != cudaSuccess)
 		cudaGetLastError();
-	client->stream = NULL;
+	if (client->join_stream &&
+	    cudaStreamDestroy((cudaStream_t)client->join_stream) != cudaSuccess)
+		cudaGetLastError();
+	if (client->join_event && cudaEventDestroy((cudaEvent_t)client->join_event) != cudaSuccess)
+		cudaGetLastError();
+	client->stream = client->join_stream = client->join_event = NULL;
 }
 
 #else
@@ -97,6 +154,22 @@ void *hspy_client_stream(hspy_client *client, int device, int *err)
 	(void)device;
 	*err = HS_ENOCUDA;
 	return NULL;
+}
+
+int hspy_join_streams(hspy_client *client, int device, void *const *streams, int n,
+		      void **out)
+{
+	(void)client;
+	(void)device;
+	(void)streams;
+	*out = NULL;
+	return n > 1 ? HS_ENOCUDA : 0;
+}
+
+void hspy_streams_sync(void *const *streams, int n)
+{
+	(void)streams;
+	(void)n;
 }
 
 void hspy_client_stream_destroy(hspy_client *client)

@@ -26,7 +26,7 @@ hspy_tensor *hspy_tensor_wrap(hspy_client *client, hs_tensor *t)
 {
 	hspy_tensor *self = PyObject_New(hspy_tensor, hspy.tensor_type);
 	if (!self) {
-		hs_tensor_release(t, NULL);
+		hs_tensor_release(t, HS_STREAM_DONE); /* never handed out */
 		return NULL;
 	}
 	Py_INCREF(client);
@@ -34,6 +34,8 @@ hspy_tensor *hspy_tensor_wrap(hspy_client *client, hs_tensor *t)
 	self->t = t;
 	self->exports = 0;
 	self->released = false;
+	self->streams = NULL;
+	self->nstreams = self->streams_cap = 0;
 	self->id = hs_tensor_id(t);
 	self->seq = hs_tensor_seq(t);
 	self->prev = NULL;
@@ -45,15 +47,77 @@ hspy_tensor *hspy_tensor_wrap(hspy_client *client, hs_tensor *t)
 	return self;
 }
 
+static bool on_gpu(hspy_tensor *self)
+{
+	return self->t && hs_tensor_dltensor(self->t)->device.device_type == kDLCUDA;
+}
+
+/* A stream as CUDA, DLPack and the CUDA array interface name it: 0 and 1
+ * are the legacy default stream, 2 the calling thread's per-thread
+ * default stream. Both are kept as NULL, the legacy default stream: a
+ * host function there comes after the work queued before it on every
+ * blocking stream of the device, per-thread default streams of every
+ * thread included, so it stays right when the release runs on another
+ * thread (a garbage collection, a consumer's deleter). */
+static void *stream_key(void *stream)
+{
+	return (uintptr_t)stream <= 2 ? NULL : stream;
+}
+
+/* Remembers that the tensor's device memory was handed out on stream, for
+ * its release fence (and an emit without a stream). 0 or -1 (MemoryError). */
+static int remember_stream(hspy_tensor *self, void *stream)
+{
+	if (!on_gpu(self))
+		return 0;
+	stream = stream_key(stream);
+	for (int i = 0; i < self->nstreams; i++)
+		if (self->streams[i] == stream)
+			return 0;
+	if (self->nstreams == self->streams_cap) {
+		int cap = self->streams_cap ? 2 * self->streams_cap : 2;
+		void **n = realloc(self->streams, sizeof(void *) * (size_t)cap);
+		if (!n) {
+			PyErr_NoMemory();
+			return -1;
+		}
+		self->streams = n;
+		self->streams_cap = cap;
+	}
+	self->streams[self->nstreams++] = stream;
+	return 0;
+}
+
+/* The one stream the tensor's fences go on: where every stream it was
+ * handed out on has been joined (NULL, the legacy default stream, when
+ * none was named). GIL held. On error the caller falls back to a host
+ * wait (hspy_streams_sync). */
+static int fence_stream(hspy_tensor *self, void **out)
+{
+	return hspy_join_streams(self->client, hs_tensor_dltensor(self->t)->device.device_id,
+				 self->streams, self->nstreams, out);
+}
+
 /* Ends the broker reference once nothing can still read through it:
- * release() was asked and every DLPack capsule has been deleted. */
-static void maybe_release(hspy_tensor *self, void *stream)
+ * release() was asked and every DLPack capsule has been deleted. A device
+ * tensor goes back after the work queued on every stream it was handed
+ * out on or released with (docs/gpu.md, "What is safe"); done: the caller
+ * said that work is complete (hsbroker.STREAM_DONE), so at once. */
+static void maybe_release(hspy_tensor *self, bool done)
 {
 	if (!self->t || !self->released || self->exports > 0)
 		return;
+	void *stream = HS_STREAM_DONE;
+	bool sync = false;
+	if (!done && on_gpu(self) && fence_stream(self, &stream) < 0) {
+		sync = true; /* no fence could be queued: wait here instead */
+		stream = HS_STREAM_DONE;
+	}
 	hs_tensor *t = self->t;
 	self->t = NULL;
 	Py_BEGIN_ALLOW_THREADS
+	if (sync)
+		hspy_streams_sync(self->streams, self->nstreams);
 	hs_tensor_release(t, stream);
 	Py_END_ALLOW_THREADS
 }
@@ -76,8 +140,9 @@ static void tensor_dealloc(PyObject *obj)
 {
 	hspy_tensor *self = (hspy_tensor *)obj;
 	self->released = true;
-	maybe_release(self, NULL);
+	maybe_release(self, false);
 	unlink_from_client(self);
+	free(self->streams);
 	hspy_client *c = self->client;
 	self->client = NULL;
 	PyTypeObject *tp = Py_TYPE(obj);
@@ -90,13 +155,28 @@ static void tensor_dealloc(PyObject *obj)
 	}
 }
 
-/* Called by hsbroker.Client.emit: the reference moves to the topic. */
-int hspy_tensor_take(hspy_tensor *self, hs_tensor **out);
-int hspy_tensor_take(hspy_tensor *self, hs_tensor **out)
+/* Called by hsbroker.Client.emit: the reference moves to the topic.
+ * stream: the stream emit was given, or NULL when it was given none (its
+ * Python None); *stream_out: where the ready fence goes. Without a
+ * stream, a device tensor written through DLPack views records it after
+ * the streams those views were made for (joined), else on the legacy
+ * default stream. */
+int hspy_tensor_take(hspy_tensor *self, bool has_stream, void *stream, hs_tensor **out,
+		     void **stream_out);
+int hspy_tensor_take(hspy_tensor *self, bool has_stream, void *stream, hs_tensor **out,
+		     void **stream_out)
 {
 	if (!self->t || self->released) {
 		closed_error(self);
 		return -1;
+	}
+	*stream_out = stream;
+	if (!has_stream && on_gpu(self)) {
+		int rc = fence_stream(self, stream_out);
+		if (rc < 0) {
+			hspy_raise(rc, "cannot join the streams the tensor was written on");
+			return -1;
+		}
 	}
 	*out = self->t;
 	self->t = NULL;
@@ -111,14 +191,24 @@ static PyObject *tensor_release(PyObject *obj, PyObject *args, PyObject *kw)
 	PyObject *stream_obj = Py_None;
 	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &stream_obj))
 		return NULL;
-	void *stream = NULL;
+	bool done = false;
 	if (stream_obj != Py_None) {
-		stream = PyLong_AsVoidPtr(stream_obj);
-		if (PyErr_Occurred())
+		/* CUDA's handles (0: the legacy default stream), or
+		 * hsbroker.STREAM_DONE (-1): "my work on it is complete". */
+		long long v = PyLong_AsLongLong(stream_obj);
+		if (v == -1 && PyErr_Occurred()) {
+			PyErr_Clear();
+			v = (long long)(uintptr_t)PyLong_AsVoidPtr(stream_obj);
+			if (PyErr_Occurred())
+				return NULL;
+		}
+		if (v == -1)
+			done = true;
+		else if (remember_stream(self, (void *)(uintptr_t)v) < 0)
 			return NULL;
 	}
 	self->released = true;
-	maybe_release(self, stream);
+	maybe_release(self, done);
 	Py_RETURN_NONE;
 }
 
@@ -132,7 +222,7 @@ static PyObject *tensor_exit(PyObject *obj, PyObject *args)
 {
 	hspy_tensor *self = (hspy_tensor *)obj;
 	self->released = true;
-	maybe_release(self, NULL);
+	maybe_release(self, false);
 	Py_RETURN_FALSE;
 }
 
@@ -337,6 +427,13 @@ static PyObject *get_cuda_array_interface(PyObject *obj, void *c)
 		return hspy_raise(err, "no CUDA stream for __cuda_array_interface__");
 	if (hspy_tensor_wait(self, stream) < 0)
 		return NULL;
+	/* The consumer's own stream is not told: CuPy and Numba work on the
+	 * legacy default stream or on streams created blocking unless asked
+	 * otherwise, and the legacy default stream's release fence comes
+	 * after the work queued on all of those. A non-blocking stream must
+	 * be named to release() (docs/gpu.md, "What is safe"). */
+	if (remember_stream(self, NULL) < 0)
+		return NULL;
 	PyObject *d = interface_dict(self, 3);
 	PyObject *sv = d ? PyLong_FromVoidPtr(stream) : NULL;
 	if (d && (!sv || PyDict_SetItemString(d, "stream", sv) < 0)) {
@@ -363,7 +460,7 @@ static void export_deleter(DLManagedTensor *m)
 	PyGILState_STATE g = PyGILState_Ensure();
 	hspy_tensor *self = x->owner;
 	self->exports--;
-	maybe_release(self, NULL);
+	maybe_release(self, false);
 	Py_DECREF(self);
 	PyGILState_Release(g);
 	free(x);
@@ -417,23 +514,30 @@ static PyObject *tensor_dlpack(PyObject *obj, PyObject *args, PyObject *kw)
 					"stream must be None for a host tensor");
 			return NULL;
 		}
-	} else if (stream != Py_None) {
-		/* Array API: -1 means "no synchronisation", 1 the legacy
-		 * default stream, 2 the per-thread default, else a handle. */
-		long long s = PyLong_AsLongLong(stream);
-		if (s == -1 && PyErr_Occurred())
-			return NULL;
+	} else {
+		/* Array API: None and 1 mean the legacy default stream, 2 the
+		 * per-thread default, -1 "no synchronisation", else a handle.
+		 * The consumer reads on that stream: it waits on the ready
+		 * fence now, and the release comes after it (-1 names no
+		 * stream: the legacy default stream then, as for the CUDA
+		 * array interface). */
+		long long s = 1;
+		if (stream != Py_None) {
+			s = PyLong_AsLongLong(stream);
+			if (s == -1 && PyErr_Occurred())
+				return NULL;
+		}
 		if (s == 0) {
 			PyErr_SetString(PyExc_ValueError,
 					"stream=0 is ambiguous for CUDA; pass 1 (legacy default) "
 					"or 2 (per-thread default)");
 			return NULL;
 		}
-		if (s != -1) {
-			sptr = s == 1 ? NULL : (void *)(intptr_t)s;
-			if (hspy_tensor_wait(self, sptr) < 0)
-				return NULL;
-		}
+		sptr = s == 1 || s == -1 ? NULL : (void *)(intptr_t)s;
+		if (s != -1 && hspy_tensor_wait(self, sptr) < 0)
+			return NULL;
+		if (remember_stream(self, sptr) < 0)
+			return NULL;
 	}
 	(void)max_version; /* DLPack 0.6 header: legacy capsules only */
 
@@ -544,7 +648,9 @@ static PyObject *tensor_copy_from(PyObject *obj, PyObject *args)
 
 static PyMethodDef tensor_methods[] = {
 	{ "release", (PyCFunction)(void (*)(void))tensor_release, METH_VARARGS | METH_KEYWORDS,
-	  "release(stream=None): end this reference (DLPack exports keep it until deleted)." },
+	  "release(stream=None): end this reference once the GPU work queued on stream (0: the "
+	  "legacy default stream) and on every stream the tensor was handed out on is done; "
+	  "hsbroker.STREAM_DONE: at once. DLPack exports keep it until deleted." },
 	{ "__dlpack__", (PyCFunction)(void (*)(void))tensor_dlpack, METH_VARARGS | METH_KEYWORDS,
 	  "DLPack export without copying." },
 	{ "__dlpack_device__", tensor_dlpack_device, METH_NOARGS, "(device_type, device_id)" },

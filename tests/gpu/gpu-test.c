@@ -7,8 +7,12 @@
  * writes into each tensor and re-emits it), cross-gpu (tensors of one GPU
  * read on another; needs two), kill-consumer, kill-producer, reuse,
  * reuse-unsafe (a control that shows the reuse test can see an
- * overwrite), nogpu (runs where no GPU is: a device alloc fails with a
- * clear code and host tensors still work).
+ * overwrite: HS_STREAM_DONE while the reads still run), idiom-c-default
+ * (the reuse test read on the legacy default stream, released with
+ * NULL), idiom-c-dlpack (read through hs_tensor_to_dlpack_stream, the
+ * DLManagedTensor freed while the reads run), nogpu (runs where no GPU
+ * is: a device alloc fails with a clear code and host tensors still
+ * work).
  *
  * The daemon: $HSBROKER_SOCKET if set (tests/gpu/run.sh starts one),
  * else $HSBROKERD is started on a private socket. Exit 0 passed, 1
@@ -825,10 +829,26 @@ static int run_role(const char *role, const char *topic, uint64_t count)
 #define REUSE_BYTES (64 * MiB)
 #define REUSE_COPIES 400
 
+/* How the reader reads and lets go (the C idioms of docs/gpu.md, "What
+ * is safe"). */
+enum reuse_mode {
+	REUSE_STREAM,  /* its own stream, hs_tensor_release(t, stream) */
+	REUSE_DONE,    /* the control: HS_STREAM_DONE while the reads run */
+	REUSE_LEGACY,  /* the legacy default stream, hs_tensor_release(t, NULL) */
+	REUSE_DLPACK,  /* a DLManagedTensor for its stream, freed while the reads run */
+};
+
+static const char *const reuse_case_name[] = {
+	[REUSE_STREAM] = "reuse",
+	[REUSE_DONE] = "reuse-unsafe",
+	[REUSE_LEGACY] = "idiom-c-default",
+	[REUSE_DLPACK] = "idiom-c-dlpack",
+};
+
 struct reuse_args {
 	const char *topic;
 	int rounds;
-	bool unsafe;         /* release with NULL: the control */
+	enum reuse_mode mode;
 	struct ht_chan *ready, *go, *released;
 	int *corrupt_out;
 };
@@ -876,7 +896,7 @@ static int reuse_producer(void *arg)
 		}
 		CK(cudaStreamSynchronize(s));
 		for (int i = 0; i < nw; i++)
-			hs_tensor_release(w[i], NULL);
+			hs_tensor_release(w[i], HS_STREAM_DONE); /* synchronised above */
 	}
 	CK(cudaStreamSynchronize(s));
 	hs_client_disconnect(c);
@@ -909,18 +929,30 @@ static int reuse_consumer(void *arg)
 		err = hs_subscription_receive(sub, RECV_MS, &t);
 		if (err)
 			return ht_child_fail(who, "receive: %s", hs_strerror(err));
-		if ((err = hs_tensor_wait(t, cs)))
+		/* The legacy default stream is NULL, as in CUDA. */
+		cudaStream_t rs = ra->mode == REUSE_LEGACY ? NULL : cs;
+		DLManagedTensor *m = NULL;
+		const uint8_t *data = hs_tensor_data(t);
+		if (ra->mode == REUSE_DLPACK) {
+			/* As a DLPack consumer gets it: for its stream. */
+			if ((err = hs_tensor_to_dlpack_stream(t, rs, &m)))
+				return ht_child_fail(who, "to_dlpack: %s", hs_strerror(err));
+			data = (const uint8_t *)m->dl_tensor.data + m->dl_tensor.byte_offset;
+		} else if ((err = hs_tensor_wait(t, rs))) {
 			return ht_child_fail(who, "wait: %s", hs_strerror(err));
+		}
 		/* A slow reader: many large copies out of the tensor, then the
 		 * copy we check, all still queued when we release. */
 		for (int i = 0; i < REUSE_COPIES; i++)
-			CK(cudaMemcpyAsync(scratch, hs_tensor_data(t), REUSE_BYTES,
-					   cudaMemcpyDeviceToDevice, cs));
-		CK(cudaMemcpyAsync(host, hs_tensor_data(t), REUSE_BYTES, cudaMemcpyDeviceToHost, cs));
-		bool still_running = cudaStreamQuery(cs) == cudaErrorNotReady;
-		hs_tensor_release(t, ra->unsafe ? NULL : cs);
+			CK(cudaMemcpyAsync(scratch, data, REUSE_BYTES, cudaMemcpyDeviceToDevice, rs));
+		CK(cudaMemcpyAsync(host, data, REUSE_BYTES, cudaMemcpyDeviceToHost, rs));
+		bool still_running = cudaStreamQuery(rs) == cudaErrorNotReady;
+		if (m)
+			m->deleter(m); /* the consumer's view dies; its reads are queued */
+		else
+			hs_tensor_release(t, ra->mode == REUSE_DONE ? HS_STREAM_DONE : rs);
 		ht_chan_send(ra->released, 'x');
-		CK(cudaStreamSynchronize(cs));
+		CK(cudaStreamSynchronize(rs));
 		uint8_t want = (uint8_t)(0x10 + r);
 		uint64_t bad = 0;
 		for (uint64_t i = 0; i < REUSE_BYTES; i++)
@@ -939,15 +971,17 @@ static int reuse_consumer(void *arg)
 	return corrupt > 100 ? 100 : corrupt; /* the parent reads the count */
 }
 
-static int case_reuse(bool unsafe, int rounds)
+static int case_reuse(enum reuse_mode mode, int rounds)
 {
+	bool unsafe = mode == REUSE_DONE;
+	const char *name = reuse_case_name[mode];
 	char topic[64];
 	snprintf(topic, sizeof(topic), "gpu/reuse/%d", (int)getpid());
 	struct ht_chan ready, go, released;
 	ht_chan_open(&ready);
 	ht_chan_open(&go);
 	ht_chan_open(&released);
-	struct reuse_args ra = { .topic = topic, .rounds = rounds, .unsafe = unsafe,
+	struct reuse_args ra = { .topic = topic, .rounds = rounds, .mode = mode,
 				 .ready = &ready, .go = &go, .released = &released };
 	pid_t cons = ht_fork(reuse_consumer, &ra);
 	pid_t prod = ht_fork(reuse_producer, &ra);
@@ -956,16 +990,16 @@ static int case_reuse(bool unsafe, int rounds)
 	ht_chan_send(&go, 'g');
 	int crc = ht_wait(cons, 30 * 60 * 1000);
 	int prc = ht_wait(prod, 30 * 60 * 1000);
-	int full = wait_pool_full(unsafe ? "reuse-unsafe" : "reuse", NULL);
+	int full = wait_pool_full(name, NULL);
 	if (unsafe) {
 		/* The control: an immediate release lets the writer in while
 		 * the reader still reads. Seeing it proves the test can see
 		 * it; not seeing it (a fast GPU) fails nothing. */
 		printf("RESULT case=reuse-unsafe ok=1 rounds=%d corrupted_rounds=%d (control: "
-		       "release without a stream)\n", rounds, crc);
+		       "release with HS_STREAM_DONE while the reads run)\n", rounds, crc);
 		return prc != 0;
 	}
-	printf("RESULT case=reuse ok=%d rounds=%d corrupted_rounds=%d producer_exit=%d\n",
+	printf("RESULT case=%s ok=%d rounds=%d corrupted_rounds=%d producer_exit=%d\n", name,
 	       crc == 0 && prc == 0 && !full, rounds, crc, prc);
 	return crc != 0 || prc != 0 || full;
 }
@@ -1050,7 +1084,7 @@ int main(int argc, char **argv)
 	static const char *const extra[] = { "--cuda-slab-size", "64M", NULL };
 	static const char *const reuse_extra[] = { "--cuda-slab-size", "64M", "--cuda-cap", "128M",
 						   NULL };
-	bool reuse = !strncmp(cname, "reuse", 5);
+	bool reuse = !strncmp(cname, "reuse", 5) || !strncmp(cname, "idiom-c-", 8);
 	if (daemon_up(reuse ? reuse_extra : extra) < 0)
 		return 1;
 	int rc;
@@ -1077,9 +1111,13 @@ int main(int argc, char **argv)
 	else if (!strcmp(cname, "kill-producer"))
 		rc = case_kill_producer();
 	else if (!strcmp(cname, "reuse"))
-		rc = case_reuse(false, count ? (int)count : 10);
+		rc = case_reuse(REUSE_STREAM, count ? (int)count : 10);
 	else if (!strcmp(cname, "reuse-unsafe"))
-		rc = case_reuse(true, count ? (int)count : 10);
+		rc = case_reuse(REUSE_DONE, count ? (int)count : 10);
+	else if (!strcmp(cname, "idiom-c-default"))
+		rc = case_reuse(REUSE_LEGACY, count ? (int)count : 10);
+	else if (!strcmp(cname, "idiom-c-dlpack"))
+		rc = case_reuse(REUSE_DLPACK, count ? (int)count : 10);
 	else {
 		fprintf(stderr, "unknown case '%s'\n", cname);
 		rc = 2;

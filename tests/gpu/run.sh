@@ -5,8 +5,10 @@
 #   bash tests/gpu/run.sh             # there (the device tool's command)
 # First hs-ipc-probe (what legacy IPC allows, GPU pair by GPU pair). Then
 # it starts hsbrokerd on sockets under /tmp (stopped by pid) and runs every
-# case of hs-gpu-test and tests/gpu/py_gpu.py (PyTorch and CuPy consumers
-# of the Python module) without MPS and then with MPS (started and stopped
+# case of hs-gpu-test, tests/gpu/py_gpu.py (PyTorch and CuPy consumers
+# of the Python module) and tests/gpu/idiom.py (the idiom-* cases: is a
+# block rewritten while a reader's kernels still run?) without MPS and
+# then with MPS (started and stopped
 # here, as gpu/README.md says), then compute-sanitizer (memcheck) over a
 # producer and a consumer process when the toolkit has it. Writes
 # $OUT/gpu-summary.txt (cases passed/failed, opens == slabs, with/without
@@ -81,6 +83,10 @@ run_case() { # mode, limit_s, case, args...
 	elif [[ $name == python ]]; then
 		PYTHONPATH=$PWD/$B/python${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
 			timeout -k 5 "$limit" python3 tests/gpu/py_gpu.py >"$OUT/case.log" 2>&1
+	elif [[ $name == idiom ]]; then
+		# its own daemon, with a pool smaller than the queue wants
+		PYTHONPATH=$PWD/$B/python${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
+			timeout -k 5 "$limit" python3 tests/gpu/idiom.py --daemon "$D" "$@" >"$OUT/case.log" 2>&1
 	else
 		timeout -k 5 "$limit" "$T" "$name" "$@" >"$OUT/case.log" 2>&1
 	fi
@@ -122,10 +128,15 @@ phase() { # mode
 	if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 128M; then
 		run_case "$mode" 60 reuse --count 10
 		run_case "$mode" 60 reuse-unsafe --count 10
+		run_case "$mode" 60 idiom-c-default --count 10
+		run_case "$mode" 60 idiom-c-dlpack --count 10
 		stop_daemon || failed=$((failed + 1))
 	else
 		failed=$((failed + 1))
 	fi
+	# The Python idioms (tests/gpu/idiom.py): slow readers, an eager
+	# rewriter, corrupted rounds per idiom; every case but the control 0.
+	run_case "$mode" 240 idiom --rounds "${IDIOM_ROUNDS:-120}"
 }
 
 HSBROKER_SOCKET=none run_case all 60 ipc-probe

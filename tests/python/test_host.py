@@ -173,6 +173,20 @@ def test_dlpack_capsule_keeps_tensor_alive_after_release(client):
     assert not any(x["id"] == tid for x in client.info()["tensors"])
 
 
+def test_release_streams_are_ignored_for_host_tensors(hs, client):
+    # CUDA's handles (0: the legacy default stream), a stream handle that
+    # was never made, and STREAM_DONE: a host tensor releases at once.
+    ids = []
+    for stream in (0, 1, 2, 0x5EED, hs.STREAM_DONE, None):
+        t = client.alloc((16,), "uint8")
+        ids.append(t.id)
+        t.release(stream=stream)
+        assert t.released
+    client.emit("py/streams", client.alloc((4,), "uint8"))  # no stream: none needed
+    held = {x["id"] for x in client.info()["tensors"]}
+    assert not held & set(ids)
+
+
 def pools_full(info):
     return all(p["free"] == p["total"] for p in info["pools"])
 

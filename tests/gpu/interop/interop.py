@@ -18,6 +18,11 @@ into a broker tensor, through DLPack for torch and cupy, through the CUDA
 array interface for numba), and jax always does (JAX cannot write into
 foreign memory).
 
+Consumers let go in the idioms of docs/gpu.md, "What is safe": torch
+`with t:` on its side stream (the release follows the stream it gave
+__dlpack__), cupy `release()` after from_dlpack and `release(stream=)`
+after asarray (CAI, on a non-blocking stream), numba and jax `with t:`.
+
 Plus C <-> Python: hs-gpu-test role-producer (mixed sizes and dtypes,
 4 KiB .. 256 MiB) -> the torch consumer, checking every byte; and the
 torch producer -> hs-gpu-test role-consumer, writing the same plan.
@@ -104,13 +109,15 @@ class TorchLib(Lib):
 
     def consume(self, t, base, row):
         torch = self.torch
-        with torch.cuda.stream(self.s):
+        # The idiom of docs/gpu.md, "What is safe": `with t:` and no
+        # stream named; the release comes after self.s, the stream
+        # torch.from_dlpack gave __dlpack__.
+        with torch.cuda.stream(self.s), t:
             a = torch.from_dlpack(t)          # __dlpack__(stream=self.s)
             ptr = a.data_ptr()
             ok = (int((a == base).sum().item()) == (R - 1) * C and
                   int((a[row] == -base).sum().item()) == C)
-        del a
-        t.release(stream=self.s.cuda_stream)
+            del a
         return ok, ptr
 
     # C <-> Python: the byte plan of hs-gpu-test (gpu-test.c plan_for).
@@ -183,7 +190,11 @@ class CupyLib(Lib):
             ptr = a.data.ptr
             ok = (int((a == base).sum()) == (R - 1) * C and int((a[row] == -base).sum()) == C)
         del a
-        t.release(stream=self.s.ptr)
+        if row % 2 == 0:
+            t.release()              # after self.s, named to __dlpack__
+        else:
+            # CAI cannot tell us a non-blocking stream: name it.
+            t.release(stream=self.s.ptr)
         return ok, ptr
 
     def finish(self):
@@ -239,13 +250,13 @@ class NumbaLib(Lib):
         return "in-place"
 
     def consume(self, t, base, row):
-        d = self.cuda.as_cuda_array(t)       # CAI v3: orders after its stream
-        ptr = d.__cuda_array_interface__["data"][0]
-        h = d.copy_to_host(stream=self.s)
-        self.s.synchronize()
-        ok = int((h == base).sum()) == (R - 1) * C and int((h[row] == -base).sum()) == C
-        del d
-        t.release(stream=self.stream_int())
+        with t:                              # release: after the legacy default
+            d = self.cuda.as_cuda_array(t)   # stream, which waits for self.s
+            ptr = d.__cuda_array_interface__["data"][0]
+            h = d.copy_to_host(stream=self.s)
+            self.s.synchronize()
+            ok = int((h == base).sum()) == (R - 1) * C and int((h[row] == -base).sum()) == C
+            del d
         return ok, ptr
 
     def finish(self):
@@ -360,15 +371,15 @@ class JaxLib(Lib):
 
     def consume(self, t, base, row):
         import jax.dlpack
-        a = jax.dlpack.from_dlpack(t)
-        try:
-            ptr = a.unsafe_buffer_pointer()
-        except Exception:
-            ptr = a.addressable_data(0).unsafe_buffer_pointer()
-        h = self.np.asarray(a)
-        ok = int((h == base).sum()) == (R - 1) * C and int((h[row] == -base).sum()) == C
-        del a
-        t.release()
+        with t:
+            a = jax.dlpack.from_dlpack(t)
+            try:
+                ptr = a.unsafe_buffer_pointer()
+            except Exception:
+                ptr = a.addressable_data(0).unsafe_buffer_pointer()
+            h = self.np.asarray(a)
+            ok = int((h == base).sum()) == (R - 1) * C and int((h[row] == -base).sum()) == C
+            del a
         return ok, ptr
 
     def finish(self):
@@ -562,10 +573,11 @@ def have_gpu():
     return False
 
 
-def start_daemon(path):
-    sock = os.path.join(tempfile.mkdtemp(prefix="hs-ix-"), "hs.sock")
+def start_daemon(path, options=("--cuda-slab-size", "64M"), prefix="hs-ix-"):
+    """hsbrokerd with options on a socket of its own (also idiom.py's)."""
+    sock = os.path.join(tempfile.mkdtemp(prefix=prefix), "hs.sock")
     log = open(sock + ".log", "w")
-    proc = subprocess.Popen([path, "--socket", sock, "--cuda-slab-size", "64M"],
+    proc = subprocess.Popen([path, "--socket", sock, *options],
                             stdout=log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 10
     while not os.path.exists(sock):
