@@ -14,8 +14,11 @@
  * the floor's echo) and carries the consumer's read time, so the broker's
  * own share, rt - write - read, is printed beside the round trip ("bk").
  *
- *   hs-bench-handoff --size BYTES [--device cpu|cuda] [--iters N]
- *                    [--warmup N] [--socket PATH]
+ *   hs-bench-handoff --size BYTES [--device cpu|cuda] [--gpus P,Q]
+ *                    [--iters N] [--warmup N] [--socket PATH]
+ * --gpus P,Q: the producer writes on GPU P, the consumer waits and reads
+ * on a stream of GPU Q (peer access where the pair has it, else the
+ * driver stages the copy through the host).
  * Prints one JSON line (sample.h). */
 #include <errno.h>
 #include <inttypes.h>
@@ -60,9 +63,9 @@ typedef struct gpu_side {
 	uint8_t *host; /* 128 pinned bytes: the first and last 64 of a tensor */
 } gpu_side;
 
-static int gpu_side_init(gpu_side *g)
+static int gpu_side_init(gpu_side *g, int device)
 {
-	GPU_TRY(cudaSetDevice(0), HS_ECUDA);
+	GPU_TRY(cudaSetDevice(device), HS_ECUDA);
 	GPU_TRY(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking), HS_ECUDA);
 	GPU_TRY(cudaMallocHost((void **)&g->host, 128), HS_ECUDA);
 	return 0;
@@ -96,7 +99,7 @@ static int consumer_main(int fd, void *arg)
 #ifdef HS_HAVE_CUDA
 	gpu_side g = { 0 };
 	if (r->o.cuda) {
-		if ((err = gpu_side_init(&g)))
+		if ((err = gpu_side_init(&g, r->o.consumer_gpu)))
 			return fail("CUDA setup", err);
 		stream = g.stream;
 	}
@@ -228,10 +231,10 @@ static int producer(handoff_run *r)
 #ifdef HS_HAVE_CUDA
 	gpu_side g = { 0 };
 	if (r->o.cuda) {
-		if ((err = gpu_side_init(&g)))
+		if ((err = gpu_side_init(&g, r->o.producer_gpu)))
 			return fail("CUDA setup", err);
 		stream = g.stream;
-		dev = (DLDevice){ kDLCUDA, 0 };
+		dev = (DLDevice){ kDLCUDA, r->o.producer_gpu };
 	}
 #endif
 	char ready;

@@ -58,6 +58,14 @@ int options_parse(bench_options *o, int argc, char **argv)
 		} else if (!strcmp(k, "--device")) {
 			bad = strcmp(v, "cpu") && strcmp(v, "cuda");
 			o->cuda = !strcmp(v, "cuda");
+		} else if (!strcmp(k, "--gpus")) {
+			char *end;
+			long a = strtol(v, &end, 10), b2 = -1;
+			if (*end == ',')
+				b2 = strtol(end + 1, &end, 10);
+			bad = *end || a < 0 || b2 < 0 || a > 63 || b2 > 63;
+			o->producer_gpu = (int)a;
+			o->consumer_gpu = (int)b2;
 		} else if (!strcmp(k, "--subscribers")) {
 			bad = parse_long(v, 1, &o->subscribers);
 		} else if (!strcmp(k, "--spin-us")) {

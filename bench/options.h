@@ -5,6 +5,9 @@
  *   --socket PATH     hsbrokerd's socket (else $HSBROKER_SOCKET ...)
  *   --daemon-pid PID  hsbrokerd's pid, for its CPU time
  *   --device cpu|cuda
+ *   --gpus P,Q        hs-bench-handoff: the producer's GPU and the
+ *                     consumer's (default 0,0): the consumer reads a
+ *                     tensor of GPU P on a stream of GPU Q
  *   --subscribers N   throughput: consumers of one producer
  *   --depth N         subscription queue depth
  * Experiments (bench/NOTES.md); in hs-bench-handoff both are timed as
@@ -34,6 +37,7 @@ typedef struct bench_options {
 	const char *socket;
 	int daemon_pid;
 	bool cuda;
+	int producer_gpu, consumer_gpu;
 	long subscribers;
 	long depth;
 	long spin_us;

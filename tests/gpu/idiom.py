@@ -25,6 +25,13 @@ hazard. Prints one RESULT line per case; exit 0 when every case passed,
 
 Needs the built module on PYTHONPATH (build-gpu/python is added) and
 starts its own hsbrokerd (its pool must be small).
+
+Two GPUs (issue 18): --writer-gpu W --reader-gpu R puts the producer's
+tensors on GPU W and makes GPU R the consumers' device. The PyTorch
+consumer then reads the way a model on GPU R does: the slow kernel on R,
+then a copy of the tensor from W to R (PyTorch orders a copy between
+devices after both devices' current streams) and the count on R; only
+the PyTorch cases run that way by default.
 """
 import json
 import os
@@ -43,6 +50,8 @@ SPIN_MS = 3.0                # the slow reader's kernel
 SM_KHZ = 1980000             # H200/H100 top SM clock, for clock64 spins
 DEPTH = 4
 RECV_TIMEOUT = 30
+WRITER_GPU = int(os.environ.get("IDIOM_WRITER_GPU", "0"))
+READER_GPU = int(os.environ.get("IDIOM_READER_GPU", "0"))
 
 # (case, library, what the consumer does); the library's process runs its
 # cases in this order.
@@ -84,7 +93,8 @@ def is_nospace(e):
 def producer_main(rounds):
     import torch
     import hsbroker
-    torch.cuda.set_device(0)
+    torch.cuda.set_device(WRITER_GPU)
+    dev = "cuda:%d" % WRITER_GPU
     s = torch.cuda.Stream()
     c = hsbroker.connect(name="idiom-producer")
     interop.emit_line({"status": "ready"})
@@ -92,7 +102,7 @@ def producer_main(rounds):
     def alloc(deadline):
         while True:
             try:
-                return c.alloc((N,), "float32", device="cuda:0")
+                return c.alloc((N,), "float32", device=dev)
             except hsbroker.Error as e:
                 if not is_nospace(e) or time.monotonic() > deadline:
                     raise
@@ -118,7 +128,7 @@ def producer_main(rounds):
                 extra = []
                 while len(extra) < 4:
                     try:
-                        extra.append(c.alloc((N,), "float32", device="cuda:0"))
+                        extra.append(c.alloc((N,), "float32", device=dev))
                     except hsbroker.Error as e:
                         if not is_nospace(e):
                             raise
@@ -145,8 +155,8 @@ class TorchIdioms:
         import torch
         import hsbroker
         self.torch, self.hs = torch, hsbroker
-        torch.cuda.set_device(0)
-        torch.zeros(1, device="cuda:0")
+        torch.cuda.set_device(READER_GPU)
+        torch.zeros(1, device="cuda:%d" % READER_GPU)
         self.side = torch.cuda.Stream()
         # cycles for SPIN_MS at the H200's top SM clock (a slower clock
         # only makes the reader slower)
@@ -154,6 +164,8 @@ class TorchIdioms:
 
     def read(self, a, k):
         self.torch.cuda._sleep(self.cycles)   # the slow kernel, then the read
+        if a.device.index != READER_GPU:
+            a = a.to("cuda:%d" % READER_GPU)  # a model on the other GPU
         return (a != k).sum()
 
     def helper(self, t, k):
@@ -396,13 +408,24 @@ def main(argv):
     if len(argv) >= 3 and argv[0] == "consume":
         return consumer_main(argv[1], int(argv[2]), argv[3].split(","))
     opts = {"daemon": os.path.join(ROOT, "build-gpu", "daemon", "hsbrokerd"),
-            "rounds": "120", "cases": ",".join(c for c, _, _ in CASES)}
+            "rounds": "120", "writer-gpu": "0", "reader-gpu": "0"}
     for i in range(0, len(argv) - 1, 2):
         opts[argv[i].lstrip("-")] = argv[i + 1]
+    cross = opts["writer-gpu"] != opts["reader-gpu"]
+    if "cases" not in opts:
+        opts["cases"] = ",".join(c for c, lib, _ in CASES if lib == "torch" or not cross)
+    global WRITER_GPU, READER_GPU
+    WRITER_GPU, READER_GPU = int(opts["writer-gpu"]), int(opts["reader-gpu"])
+    os.environ["IDIOM_WRITER_GPU"] = str(WRITER_GPU)
+    os.environ["IDIOM_READER_GPU"] = str(READER_GPU)
     rounds = int(opts["rounds"])
     want = opts["cases"].split(",")
     if not os.path.exists("/dev/nvidia0"):
         print("SKIP: no NVIDIA GPU here")
+        return 77
+    if cross and not os.path.exists("/dev/nvidia%d" % max(int(opts["writer-gpu"]),
+                                                           int(opts["reader-gpu"]))):
+        print("SKIP: the writer and the reader GPU need two GPUs")
         return 77
     env = dict(os.environ)
     pyb = os.path.join(ROOT, "build-gpu", "python")
@@ -491,8 +514,9 @@ def main(argv):
         extra = ""
         if r["errors"] or p.get("error"):
             extra = " errors=%s producer_error=%s" % (r["errors"], p.get("error"))
-        print("RESULT case=%s ok=%d rounds=%d corrupted_rounds=%d rewrites=%s ms=%d%s # %s"
-              % (case, ok, r["rounds"], r["corrupted"], p.get("rewrites"), r["ms"], extra,
+        gpus = " writer_gpu=%d reader_gpu=%d" % (WRITER_GPU, READER_GPU) if cross else ""
+        print("RESULT case=%s ok=%d rounds=%d corrupted_rounds=%d rewrites=%s ms=%d%s%s # %s"
+              % (case, ok, r["rounds"], r["corrupted"], p.get("rewrites"), r["ms"], gpus, extra,
                  what + (" (must see corruption)" if case == CONTROL else "")))
     print("idiom: %d cases, %d failed, %.1f s" % (len(want), failed, time.monotonic() - t_start))
     return 1 if failed else 0

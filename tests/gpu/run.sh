@@ -7,7 +7,9 @@
 # it starts hsbrokerd on sockets under /tmp (stopped by pid) and runs every
 # case of hs-gpu-test, tests/gpu/py_gpu.py (PyTorch and CuPy consumers
 # of the Python module) and tests/gpu/idiom.py (the idiom-* cases: is a
-# block rewritten while a reader's kernels still run?) without MPS and
+# block rewritten while a reader's kernels still run?; with two GPUs also
+# idiom-cross, the tensors on GPU 1 and the readers on GPU 0) and
+# hs-gpu-threads (threads sharing clients, device tensors) without MPS and
 # then with MPS (started and stopped
 # here, as gpu/README.md says), then compute-sanitizer (memcheck) over a
 # producer and a consumer process when the toolkit has it. Writes
@@ -83,10 +85,13 @@ run_case() { # mode, limit_s, case, args...
 	elif [[ $name == python ]]; then
 		PYTHONPATH=$PWD/$B/python${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
 			timeout -k 5 "$limit" python3 tests/gpu/py_gpu.py >"$OUT/case.log" 2>&1
-	elif [[ $name == idiom ]]; then
+	elif [[ $name == idiom || $name == idiom-cross ]]; then
 		# its own daemon, with a pool smaller than the queue wants
 		PYTHONPATH=$PWD/$B/python${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
 			timeout -k 5 "$limit" python3 tests/gpu/idiom.py --daemon "$D" "$@" >"$OUT/case.log" 2>&1
+	elif [[ $name == threads ]]; then
+		timeout -k 5 "$limit" "$B/tests/gpu/hs-gpu-threads" -d cuda -s "$HSBROKER_SOCKET" "$@" \
+			>"$OUT/case.log" 2>&1
 	else
 		timeout -k 5 "$limit" "$T" "$name" "$@" >"$OUT/case.log" 2>&1
 	fi
@@ -117,6 +122,10 @@ phase() { # mode
 		run_case "$mode" 90 kill-consumer --count 400
 		run_case "$mode" 90 kill-producer
 		run_case "$mode" 90 python
+		# Threads sharing clients with device tensors: release notes
+		# from CUDA's host-function thread (tests/stress/threads.c).
+		run_case "$mode" 120 threads -n 4 -k 1 -c 500
+		run_case "$mode" 120 threads -n 8 -k 3 -c 300
 		# The pools the cases left: one line per device (hsctl ls pools).
 		"$B/tools/hsctl" --socket "$HSBROKER_SOCKET" ls pools 2>&1 | sed "s/^/    [$mode] hsctl: /" | tee -a "$SUMMARY"
 		stop_daemon || failed=$((failed + 1))
@@ -137,6 +146,10 @@ phase() { # mode
 	# The Python idioms (tests/gpu/idiom.py): slow readers, an eager
 	# rewriter, corrupted rounds per idiom; every case but the control 0.
 	run_case "$mode" 240 idiom --rounds "${IDIOM_ROUNDS:-120}"
+	# Two GPUs: the tensors on GPU 1, the PyTorch readers' model on GPU 0.
+	if (($(nvidia-smi -L 2>/dev/null | grep -c '^GPU') >= 2)); then
+		run_case "$mode" 180 idiom-cross --rounds "${IDIOM_ROUNDS:-120}" --writer-gpu 1 --reader-gpu 0
+	fi
 }
 
 HSBROKER_SOCKET=none run_case all 60 ipc-probe

@@ -522,9 +522,12 @@ int main(int argc, char **argv)
 		fail(&r, "hsbrokerd did not exit cleanly");
 
 	uint64_t received = atomic_load(&r.received), dropped = atomic_load(&r.dropped);
-	printf("threads=%d clients=%d device=%s count=%" PRIu64 " received=%" PRIu64
+	/* RESULT: tests/gpu/run.sh copies the line into its summary. */
+	printf("RESULT case=threads ok=%d threads=%d clients=%d device=%s count=%" PRIu64
+	       " received=%" PRIu64
 	       " dropped=%" PRIu64 " seconds=%.2f tensors_per_s=%.0f failures=%d\n",
-	       r.threads, r.nclients, r.cuda ? "cuda" : "cpu", r.count, received, dropped, s,
+	       atomic_load(&r.failures) == 0, r.threads, r.nclients, r.cuda ? "cuda" : "cpu",
+	       r.count, received, dropped, s,
 	       (double)(r.threads * r.count) / s, atomic_load(&r.failures));
 	pthread_barrier_destroy(&r.subscribed);
 	free(w);

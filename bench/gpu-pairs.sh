@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Cross-GPU hand-off figures (issue 18), run on a machine with two or more
+# GPUs from the repository root, the static build carried:
+#   bash bench/gpu-pairs.sh            # BUILD_DIR (default build-gpu)
+# For each pair (producer GPU, consumer GPU) of 0->0, 0->1 and 1->0 and
+# each size of 4 KiB, 8 MiB and 256 MiB, one hs-bench-handoff run (the
+# C -> C round trip: write on GPU P, emit with the stream, wait and read
+# on a stream of GPU Q, release, ack), without and with MPS, all in this
+# one run so that the pairs compare. Also records how the pair is linked
+# (nvidia-smi topo -m) and whether CUDA reports peer access. Writes
+# $OUT/pairs.jsonl (one JSON line per run, with "pair" and "mps" added)
+# and $OUT/pairs.md (the table for BENCHMARKS.md).
+#   ITERS (default 2000), WARMUP (default 200)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=${BUILD_DIR:-build-gpu}
+OUT=${OUT:-/tmp/hs-pairs-out}
+ITERS=${ITERS:-2000}
+WARMUP=${WARMUP:-200}
+mkdir -p "$OUT"
+J=$OUT/pairs.jsonl
+: >"$J"
+H=$B/bench/hs-bench-handoff
+D=$B/daemon/hsbrokerd
+[[ -x $H && -x $D ]] || { echo "gpu-pairs: build $B first (scripts/build-gpu.sh)"; exit 2; }
+
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+if ((ngpu < 2)); then
+	echo "SKIP: gpu-pairs needs two GPUs ($ngpu found)"
+	exit 77
+fi
+nvidia-smi topo -m >"$OUT/topo.txt" 2>&1
+nvidia-smi topo -p2p r >>"$OUT/topo.txt" 2>&1
+"$B/tests/gpu/hs-ipc-probe" >"$OUT/ipc-probe.txt" 2>&1
+
+dpid=
+start_daemon() {
+	rm -f /tmp/hs-pairs.sock
+	"$D" --socket /tmp/hs-pairs.sock --cuda-slab-size 64M --cuda-cap 16G >>"$OUT/hsbrokerd.log" 2>&1 &
+	dpid=$!
+	for _ in $(seq 100); do
+		[[ -S /tmp/hs-pairs.sock ]] && return 0
+		sleep 0.1
+	done
+	echo "gpu-pairs: hsbrokerd did not start"
+	return 1
+}
+stop_daemon() {
+	[[ -n $dpid ]] && kill -TERM "$dpid" && wait "$dpid"
+	dpid=
+}
+
+run_all() { # mps
+	start_daemon || return 1
+	for pair in 0,0 0,1 1,0; do
+		for size in 4K 8M 256M; do
+			it=$ITERS
+			[[ $size == 256M ]] && it=$((ITERS / 4))
+			line=$(timeout -k 5 120 "$H" --device cuda --gpus "$pair" --size "$size" \
+				--iters "$it" --warmup "$WARMUP" --socket /tmp/hs-pairs.sock \
+				--daemon-pid "$dpid" 2>>"$OUT/errors.log" | tail -1)
+			[[ -n $line ]] || line="{\"case\": \"hsbroker-c-cuda\", \"failed\": true}"
+			echo "${line%\}}, \"pair\": \"$pair\", \"mps\": $1}" | tee -a "$J"
+		done
+	done
+	stop_daemon
+}
+
+run_all false
+export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pairs CUDA_MPS_LOG_DIRECTORY=/tmp/mpslog-pairs
+mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+if nvidia-cuda-mps-control -d; then
+	run_all true
+	echo quit | nvidia-cuda-mps-control
+	sleep 1
+fi
+
+python3 - "$J" "$OUT/topo.txt" >"$OUT/pairs.md" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+topo = open(sys.argv[2]).read()
+print("| pair (producer → consumer) | MPS | 4 KiB | 8 MiB | 256 MiB |")
+print("| --- | --- | ---: | ---: | ---: |")
+sizes = {4096: "4 KiB", 8 << 20: "8 MiB", 256 << 20: "256 MiB"}
+for mps in (False, True):
+    for pair in ("0,0", "0,1", "1,0"):
+        cells = []
+        for size in sizes:
+            r = [x for x in rows if x.get("pair") == pair and x.get("mps") == mps and x.get("size") == size]
+            v = r[0].get("rt_p50_us") if r else None
+            cells.append("%.1f µs" % v if isinstance(v, (int, float)) else "—")
+        p, q = pair.split(",")
+        print("| GPU %s → GPU %s | %s | %s |" % (p, q, "yes" if mps else "no", " | ".join(cells)))
+print()
+print("Link between the GPUs (`nvidia-smi topo -m`):")
+print()
+print("```")
+print(topo.strip())
+print("```")
+PY
+cat "$OUT/pairs.md"
