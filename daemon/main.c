@@ -206,6 +206,15 @@ static void usage(FILE *f)
 
 static struct server *the_server;
 
+/* SIGHUP conventionally asks a daemon to reload; until it does, the
+ * signal must not end it (its default action would). */
+static void on_hup(uv_signal_t *h, int signum)
+{
+	(void)h;
+	(void)signum;
+	log_info("SIGHUP received: reloading is not supported yet; ignored");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	char reason[64];
@@ -216,8 +225,8 @@ static void on_signal(uv_signal_t *h, int signum)
 	server_stop(the_server, reason);
 	the_server = NULL;
 	uv_signal_t *sigs = h->data;
-	uv_close((uv_handle_t *)&sigs[0], NULL);
-	uv_close((uv_handle_t *)&sigs[1], NULL);
+	for (int i = 0; i < 3; i++)
+		uv_close((uv_handle_t *)&sigs[i], NULL);
 }
 
 int main(int argc, char **argv)
@@ -347,13 +356,14 @@ int main(int argc, char **argv)
 	int r;
 	/* Signals first: a supervisor may send SIGTERM as soon as it reads
 	 * READY=1, which server_start reports. */
-	uv_signal_t sigs[2];
-	int signums[2] = { SIGINT, SIGTERM };
-	for (int i = 0; i < 2; i++) {
+	uv_signal_t sigs[3];
+	int signums[3] = { SIGINT, SIGTERM, SIGHUP };
+	for (int i = 0; i < 3; i++) {
 		r = uv_signal_init(loop, &sigs[i]);
 		if (r == 0) {
 			sigs[i].data = sigs;
-			r = uv_signal_start(&sigs[i], on_signal, signums[i]);
+			r = uv_signal_start(&sigs[i], signums[i] == SIGHUP ? on_hup : on_signal,
+					    signums[i]);
 		}
 		if (r < 0) {
 			log_error("uv_signal: %s", uv_strerror(r));

@@ -42,6 +42,7 @@ struct conn {
 	int cfd;                   /* our dup of that eventfd, or -1 */
 	int refs;                  /* open handles */
 	int events;
+	bool closing;              /* in conn_close: no longer reapable */
 	bool on_dead_list;
 	struct list dead_link;
 };
@@ -92,12 +93,16 @@ static void conn_closed(uv_handle_t *h)
 	}
 }
 
+/* Closes c once. The last words below (draining the channel, flushing
+ * the outbox) can fail and kill the session, which calls hook_dead on the
+ * conn being closed: closing keeps it off the dead list, and it leaves
+ * that list only after the last call that could put it back, so on_reap
+ * never meets a conn whose memory conn_closed has freed. */
 static void conn_close(struct conn *c)
 {
-	if (c->on_dead_list) {
-		list_remove(&c->dead_link);
-		c->on_dead_list = false;
-	}
+	if (c->closing)
+		return;
+	c->closing = true;
 	/* What the peer put in its channel before it hung up still counts
 	 * (an emit, say), as datagrams left in its socket would. */
 	if (c->s->chan && !c->s->dead)
@@ -105,6 +110,10 @@ static void conn_close(struct conn *c)
 	/* Best effort: let a final ErrorReply out before the socket goes. */
 	if (!c->s->dead)
 		session_flush(c->s);
+	if (c->on_dead_list) {
+		list_remove(&c->dead_link);
+		c->on_dead_list = false;
+	}
 	broker_session_close(c->srv->broker, c->s);
 	c->s = NULL;
 	uv_poll_stop(&c->poll);
@@ -209,7 +218,7 @@ static void hook_dead(void *data, struct session *s)
 {
 	struct server *srv = data;
 	struct conn *c = s->io;
-	if (!c || c->on_dead_list)
+	if (!c || c->closing || c->on_dead_list)
 		return;
 	list_insert_tail(&srv->dead, &c->dead_link);
 	c->on_dead_list = true;
@@ -401,6 +410,56 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
+/* What is at path before we bind it: nothing, or a socket nobody
+ * listens on (a crashed daemon's), which is removed. Anything else stays:
+ * a file that is not a socket (a typo in --socket must not delete it), or
+ * a socket that accepts connections (a live daemon, socket-activated
+ * ones included, or another program). 0 or a negative code, logged. */
+static int remove_stale(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		int e = errno;
+		log_error("cannot stat %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		log_error("%s exists and is not a socket: not removing it (choose another --socket)",
+			  path);
+		return HS_EBUSY;
+	}
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		int e = errno;
+		log_error("socket: %s", strerror(e));
+		return -e;
+	}
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	memcpy(addr.sun_path, path, strlen(path) + 1);
+	int r = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+	int e = r < 0 ? errno : 0;
+	close(fd);
+	if (r < 0 && e == ECONNREFUSED) {
+		/* Nobody listens: stale. */
+		if (unlink(path) < 0 && errno != ENOENT) {
+			e = errno;
+			log_error("cannot remove stale socket %s: %s", path, strerror(e));
+			return -e;
+		}
+		log_info("removed stale socket %s", path);
+		return 0;
+	}
+	if (r == 0 || e == EAGAIN || e == EPROTOTYPE)
+		log_error("%s is live (a process accepts connections on it): not taking it over",
+			  path);
+	else
+		log_error("cannot tell whether %s is live (%s): not removing it", path,
+			  strerror(e));
+	return HS_EBUSY;
+}
+
 static int make_socket(struct server *srv, const struct server_config *cfg)
 {
 	int r = resolve_path(cfg, srv->path, sizeof(srv->path));
@@ -410,10 +469,17 @@ static int make_socket(struct server *srv, const struct server_config *cfg)
 	if (r < 0)
 		return r;
 
-	/* The lock, not the socket file, says whether a daemon lives here:
-	 * a socket left by a crashed daemon is stale and can go. */
+	/* The lock says whether an hsbrokerd that takes it lives here (as
+	 * Wayland's wayland-N.lock); remove_stale then checks what is at the
+	 * path itself, since a socket-activated daemon or another program
+	 * may own it without the lock. */
 	snprintf(srv->lock_path, sizeof(srv->lock_path), "%s.lock", srv->path);
-	srv->lock_fd = open(srv->lock_path, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	bool made_lock = true;
+	srv->lock_fd = open(srv->lock_path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (srv->lock_fd < 0 && errno == EEXIST) {
+		made_lock = false;
+		srv->lock_fd = open(srv->lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	}
 	if (srv->lock_fd < 0) {
 		int e = errno;
 		log_error("cannot open lock file %s: %s", srv->lock_path, strerror(e));
@@ -429,10 +495,14 @@ static int make_socket(struct server *srv, const struct server_config *cfg)
 		srv->lock_fd = -1;
 		return HS_EBUSY;
 	}
-	if (unlink(srv->path) < 0 && errno != ENOENT) {
-		int e = errno;
-		log_error("cannot remove stale socket %s: %s", srv->path, strerror(e));
-		return -e;
+	r = remove_stale(srv->path);
+	if (r < 0) {
+		/* The path is not ours: leave no lock file of ours beside it. */
+		if (made_lock)
+			unlink(srv->lock_path);
+		close(srv->lock_fd);
+		srv->lock_fd = -1;
+		return r;
 	}
 
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
