@@ -523,6 +523,44 @@ static void random_mix(int count)
 	}
 }
 
+/* Extents that wrapped before issue 11: shape, strides, lanes and
+ * byte_offset chosen so that 128-bit arithmetic overflows (the report's
+ * complex128 x 64 lanes reaching 2^128 bytes), spans that fit alone but
+ * not summed, the same on the negative side, and INT64_MIN strides. */
+static void wrapping_meta(void)
+{
+	struct meta_spec c = { .dev_type = 1, .code = 5, .bits = 128, .lanes = 64, .ndim = 2,
+			       .nstrides = 2 };
+	struct meta_spec cases[5];
+	static const char *names[5] = { "wrap128", "wrap-few", "wrap-low", "wrap-sum", "min-stride" };
+	cases[0] = c;
+	cases[0].shape[0] = 2;
+	cases[0].shape[1] = (1ll << 20) * ((1ll << 39) - 1) + 1;
+	cases[0].strides[0] = 1ll << 40;
+	cases[0].strides[1] = (1ll << 20) * ((1ll << 39) + 1);
+	cases[1] = cases[0];
+	cases[1].shape[1] = 3;
+	cases[2] = cases[1];
+	cases[2].strides[0] = -cases[2].strides[0];
+	cases[2].strides[1] = -cases[2].strides[1];
+	struct meta_spec u8 = { .dev_type = 1, .code = 1, .bits = 8, .lanes = 1, .ndim = 2,
+				.shape = { 3, 3 }, .nstrides = 2,
+				.strides = { INT64_MAX, INT64_MAX } };
+	cases[3] = u8;
+	cases[4] = u8;
+	cases[4].ndim = 1;
+	cases[4].nstrides = 1;
+	cases[4].shape[0] = 2;
+	cases[4].strides[0] = INT64_MIN;
+	for (int i = 0; i < 5; i++) {
+		struct seed s;
+		begin(&s, 0);
+		alloc_meta(&s, S(0), &cases[i]);
+		ping(&s, S(0));
+		save(&s, "meta-%s", names[i]);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -544,6 +582,7 @@ int main(int argc, char **argv)
 	protocol_errors();
 	limits();
 	random_mix(40);
+	wrapping_meta(); /* last: earlier seeds keep their numbers */
 	printf("gen-corpus: %d seeds in %s\n", nfiles, out_dir);
 	return 0;
 }
