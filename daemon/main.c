@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -18,6 +19,7 @@
 #include "broker.h"
 #include "log.h"
 #include "server.h"
+#include "wire.h"
 
 #define DEFAULT_CONFIG "/etc/hsbroker/hsbrokerd.conf"
 
@@ -109,11 +111,49 @@ static int parse_ids(const char *value, uint32_t *ids, uint32_t *n, bool gid)
 	return 0;
 }
 
+/* [limits] against hostile local clients (issue 11, docs/daemon.md):
+ * true when the key is one of them, with *ok false for a bad value. */
+static bool on_ini_hostile(struct daemon_config *c, const char *section, const char *name,
+			   const char *value, bool *ok)
+{
+	struct broker_config *b = &c->broker;
+	uint64_t size;
+	*ok = true;
+	if (strcmp(section, "limits"))
+		return false;
+	if (!strcmp(name, "hello_max_bytes")) {
+		*ok = parse_size(value, &size) == 0 && size >= 256 && size <= HS__WIRE_MAX_MSG;
+		b->hello_max_bytes = (uint32_t)size;
+	} else if (!strcmp(name, "hello_timeout_ms")) {
+		*ok = parse_u32(value, &c->server.hello_timeout_ms) == 0 &&
+		      c->server.hello_timeout_ms > 0;
+	} else if (!strcmp(name, "max_connections_per_uid")) {
+		*ok = parse_u32(value, &b->uid_max_connections) == 0 && b->uid_max_connections;
+	} else if (!strcmp(name, "max_subscriptions_per_uid")) {
+		*ok = parse_u32(value, &b->uid_max_subscriptions) == 0 && b->uid_max_subscriptions;
+	} else if (!strcmp(name, "max_topics_per_uid")) {
+		*ok = parse_u32(value, &b->uid_max_topics) == 0 && b->uid_max_topics;
+	} else if (!strcmp(name, "outbox_max_bytes")) {
+		*ok = parse_size(value, &b->outbox_max_bytes) == 0 && b->outbox_max_bytes;
+	} else if (!strcmp(name, "outbox_total_bytes")) {
+		*ok = parse_size(value, &b->outbox_total_bytes) == 0 && b->outbox_total_bytes;
+	} else if (!strcmp(name, "exempt_uids")) {
+		b->exempt_set = true;
+		b->n_exempt_uids = 0;
+		if (strcmp(value, "none"))
+			*ok = parse_ids(value, b->exempt_uids, &b->n_exempt_uids, false) == 0;
+	} else {
+		return false;
+	}
+	return true;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct daemon_config *c = user;
 	struct broker_config *b = &c->broker;
 	uint32_t u32;
+	bool ok;
 #define IS(sec, key) (!strcmp(section, sec) && !strcmp(name, key))
 	if (IS("daemon", "socket")) {
 		snprintf(c->socket, sizeof(c->socket), "%s", value);
@@ -171,6 +211,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			goto bad;
 	} else if (IS("limits", "max_pending_emits")) {
 		if (parse_u32(value, &b->max_pending_emits) < 0 || !b->max_pending_emits)
+			goto bad;
+	} else if (on_ini_hostile(c, section, name, value, &ok)) {
+		if (!ok)
 			goto bad;
 	} else {
 		log_warn("config: unknown key [%s] %s (ignored)", section, name);
@@ -351,6 +394,15 @@ int main(int argc, char **argv)
 	/* A peer that hangs up must not kill the daemon; sends use
 	 * MSG_NOSIGNAL, this covers everything else. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Every connection costs an fd (two with a channel): take every fd
+	 * the hard limit allows, so max_connections_per_uid, not the soft
+	 * limit, is what one uid runs into. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+			log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+	}
 
 	uv_loop_t *loop = uv_default_loop();
 	int r;

@@ -2,8 +2,8 @@
  * API cannot pass arbitrary fds, so sockets are watched with uv_poll_t and
  * the wire layer does sendmsg/recvmsg itself. Sessions with a
  * shared-memory channel are also watched through its eventfd, and every
- * loop iteration ends with a pass over all channels (channel.h) before
- * the loop sleeps. */
+ * loop iteration ends with a pass over the active channels (channel.h)
+ * before the loop sleeps. */
 #include "server.h"
 
 #include <errno.h>
@@ -45,6 +45,8 @@ struct conn {
 	bool closing;              /* in conn_close: no longer reapable */
 	bool on_dead_list;
 	struct list dead_link;
+	uint64_t hello_by;         /* uv_now() deadline for its hello */
+	struct list hello_link;    /* in server->unhello until it says hello */
 };
 
 struct server {
@@ -64,6 +66,9 @@ struct server {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char lock_path[PATH_MAX];
 	struct list dead;          /* conns to close outside the core */
+	struct list unhello;       /* conns before hello, oldest first */
+	uv_timer_t hello_timer;    /* fires at the oldest one's deadline */
+	uint64_t hello_timeout_ms;
 	int handles;               /* open uv handles; freed at 0 after stop */
 	uint8_t buf[HS__WIRE_MAX_MSG];
 };
@@ -114,6 +119,7 @@ static void conn_close(struct conn *c)
 		list_remove(&c->dead_link);
 		c->on_dead_list = false;
 	}
+	list_remove(&c->hello_link);
 	broker_session_close(c->srv->broker, c->s);
 	c->s = NULL;
 	uv_poll_stop(&c->poll);
@@ -127,12 +133,62 @@ static void conn_close(struct conn *c)
 
 static void on_conn(uv_poll_t *h, int status, int events);
 
+/* ---- the hello timeout: one timer for every connection before hello
+ * (issue 11 row 9); they join the list in accept order with the same
+ * timeout, so the oldest is always first. ---- */
+
+static void on_hello_timer(uv_timer_t *h);
+
+static void hello_arm(struct server *srv)
+{
+	if (list_empty(&srv->unhello)) {
+		uv_timer_stop(&srv->hello_timer);
+		return;
+	}
+	struct conn *c = list_first(&srv->unhello, struct conn, hello_link);
+	uint64_t now = uv_now(srv->loop);
+	uv_timer_start(&srv->hello_timer, on_hello_timer, c->hello_by > now ? c->hello_by - now : 0,
+		       0);
+}
+
+static void on_hello_timer(uv_timer_t *h)
+{
+	struct server *srv = h->data;
+	uint64_t now = uv_now(srv->loop);
+	char d[128];
+	while (!list_empty(&srv->unhello)) {
+		struct conn *c = list_first(&srv->unhello, struct conn, hello_link);
+		if (c->hello_by > now)
+			break;
+		list_remove(&c->hello_link);
+		log_warn("%s: no hello within %llu ms; disconnecting",
+			 session_describe(c->s, d, sizeof(d)),
+			 (unsigned long long)srv->hello_timeout_ms);
+		session_error(c->s, 0, HS_ETIMEDOUT, "no hello within %llu ms",
+			      (unsigned long long)srv->hello_timeout_ms);
+		conn_close(c);
+	}
+	hello_arm(srv);
+}
+
+/* After input: a conn that said hello leaves the timeout's list. */
+static void hello_check(struct conn *c)
+{
+	if (c->s && c->s->hello_done && !list_empty(&c->hello_link)) {
+		list_remove(&c->hello_link);
+		hello_arm(c->srv);
+	}
+}
+
 static void on_chan(uv_poll_t *h, int status, int events)
 {
 	struct conn *c = h->data;
 	/* Only the wake-up: the pass that runs before the loop polls again
-	 * (on_chan_pass) handles every channel, this one's included. */
+	 * (on_chan_pass) handles the active channels, this one now among
+	 * them. */
 	hs__chan_clear(c->cfd);
+	if (c->s)
+		chan_activate(c->s);
 }
 
 static int hook_chan_open(void *data, struct session *s, int efd)
@@ -280,6 +336,7 @@ static void on_conn(uv_poll_t *h, int status, int events)
 			conn_close(c);
 			return;
 		}
+		hello_check(c);
 	}
 }
 
@@ -311,14 +368,27 @@ static void accept_one(struct server *srv, int fd)
 	c->cfd = -1;
 	c->refs = 1;
 	list_init(&c->dead_link);
+	list_init(&c->hello_link);
 	srv->handles++;
 	r = broker_session_open(srv->broker, fd, cred.pid, cred.uid, cred.gid, &c->s);
 	if (r < 0) {
-		log_error("session: %s", hs__strerror(r));
+		if (r == HS_ELIMIT) {
+			char text[96];
+			snprintf(text, sizeof(text), "uid %u has too many connections open",
+				 (unsigned)cred.uid);
+			session_refuse(fd, r, text);
+		} else {
+			log_error("session: %s", hs__strerror(r));
+		}
 		uv_close((uv_handle_t *)&c->poll, conn_closed);
 		return;
 	}
 	c->s->io = c;
+	c->hello_by = uv_now(srv->loop) + srv->hello_timeout_ms;
+	bool first = list_empty(&srv->unhello);
+	list_insert_tail(&srv->unhello, &c->hello_link);
+	if (first)
+		hello_arm(srv);
 	r = uv_poll_start(&c->poll, UV_READABLE, on_conn);
 	if (r < 0) {
 		log_error("uv_poll_start: %s", uv_strerror(r));
@@ -605,6 +675,8 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	srv->lfd = -1;
 	srv->lock_fd = -1;
 	list_init(&srv->dead);
+	list_init(&srv->unhello);
+	srv->hello_timeout_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : SERVER_HELLO_TIMEOUT_MS;
 	srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
@@ -635,6 +707,14 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	}
 	srv->reaper.data = srv;
 	srv->handles++;
+	r = uv_timer_init(loop, &srv->hello_timer);
+	if (r < 0) {
+		log_error("uv_timer_init: %s", uv_strerror(r));
+		uv_close((uv_handle_t *)&srv->reaper, NULL);
+		goto fail;
+	}
+	srv->hello_timer.data = srv;
+	srv->handles++;
 	/* The channels' pass before every sleep, and the idle handle that
 	 * keeps the loop from sleeping while it has work. */
 	r = uv_prepare_init(loop, &srv->chan_pass);
@@ -645,6 +725,7 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	if (r < 0) {
 		log_error("uv_prepare/uv_idle: %s", uv_strerror(r));
 		uv_close((uv_handle_t *)&srv->reaper, NULL);
+		uv_close((uv_handle_t *)&srv->hello_timer, NULL);
 		goto fail;
 	}
 	srv->chan_pass.data = srv;
@@ -656,9 +737,10 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	if (r < 0) {
 		log_error("watching the listening socket: %s", uv_strerror(r));
 		uv_close((uv_handle_t *)&srv->reaper, NULL);
+		uv_close((uv_handle_t *)&srv->hello_timer, NULL);
 		uv_close((uv_handle_t *)&srv->chan_pass, NULL);
 		uv_close((uv_handle_t *)&srv->chan_spin, NULL);
-		srv->handles -= 3;
+		srv->handles -= 4;
 		goto fail;
 	}
 	srv->lpoll.data = srv;
@@ -707,6 +789,7 @@ void server_stop(struct server *srv, const char *reason)
 	uv_poll_stop(&srv->lpoll);
 	uv_close((uv_handle_t *)&srv->lpoll, handle_closed);
 	uv_close((uv_handle_t *)&srv->reaper, handle_closed);
+	uv_close((uv_handle_t *)&srv->hello_timer, handle_closed);
 	uv_close((uv_handle_t *)&srv->chan_pass, handle_closed);
 	uv_close((uv_handle_t *)&srv->chan_spin, handle_closed);
 	server_cleanup_socket(srv);

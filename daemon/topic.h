@@ -19,6 +19,7 @@
 #include "tensor.h"
 
 struct sub;
+struct topic;
 struct pending_emit;
 
 struct topic_hooks {
@@ -28,10 +29,13 @@ struct topic_hooks {
 	/* A held-back emit was accepted with sequence number seq; pe is
 	 * freed right after. */
 	void (*accepted)(void *data, struct pending_emit *pe, uint64_t seq);
+	/* An idle topic is about to be freed (may be NULL). */
+	void (*freed)(void *data, struct topic *tp);
 	void *data;
 };
 
 struct topic {
+	uint64_t id;           /* in creation order, as in topics->all */
 	char *name;
 	struct topic *hash_next;
 	struct list link;      /* in topics->all */
@@ -42,6 +46,8 @@ struct topic {
 	uint64_t emitted;      /* last sequence number given */
 	uint64_t dropped;
 	bool draining;
+	bool charged;          /* counted in its creator uid's usage (usage.h) */
+	uint32_t uid;          /* that uid */
 };
 
 struct sub_entry {
@@ -83,6 +89,7 @@ struct topics {
 	uint32_t max;
 	uint32_t max_pending;  /* held-back emits per topic */
 	uint64_t next_sub_id;
+	uint64_t next_topic_id;
 	struct tensor_table *tt;
 	struct topic_hooks hooks;
 };
@@ -96,6 +103,11 @@ void topics_init(struct topics *ts, struct tensor_table *tt, uint32_t max_topics
 		 uint32_t max_pending, const struct topic_hooks *hooks);
 /* Frees every topic; subscriptions and held-back emits must be gone. */
 void topics_fini(struct topics *ts);
+
+/* Frees every idle topic (no subscriber, no emit held back, no live
+ * tensor naming it) and returns how many. Scans every tensor and topic:
+ * for when a limit is reached. */
+uint32_t topics_evict_idle(struct topics *ts);
 
 /* Finds (and with create, makes) a topic. 0, HS_ETOPIC, HS_ENAMETOOLONG,
  * HS_ENOENT (absent, !create), HS_ELIMIT (too many topics), HS_ENOMEM. */

@@ -43,7 +43,7 @@ static void setup(void)
 	ngot = naccepted = 0;
 	pool_init(&pool, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, 1 << 20, 0, &next_slab);
 	tensor_table_init(&tt, 0);
-	struct topic_hooks h = { on_deliver, on_accepted, NULL };
+	struct topic_hooks h = { .deliver = on_deliver, .accepted = on_accepted };
 	topics_init(&ts, &tt, 0, 4, &h);
 }
 
@@ -325,7 +325,7 @@ END_TEST
 START_TEST(test_idle_topics_evicted_at_limit)
 {
 	struct topics small;
-	struct topic_hooks h = { on_deliver, on_accepted, NULL };
+	struct topic_hooks h = { .deliver = on_deliver, .accepted = on_accepted };
 	topics_init(&small, &tt, 3, 4, &h);
 	struct topic *a, *bt, *c, *x;
 	struct sub *s;
