@@ -5,7 +5,10 @@
  * and hello timeout, per-uid caps, the total outbox, complete listings).
  * Each case first did the damage on b0d654f; now the daemon holds and a
  * well-behaved client still gets through. */
+#include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,6 +228,359 @@ START_TEST(test_sighup_ignored)
 }
 END_TEST
 
+/* ---- row 4: before hello ---- */
+
+#define NOBODY 65534
+
+static void start_configured(struct ht_daemon *d, const char *config)
+{
+	char log[300];
+	ck_assert_int_eq(ht_daemon_start_config(d, config, log, sizeof(log)), 0);
+}
+
+/* A datagram of len bytes that decodes (on b0d654f, before any check) to
+ * len / 2 empty Hello fields: the costly shape from the report. */
+static const uint8_t *empty_fields(size_t len)
+{
+	static uint8_t buf[256 << 10];
+	ck_assert_uint_le(len, sizeof(buf));
+	for (size_t i = 0; i + 1 < len; i += 2) {
+		buf[i] = 0x52; /* field 10 (hello), length-delimited */
+		buf[i + 1] = 0;
+	}
+	return buf;
+}
+
+static void big_sndbuf(int fd)
+{
+	int want = 1 << 20;
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof(want)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
+}
+
+#define BIG_DATAGRAM (128 << 10)
+
+/* A client of uid NOBODY, not allowed, sends a big datagram first: the
+ * answer must be HS_EPERM (refused unread), then the hang-up. Children
+ * report by exit code (no Check here). */
+static int denied_big_datagram(void *arg)
+{
+	const char *sock = arg;
+	if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+		return ht_child_fail("denied", "cannot become uid %d", NOBODY);
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sock);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		return ht_child_fail("denied", "connect: %s", strerror(errno));
+	big_sndbuf(fd);
+	if (send(fd, empty_fields(BIG_DATAGRAM), BIG_DATAGRAM, MSG_NOSIGNAL) != BIG_DATAGRAM)
+		return ht_child_fail("denied", "send: %s", strerror(errno));
+	static uint8_t buf[HS__WIRE_MAX_MSG];
+	int fds[HS__WIRE_MAX_FDS], nfds = 0;
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	int n = poll(&p, 1, HT_DEADLINE_MS) == 1 ? hs__wire_recv(fd, buf, fds, &nfds) : -ETIMEDOUT;
+	hs__wire_close_fds(fds, nfds);
+	Hs__Message *m = NULL;
+	if (n <= 0 || hs__wire_decode(buf, (size_t)n, &m) < 0)
+		return ht_child_fail("denied", "no ErrorReply (%d)", n);
+	int code = m->body_case == HS__MESSAGE__BODY_ERROR ? m->error->code : 0;
+	hs__wire_free(m);
+	if (code != HS_EPERM)
+		return ht_child_fail("denied", "got %s, expected HS_EPERM (refused unread)",
+				     code ? hs__err_name(code) : "a reply that is not an error");
+	n = poll(&p, 1, HT_DEADLINE_MS) == 1 ? hs__wire_recv(fd, buf, fds, &nfds) : -ETIMEDOUT;
+	close(fd);
+	if (n != -EPIPE)
+		return ht_child_fail("denied", "the daemon kept the connection (%d)", n);
+	return 0;
+}
+
+START_TEST(test_before_hello)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "not root: the other-uid half is skipped\n");
+	}
+	struct ht_daemon d;
+	ht_init();
+	const int fds0 = ht_count_fds();
+	start_configured(&d, "[access]\nallow_uids = 0\n"
+			     "[limits]\nhello_timeout_ms = 400\nexempt_uids = none\n");
+
+	/* An allowed uid: a datagram larger than any Hello is refused by its
+	 * size (HS_EMSGSIZE), not decoded (which said HS_EVERSION). */
+	int fd = rw_connect(d.sock);
+	big_sndbuf(fd);
+	ck_assert_int_eq(rw_send(fd, empty_fields(BIG_DATAGRAM), BIG_DATAGRAM, -1, 0), 0);
+	static const int too_big[] = { HS_EMSGSIZE, 0 };
+	rw_expect_disconnect(fd, too_big, true);
+
+	/* Silence: closed at the hello timeout, with a reason. */
+	fd = rw_connect(d.sock);
+	static const int timed_out[] = { HS_ETIMEDOUT, 0 };
+	int64_t t0 = ht_now_ms();
+	rw_expect_disconnect(fd, timed_out, true);
+	fprintf(stderr, "a silent connection was closed after %lld ms (hello_timeout_ms 400)\n",
+		(long long)(ht_now_ms() - t0));
+
+	/* A uid not allowed is refused before anything is decoded. */
+	if (geteuid() == 0) {
+		pid_t child = ht_fork(denied_big_datagram, d.sock);
+		ck_assert_int_gt(child, 0);
+		ck_assert_int_eq(ht_wait(child, HT_DEADLINE_MS), 0);
+	}
+	expect_serving(&d);
+	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0);
+	HT_STOP(&d);
+	ck_assert_int_eq(ht_count_fds(), fds0);
+}
+END_TEST
+
+/* ---- rows 9 and 6: per-uid caps ---- */
+
+/* A round trip as uid NOBODY: another uid is not held back by this
+ * one's caps. */
+static int nobody_round_trip(void *arg)
+{
+	if (setgroups(0, NULL) < 0 || setgid(NOBODY) < 0 || setuid(NOBODY) < 0)
+		return ht_child_fail("other-uid", "cannot become uid %d", NOBODY);
+	return round_trip_child(arg);
+}
+
+static void expect_other_uid_served(struct ht_daemon *d)
+{
+	if (geteuid() != 0)
+		return; /* cannot change uid */
+	pid_t child = ht_fork(nobody_round_trip, d->sock);
+	ck_assert_int_gt(child, 0);
+	ck_assert_int_eq(ht_wait(child, HT_DEADLINE_MS), 0);
+}
+
+#define CONN_CAP 8
+
+START_TEST(test_uid_connections)
+{
+	struct ht_daemon d;
+	ht_init();
+	const int fds0 = ht_count_fds();
+	start_configured(&d, "[limits]\nmax_connections_per_uid = 8\nexempt_uids = none\n");
+	int socks[CONN_CAP];
+	for (int i = 0; i < CONN_CAP; i++)
+		socks[i] = raw_session(d.sock);
+	/* One more of this uid: told why (seq 0, HS_ELIMIT), hung up. */
+	int extra = rw_connect(d.sock);
+	(void)rw_hello(extra, HS_PROTOCOL_VERSION); /* may meet the hang-up */
+	static const int limit[] = { HS_ELIMIT, 0 };
+	rw_expect_disconnect(extra, limit, true);
+	/* Others are served meanwhile. */
+	expect_other_uid_served(&d);
+	/* A slot freed is a slot to take. */
+	close(socks[0]);
+	int64_t end = ht_now_ms() + HT_DEADLINE_MS;
+	for (;;) {
+		int fd = rw_connect(d.sock);
+		ck_assert_int_eq(rw_hello(fd, HS_PROTOCOL_VERSION) == 0 || ht_now_ms() < end, 1);
+		int err;
+		Hs__Message *m = rw_recv(fd, &err);
+		bool ok = m && m->body_case == HS__MESSAGE__BODY_HELLO_REPLY;
+		if (m)
+			hs__wire_free(m);
+		if (ok) {
+			socks[0] = fd;
+			break;
+		}
+		close(fd); /* the daemon had not reaped the closed one yet */
+		ck_assert_msg(ht_now_ms() < end, "the freed connection slot never came back");
+		ht_sleep_ms(20);
+	}
+	for (int i = 0; i < CONN_CAP; i++)
+		close(socks[i]);
+	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0);
+	HT_STOP(&d);
+	ck_assert_int_eq(ht_count_fds(), fds0);
+}
+END_TEST
+
+/* SubscribeReq on a raw session: 0 with the subscription id, or the
+ * ErrorReply's code. */
+static int raw_subscribe(int fd, uint64_t seq, const char *topic, uint64_t *sub)
+{
+	Hs__SubscribeReq r = HS__SUBSCRIBE_REQ__INIT;
+	r.topic = (char *)topic;
+	r.depth = 1;
+	r.credits = 1;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = seq;
+	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE;
+	m.subscribe = &r;
+	ck_assert_int_eq(rw_send_msg(fd, &m, -1, 0), 0);
+	int err;
+	Hs__Message *rep = rw_recv(fd, &err);
+	ck_assert_msg(rep, "no reply to subscribe: %s", strerror(-err));
+	ck_assert_uint_eq(rep->seq, seq);
+	int code = 0;
+	if (rep->body_case == HS__MESSAGE__BODY_SUBSCRIBE_REPLY)
+		*sub = rep->subscribe_reply->subscription;
+	else if (rep->body_case == HS__MESSAGE__BODY_ERROR)
+		code = rep->error->code;
+	else
+		ck_abort_msg("unexpected %s", hs__wire_body_name(rep));
+	hs__wire_free(rep);
+	return code;
+}
+
+START_TEST(test_uid_subscriptions_topics)
+{
+	struct ht_daemon d;
+	ht_init();
+	const int fds0 = ht_count_fds();
+	start_configured(&d, "[limits]\nmax_subscriptions_per_uid = 10\nmax_topics_per_uid = 6\n"
+			     "exempt_uids = none\n");
+	int a = raw_session(d.sock), b = raw_session(d.sock);
+	uint64_t seq = 10, sub, subs_a[6];
+	char topic[32];
+	/* Six topics made by this uid: a seventh is refused... */
+	for (int i = 0; i < 6; i++) {
+		snprintf(topic, sizeof(topic), "hostile/%d", i);
+		ck_assert_int_eq(raw_subscribe(a, seq++, topic, &subs_a[i]), 0);
+	}
+	ck_assert_int_eq(raw_subscribe(a, seq++, "hostile/6", &sub), HS_ELIMIT);
+	/* ...while subscribing to those that exist goes on, from any of its
+	 * sessions, up to ten subscriptions for the uid. */
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(raw_subscribe(b, seq++, "hostile/0", &sub), 0);
+	ck_assert_int_eq(raw_subscribe(b, seq++, "hostile/1", &sub), HS_ELIMIT);
+	/* Another uid is not held back by either cap. */
+	expect_other_uid_served(&d);
+	/* Closing a session gives its subscriptions back; idle topics are
+	 * freed to make room for new ones. */
+	close(a);
+	int64_t end = ht_now_ms() + HT_DEADLINE_MS;
+	int rc;
+	while ((rc = raw_subscribe(b, seq++, "hostile/new", &sub)) == HS_ELIMIT &&
+	       ht_now_ms() < end)
+		ht_sleep_ms(20); /* until the daemon has reaped a */
+	ck_assert_int_eq(rc, 0);
+	close(b);
+	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0);
+	HT_STOP(&d);
+	ck_assert_int_eq(ht_count_fds(), fds0);
+}
+END_TEST
+
+/* ---- row 5: readers that never read, all together ---- */
+
+#define HOSTILE_READERS 10
+#define LIST_TENSORS 1500
+
+static void list_req(int fd, uint64_t seq, int flags)
+{
+	Hs__ListReq l = HS__LIST_REQ__INIT;
+	l.what = HS__LIST_WHAT__LIST_TENSORS;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = seq;
+	m.body_case = HS__MESSAGE__BODY_LIST;
+	m.list = &l;
+	uint8_t buf[64];
+	size_t len = rw_pack(&m, buf, sizeof(buf));
+	(void)send(fd, buf, len, MSG_NOSIGNAL | flags);
+}
+
+/* True when the daemon hung up fd (everything queued read first). */
+static bool hung_up(int fd, int deadline_ms)
+{
+	static uint8_t buf[HS__WIRE_MAX_MSG];
+	int64_t end = ht_now_ms() + deadline_ms;
+	for (;;) {
+		int left = (int)(end - ht_now_ms());
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			return false;
+		int fds[HS__WIRE_MAX_FDS], nfds = 0;
+		int n = hs__wire_recv(fd, buf, fds, &nfds);
+		hs__wire_close_fds(fds, nfds);
+		if (n == -EPIPE)
+			return true;
+		if (n < 0 && n != -EAGAIN)
+			return true;
+	}
+}
+
+START_TEST(test_outbox_total)
+{
+	struct ht_daemon d;
+	ht_init();
+	const int fds0 = ht_count_fds();
+	start_configured(&d, "[limits]\noutbox_total_bytes = 4M\nexempt_uids = none\n");
+	long rss0 = -1;
+	/* Enough tensors that each listing is ~100 KiB. */
+	int holder = raw_session(d.sock);
+	Hs__DType f32 = HS__DTYPE__INIT;
+	f32.code = kDLFloat;
+	f32.bits = 32;
+	f32.lanes = 1;
+	int64_t one[] = { 1 };
+	for (int i = 0; i < LIST_TENSORS; i++) {
+		alloc_req(holder, 100 + (uint64_t)i, &f32, 1, one, NULL);
+		int err;
+		Hs__Message *m = rw_recv(holder, &err);
+		ck_assert_msg(m && m->body_case == HS__MESSAGE__BODY_ALLOC_REPLY, "alloc %d", i);
+		hs__wire_free(m);
+	}
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)d.pid);
+	FILE *f = fopen(path, "r");
+	char line[256];
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			rss0 = atol(line + 6);
+	if (f)
+		fclose(f);
+
+	/* Ten sessions ask for listings and never read: together they pass
+	 * outbox_total long before any reaches its own outbox_max_bytes. */
+	int hostile[HOSTILE_READERS];
+	for (int k = 0; k < HOSTILE_READERS; k++) {
+		hostile[k] = raw_session(d.sock);
+		for (uint64_t q = 0; q < 120; q++)
+			list_req(hostile[k], 10 + q, MSG_DONTWAIT);
+	}
+	/* A reader that reads is served meanwhile. */
+	int good = raw_session(d.sock);
+	list_req(good, 5, 0);
+	int err;
+	Hs__Message *m = rw_recv(good, &err);
+	ck_assert_msg(m && m->body_case == HS__MESSAGE__BODY_LIST_REPLY, "no listing: %s",
+		      m ? hs__wire_body_name(m) : strerror(-err));
+	hs__wire_free(m);
+
+	long rss1 = -1;
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			rss1 = atol(line + 6);
+	if (f)
+		fclose(f);
+	fprintf(stderr, "daemon RSS %ld KiB before the readers that never read, %ld KiB after\n",
+		rss0, rss1);
+	int dropped = 0;
+	for (int k = 0; k < HOSTILE_READERS; k++) {
+		dropped += hung_up(hostile[k], 3000);
+		close(hostile[k]);
+	}
+	ck_assert_msg(dropped == HOSTILE_READERS, "%d of %d readers that never read were dropped",
+		      dropped, HOSTILE_READERS);
+	ck_assert_int_eq(rw_ping(good, 6, -1, 0), 0);
+	rw_expect_ok(good, 6);
+	close(good);
+	close(holder);
+	expect_serving(&d);
+	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0);
+	HT_STOP(&d);
+	ck_assert_int_eq(ht_count_fds(), fds0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hostile");
@@ -232,5 +588,9 @@ int main(void)
 	ht_case(s, "alloc_extent_wrap", test_alloc_extent_wrap);
 	ht_case(s, "socket_path_not_ours", test_socket_path_not_ours);
 	ht_case(s, "sighup_ignored", test_sighup_ignored);
+	ht_case(s, "before_hello", test_before_hello);
+	ht_case(s, "uid_connections", test_uid_connections);
+	ht_case(s, "uid_subscriptions_topics", test_uid_subscriptions_topics);
+	ht_case(s, "outbox_total", test_outbox_total);
 	return ht_main(s);
 }
