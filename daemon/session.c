@@ -898,7 +898,7 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 		/* Show what clients released, not what their channels
 		 * still carry. */
 		broker_chan_catch_up(s->broker, s);
-		introspect_reply(s, seq, m->list->what);
+		introspect_reply(s, seq, m->list);
 		break;
 	case HS__MESSAGE__BODY_PING: {
 		Hs__OkReply ok = HS__OK_REPLY__INIT;

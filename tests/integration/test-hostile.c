@@ -581,6 +581,90 @@ START_TEST(test_outbox_total)
 }
 END_TEST
 
+/* ---- row 11: listings larger than one message ---- */
+
+#define LIST_SUBSCRIBERS 20
+#define LIST_OWN_TOPICS 125
+#define LIST_IDLE 240
+
+static int named_session(const char *sock, const char *name)
+{
+	int fd = rw_connect(sock);
+	Hs__Hello h = HS__HELLO__INIT;
+	h.protocol_version = HS_PROTOCOL_VERSION;
+	h.client_name = (char *)name;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = 1;
+	m.body_case = HS__MESSAGE__BODY_HELLO;
+	m.hello = &h;
+	ck_assert_int_eq(rw_send_msg(fd, &m, -1, 0), 0);
+	rw_expect_hello_reply(fd);
+	return fd;
+}
+
+static json_int_t status_count(const char *sock, const char *what)
+{
+	const char *args[] = { "status", NULL };
+	json_t *j = ht_hsctl_json(sock, args);
+	ck_assert_ptr_nonnull(j);
+	json_int_t n = json_integer_value(json_object_get(json_object_get(j, "counts"), what));
+	json_decref(j);
+	return n;
+}
+
+START_TEST(test_list_complete)
+{
+	struct ht_daemon d;
+	HT_BEGIN(&d, NULL);
+	/* Long names, many topics, one topic with more subscribers than a
+	 * page holds: about 1.2 MB of listing. */
+	char name[64], topic[256];
+	memset(name, 'n', 63);
+	name[63] = '\0';
+	int subscribers[LIST_SUBSCRIBERS], idle[LIST_IDLE];
+	uint64_t seq = 10, sub;
+	for (int i = 0; i < LIST_SUBSCRIBERS; i++) {
+		subscribers[i] = named_session(d.sock, name);
+		for (int k = 0; k < LIST_OWN_TOPICS; k++) {
+			snprintf(topic, sizeof(topic), "list/%0200d/%d.%d", 0, i, k);
+			ck_assert_int_eq(raw_subscribe(subscribers[i], seq++, topic, &sub), 0);
+			ck_assert_int_eq(raw_subscribe(subscribers[i], seq++, "list/crowded", &sub), 0);
+		}
+	}
+	for (int i = 0; i < LIST_IDLE; i++)
+		idle[i] = named_session(d.sock, name);
+	int late = raw_session(d.sock);
+	ck_assert_int_eq(raw_subscribe(late, seq++, "list/late", &sub), 0);
+
+	/* Every client (hsctl's own session too), topic and subscriber. */
+	json_int_t clients = status_count(d.sock, "clients");
+	json_int_t topics = status_count(d.sock, "topics");
+	json_int_t subs = status_count(d.sock, "subscribers");
+	fprintf(stderr, "hsctl status: clients %lld, topics %lld, subscribers %lld\n",
+		(long long)clients, (long long)topics, (long long)subs);
+	ck_assert_int_eq(clients, LIST_SUBSCRIBERS + LIST_IDLE + 2);
+	ck_assert_int_eq(topics, LIST_SUBSCRIBERS * LIST_OWN_TOPICS + 2);
+	ck_assert_int_eq(subs, 2 * LIST_SUBSCRIBERS * LIST_OWN_TOPICS + 1);
+
+	/* A producer waiting for the subscriber of the newest topic sees it. */
+	const char *producer = getenv("HS_EXAMPLE_PRODUCER");
+	if (producer && *producer) {
+		char *argv[] = { (char *)producer, (char *)"--socket", d.sock, (char *)"--topic",
+				 (char *)"list/late", (char *)"--count", (char *)"1",
+				 (char *)"--wait-subscribers", (char *)"1", NULL };
+		pid_t pid = ht_spawn(argv, NULL, -1, -1);
+		ck_assert_int_gt(pid, 0);
+		ck_assert_int_eq(ht_wait(pid, HT_DEADLINE_MS), 0);
+	}
+	for (int i = 0; i < LIST_SUBSCRIBERS; i++)
+		close(subscribers[i]);
+	for (int i = 0; i < LIST_IDLE; i++)
+		close(idle[i]);
+	close(late);
+	HT_END(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hostile");
@@ -592,5 +676,6 @@ int main(void)
 	ht_case(s, "uid_connections", test_uid_connections);
 	ht_case(s, "uid_subscriptions_topics", test_uid_subscriptions_topics);
 	ht_case(s, "outbox_total", test_outbox_total);
+	ht_case(s, "list_complete", test_list_complete);
 	return ht_main(s);
 }
