@@ -611,7 +611,9 @@ json_t *ht_hsctl_json(const char *sock, const char *const *args)
 		argv[n++] = *a;
 	argv[n++] = "--json";
 	argv[n] = NULL;
-	size_t size = 4 << 20;
+	/* Listings are complete however large (tens of thousands of
+	 * topics in the stress cases): room for all of it. */
+	size_t size = 64 << 20;
 	char *out = malloc(size);
 	char err[4096];
 	if (!out)
