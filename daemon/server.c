@@ -480,6 +480,21 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
+/* A non-blocking SOCK_SEQPACKET socket and path's address (path fits:
+ * resolve_path checked), or a negative code, logged. */
+static int seqpacket_socket(const char *path, struct sockaddr_un *addr)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		int e = errno;
+		log_error("socket: %s", strerror(e));
+		return -e;
+	}
+	*addr = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	memcpy(addr->sun_path, path, strlen(path) + 1);
+	return fd;
+}
+
 /* What is at path before we bind it: nothing, or a socket nobody
  * listens on (a crashed daemon's), which is removed. Anything else stays:
  * a file that is not a socket (a typo in --socket must not delete it), or
@@ -500,14 +515,10 @@ static int remove_stale(const char *path)
 			  path);
 		return HS_EBUSY;
 	}
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		int e = errno;
-		log_error("socket: %s", strerror(e));
-		return -e;
-	}
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	memcpy(addr.sun_path, path, strlen(path) + 1);
+	struct sockaddr_un addr;
+	int fd = seqpacket_socket(path, &addr);
+	if (fd < 0)
+		return fd;
 	int r = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
 	int e = r < 0 ? errno : 0;
 	close(fd);
@@ -575,14 +586,10 @@ static int make_socket(struct server *srv, const struct server_config *cfg)
 		return r;
 	}
 
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		int e = errno;
-		log_error("socket: %s", strerror(e));
-		return -e;
-	}
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	memcpy(addr.sun_path, srv->path, strlen(srv->path) + 1);
+	struct sockaddr_un addr;
+	int fd = seqpacket_socket(srv->path, &addr);
+	if (fd < 0)
+		return fd;
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		int e = errno;
 		log_error("cannot bind %s: %s", srv->path, strerror(e));

@@ -94,10 +94,10 @@ static bool outbox_make_room(struct session *s, size_t len)
 			 (unsigned long long)big->out_bytes, (unsigned long long)b->out_bytes,
 			 (unsigned long long)b->cfg.outbox_total_bytes);
 		session_kill(big, "peer does not read its socket (largest outbox over outbox_total)");
-		if (big == s)
-			return false;
 		while (!list_empty(&big->outbox))
 			session_out_pop(big, list_first(&big->outbox, struct out_msg, link));
+		if (big == s)
+			return false;
 	}
 	return true;
 }

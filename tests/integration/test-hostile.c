@@ -486,6 +486,21 @@ static void list_req(int fd, uint64_t seq, int flags)
 	(void)send(fd, buf, len, MSG_NOSIGNAL | flags);
 }
 
+/* VmRSS of pid in KiB, or -1: a figure for the log, not asserted. */
+static long rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	long kib = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kib = atol(line + 6);
+	if (f)
+		fclose(f);
+	return kib;
+}
+
 /* True when the daemon hung up fd (everything queued read first). */
 static bool hung_up(int fd, int deadline_ms)
 {
@@ -512,7 +527,7 @@ START_TEST(test_outbox_total)
 	ht_init();
 	const int fds0 = ht_count_fds();
 	start_configured(&d, "[limits]\noutbox_total_bytes = 4M\nexempt_uids = none\n");
-	long rss0 = -1;
+	long rss0;
 	/* Enough tensors that each listing is ~100 KiB. */
 	int holder = raw_session(d.sock);
 	Hs__DType f32 = HS__DTYPE__INIT;
@@ -527,15 +542,7 @@ START_TEST(test_outbox_total)
 		ck_assert_msg(m && m->body_case == HS__MESSAGE__BODY_ALLOC_REPLY, "alloc %d", i);
 		hs__wire_free(m);
 	}
-	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)d.pid);
-	FILE *f = fopen(path, "r");
-	char line[256];
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6))
-			rss0 = atol(line + 6);
-	if (f)
-		fclose(f);
+	rss0 = rss_kib(d.pid);
 
 	/* Ten sessions ask for listings and never read: together they pass
 	 * outbox_total long before any reaches its own outbox_max_bytes. */
@@ -554,13 +561,7 @@ START_TEST(test_outbox_total)
 		      m ? hs__wire_body_name(m) : strerror(-err));
 	hs__wire_free(m);
 
-	long rss1 = -1;
-	f = fopen(path, "r");
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "VmRSS:", 6))
-			rss1 = atol(line + 6);
-	if (f)
-		fclose(f);
+	long rss1 = rss_kib(d.pid);
 	fprintf(stderr, "daemon RSS %ld KiB before the readers that never read, %ld KiB after\n",
 		rss0, rss1);
 	int dropped = 0;
