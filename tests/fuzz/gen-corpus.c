@@ -209,6 +209,23 @@ static void list(struct seed *s, uint8_t ctl, Hs__ListWhat what)
 	rec(s, ctl, &m);
 }
 
+/* A ListReq resuming at a cursor (a later page). */
+static void list_from(struct seed *s, uint8_t ctl, Hs__ListWhat what, uint32_t section,
+		      uint64_t key, uint64_t sub_key)
+{
+	Hs__ListCursor c = HS__LIST_CURSOR__INIT;
+	c.section = section;
+	c.key = key;
+	c.sub_key = sub_key;
+	Hs__ListReq l = HS__LIST_REQ__INIT;
+	l.what = what;
+	l.from = &c;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_LIST;
+	m.list = &l;
+	rec(s, ctl, &m);
+}
+
 static void ping(struct seed *s, uint8_t ctl)
 {
 	Hs__PingReq p = HS__PING_REQ__INIT;
@@ -561,6 +578,26 @@ static void wrapping_meta(void)
 	}
 }
 
+/* Listings resumed at cursors in every section, one past the end, and
+ * one naming no section (issue 11: ListReply pages). */
+static void list_pages(void)
+{
+	struct seed s;
+	begin(&s, 0);
+	subscribe(&s, S(1), "page/a", 2, HS__POLICY__POLICY_BLOCK, 1);
+	subscribe(&s, S(0), "page/a", 2, HS__POLICY__POLICY_BLOCK, 1);
+	subscribe(&s, S(0), "page/b", 2, HS__POLICY__POLICY_BLOCK, 1);
+	alloc(&s, S(0), 16);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_ALL, 1, 1, 2);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_TOPICS, 1, 2, 0);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_ALL, 2, 2, 0);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_TENSORS, 3, 0, 0);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_ALL, 3, 1000, 0);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_ALL, 9, 0, 0);
+	ping(&s, S(0));
+	save(&s, "list-pages");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -583,6 +620,7 @@ int main(int argc, char **argv)
 	limits();
 	random_mix(40);
 	wrapping_meta(); /* last: earlier seeds keep their numbers */
+	list_pages();
 	printf("gen-corpus: %d seeds in %s\n", nfiles, out_dir);
 	return 0;
 }
