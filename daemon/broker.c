@@ -151,10 +151,12 @@ int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gi
 	struct uid_usage *u = usage_of(&b->usage, uid);
 	if (!u)
 		return HS_ENOMEM;
-	if (u->conns >= b->cfg.uid_max_connections && broker_uid_capped(b, uid)) {
+	bool over = u->conns >= b->cfg.uid_max_connections && broker_uid_capped(b, uid);
+	if (over) {
 		log_warn("connection from pid %d uid %u refused: %u connections of that uid "
 			 "(max_connections_per_uid)", (int)pid, (unsigned)uid, u->conns);
-		return HS_ELIMIT;
+		if (u->refused >= BROKER_MAX_REFUSING)
+			return HS_ELIMIT;
 	}
 	struct session *s = malloc(sizeof(*s));
 	if (!s) {
@@ -163,7 +165,12 @@ int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gi
 	}
 	session_init(s, b, ++b->next_session_id, fd, pid, uid, gid);
 	s->usage = u;
-	u->conns++;
+	if (over) {
+		s->refuse = HS_ELIMIT;
+		u->refused++;
+	} else {
+		u->conns++;
+	}
 	/* A datagram larger than the send buffer fails with EMSGSIZE, and
 	 * the default (208 KiB) is below HS__WIRE_MAX_MSG: a full ListReply
 	 * needs more. The kernel doubles and caps the value; best effort. */
@@ -184,7 +191,10 @@ void broker_session_close(struct broker *b, struct session *s)
 	chan_close(s);
 	list_remove(&s->link);
 	b->nsessions--;
-	s->usage->conns--;
+	if (s->refuse)
+		s->usage->refused--;
+	else
+		s->usage->conns--;
 	usage_tidy(&b->usage, s->uid);
 	free(s);
 }

@@ -107,9 +107,13 @@ int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks
 void broker_free(struct broker *b);
 
 /* A new session on the connected socket fd (not owned: the I/O layer
- * closes it after broker_session_close). HS_ELIMIT when uid has
- * uid_max_connections open already (logged; the I/O layer tells the peer
- * with session_refuse and hangs up). */
+ * closes it after broker_session_close). When uid has uid_max_connections
+ * open already the session is made to refuse: its first datagram is
+ * answered ErrorReply{seq 0, HS_ELIMIT} unread and it is closed (so the
+ * peer reads why rather than a reset); past BROKER_MAX_REFUSING of those
+ * per uid, HS_ELIMIT (logged: the I/O layer tells the peer with
+ * session_refuse and hangs up at once). */
+#define BROKER_MAX_REFUSING 16
 int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
 			struct session **out);
 /* Releases every reference, held-back emit and subscription of s, logs

@@ -164,8 +164,11 @@ static void on_hello_timer(uv_timer_t *h)
 		log_warn("%s: no hello within %llu ms; disconnecting",
 			 session_describe(c->s, d, sizeof(d)),
 			 (unsigned long long)srv->hello_timeout_ms);
-		session_error(c->s, 0, HS_ETIMEDOUT, "no hello within %llu ms",
-			      (unsigned long long)srv->hello_timeout_ms);
+		if (c->s->refuse)
+			session_error(c->s, 0, c->s->refuse, "refused: %s", hs__strerror(c->s->refuse));
+		else
+			session_error(c->s, 0, HS_ETIMEDOUT, "no hello within %llu ms",
+				      (unsigned long long)srv->hello_timeout_ms);
 		conn_close(c);
 	}
 	hello_arm(srv);

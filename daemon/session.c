@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "hs-config.h"
@@ -812,6 +813,11 @@ static int before_hello(struct session *s, size_t len)
 {
 	const struct broker_config *cfg = &s->broker->cfg;
 	char d[128];
+	if (s->refuse == HS_ELIMIT) {
+		session_error(s, 0, HS_ELIMIT, "uid %u has too many connections open",
+			      (unsigned)s->uid);
+		return HS_ELIMIT;
+	}
 	if (!allowed(cfg, s->uid, s->gid)) {
 		log_warn("%s: denied: uid %u / gid %u not in allow_uids / allow_gids",
 			 session_describe(s, d, sizeof(d)), (unsigned)s->uid, (unsigned)s->gid);
@@ -831,6 +837,11 @@ static int before_hello(struct session *s, size_t len)
 
 void session_refuse(int fd, int code, const char *text)
 {
+	/* What the peer sent is read first: closing a socket with unread
+	 * data makes the peer's next read a reset, not this reply. */
+	uint8_t junk[64];
+	for (int i = 0; i < 16 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		;
 	Hs__ErrorReply er = HS__ERROR_REPLY__INIT;
 	er.code = code;
 	er.message = (char *)text;

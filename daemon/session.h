@@ -46,6 +46,9 @@ struct session {
 	char name[HS__MAX_NAME + 1];
 	bool hello_done;
 	bool dead;               /* closing, or must be closed: sends are dropped */
+	int refuse;              /* 0, or the code its first datagram gets before
+				  * it is closed (HS_ELIMIT: its uid is at
+				  * max_connections_per_uid) */
 	uint64_t created_us;
 
 	struct idmap held;       /* tensor id -> references held */

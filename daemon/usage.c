@@ -40,7 +40,7 @@ void usage_tidy(struct usage_table *u, uid_t uid)
 	if (!v)
 		return;
 	struct uid_usage *e = (struct uid_usage *)(uintptr_t)*v;
-	if (e->conns || e->subs || e->topics)
+	if (e->conns || e->refused || e->subs || e->topics)
 		return;
 	idmap_del(&u->map, key);
 	free(e);

@@ -13,6 +13,7 @@
 
 struct uid_usage {
 	uint32_t conns;    /* sessions open, before hello included */
+	uint32_t refused;  /* connections past the cap waiting to be told */
 	uint32_t subs;     /* subscriptions over all its sessions */
 	uint32_t topics;   /* topics it created that still exist */
 };

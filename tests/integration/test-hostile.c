@@ -358,6 +358,19 @@ static void expect_other_uid_served(struct ht_daemon *d)
 
 #define CONN_CAP 8
 
+/* libhsclient's view of a uid at its cap: connect says HS_ELIMIT. */
+static int connect_refused(void *arg)
+{
+	hs_client *c = NULL;
+	int rc = hs_client_connect(arg, "over-the-cap", &c);
+	if (rc == 0)
+		hs_client_disconnect(c);
+	if (rc != HS_ELIMIT)
+		return ht_child_fail("over-the-cap", "connect returned %s, expected HS_ELIMIT",
+				     rc ? hs_strerror(rc) : "success");
+	return 0;
+}
+
 START_TEST(test_uid_connections)
 {
 	struct ht_daemon d;
@@ -372,6 +385,9 @@ START_TEST(test_uid_connections)
 	(void)rw_hello(extra, HS_PROTOCOL_VERSION); /* may meet the hang-up */
 	static const int limit[] = { HS_ELIMIT, 0 };
 	rw_expect_disconnect(extra, limit, true);
+	pid_t child = ht_fork(connect_refused, d.sock);
+	ck_assert_int_gt(child, 0);
+	ck_assert_int_eq(ht_wait(child, HT_DEADLINE_MS), 0);
 	/* Others are served meanwhile. */
 	expect_other_uid_served(&d);
 	/* A slot freed is a slot to take. */

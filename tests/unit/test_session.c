@@ -946,14 +946,28 @@ START_TEST(test_uid_caps)
 	cfg.uid_max_topics = 2;
 	cfg.exempt_set = true; /* nobody exempt: this process's uid is held */
 	make_broker();
-	struct peer a, c;
+	struct peer a, c, over;
 	peer_open(&a);
 	peer_open(&c);
-	struct session *third;
-	ck_assert_int_eq(broker_session_open(b, a.sp[0], getpid(), getuid(), getgid(), &third),
-			 HS_ELIMIT);
+	/* A third connection is told why at its first datagram, unread. */
+	peer_open(&over);
+	ck_assert_int_eq(over.s->refuse, HS_ELIMIT);
+	ck_assert_int_eq(send_hello(&over, HS_PROTOCOL_VERSION, "over"), HS_ELIMIT);
+	Hs__Message *m = expect(&over, HS__MESSAGE__BODY_ERROR);
+	ck_assert_int_eq(m->error->code, HS_ELIMIT);
+	ck_assert_uint_eq(m->seq, 0);
+	hs__wire_free(m);
+	peer_close(&over);
+	/* Past BROKER_MAX_REFUSING waiting ones: refused at once. */
+	struct session *refusing[BROKER_MAX_REFUSING], *third;
+	for (int i = 0; i < BROKER_MAX_REFUSING; i++)
+		ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid(), getgid(), &refusing[i]), 0);
+	ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid(), getgid(), &third), HS_ELIMIT);
+	for (int i = 0; i < BROKER_MAX_REFUSING; i++)
+		broker_session_close(b, refusing[i]);
 	/* another uid is not held back */
 	ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid() + 1, getgid(), &third), 0);
+	ck_assert_int_eq(third->refuse, 0);
 	broker_session_close(b, third);
 	hello(&a, "a");
 	hello(&c, "c");
