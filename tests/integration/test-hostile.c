@@ -305,7 +305,7 @@ START_TEST(test_before_hello)
 	ht_init();
 	const int fds0 = ht_count_fds();
 	start_configured(&d, "[access]\nallow_uids = 0\n"
-			     "[limits]\nhello_timeout_ms = 400\nexempt_uids = none\n");
+			     "[limits]\nhello_timeout_ms = 1500\nexempt_uids = none\n");
 
 	/* An allowed uid: a datagram larger than any Hello is refused by its
 	 * size (HS_EMSGSIZE), not decoded (which said HS_EVERSION). */
@@ -320,7 +320,7 @@ START_TEST(test_before_hello)
 	static const int timed_out[] = { HS_ETIMEDOUT, 0 };
 	int64_t t0 = ht_now_ms();
 	rw_expect_disconnect(fd, timed_out, true);
-	fprintf(stderr, "a silent connection was closed after %lld ms (hello_timeout_ms 400)\n",
+	fprintf(stderr, "a silent connection was closed after %lld ms (hello_timeout_ms 1500)\n",
 		(long long)(ht_now_ms() - t0));
 
 	/* A uid not allowed is refused before anything is decoded. */
