@@ -628,11 +628,20 @@ static int session_topic(struct session *s, const char *name, struct topic **out
 		return r;
 	char d[128];
 	bool capped = broker_uid_capped(b, s->uid);
+	struct uid_usage *u = s->usage;
 	/* Idle topics of this uid may be freed to make room, as for the
-	 * global limit (topics_get). */
-	if (capped && s->usage->topics >= b->cfg.uid_max_topics)
-		topics_evict_idle(&b->topics);
-	if (capped && s->usage->topics >= b->cfg.uid_max_topics) {
+	 * global limit (topics_get). The scan walks every tensor and topic:
+	 * after one that leaves the uid at its cap, the next waits 100 ms,
+	 * so asking again and again costs the daemon nothing. */
+	if (capped && u->topics >= b->cfg.uid_max_topics) {
+		uint64_t now = tensor_now_us();
+		if (now >= u->evict_after_us) {
+			topics_evict_idle(&b->topics);
+			if (u->topics >= b->cfg.uid_max_topics)
+				u->evict_after_us = now + 100000;
+		}
+	}
+	if (capped && u->topics >= b->cfg.uid_max_topics) {
 		log_warn("%s: new topic refused: uid %u made %u topics (max_topics_per_uid)",
 			 session_describe(s, d, sizeof(d)), (unsigned)s->uid, s->usage->topics);
 		return HS_ELIMIT;

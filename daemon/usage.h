@@ -16,6 +16,7 @@ struct uid_usage {
 	uint32_t refused;  /* connections past the cap waiting to be told */
 	uint32_t subs;     /* subscriptions over all its sessions */
 	uint32_t topics;   /* topics it created that still exist */
+	uint64_t evict_after_us; /* no scan for its idle topics before then */
 };
 
 struct usage_table {

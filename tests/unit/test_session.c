@@ -983,6 +983,9 @@ START_TEST(test_uid_caps)
 	 * when a new one is wanted */
 	peer_close(&c);
 	ck_assert_uint_eq(a.s->usage->subs, 1);
+	/* the scan that found nothing idle is not repeated for 100 ms */
+	subscribe_refused(&a, "t/3");
+	a.s->usage->evict_after_us = 0; /* as when they have passed */
 	subscribe(&a, "t/3", 1, HS__POLICY__POLICY_BLOCK, 1);
 	ck_assert_uint_eq(a.s->usage->topics, 2);
 	peer_close(&a);
