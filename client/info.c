@@ -1,6 +1,9 @@
-/* Introspection: a ListReply turned into the public hs_info structs. The
- * reply is untrusted like every other message: counts and ndim are
- * bounded, strings cut to their fields. */
+/* Introspection: ListReply pages turned into the public hs_info structs
+ * (a listing larger than one message comes in pages, asked for one after
+ * the other). Replies are untrusted like every other message: counts and
+ * ndim are bounded, strings cut to their fields, and every page must move
+ * the cursor on. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,73 +118,144 @@ static void pool_info(hs_pool_info *o, const Hs__PoolInfo *p)
 	o->tensors = p->tensors;
 }
 
-static int convert(const Hs__ListReply *r, hs_info *info)
+/* Grows *arr (of *n items of size bytes) to hold more items. */
+static int grow(void **arr, size_t n, size_t more, size_t size)
+{
+	if (!more)
+		return 0;
+	if (more > SIZE_MAX / size - n)
+		return HS_ENOMEM;
+	void *p = realloc(*arr, (n + more) * size);
+	if (!p)
+		return HS_ENOMEM;
+	memset((char *)p + n * size, 0, more * size);
+	*arr = p;
+	return 0;
+}
+
+/* Adds one page to info. cont: the page goes on with the last topic
+ * of the one before (ListCursor.sub_key): its subscribers are appended. */
+static int append(const Hs__ListReply *r, hs_info *info, bool cont)
 {
 	info->epoch = r->epoch;
 	info->uptime_us = r->uptime_us;
 	copy_str(info->daemon_version, sizeof(info->daemon_version), r->daemon_version);
 
-	/* calloc of 0 may return NULL; only non-empty lists are allocated. */
-	if ((r->n_tensors && !(info->tensors = calloc(r->n_tensors, sizeof(*info->tensors)))) ||
-	    (r->n_topics && !(info->topics = calloc(r->n_topics, sizeof(*info->topics)))) ||
-	    (r->n_clients && !(info->clients = calloc(r->n_clients, sizeof(*info->clients)))) ||
-	    (r->n_pools && !(info->pools = calloc(r->n_pools, sizeof(*info->pools)))))
-		return HS_ENOMEM;
+	size_t first_topic = 0;
+	if (cont && r->n_topics > 0 && info->n_topics > 0 && r->topics[0] && r->topics[0]->name &&
+	    !strcmp(info->topics[info->n_topics - 1].name, r->topics[0]->name)) {
+		hs_topic_info part = { 0 };
+		int err = topic_info(&part, r->topics[0]);
+		hs_topic_info *last = &info->topics[info->n_topics - 1];
+		if (!err)
+			err = grow((void **)&last->subscribers, last->n_subscribers,
+				   part.n_subscribers, sizeof(*last->subscribers));
+		if (!err) {
+			memcpy(last->subscribers + last->n_subscribers, part.subscribers,
+			       part.n_subscribers * sizeof(*part.subscribers));
+			last->n_subscribers += part.n_subscribers;
+		}
+		free(part.subscribers);
+		if (err)
+			return err;
+		first_topic = 1;
+	}
+	int err = grow((void **)&info->tensors, info->n_tensors, r->n_tensors, sizeof(*info->tensors));
+	if (!err)
+		err = grow((void **)&info->topics, info->n_topics, r->n_topics - first_topic,
+			   sizeof(*info->topics));
+	if (!err)
+		err = grow((void **)&info->clients, info->n_clients, r->n_clients,
+			   sizeof(*info->clients));
+	if (!err)
+		err = grow((void **)&info->pools, info->n_pools, r->n_pools, sizeof(*info->pools));
+	if (err)
+		return err;
 
 	for (size_t i = 0; i < r->n_tensors; i++) {
-		int err = tensor_info(&info->tensors[i], r->tensors[i]);
+		err = tensor_info(&info->tensors[info->n_tensors], r->tensors[i]);
 		if (err)
 			return err;
 		info->n_tensors++;
 	}
-	for (size_t i = 0; i < r->n_topics; i++) {
+	for (size_t i = first_topic; i < r->n_topics; i++) {
 		/* Counted first: hs_info_free frees what was filled in. */
-		info->n_topics++;
-		int err = topic_info(&info->topics[i], r->topics[i]);
+		err = topic_info(&info->topics[info->n_topics++], r->topics[i]);
 		if (err)
 			return err;
 	}
 	for (size_t i = 0; i < r->n_clients; i++) {
 		if (!r->clients[i])
 			return HS_EPROTO;
-		client_info(&info->clients[i], r->clients[i]);
-		info->n_clients++;
+		client_info(&info->clients[info->n_clients++], r->clients[i]);
 	}
 	for (size_t i = 0; i < r->n_pools; i++) {
 		if (!r->pools[i])
 			return HS_EPROTO;
-		pool_info(&info->pools[i], r->pools[i]);
-		info->n_pools++;
+		pool_info(&info->pools[info->n_pools++], r->pools[i]);
 	}
 	return 0;
 }
+
+/* Whether cursor b comes strictly after a: each page must move on, or a
+ * daemon gone wrong would keep us asking forever. */
+static bool cursor_after(const Hs__ListCursor *a, const Hs__ListCursor *b)
+{
+	if (b->section != a->section)
+		return b->section > a->section;
+	if (b->key != a->key)
+		return b->key > a->key;
+	return b->sub_key > a->sub_key;
+}
+
+/* Pages one listing takes at most: far more than any daemon's items fill
+ * (every page holds at least one). */
+#define INFO_MAX_PAGES (1u << 20)
 
 HS_EXPORT int hs_client_get_info(hs_client *client, enum hs_info_what what, hs_info **out)
 {
 	if (!client || !out || (unsigned)what > HS_INFO_POOLS)
 		return HS_EINVAL;
-	Hs__ListReq req = HS__LIST_REQ__INIT;
-	req.what = (Hs__ListWhat)what;
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.body_case = HS__MESSAGE__BODY_LIST;
-	m.list = &req;
-
-	Hs__Message *reply;
-	int err = hs__client_request(client, &m, &reply);
-	if (err)
-		return err;
-	err = hs__reply_check(reply, HS__MESSAGE__BODY_LIST_REPLY);
-	if (!err && !reply->list_reply)
-		err = HS_EPROTO;
-	hs_info *info = NULL;
-	if (!err) {
-		info = calloc(1, sizeof(*info));
-		if (!info)
-			err = HS_ENOMEM;
-		else
-			err = convert(reply->list_reply, info);
+	hs_info *info = calloc(1, sizeof(*info));
+	if (!info)
+		return HS_ENOMEM;
+	Hs__ListCursor from = HS__LIST_CURSOR__INIT;
+	bool paging = false;
+	int err = 0;
+	for (unsigned page = 0; !err; page++) {
+		if (page >= INFO_MAX_PAGES) {
+			err = HS_EPROTO;
+			break;
+		}
+		Hs__ListReq req = HS__LIST_REQ__INIT;
+		req.what = (Hs__ListWhat)what;
+		req.from = paging ? &from : NULL;
+		Hs__Message m = HS__MESSAGE__INIT;
+		m.body_case = HS__MESSAGE__BODY_LIST;
+		m.list = &req;
+		Hs__Message *reply;
+		err = hs__client_request(client, &m, &reply);
+		if (err)
+			break;
+		err = hs__reply_check(reply, HS__MESSAGE__BODY_LIST_REPLY);
+		if (!err && !reply->list_reply)
+			err = HS_EPROTO;
+		if (!err)
+			err = append(reply->list_reply, info, paging && from.sub_key != 0);
+		const Hs__ListCursor *next = err ? NULL : reply->list_reply->next;
+		if (next && paging && !cursor_after(&from, next))
+			err = HS_EPROTO;
+		bool more = next != NULL;
+		if (next) {
+			from.section = next->section;
+			from.key = next->key;
+			from.sub_key = next->sub_key;
+		}
+		hs__wire_free(reply);
+		if (!more)
+			break;
+		paging = true;
 	}
-	hs__wire_free(reply);
 	if (err) {
 		hs_info_free(info);
 		return err;

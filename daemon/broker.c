@@ -25,6 +25,22 @@ void broker_config_defaults(struct broker_config *cfg)
 	cfg->block_timeout_ms = BROKER_DEFAULT_BLOCK_TIMEOUT_MS;
 	cfg->outbox_max_msgs = 8192;
 	cfg->outbox_max_bytes = 64ull << 20;
+	cfg->hello_max_bytes = 4096;
+	cfg->uid_max_connections = 256;
+	cfg->uid_max_subscriptions = 16384;
+	cfg->uid_max_topics = 4096;
+	cfg->outbox_total_bytes = 256ull << 20;
+}
+
+bool broker_uid_capped(const struct broker *b, uid_t uid)
+{
+	const struct broker_config *cfg = &b->cfg;
+	if (!cfg->exempt_set)
+		return uid != 0 && uid != geteuid();
+	for (uint32_t i = 0; i < cfg->n_exempt_uids; i++)
+		if (cfg->exempt_uids[i] == uid)
+			return false;
+	return true;
 }
 
 static void on_deliver(void *data, struct sub *sub, struct tensor *t, uint64_t seq)
@@ -37,6 +53,7 @@ static void on_accepted(void *data, struct pending_emit *pe, uint64_t seq)
 {
 	struct broker *b = data;
 	b->topics_accepted++;
+	chan_activate_topic(pe->topic);
 	session_pending_done(pe->owner, pe->bytes);
 	session_emit_accepted(pe->owner, pe->req_seq, seq);
 }
@@ -69,6 +86,18 @@ int64_t broker_expire(struct broker *b)
 	return (int64_t)((next - now + 999) / 1000);
 }
 
+static void on_topic_freed(void *data, struct topic *tp)
+{
+	struct broker *b = data;
+	if (!tp->charged)
+		return;
+	struct uid_usage *u = usage_of(&b->usage, tp->uid);
+	if (u) {
+		u->topics--;
+		usage_tidy(&b->usage, tp->uid);
+	}
+}
+
 static uint64_t random_epoch(void)
 {
 	uint64_t e = 0;
@@ -94,16 +123,31 @@ int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks
 		b->cfg.outbox_max_msgs = 8192;
 	if (!b->cfg.outbox_max_bytes)
 		b->cfg.outbox_max_bytes = 64ull << 20;
+	/* Unset (0) limits, as from a config built by hand: the defaults. */
+	struct broker_config d;
+	broker_config_defaults(&d);
+	if (!b->cfg.hello_max_bytes)
+		b->cfg.hello_max_bytes = d.hello_max_bytes;
+	if (!b->cfg.uid_max_connections)
+		b->cfg.uid_max_connections = d.uid_max_connections;
+	if (!b->cfg.uid_max_subscriptions)
+		b->cfg.uid_max_subscriptions = d.uid_max_subscriptions;
+	if (!b->cfg.uid_max_topics)
+		b->cfg.uid_max_topics = d.uid_max_topics;
+	if (!b->cfg.outbox_total_bytes)
+		b->cfg.outbox_total_bytes = d.outbox_total_bytes;
+	usage_init(&b->usage);
 	if (hooks)
 		b->hooks = *hooks;
 	b->epoch = random_epoch();
 	b->start_us = tensor_now_us();
 	list_init(&b->sessions);
+	list_init(&b->chan_active);
 	pool_init(&b->cpu, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, cfg->cpu_slab_size,
 		  cfg->cpu_cap, &b->next_slab_id);
 	tensor_table_init(&b->tensors, 0);
 	struct topic_hooks th = { .deliver = on_deliver, .accepted = on_accepted,
-				  .stalled = on_stalled, .data = b };
+				  .stalled = on_stalled, .freed = on_topic_freed, .data = b };
 	topics_init(&b->topics, &b->tensors, cfg->max_topics, cfg->max_pending_emits, &th);
 	*out = b;
 	return 0;
@@ -116,6 +160,7 @@ void broker_free(struct broker *b)
 	while (!list_empty(&b->sessions))
 		broker_session_close(b, list_first(&b->sessions, struct session, link));
 	topics_fini(&b->topics);
+	usage_fini(&b->usage);
 	tensor_table_fini(&b->tensors);
 	pool_fini(&b->cpu);
 	for (int i = 0; i < HS_CUDA_MAX_DEVICES; i++) {
@@ -133,10 +178,29 @@ void broker_free(struct broker *b)
 int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
 			struct session **out)
 {
-	struct session *s = malloc(sizeof(*s));
-	if (!s)
+	struct uid_usage *u = usage_of(&b->usage, uid);
+	if (!u)
 		return HS_ENOMEM;
+	bool over = u->conns >= b->cfg.uid_max_connections && broker_uid_capped(b, uid);
+	if (over) {
+		log_warn("connection from pid %d uid %u refused: %u connections of that uid "
+			 "(max_connections_per_uid)", (int)pid, (unsigned)uid, u->conns);
+		if (u->refused >= BROKER_MAX_REFUSING)
+			return HS_ELIMIT;
+	}
+	struct session *s = malloc(sizeof(*s));
+	if (!s) {
+		usage_tidy(&b->usage, uid);
+		return HS_ENOMEM;
+	}
 	session_init(s, b, ++b->next_session_id, fd, pid, uid, gid);
+	s->usage = u;
+	if (over) {
+		s->refuse = HS_ELIMIT;
+		u->refused++;
+	} else {
+		u->conns++;
+	}
 	/* A datagram larger than the send buffer fails with EMSGSIZE, and
 	 * the default (208 KiB) is below HS__WIRE_MAX_MSG: a full ListReply
 	 * needs more. The kernel doubles and caps the value; best effort. */
@@ -157,6 +221,11 @@ void broker_session_close(struct broker *b, struct session *s)
 	chan_close(s);
 	list_remove(&s->link);
 	b->nsessions--;
+	if (s->refuse)
+		s->usage->refused--;
+	else
+		s->usage->conns--;
+	usage_tidy(&b->usage, s->uid);
 	free(s);
 }
 

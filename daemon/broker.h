@@ -17,7 +17,9 @@
 #include "pool.h"
 #include "tensor.h"
 #include "topic.h"
+#include "usage.h"
 
+struct broker;
 struct session;
 
 #define BROKER_MAX_ALLOW 64
@@ -42,9 +44,25 @@ struct broker_config {
 	uint32_t allow_gids[BROKER_MAX_ALLOW];
 	uint32_t n_allow_gids;
 	struct acl acl;              /* [acl]: per-topic allow lists */
+
+	/* Against hostile local clients (issue 11; [limits] in the config,
+	 * docs/daemon.md). Per-uid caps count every session of the uid. */
+	uint32_t hello_max_bytes;    /* largest datagram before hello, default 4096 */
+	uint32_t uid_max_connections;   /* default 256 -> refused at connect (HS_ELIMIT) */
+	uint32_t uid_max_subscriptions; /* default 16384 -> HS_ELIMIT */
+	uint32_t uid_max_topics;     /* topics a uid made that exist, default 4096 -> HS_ELIMIT */
+	uint64_t outbox_total_bytes; /* all outboxes together, default 256 MiB: past
+				      * it the largest outbox's session is dropped */
+	uint32_t exempt_uids[BROKER_MAX_ALLOW]; /* not held to the per-uid caps */
+	uint32_t n_exempt_uids;
+	bool exempt_set;             /* false: root and the daemon's own uid */
 };
 
 void broker_config_defaults(struct broker_config *cfg);
+
+/* Whether the per-uid caps hold uid (exempt_uids, by default root and the
+ * daemon's own uid: they can stop the daemon anyway). */
+bool broker_uid_capped(const struct broker *b, uid_t uid);
 
 struct broker_hooks {
 	/* The session's outbox became non-empty (on) or empty (off). */
@@ -79,6 +97,9 @@ struct broker {
 	struct topics topics;
 	struct list sessions;
 	uint32_t nsessions;
+	struct list chan_active;     /* struct chan_state.active_link (channel.h) */
+	struct usage_table usage;    /* per uid */
+	uint64_t out_bytes;          /* all sessions' outboxes */
 	uint8_t *chan_buf;           /* one channel record, copied out */
 	bool chan_nested;            /* inside a pass started by a handler */
 	uint64_t topics_accepted;    /* held-back emits accepted, ever */
@@ -91,7 +112,13 @@ int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks
 void broker_free(struct broker *b);
 
 /* A new session on the connected socket fd (not owned: the I/O layer
- * closes it after broker_session_close). */
+ * closes it after broker_session_close). When uid has uid_max_connections
+ * open already the session is made to refuse: its first datagram is
+ * answered ErrorReply{seq 0, HS_ELIMIT} unread and it is closed (so the
+ * peer reads why rather than a reset); past BROKER_MAX_REFUSING of those
+ * per uid, HS_ELIMIT (logged: the I/O layer tells the peer with
+ * session_refuse and hangs up at once). */
+#define BROKER_MAX_REFUSING 16
 int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
 			struct session **out);
 /* Releases every reference, held-back emit and subscription of s, logs

@@ -41,6 +41,7 @@ struct chan_state *chan_create(struct session *s)
 		return NULL;
 	}
 	c->memfd = c->efd_daemon = c->efd_client = -1;
+	list_init(&c->active_link);
 	int r = hs__chan_create(&c->memfd, &c->ch);
 	if (r == 0) {
 		c->efd_daemon = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -79,12 +80,33 @@ void chan_start(struct session *s, struct chan_state *c)
 		return;
 	}
 	s->chan = c;
+	c->owner = s;
+	chan_activate(s);
+}
+
+void chan_activate(struct session *s)
+{
+	struct chan_state *c = s->chan;
+	if (!c || c->active)
+		return;
+	c->active = true;
+	list_insert_tail(&s->broker->chan_active, &c->active_link);
+}
+
+void chan_activate_topic(struct topic *tp)
+{
+	struct sub *sub;
+	list_for_each(sub, &tp->subs, topic_link)
+		if (sub->count > 0 || tp->npending > 0)
+			chan_activate(sub->owner);
 }
 
 void chan_close(struct session *s)
 {
 	if (!s->chan)
 		return;
+	if (s->chan->active)
+		list_remove(&s->chan->active_link);
 	chan_state_free(s->chan);
 	s->chan = NULL;
 }
@@ -101,6 +123,7 @@ static int ring_full(struct session *s, const Hs__Message *msg, const int *fds, 
 	int r = session_enqueue(s, msg, fds, nfds, route);
 	if (r < 0)
 		return r;
+	chan_activate(s); /* passes flush it */
 	/* The client kicks us once it made room; if it already did, go on. */
 	if (!hs__chan_want_space(&s->chan->ch.tx, route == OUT_RING ? len : 0))
 		chan_flush(s);
@@ -139,6 +162,7 @@ int chan_send(struct session *s, const Hs__Message *msg, const int *fds, int nfd
 	/* The reply to a posted request waits for the client's next look. */
 	if (msg->seq == 0 || msg->seq != s->quiet_seq)
 		c->kick = true;
+	chan_activate(s); /* for the kick, and notes_wake may change */
 	if (!sock)
 		return 0;
 	r = hs__wire_send(s->fd, msg, fds, nfds);
@@ -175,6 +199,7 @@ int chan_flush(struct session *s)
 			if (r < 0)
 				return send_failed(s, r);
 			c->kick = true;
+			chan_activate(s);
 			if (!ring) {
 				m->route = OUT_MARK_SENT;
 				continue; /* its datagram next round */
@@ -196,10 +221,7 @@ int chan_flush(struct session *s)
 			if (r < 0)
 				return send_failed(s, r);
 		}
-		list_remove(&m->link);
-		s->out_msgs--;
-		s->out_bytes -= m->len;
-		session_out_free(m);
+		session_out_pop(s, m);
 	}
 	want_write(s, false);
 	return 0;
@@ -243,49 +265,90 @@ static bool wants_notes(const struct session *s)
 	return false;
 }
 
+/* The first half of a pass for s: its queued records, then its input.
+ * Returns true when s has more input than one batch. */
+static bool pass_input(struct session *s, int *handled)
+{
+	/* A datagram waiting for a full socket is flushed when the socket
+	 * is writable, not retried on every pass. */
+	if (!list_empty(&s->outbox) &&
+	    list_first(&s->outbox, struct out_msg, link)->route != OUT_MARK_SENT)
+		chan_flush(s);
+	int r = chan_drain(s, CHAN_BATCH);
+	if (r < 0)
+		session_kill(s, NULL);
+	if (r > 0 && handled)
+		*handled += r;
+	return r == CHAN_BATCH;
+}
+
+/* The second half, after everyone's input (so deliveries made for any
+ * session are kicked in this pass): notes_wake, arming, the kick.
+ * Returns true when s's channel is armed for the daemon's sleep. */
+static bool pass_finish(struct session *s, bool arm, bool *busy, struct session *skip)
+{
+	struct chan_state *c = s->chan;
+	bool armed = false;
+	if (s != skip) {
+		bool want = wants_notes(s);
+		if (want != c->notes_wake) {
+			c->notes_wake = want;
+			__atomic_store_n(&c->ch.hdr->notes_wake, want ? 1u : 0u, __ATOMIC_RELAXED);
+		}
+		if (arm && !*busy) {
+			armed = hs__chan_arm(&c->ch.rx);
+			if (!armed)
+				*busy = true;
+		}
+	}
+	if (c->kick) {
+		c->kick = false;
+		if (hs__chan_should_kick(&c->ch.tx))
+			hs__chan_kick(c->efd_client);
+	}
+	return armed;
+}
+
+/* Nothing queued for the ring: the pass has nothing to retry for s. */
+static bool ring_idle(const struct session *s)
+{
+	return list_empty(&s->outbox) ||
+	       list_first(&s->outbox, struct out_msg, link)->route == OUT_MARK_SENT;
+}
+
 bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *handled)
 {
 	bool busy = false;
-	struct session *s;
-	list_for_each(s, &b->sessions, link) {
-		if (!s->chan || s == skip || s->dead)
-			continue;
-		/* A datagram waiting for a full socket is flushed when the
-		 * socket is writable, not retried on every pass. */
-		if (!list_empty(&s->outbox) &&
-		    list_first(&s->outbox, struct out_msg, link)->route != OUT_MARK_SENT)
-			chan_flush(s);
-		int r = chan_drain(s, CHAN_BATCH);
-		if (r < 0)
-			session_kill(s, NULL);
-		else if (r == CHAN_BATCH)
+	struct chan_state *c, *ct;
+	/* Sessions activated while this runs go to the tail: seen too. */
+	list_for_each(c, &b->chan_active, active_link) {
+		struct session *s = c->owner;
+		if (s != skip && !s->dead && pass_input(s, handled))
 			busy = true;
-		if (r > 0 && handled)
-			*handled += r;
 	}
-	/* After everyone's input: deliveries made for any session are
-	 * kicked in this pass. */
-	list_for_each(s, &b->sessions, link) {
-		struct chan_state *c = s->chan;
-		if (!c || s->dead)
-			continue;
-		if (s != skip) {
-			bool want = wants_notes(s);
-			if (want != c->notes_wake) {
-				c->notes_wake = want;
-				__atomic_store_n(&c->ch.hdr->notes_wake, want ? 1u : 0u,
-						 __ATOMIC_RELAXED);
-			}
-			if (arm && !busy && !hs__chan_arm(&c->ch.rx))
-				busy = true;
-		}
-		if (c->kick) {
-			c->kick = false;
-			if (hs__chan_should_kick(&c->ch.tx))
-				hs__chan_kick(c->efd_client);
+	list_for_each_safe(c, ct, &b->chan_active, active_link) {
+		struct session *s = c->owner;
+		if (s->dead)
+			continue; /* leaves with chan_close */
+		if (pass_finish(s, arm, &busy, skip) && ring_idle(s)) {
+			list_remove(&c->active_link);
+			c->active = false;
 		}
 	}
 	return busy;
+}
+
+/* Every channel, active or not, without arming (a catch-up). */
+static void pass_all(struct broker *b, struct session *skip)
+{
+	bool busy = false;
+	struct session *s;
+	list_for_each(s, &b->sessions, link)
+		if (s->chan && s != skip && !s->dead)
+			pass_input(s, NULL);
+	list_for_each(s, &b->sessions, link)
+		if (s->chan && !s->dead)
+			pass_finish(s, false, &busy, skip);
 }
 
 bool broker_chan_catch_up(struct broker *b, struct session *s)
@@ -293,7 +356,7 @@ bool broker_chan_catch_up(struct broker *b, struct session *s)
 	if (b->chan_nested)
 		return false;
 	b->chan_nested = true;
-	broker_chan_pass(b, false, s, NULL);
+	pass_all(b, s);
 	b->chan_nested = false;
 	return true;
 }

@@ -9,6 +9,8 @@
 
 #include <stdbool.h>
 
+#include "list.h"
+
 #include "chan.h"
 #include "wire.h"
 
@@ -23,6 +25,9 @@ struct chan_state {
 	bool kick;           /* records written since the client was kicked */
 	bool notes_wake;     /* what hdr->notes_wake was last set to (the
 			      * shared line is written only on a change) */
+	struct session *owner;
+	bool active;         /* on broker->chan_active */
+	struct list active_link;
 };
 
 /* Makes a channel for s, or NULL (logged): s stays on its socket. */
@@ -41,16 +46,31 @@ int chan_flush(struct session *s);
  * code meaning "disconnect s" (as session_input). */
 int chan_drain(struct session *s, int budget);
 
-/* One pass over every channel: drains, writes notes_wake, kicks clients
- * that got records. With arm, also arms every drained channel for the
- * daemon's sleep. Sessions that must be closed are reported through the
+/* Puts s's channel on the broker's active list (no-op without a channel):
+ * its client kicked, it got records to kick the client for, or what it
+ * waits on changed. */
+void chan_activate(struct session *s);
+/* After an emit on tp: subscribers whose queue holds tensors waiting for
+ * credit, or all of them while emits are held back, now wait on their
+ * notes (notes_wake), though nothing was sent to them. */
+struct topic;
+void chan_activate_topic(struct topic *tp);
+
+/* One pass over the active channels (issue 11: O(active), not O(all)):
+ * drains, writes notes_wake, kicks clients that got records. With arm,
+ * also arms every drained channel for the daemon's sleep; a channel
+ * leaves the active list only once armed (its client then kicks to come
+ * back) with nothing queued for its ring. Spinning (arm false) keeps them
+ * all active. Sessions that must be closed are reported through the
  * broker's dead hook. Returns true when records are still waiting (do not
  * sleep). skip (may be NULL) is left alone: the session being handled.
  * *handled (may be NULL) grows by the records handled. */
 bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *handled);
 
-/* From inside a handler of s: handles what the other channels hold (their
- * releases, say) now. False when already inside such a pass. */
+/* From inside a handler of s: handles what every other channel holds
+ * (releases its client did not wake us for, say) now: a walk over all
+ * sessions, for the rare callers (an exhausted pool, a listing). False
+ * when already inside such a pass. */
 bool broker_chan_catch_up(struct broker *b, struct session *s);
 
 #endif

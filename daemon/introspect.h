@@ -1,5 +1,7 @@
-/* ListReply: a snapshot of pools, topics, clients and tensors for hsctl,
- * trimmed to fit one datagram (HS__WIRE_MAX_MSG). */
+/* ListReply: pools, topics, clients and tensors for hsctl, one page per
+ * datagram (HS__WIRE_MAX_MSG): a listing that does not fit says where the
+ * next page starts (ListReply.next), so counts are exact however many
+ * items there are (issue 11 row 11). */
 #ifndef HS_DAEMON_INTROSPECT_H
 #define HS_DAEMON_INTROSPECT_H
 
@@ -9,7 +11,7 @@
 
 struct session;
 
-/* Builds and sends the ListReply answering request seq. */
-void introspect_reply(struct session *s, uint64_t seq, Hs__ListWhat what);
+/* Builds and sends the page of the listing req asks for, answering seq. */
+void introspect_reply(struct session *s, uint64_t seq, const Hs__ListReq *req);
 
 #endif

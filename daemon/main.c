@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -18,6 +19,7 @@
 #include "broker.h"
 #include "log.h"
 #include "server.h"
+#include "wire.h"
 
 #define DEFAULT_CONFIG "/etc/hsbroker/hsbrokerd.conf"
 
@@ -137,11 +139,49 @@ static int parse_acl(struct acl *acl, enum acl_action action, const char *value)
 	return acl_add(acl, action, glob, uids, nu, gids, ng);
 }
 
+/* [limits] against hostile local clients (issue 11, docs/daemon.md):
+ * true when the key is one of them, with *ok false for a bad value. */
+static bool on_ini_hostile(struct daemon_config *c, const char *section, const char *name,
+			   const char *value, bool *ok)
+{
+	struct broker_config *b = &c->broker;
+	uint64_t size;
+	*ok = true;
+	if (strcmp(section, "limits"))
+		return false;
+	if (!strcmp(name, "hello_max_bytes")) {
+		*ok = parse_size(value, &size) == 0 && size >= 256 && size <= HS__WIRE_MAX_MSG;
+		b->hello_max_bytes = (uint32_t)size;
+	} else if (!strcmp(name, "hello_timeout_ms")) {
+		*ok = parse_u32(value, &c->server.hello_timeout_ms) == 0 &&
+		      c->server.hello_timeout_ms > 0;
+	} else if (!strcmp(name, "max_connections_per_uid")) {
+		*ok = parse_u32(value, &b->uid_max_connections) == 0 && b->uid_max_connections;
+	} else if (!strcmp(name, "max_subscriptions_per_uid")) {
+		*ok = parse_u32(value, &b->uid_max_subscriptions) == 0 && b->uid_max_subscriptions;
+	} else if (!strcmp(name, "max_topics_per_uid")) {
+		*ok = parse_u32(value, &b->uid_max_topics) == 0 && b->uid_max_topics;
+	} else if (!strcmp(name, "outbox_max_bytes")) {
+		*ok = parse_size(value, &b->outbox_max_bytes) == 0 && b->outbox_max_bytes;
+	} else if (!strcmp(name, "outbox_total_bytes")) {
+		*ok = parse_size(value, &b->outbox_total_bytes) == 0 && b->outbox_total_bytes;
+	} else if (!strcmp(name, "exempt_uids")) {
+		b->exempt_set = true;
+		b->n_exempt_uids = 0;
+		if (strcmp(value, "none"))
+			*ok = parse_ids(value, b->exempt_uids, &b->n_exempt_uids, false) == 0;
+	} else {
+		return false;
+	}
+	return true;
+}
+
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct daemon_config *c = user;
 	struct broker_config *b = &c->broker;
 	uint32_t u32;
+	bool ok;
 #define IS(sec, key) (!strcmp(section, sec) && !strcmp(name, key))
 	if (IS("daemon", "socket")) {
 		snprintf(c->socket, sizeof(c->socket), "%s", value);
@@ -207,6 +247,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		if (parse_acl(&b->acl, !strcmp(name, "publish") ? ACL_PUBLISH : ACL_SUBSCRIBE,
 			      value) < 0)
 			goto bad;
+	} else if (on_ini_hostile(c, section, name, value, &ok)) {
+		if (!ok)
+			goto bad;
 	} else {
 		log_warn("config: unknown key [%s] %s (ignored)", section, name);
 	}
@@ -241,6 +284,15 @@ static void usage(FILE *f)
 
 static struct server *the_server;
 
+/* SIGHUP conventionally asks a daemon to reload; until it does, the
+ * signal must not end it (its default action would). */
+static void on_hup(uv_signal_t *h, int signum)
+{
+	(void)h;
+	(void)signum;
+	log_info("SIGHUP received: reloading is not supported yet; ignored");
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
 	char reason[64];
@@ -251,8 +303,8 @@ static void on_signal(uv_signal_t *h, int signum)
 	server_stop(the_server, reason);
 	the_server = NULL;
 	uv_signal_t *sigs = h->data;
-	uv_close((uv_handle_t *)&sigs[0], NULL);
-	uv_close((uv_handle_t *)&sigs[1], NULL);
+	for (int i = 0; i < 3; i++)
+		uv_close((uv_handle_t *)&sigs[i], NULL);
 }
 
 int main(int argc, char **argv)
@@ -377,18 +429,28 @@ int main(int argc, char **argv)
 	/* A peer that hangs up must not kill the daemon; sends use
 	 * MSG_NOSIGNAL, this covers everything else. */
 	signal(SIGPIPE, SIG_IGN);
+	/* Every connection costs an fd (two with a channel): take every fd
+	 * the hard limit allows, so max_connections_per_uid, not the soft
+	 * limit, is what one uid runs into. */
+	struct rlimit nofile;
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &nofile) < 0)
+			log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+	}
 
 	uv_loop_t *loop = uv_default_loop();
 	int r;
 	/* Signals first: a supervisor may send SIGTERM as soon as it reads
 	 * READY=1, which server_start reports. */
-	uv_signal_t sigs[2];
-	int signums[2] = { SIGINT, SIGTERM };
-	for (int i = 0; i < 2; i++) {
+	uv_signal_t sigs[3];
+	int signums[3] = { SIGINT, SIGTERM, SIGHUP };
+	for (int i = 0; i < 3; i++) {
 		r = uv_signal_init(loop, &sigs[i]);
 		if (r == 0) {
 			sigs[i].data = sigs;
-			r = uv_signal_start(&sigs[i], on_signal, signums[i]);
+			r = uv_signal_start(&sigs[i], signums[i] == SIGHUP ? on_hup : on_signal,
+					    signums[i]);
 		}
 		if (r < 0) {
 			log_error("uv_signal: %s", uv_strerror(r));

@@ -2,8 +2,8 @@
  * API cannot pass arbitrary fds, so sockets are watched with uv_poll_t and
  * the wire layer does sendmsg/recvmsg itself. Sessions with a
  * shared-memory channel are also watched through its eventfd, and every
- * loop iteration ends with a pass over all channels (channel.h) before
- * the loop sleeps. */
+ * loop iteration ends with a pass over the active channels (channel.h)
+ * before the loop sleeps. */
 #include "server.h"
 
 #include <errno.h>
@@ -42,8 +42,11 @@ struct conn {
 	int cfd;                   /* our dup of that eventfd, or -1 */
 	int refs;                  /* open handles */
 	int events;
+	bool closing;              /* in conn_close: no longer reapable */
 	bool on_dead_list;
 	struct list dead_link;
+	uint64_t hello_by;         /* uv_now() deadline for its hello */
+	struct list hello_link;    /* in server->unhello until it says hello */
 };
 
 struct server {
@@ -64,6 +67,9 @@ struct server {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char lock_path[PATH_MAX];
 	struct list dead;          /* conns to close outside the core */
+	struct list unhello;       /* conns before hello, oldest first */
+	uv_timer_t hello_timer;    /* fires at the oldest one's deadline */
+	uint64_t hello_timeout_ms;
 	int handles;               /* open uv handles; freed at 0 after stop */
 	uint8_t buf[HS__WIRE_MAX_MSG];
 };
@@ -93,12 +99,16 @@ static void conn_closed(uv_handle_t *h)
 	}
 }
 
+/* Closes c once. The last words below (draining the channel, flushing
+ * the outbox) can fail and kill the session, which calls hook_dead on the
+ * conn being closed: closing keeps it off the dead list, and it leaves
+ * that list only after the last call that could put it back, so on_reap
+ * never meets a conn whose memory conn_closed has freed. */
 static void conn_close(struct conn *c)
 {
-	if (c->on_dead_list) {
-		list_remove(&c->dead_link);
-		c->on_dead_list = false;
-	}
+	if (c->closing)
+		return;
+	c->closing = true;
 	/* What the peer put in its channel before it hung up still counts
 	 * (an emit, say), as datagrams left in its socket would. */
 	if (c->s->chan && !c->s->dead)
@@ -106,6 +116,11 @@ static void conn_close(struct conn *c)
 	/* Best effort: let a final ErrorReply out before the socket goes. */
 	if (!c->s->dead)
 		session_flush(c->s);
+	if (c->on_dead_list) {
+		list_remove(&c->dead_link);
+		c->on_dead_list = false;
+	}
+	list_remove(&c->hello_link);
 	broker_session_close(c->srv->broker, c->s);
 	c->s = NULL;
 	uv_poll_stop(&c->poll);
@@ -119,12 +134,65 @@ static void conn_close(struct conn *c)
 
 static void on_conn(uv_poll_t *h, int status, int events);
 
+/* ---- the hello timeout: one timer for every connection before hello
+ * (issue 11 row 9); they join the list in accept order with the same
+ * timeout, so the oldest is always first. ---- */
+
+static void on_hello_timer(uv_timer_t *h);
+
+static void hello_arm(struct server *srv)
+{
+	if (list_empty(&srv->unhello)) {
+		uv_timer_stop(&srv->hello_timer);
+		return;
+	}
+	struct conn *c = list_first(&srv->unhello, struct conn, hello_link);
+	uint64_t now = uv_now(srv->loop);
+	uv_timer_start(&srv->hello_timer, on_hello_timer, c->hello_by > now ? c->hello_by - now : 0,
+		       0);
+}
+
+static void on_hello_timer(uv_timer_t *h)
+{
+	struct server *srv = h->data;
+	uint64_t now = uv_now(srv->loop);
+	char d[128];
+	while (!list_empty(&srv->unhello)) {
+		struct conn *c = list_first(&srv->unhello, struct conn, hello_link);
+		if (c->hello_by > now)
+			break;
+		list_remove(&c->hello_link);
+		log_warn("%s: no hello within %llu ms; disconnecting",
+			 session_describe(c->s, d, sizeof(d)),
+			 (unsigned long long)srv->hello_timeout_ms);
+		if (c->s->refuse)
+			session_error(c->s, 0, c->s->refuse, "refused: %s", hs__strerror(c->s->refuse));
+		else
+			session_error(c->s, 0, HS_ETIMEDOUT, "no hello within %llu ms",
+				      (unsigned long long)srv->hello_timeout_ms);
+		conn_close(c);
+	}
+	hello_arm(srv);
+}
+
+/* After input: a conn that said hello leaves the timeout's list. */
+static void hello_check(struct conn *c)
+{
+	if (c->s && c->s->hello_done && !list_empty(&c->hello_link)) {
+		list_remove(&c->hello_link);
+		hello_arm(c->srv);
+	}
+}
+
 static void on_chan(uv_poll_t *h, int status, int events)
 {
 	struct conn *c = h->data;
 	/* Only the wake-up: the pass that runs before the loop polls again
-	 * (on_chan_pass) handles every channel, this one's included. */
+	 * (on_chan_pass) handles the active channels, this one now among
+	 * them. */
 	hs__chan_clear(c->cfd);
+	if (c->s)
+		chan_activate(c->s);
 }
 
 static int hook_chan_open(void *data, struct session *s, int efd)
@@ -222,7 +290,7 @@ static void hook_dead(void *data, struct session *s)
 {
 	struct server *srv = data;
 	struct conn *c = s->io;
-	if (!c || c->on_dead_list)
+	if (!c || c->closing || c->on_dead_list)
 		return;
 	list_insert_tail(&srv->dead, &c->dead_link);
 	c->on_dead_list = true;
@@ -284,6 +352,7 @@ static void on_conn(uv_poll_t *h, int status, int events)
 			conn_close(c);
 			return;
 		}
+		hello_check(c);
 	}
 }
 
@@ -315,14 +384,27 @@ static void accept_one(struct server *srv, int fd)
 	c->cfd = -1;
 	c->refs = 1;
 	list_init(&c->dead_link);
+	list_init(&c->hello_link);
 	srv->handles++;
 	r = broker_session_open(srv->broker, fd, cred.pid, cred.uid, cred.gid, &c->s);
 	if (r < 0) {
-		log_error("session: %s", hs__strerror(r));
+		if (r == HS_ELIMIT) {
+			char text[96];
+			snprintf(text, sizeof(text), "uid %u has too many connections open",
+				 (unsigned)cred.uid);
+			session_refuse(fd, r, text);
+		} else {
+			log_error("session: %s", hs__strerror(r));
+		}
 		uv_close((uv_handle_t *)&c->poll, conn_closed);
 		return;
 	}
 	c->s->io = c;
+	c->hello_by = uv_now(srv->loop) + srv->hello_timeout_ms;
+	bool first = list_empty(&srv->unhello);
+	list_insert_tail(&srv->unhello, &c->hello_link);
+	if (first)
+		hello_arm(srv);
 	r = uv_poll_start(&c->poll, UV_READABLE, on_conn);
 	if (r < 0) {
 		log_error("uv_poll_start: %s", uv_strerror(r));
@@ -414,6 +496,67 @@ static int mkdir_parents(const char *path)
 	return 0;
 }
 
+/* A non-blocking SOCK_SEQPACKET socket and path's address (path fits:
+ * resolve_path checked), or a negative code, logged. */
+static int seqpacket_socket(const char *path, struct sockaddr_un *addr)
+{
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		int e = errno;
+		log_error("socket: %s", strerror(e));
+		return -e;
+	}
+	*addr = (struct sockaddr_un){ .sun_family = AF_UNIX };
+	memcpy(addr->sun_path, path, strlen(path) + 1);
+	return fd;
+}
+
+/* What is at path before we bind it: nothing, or a socket nobody
+ * listens on (a crashed daemon's), which is removed. Anything else stays:
+ * a file that is not a socket (a typo in --socket must not delete it), or
+ * a socket that accepts connections (a live daemon, socket-activated
+ * ones included, or another program). 0 or a negative code, logged. */
+static int remove_stale(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		int e = errno;
+		log_error("cannot stat %s: %s", path, strerror(e));
+		return -e;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		log_error("%s exists and is not a socket: not removing it (choose another --socket)",
+			  path);
+		return HS_EBUSY;
+	}
+	struct sockaddr_un addr;
+	int fd = seqpacket_socket(path, &addr);
+	if (fd < 0)
+		return fd;
+	int r = connect(fd, (struct sockaddr *)&addr, sizeof(addr));
+	int e = r < 0 ? errno : 0;
+	close(fd);
+	if (r < 0 && e == ECONNREFUSED) {
+		/* Nobody listens: stale. */
+		if (unlink(path) < 0 && errno != ENOENT) {
+			e = errno;
+			log_error("cannot remove stale socket %s: %s", path, strerror(e));
+			return -e;
+		}
+		log_info("removed stale socket %s", path);
+		return 0;
+	}
+	if (r == 0 || e == EAGAIN || e == EPROTOTYPE)
+		log_error("%s is live (a process accepts connections on it): not taking it over",
+			  path);
+	else
+		log_error("cannot tell whether %s is live (%s): not removing it", path,
+			  strerror(e));
+	return HS_EBUSY;
+}
+
 static int make_socket(struct server *srv, const struct server_config *cfg)
 {
 	int r = resolve_path(cfg, srv->path, sizeof(srv->path));
@@ -423,10 +566,17 @@ static int make_socket(struct server *srv, const struct server_config *cfg)
 	if (r < 0)
 		return r;
 
-	/* The lock, not the socket file, says whether a daemon lives here:
-	 * a socket left by a crashed daemon is stale and can go. */
+	/* The lock says whether an hsbrokerd that takes it lives here (as
+	 * Wayland's wayland-N.lock); remove_stale then checks what is at the
+	 * path itself, since a socket-activated daemon or another program
+	 * may own it without the lock. */
 	snprintf(srv->lock_path, sizeof(srv->lock_path), "%s.lock", srv->path);
-	srv->lock_fd = open(srv->lock_path, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+	bool made_lock = true;
+	srv->lock_fd = open(srv->lock_path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (srv->lock_fd < 0 && errno == EEXIST) {
+		made_lock = false;
+		srv->lock_fd = open(srv->lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	}
 	if (srv->lock_fd < 0) {
 		int e = errno;
 		log_error("cannot open lock file %s: %s", srv->lock_path, strerror(e));
@@ -442,20 +592,20 @@ static int make_socket(struct server *srv, const struct server_config *cfg)
 		srv->lock_fd = -1;
 		return HS_EBUSY;
 	}
-	if (unlink(srv->path) < 0 && errno != ENOENT) {
-		int e = errno;
-		log_error("cannot remove stale socket %s: %s", srv->path, strerror(e));
-		return -e;
+	r = remove_stale(srv->path);
+	if (r < 0) {
+		/* The path is not ours: leave no lock file of ours beside it. */
+		if (made_lock)
+			unlink(srv->lock_path);
+		close(srv->lock_fd);
+		srv->lock_fd = -1;
+		return r;
 	}
 
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		int e = errno;
-		log_error("socket: %s", strerror(e));
-		return -e;
-	}
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	memcpy(addr.sun_path, srv->path, strlen(srv->path) + 1);
+	struct sockaddr_un addr;
+	int fd = seqpacket_socket(srv->path, &addr);
+	if (fd < 0)
+		return fd;
 	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
 		int e = errno;
 		log_error("cannot bind %s: %s", srv->path, strerror(e));
@@ -548,6 +698,8 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	srv->lfd = -1;
 	srv->lock_fd = -1;
 	list_init(&srv->dead);
+	list_init(&srv->unhello);
+	srv->hello_timeout_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : SERVER_HELLO_TIMEOUT_MS;
 	srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
@@ -578,6 +730,14 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	}
 	srv->reaper.data = srv;
 	srv->handles++;
+	r = uv_timer_init(loop, &srv->hello_timer);
+	if (r < 0) {
+		log_error("uv_timer_init: %s", uv_strerror(r));
+		uv_close((uv_handle_t *)&srv->reaper, NULL);
+		goto fail;
+	}
+	srv->hello_timer.data = srv;
+	srv->handles++;
 	/* The channels' pass before every sleep, and the idle handle that
 	 * keeps the loop from sleeping while it has work. */
 	r = uv_prepare_init(loop, &srv->chan_pass);
@@ -590,6 +750,7 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	if (r < 0) {
 		log_error("uv_prepare/uv_idle: %s", uv_strerror(r));
 		uv_close((uv_handle_t *)&srv->reaper, NULL);
+		uv_close((uv_handle_t *)&srv->hello_timer, NULL);
 		goto fail;
 	}
 	srv->chan_pass.data = srv;
@@ -602,10 +763,11 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	if (r < 0) {
 		log_error("watching the listening socket: %s", uv_strerror(r));
 		uv_close((uv_handle_t *)&srv->reaper, NULL);
+		uv_close((uv_handle_t *)&srv->hello_timer, NULL);
 		uv_close((uv_handle_t *)&srv->chan_pass, NULL);
 		uv_close((uv_handle_t *)&srv->chan_spin, NULL);
 		uv_close((uv_handle_t *)&srv->expiry, NULL);
-		srv->handles -= 4;
+		srv->handles -= 5;
 		goto fail;
 	}
 	srv->lpoll.data = srv;
@@ -654,6 +816,7 @@ void server_stop(struct server *srv, const char *reason)
 	uv_poll_stop(&srv->lpoll);
 	uv_close((uv_handle_t *)&srv->lpoll, handle_closed);
 	uv_close((uv_handle_t *)&srv->reaper, handle_closed);
+	uv_close((uv_handle_t *)&srv->hello_timer, handle_closed);
 	uv_close((uv_handle_t *)&srv->chan_pass, handle_closed);
 	uv_close((uv_handle_t *)&srv->chan_spin, handle_closed);
 	uv_close((uv_handle_t *)&srv->expiry, handle_closed);

@@ -19,7 +19,13 @@ struct server_config {
 	 * long before sleeping, so a client sending then needs no wake-up
 	 * (costs CPU while traffic flows; 0: always sleep). */
 	uint32_t spin_us;
+	/* A connection that has not said hello this long after it was
+	 * accepted is closed ([limits] hello_timeout; 0: the default,
+	 * SERVER_HELLO_TIMEOUT_MS). */
+	uint32_t hello_timeout_ms;
 };
+
+#define SERVER_HELLO_TIMEOUT_MS 5000u
 
 struct server;
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "hs-config.h"
@@ -67,6 +68,41 @@ void session_out_free(struct out_msg *m)
 	free(m);
 }
 
+void session_out_pop(struct session *s, struct out_msg *m)
+{
+	list_remove(&m->link);
+	s->out_msgs--;
+	s->out_bytes -= m->len;
+	s->broker->out_bytes -= m->len;
+	session_out_free(m);
+}
+
+/* Every outbox together passed outbox_total_bytes: the session with the
+ * largest one is dropped and its outbox freed at once (it is dead: nothing
+ * in it will be sent), so one reader that stalls cannot take the memory
+ * everyone's replies need. True when s may queue len bytes now. */
+static bool outbox_make_room(struct session *s, size_t len)
+{
+	struct broker *b = s->broker;
+	char d[128];
+	while (b->out_bytes + len > b->cfg.outbox_total_bytes) {
+		struct session *big = s, *o;
+		list_for_each(o, &b->sessions, link)
+			if (o->out_bytes > big->out_bytes)
+				big = o;
+		log_warn("%s: outbox of %llu bytes is the largest while all outboxes hold %llu "
+			 "(outbox_total %llu)", session_describe(big, d, sizeof(d)),
+			 (unsigned long long)big->out_bytes, (unsigned long long)b->out_bytes,
+			 (unsigned long long)b->cfg.outbox_total_bytes);
+		session_kill(big, "peer does not read its socket (largest outbox over outbox_total)");
+		while (!list_empty(&big->outbox))
+			session_out_pop(big, list_first(&big->outbox, struct out_msg, link));
+		if (big == s)
+			return false;
+	}
+	return true;
+}
+
 int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
 		    int route)
 {
@@ -82,6 +118,8 @@ int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, i
 		session_kill(s, "peer does not read its socket (outbox full)");
 		return HS_EPIPE;
 	}
+	if (s->broker->out_bytes + len > cfg->outbox_total_bytes && !outbox_make_room(s, len))
+		return HS_EPIPE;
 	struct out_msg *m = malloc(sizeof(*m) + len);
 	if (!m) {
 		session_kill(s, "out of memory queueing a message");
@@ -104,6 +142,7 @@ int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, i
 	list_insert_tail(&s->outbox, &m->link);
 	s->out_msgs++;
 	s->out_bytes += len;
+	s->broker->out_bytes += len;
 	if (was_empty && route == OUT_SOCKET && s->broker->hooks.want_write)
 		s->broker->hooks.want_write(s->broker->hooks.data, s, true);
 	return 0;
@@ -152,10 +191,7 @@ int session_flush(struct session *s)
 		}
 		if (r == -EAGAIN)
 			return 1;
-		list_remove(&m->link);
-		s->out_msgs--;
-		s->out_bytes -= m->len;
-		session_out_free(m);
+		session_out_pop(s, m);
 		if (r < 0) {
 			char why[96];
 			snprintf(why, sizeof(why), "send: %s", strerror(-r));
@@ -376,6 +412,7 @@ void session_release_all(struct session *s)
 		topic_unsubscribe(&b->topics, sub);
 		nsubs++;
 	}
+	s->usage->subs -= s->nsubs;
 	s->nsubs = 0;
 
 	uint64_t refs = s->refs_held, bytes = s->bytes_held, tensors = s->held.n;
@@ -410,13 +447,8 @@ void session_release_all(struct session *s)
 	idmap_fini(&s->slabs);
 	idmap_fini(&s->events);
 
-	while (!list_empty(&s->outbox)) {
-		struct out_msg *m = list_first(&s->outbox, struct out_msg, link);
-		list_remove(&m->link);
-		session_out_free(m);
-	}
-	s->out_msgs = 0;
-	s->out_bytes = 0;
+	while (!list_empty(&s->outbox))
+		session_out_pop(s, list_first(&s->outbox, struct out_msg, link));
 
 	char d[128];
 	log_info("%s closed: released %llu references to %llu tensors (%llu bytes), "
@@ -466,12 +498,6 @@ static int on_hello(struct session *s, uint64_t seq, const Hs__Hello *h)
 		s->name[i] = c < 0x20 || c == 0x7f ? '?' : (char)c;
 	}
 	s->name[n] = '\0';
-	if (!allowed(&s->broker->cfg, s->uid, s->gid)) {
-		log_warn("%s: denied: uid %u / gid %u not in allow_uids / allow_gids",
-			 session_describe(s, d, sizeof(d)), (unsigned)s->uid, (unsigned)s->gid);
-		session_error(s, seq, HS_EPERM, "uid %u not allowed", (unsigned)s->uid);
-		return HS_EPERM;
-	}
 	s->hello_done = true;
 	log_info("%s opened (gid %u)", session_describe(s, d, sizeof(d)), (unsigned)s->gid);
 
@@ -606,12 +632,45 @@ static bool acl_ok(struct session *s, uint64_t seq, enum acl_action action, cons
 	return false;
 }
 
-static void topic_refused(struct session *s, int r)
+/* The topic named name, made for s (charged to its uid, usage.h) when it
+ * does not exist: 0, HS_ELIMIT (logged: max_topics, or the uid's
+ * max_topics_per_uid) or topics_get's errors. */
+static int session_topic(struct session *s, const char *name, struct topic **out)
 {
+	struct broker *b = s->broker;
+	int r = topics_get(&b->topics, name, false, out);
+	if (r != HS_ENOENT)
+		return r;
 	char d[128];
+	bool capped = broker_uid_capped(b, s->uid);
+	struct uid_usage *u = s->usage;
+	/* Idle topics of this uid may be freed to make room, as for the
+	 * global limit (topics_get). The scan walks every tensor and topic:
+	 * after one that leaves the uid at its cap, the next waits 100 ms,
+	 * so asking again and again costs the daemon nothing. */
+	if (capped && u->topics >= b->cfg.uid_max_topics) {
+		uint64_t now = tensor_now_us();
+		if (now >= u->evict_after_us) {
+			topics_evict_idle(&b->topics);
+			if (u->topics >= b->cfg.uid_max_topics)
+				u->evict_after_us = now + 100000;
+		}
+	}
+	if (capped && u->topics >= b->cfg.uid_max_topics) {
+		log_warn("%s: new topic refused: uid %u made %u topics (max_topics_per_uid)",
+			 session_describe(s, d, sizeof(d)), (unsigned)s->uid, s->usage->topics);
+		return HS_ELIMIT;
+	}
+	r = topics_get(&b->topics, name, true, out);
 	if (r == HS_ELIMIT)
 		log_warn("%s: new topic refused: %u topics exist (max_topics)",
-			 session_describe(s, d, sizeof(d)), s->broker->topics.n);
+			 session_describe(s, d, sizeof(d)), b->topics.n);
+	if (r < 0)
+		return r;
+	(*out)->uid = s->uid;
+	(*out)->charged = true;
+	s->usage->topics++;
+	return 0;
 }
 
 static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
@@ -627,9 +686,8 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 	if (!acl_ok(s, seq, ACL_PUBLISH, req->topic))
 		return;
 	struct topic *tp;
-	r = topics_get(&b->topics, req->topic, true, &tp);
+	r = session_topic(s, req->topic, &tp);
 	if (r < 0) {
-		topic_refused(s, r);
 		session_error(s, seq, r, "emit: topic: %s", hs__strerror(r));
 		return;
 	}
@@ -638,6 +696,8 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 	uint64_t tseq = 0;
 	struct pending_emit *pe = NULL;
 	r = topic_emit(&b->topics, tp, t, s, seq, &tseq, &pe);
+	if (r >= 0)
+		chan_activate_topic(tp);
 	if (r < 0) {
 		hold(s, t); /* the key was just there: cannot fail for memory */
 		if (r == HS_EBUSY) {
@@ -670,6 +730,15 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 			      b->cfg.max_subscriptions);
 		return;
 	}
+	if (s->usage->subs >= b->cfg.uid_max_subscriptions && broker_uid_capped(b, s->uid)) {
+		log_warn("%s: subscribe refused: uid %u has %u subscriptions "
+			 "(max_subscriptions_per_uid)", session_describe(s, d, sizeof(d)),
+			 (unsigned)s->uid, s->usage->subs);
+		session_error(s, seq, HS_ELIMIT,
+			      "subscribe: uid %u has reached its limit of %u subscriptions",
+			      (unsigned)s->uid, b->cfg.uid_max_subscriptions);
+		return;
+	}
 	if (req->depth < 1 || req->depth > SUB_MAX_DEPTH || req->credits < 1) {
 		session_error(s, seq, HS_EINVAL, "subscribe: depth must be 1..%u and credits >= 1",
 			      SUB_MAX_DEPTH);
@@ -678,9 +747,8 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 	if (!acl_ok(s, seq, ACL_SUBSCRIBE, req->topic))
 		return;
 	struct topic *tp;
-	int r = topics_get(&b->topics, req->topic, true, &tp);
+	int r = session_topic(s, req->topic, &tp);
 	if (r < 0) {
-		topic_refused(s, r);
 		session_error(s, seq, r, "subscribe: topic: %s", hs__strerror(r));
 		return;
 	}
@@ -697,6 +765,7 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 	}
 	list_insert_tail(&s->subs, &sub->owner_link);
 	s->nsubs++;
+	s->usage->subs++;
 	Hs__SubscribeReply sr = HS__SUBSCRIBE_REPLY__INIT;
 	sr.subscription = sub->id;
 	Hs__Message m = HS__MESSAGE__INIT;
@@ -724,6 +793,7 @@ static void on_unsubscribe(struct session *s, uint64_t seq, const Hs__Unsubscrib
 	}
 	topic_unsubscribe(&s->broker->topics, sub);
 	s->nsubs--;
+	s->usage->subs--;
 	Hs__OkReply ok = HS__OK_REPLY__INIT;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_OK;
@@ -769,11 +839,61 @@ static void on_credit(struct session *s, uint64_t seq, const Hs__CreditNote *not
 	sub_credit(&s->broker->topics, sub, note->credits);
 }
 
+/* Before hello nothing is decoded that could cost much (issue 11 row 4):
+ * a peer whose uid is not allowed is refused unread, and a datagram
+ * larger than any Hello (hello_max_bytes) ends the connection. */
+static int before_hello(struct session *s, size_t len)
+{
+	const struct broker_config *cfg = &s->broker->cfg;
+	char d[128];
+	if (s->refuse == HS_ELIMIT) {
+		session_error(s, 0, HS_ELIMIT, "uid %u has too many connections open",
+			      (unsigned)s->uid);
+		return HS_ELIMIT;
+	}
+	if (!allowed(cfg, s->uid, s->gid)) {
+		log_warn("%s: denied: uid %u / gid %u not in allow_uids / allow_gids",
+			 session_describe(s, d, sizeof(d)), (unsigned)s->uid, (unsigned)s->gid);
+		/* seq 0: the request is not read; the client takes it as the
+		 * answer to its Hello. */
+		session_error(s, 0, HS_EPERM, "uid %u not allowed", (unsigned)s->uid);
+		return HS_EPERM;
+	}
+	if (len > cfg->hello_max_bytes) {
+		char what[96];
+		snprintf(what, sizeof(what), "a %zu-byte datagram before hello (at most %u)", len,
+			 cfg->hello_max_bytes);
+		return session_violation(s, HS_EMSGSIZE, what);
+	}
+	return 0;
+}
+
+void session_refuse(int fd, int code, const char *text)
+{
+	/* What the peer sent is read first: closing a socket with unread
+	 * data makes the peer's next read a reset, not this reply. */
+	uint8_t junk[64];
+	for (int i = 0; i < 16 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
+		;
+	Hs__ErrorReply er = HS__ERROR_REPLY__INIT;
+	er.code = code;
+	er.message = (char *)text;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_ERROR;
+	m.error = &er;
+	hs__wire_send(fd, &m, NULL, 0); /* best effort: the peer is dropped */
+}
+
 int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, int nfds)
 {
 	if (nfds > 0) {
 		hs__wire_close_fds(fds, nfds);
 		return session_violation(s, HS_EPROTO, "a client sent file descriptors");
+	}
+	if (!s->hello_done) {
+		int r = before_hello(s, len);
+		if (r < 0)
+			return r;
 	}
 	Hs__Message *m;
 	if (hs__wire_decode(buf, len, &m) < 0)
@@ -822,7 +942,7 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 		/* Show what clients released, not what their channels
 		 * still carry. */
 		broker_chan_catch_up(s->broker, s);
-		introspect_reply(s, seq, m->list->what);
+		introspect_reply(s, seq, m->list);
 		break;
 	case HS__MESSAGE__BODY_PING: {
 		Hs__OkReply ok = HS__OK_REPLY__INIT;

@@ -46,6 +46,9 @@ struct session {
 	char name[HS__MAX_NAME + 1];
 	bool hello_done;
 	bool dead;               /* closing, or must be closed: sends are dropped */
+	int refuse;              /* 0, or the code its first datagram gets before
+				  * it is closed (HS_ELIMIT: its uid is at
+				  * max_connections_per_uid) */
 	uint64_t created_us;
 
 	struct idmap held;       /* tensor id -> references held */
@@ -67,6 +70,7 @@ struct session {
 	uint32_t out_msgs;
 	uint64_t out_bytes;
 
+	struct uid_usage *usage; /* its uid's (usage.h): lives while s does */
 	struct list link;        /* in broker->sessions */
 	void *io;                /* the I/O layer's */
 };
@@ -86,6 +90,10 @@ int session_send(struct session *s, const Hs__Message *msg, const int *fds, int 
 /* Sends what the outbox holds: 0 when it is empty, 1 when the socket
  * filled again, HS_EPIPE when the peer is gone (marked dead). */
 int session_flush(struct session *s);
+
+/* Sends ErrorReply{seq 0, code, text} on a connection the daemon refuses
+ * before it has a session (best effort, nothing queued). */
+void session_refuse(int fd, int code, const char *text);
 
 /* Sends ErrorReply{code, message} echoing seq. */
 void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
@@ -107,6 +115,9 @@ const char *session_describe(const struct session *s, char *buf, size_t size);
 int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
 		    int route);
 void session_out_free(struct out_msg *m);
+/* Takes m (the first in s's outbox, sent or given up) out and frees it,
+ * keeping the session's and the broker's counts. */
+void session_out_pop(struct session *s, struct out_msg *m);
 
 /* Internal to the core (broker.c). */
 void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,

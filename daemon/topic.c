@@ -72,7 +72,7 @@ static void unindex(struct topics *ts, struct topic *tp)
  * held back, and no live tensor whose ->topic points at its name. Runs
  * only when the limit is reached, so its scans are paid once per batch
  * of new names, not per emit. */
-static uint32_t evict_idle(struct topics *ts)
+uint32_t topics_evict_idle(struct topics *ts)
 {
 	struct idmap named;
 	idmap_init(&named);
@@ -89,6 +89,8 @@ static uint32_t evict_idle(struct topics *ts)
 	list_for_each_safe(tp, tmp, &ts->all, link) {
 		if (tp->nsubs || tp->npending || idmap_get(&named, (uint64_t)(uintptr_t)tp->name))
 			continue;
+		if (ts->hooks.freed)
+			ts->hooks.freed(ts->hooks.data, tp);
 		unindex(ts, tp);
 		list_remove(&tp->link);
 		free(tp->name);
@@ -117,7 +119,7 @@ int topics_get(struct topics *ts, const char *name, bool create, struct topic **
 	if (!create)
 		return HS_ENOENT;
 	if (ts->n >= ts->max) {
-		if (evict_idle(ts) == 0)
+		if (topics_evict_idle(ts) == 0)
 			return HS_ELIMIT;
 		/* eviction may have changed the chain this name hashes to */
 		v = idmap_get(&ts->index, h);
@@ -134,6 +136,7 @@ int topics_get(struct topics *ts, const char *name, bool create, struct topic **
 	}
 	tp->hash_next = first;
 	list_init(&tp->blocked_link);
+	tp->id = ++ts->next_topic_id;
 	list_init(&tp->subs);
 	list_init(&tp->pending);
 	list_insert_tail(&ts->all, &tp->link);

@@ -24,6 +24,7 @@
 #include "tensor.h"
 
 struct sub;
+struct topic;
 struct pending_emit;
 
 struct topic_hooks {
@@ -36,10 +37,13 @@ struct topic_hooks {
 	/* sub held an emit back past its block_timeout: it is skipped from
 	 * now until it takes a tensor. May be NULL. */
 	void (*stalled)(void *data, struct sub *sub);
+	/* An idle topic is about to be freed (may be NULL). */
+	void (*freed)(void *data, struct topic *tp);
 	void *data;
 };
 
 struct topic {
+	uint64_t id;           /* in creation order, as in topics->all */
 	char *name;
 	struct topic *hash_next;
 	struct list link;      /* in topics->all */
@@ -51,6 +55,8 @@ struct topic {
 	uint64_t dropped;
 	bool draining;
 	struct list blocked_link; /* in topics->blocked while npending > 0 */
+	bool charged;          /* counted in its creator uid's usage (usage.h) */
+	uint32_t uid;          /* that uid */
 };
 
 struct sub_entry {
@@ -97,6 +103,7 @@ struct topics {
 	uint32_t max;
 	uint32_t max_pending;  /* held-back emits per topic */
 	uint64_t next_sub_id;
+	uint64_t next_topic_id;
 	struct tensor_table *tt;
 	struct topic_hooks hooks;
 };
@@ -110,6 +117,11 @@ void topics_init(struct topics *ts, struct tensor_table *tt, uint32_t max_topics
 		 uint32_t max_pending, const struct topic_hooks *hooks);
 /* Frees every topic; subscriptions and held-back emits must be gone. */
 void topics_fini(struct topics *ts);
+
+/* Frees every idle topic (no subscriber, no emit held back, no live
+ * tensor naming it) and returns how many. Scans every tensor and topic:
+ * for when a limit is reached. */
+uint32_t topics_evict_idle(struct topics *ts);
 
 /* Finds (and with create, makes) a topic. 0, HS_ETOPIC, HS_ENAMETOOLONG,
  * HS_ENOENT (absent, !create), HS_ELIMIT (too many topics), HS_ENOMEM. */

@@ -44,6 +44,15 @@ static bool device_ok(DLDevice d)
 	       (d.device_type == kDLCUDA && d.device_id >= 0 && d.device_id < 1024);
 }
 
+/* The extent in exact arithmetic, every step checked in uint64_t: a
+ * producer picks shape, strides, dtype and byte_offset, and consumers
+ * read where they say, so no intermediate may wrap at any width. The
+ * highest and lowest element offsets are summed separately as
+ * magnitudes (the positive and the negative spans), each with a flag for
+ * "past 2^64", which settles the outcome without the exact value: a low
+ * end past 2^64 elements is below any byte_offset, a high end past it is
+ * beyond any block. tests/unit/test_meta.c checks this against a
+ * wide-integer reference. */
 int hs__meta_extent(DLDevice device, DLDataType dtype, int32_t ndim,
 		    const int64_t *shape, const int64_t *strides,
 		    uint64_t byte_offset, uint64_t *need)
@@ -58,43 +67,56 @@ int hs__meta_extent(DLDevice device, DLDataType dtype, int32_t ndim,
 	if (ndim > 0 && !shape)
 		return HS_EINVAL;
 
-	/* Element count first: any zero dimension means an empty tensor,
-	 * whose strides do not matter. */
-	uint64_t count = 1;
+	/* Every dimension is checked before any is used; any zero one
+	 * means an empty tensor, whose strides do not matter. */
 	bool empty = false;
 	for (int32_t i = 0; i < ndim; i++) {
 		if (shape[i] < 0)
 			return HS_ESHAPE;
 		if (shape[i] == 0)
 			empty = true;
-		else if (__builtin_mul_overflow(count, (uint64_t)shape[i], &count))
-			return HS_EOVERFLOW;
 	}
 	if (empty) {
 		*need = byte_offset;
 		return 0;
 	}
+	/* The element count and the bytes it spans must fit, strides or
+	 * not: a reader computing either must not wrap. */
+	uint64_t count = 1, bytes;
+	for (int32_t i = 0; i < ndim; i++)
+		if (__builtin_mul_overflow(count, (uint64_t)shape[i], &count))
+			return HS_EOVERFLOW;
+	if (__builtin_mul_overflow(count, esize, &bytes))
+		return HS_EOVERFLOW;
 
-	/* Highest and lowest element offsets reached, in elements. */
-	__int128 hi = 0, lo = 0;
+	/* Highest (hi) and lowest (-lo) element offsets, in elements. */
+	uint64_t hi = 0, lo = 0;
+	bool hi_past = false, lo_past = false;
 	if (!strides) {
-		hi = (__int128)count - 1;
+		hi = count - 1;
 	} else {
 		for (int32_t i = 0; i < ndim; i++) {
-			__int128 span = (__int128)(shape[i] - 1) * strides[i];
-			if (span > 0)
-				hi += span;
+			uint64_t steps = (uint64_t)shape[i] - 1;
+			int64_t st = strides[i];
+			/* |INT64_MIN| is 2^63: fine in uint64_t. */
+			uint64_t mag = st < 0 ? 0 - (uint64_t)st : (uint64_t)st;
+			uint64_t span;
+			bool past = __builtin_mul_overflow(steps, mag, &span);
+			if (st < 0)
+				lo_past |= past || __builtin_add_overflow(lo, span, &lo);
 			else
-				lo += span;
+				hi_past |= past || __builtin_add_overflow(hi, span, &hi);
 		}
 	}
-	__int128 lo_bytes = (__int128)byte_offset + lo * (__int128)esize;
-	if (lo_bytes < 0)
+	uint64_t lo_bytes;
+	if (lo_past || __builtin_mul_overflow(lo, esize, &lo_bytes) || lo_bytes > byte_offset)
 		return HS_ERANGE;
-	__int128 end = (__int128)byte_offset + (hi + 1) * (__int128)esize;
-	if (end > (__int128)UINT64_MAX)
+	uint64_t end;
+	if (hi_past || __builtin_add_overflow(hi, 1, &end) ||
+	    __builtin_mul_overflow(end, esize, &end) ||
+	    __builtin_add_overflow(end, byte_offset, &end))
 		return HS_EOVERFLOW;
-	*need = (uint64_t)end;
+	*need = end;
 	return 0;
 }
 

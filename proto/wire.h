@@ -60,9 +60,13 @@ uint64_t hs__dtype_size(DLDataType dtype);
 /* Checks device type, dtype, ndim, shape and strides (NULL = compact) and
  * computes the bytes from the block start that the tensor reaches:
  * *need = byte_offset + (highest element offset + 1) * element size, or
- * byte_offset for a tensor with no elements. Returns 0, HS_EDTYPE,
- * HS_ENDIM, HS_ESHAPE, HS_EOVERFLOW, HS_ERANGE (a negative stride reaching
- * below the block start) or HS_EINVAL (device type). */
+ * byte_offset for a tensor with no elements. Exact: nothing wraps, at
+ * any width. Returns 0, HS_EDTYPE, HS_ENDIM, HS_ESHAPE (a negative
+ * dimension), HS_EOVERFLOW (the element count, the bytes it spans or the
+ * extent past 2^64 - 1), HS_ERANGE (a negative stride reaching below the
+ * block start) or HS_EINVAL (device type). The checks run in that order
+ * (device type first); a tensor with a zero dimension skips the count
+ * and strides. */
 int hs__meta_extent(DLDevice device, DLDataType dtype, int32_t ndim,
 		    const int64_t *shape, const int64_t *strides,
 		    uint64_t byte_offset, uint64_t *need);

@@ -36,7 +36,7 @@ extern "C" {
 	X(ENOTSUP, -ENOTSUP, "operation not supported")                        \
 	X(EBADF, -EBADF, "bad file descriptor")                                \
 	X(EIO, -EIO, "I/O error")                                              \
-	X(ELIMIT, -4001, "too many subscriptions or tensors for one client")   \
+	X(ELIMIT, -4001, "a limit on one client or uid was reached")   \
 	X(EVERSION, -4002, "protocol version mismatch between client and hsbrokerd") \
 	X(EDTYPE, -4003, "unsupported dtype")                                  \
 	X(ENDIM, -4004, "too many dimensions")                                 \

@@ -1,6 +1,9 @@
-/* Introspection: a snapshot of what the broker holds, for hsctl and for
- * monitoring. One call takes one consistent snapshot; free it with
- * hs_info_free. */
+/* Introspection: what the broker holds, for hsctl and for monitoring.
+ * One call lists everything asked for, however many items there are (a
+ * listing larger than one message is fetched in pages, since 0.1: every
+ * item appears at most once, each as it was when its page was made, so
+ * items that change during the call may be seen before or after the
+ * change); free it with hs_info_free. */
 #ifndef HSBROKER_INFO_H
 #define HSBROKER_INFO_H
 

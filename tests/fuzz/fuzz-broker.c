@@ -318,7 +318,43 @@ static size_t fz_fixup(struct fz *f, const uint8_t *in, size_t len, uint8_t *out
 	return n;
 }
 
-/* The reference counts, counters and pool bookkeeping agree. */
+/* Every element of t lies inside its block, computed here apart from
+ * proto/meta.c in 128 bits with every quantity bounded first, so a wrap
+ * in the daemon's extent cannot hide (issue 11 row 2). */
+static bool fz_within(const struct tensor *t)
+{
+	typedef unsigned __int128 u128;
+	const u128 limit = (u128)1 << 64;
+	u128 count = 1;
+	for (int32_t i = 0; i < t->ndim; i++) {
+		if (t->shape[i] == 0)
+			return t->byte_offset <= t->block.length;
+		count *= (uint64_t)t->shape[i];
+		if (count > limit)
+			return false;
+	}
+	u128 hi = 0, lo = 0;
+	if (!t->has_strides)
+		hi = count - 1;
+	for (int32_t i = 0; t->has_strides && i < t->ndim; i++) {
+		int64_t st = t->strides[i];
+		u128 mag = st < 0 ? (u128)(-(__int128)st) : (u128)st;
+		u128 span = (u128)((uint64_t)t->shape[i] - 1) * mag;
+		if (span > limit)
+			return false;
+		if (st < 0)
+			lo += span;
+		else
+			hi += span;
+	}
+	/* hi and lo are at most 32 * 2^64 here, elements at most 2^10 bytes */
+	u128 esize = hs__dtype_size(t->dtype);
+	return lo * esize <= t->byte_offset &&
+	       t->byte_offset + (hi + 1) * esize <= (u128)t->block.length;
+}
+
+/* The reference counts, counters and pool bookkeeping agree; every
+ * tensor fits its block. */
 static void fz_check(struct fz *f)
 {
 	struct broker *b = f->b;
@@ -372,6 +408,7 @@ static void fz_check(struct fz *f)
 			continue;
 		live++;
 		FZ_CHECK(t->refs > 0);
+		FZ_CHECK(fz_within(t));
 		FZ_CHECK(t->refs == expect[i]);
 		if (t->pool == &b->cpu)
 			used += range_round(t->block.length);

@@ -209,6 +209,23 @@ static void list(struct seed *s, uint8_t ctl, Hs__ListWhat what)
 	rec(s, ctl, &m);
 }
 
+/* A ListReq resuming at a cursor (a later page). */
+static void list_from(struct seed *s, uint8_t ctl, Hs__ListWhat what, uint32_t section,
+		      uint64_t key, uint64_t sub_key)
+{
+	Hs__ListCursor c = HS__LIST_CURSOR__INIT;
+	c.section = section;
+	c.key = key;
+	c.sub_key = sub_key;
+	Hs__ListReq l = HS__LIST_REQ__INIT;
+	l.what = what;
+	l.from = &c;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_LIST;
+	m.list = &l;
+	rec(s, ctl, &m);
+}
+
 static void ping(struct seed *s, uint8_t ctl)
 {
 	Hs__PingReq p = HS__PING_REQ__INIT;
@@ -523,6 +540,64 @@ static void random_mix(int count)
 	}
 }
 
+/* Extents that wrapped before issue 11: shape, strides, lanes and
+ * byte_offset chosen so that 128-bit arithmetic overflows (the report's
+ * complex128 x 64 lanes reaching 2^128 bytes), spans that fit alone but
+ * not summed, the same on the negative side, and INT64_MIN strides. */
+static void wrapping_meta(void)
+{
+	struct meta_spec c = { .dev_type = 1, .code = 5, .bits = 128, .lanes = 64, .ndim = 2,
+			       .nstrides = 2 };
+	struct meta_spec cases[5];
+	static const char *names[5] = { "wrap128", "wrap-few", "wrap-low", "wrap-sum", "min-stride" };
+	cases[0] = c;
+	cases[0].shape[0] = 2;
+	cases[0].shape[1] = (1ll << 20) * ((1ll << 39) - 1) + 1;
+	cases[0].strides[0] = 1ll << 40;
+	cases[0].strides[1] = (1ll << 20) * ((1ll << 39) + 1);
+	cases[1] = cases[0];
+	cases[1].shape[1] = 3;
+	cases[2] = cases[1];
+	cases[2].strides[0] = -cases[2].strides[0];
+	cases[2].strides[1] = -cases[2].strides[1];
+	struct meta_spec u8 = { .dev_type = 1, .code = 1, .bits = 8, .lanes = 1, .ndim = 2,
+				.shape = { 3, 3 }, .nstrides = 2,
+				.strides = { INT64_MAX, INT64_MAX } };
+	cases[3] = u8;
+	cases[4] = u8;
+	cases[4].ndim = 1;
+	cases[4].nstrides = 1;
+	cases[4].shape[0] = 2;
+	cases[4].strides[0] = INT64_MIN;
+	for (int i = 0; i < 5; i++) {
+		struct seed s;
+		begin(&s, 0);
+		alloc_meta(&s, S(0), &cases[i]);
+		ping(&s, S(0));
+		save(&s, "meta-%s", names[i]);
+	}
+}
+
+/* Listings resumed at cursors in every section, one past the end, and
+ * one naming no section (issue 11: ListReply pages). */
+static void list_pages(void)
+{
+	struct seed s;
+	begin(&s, 0);
+	subscribe(&s, S(1), "page/a", 2, HS__POLICY__POLICY_BLOCK, 1);
+	subscribe(&s, S(0), "page/a", 2, HS__POLICY__POLICY_BLOCK, 1);
+	subscribe(&s, S(0), "page/b", 2, HS__POLICY__POLICY_BLOCK, 1);
+	alloc(&s, S(0), 16);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_ALL, 1, 1, 2);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_TOPICS, 1, 2, 0);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_ALL, 2, 2, 0);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_TENSORS, 3, 0, 0);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_ALL, 3, 1000, 0);
+	list_from(&s, S(0), HS__LIST_WHAT__LIST_ALL, 9, 0, 0);
+	ping(&s, S(0));
+	save(&s, "list-pages");
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -544,6 +619,8 @@ int main(int argc, char **argv)
 	protocol_errors();
 	limits();
 	random_mix(40);
+	wrapping_meta(); /* last: earlier seeds keep their numbers */
+	list_pages();
 	printf("gen-corpus: %d seeds in %s\n", nfiles, out_dir);
 	return 0;
 }

@@ -392,6 +392,56 @@ int ht_daemon_start(struct ht_daemon *d, const char *const *extra)
 	return ht_daemon_start_at(d, d->sock, extra);
 }
 
+int ht_write_config(char *path, size_t size, const char *text)
+{
+	char dir[256];
+	ht_tmpdir(dir, sizeof(dir));
+	if (!dir[0])
+		return -1;
+	snprintf(path, size, "%s/hsbrokerd.conf", dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	int ok = fputs(text, f) >= 0;
+	return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+int ht_daemon_start_config(struct ht_daemon *d, const char *config_text, char *log,
+			   size_t size)
+{
+	char config[300], dir[256];
+	if (ht_write_config(config, sizeof(config), config_text) < 0)
+		return -1;
+	ht_tmpdir(dir, sizeof(dir));
+	snprintf(log, size, "%s/hsbrokerd.log", dir);
+	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	int saved = dup(2);
+	if (saved < 0 || dup2(fd, 2) < 0) {
+		close(fd);
+		return -1;
+	}
+	const char *extra[] = { "--config", config, "--log-level", "info", NULL };
+	int rc = ht_daemon_start(d, extra);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	if (rc < 0)
+		return -1;
+	char path[300];
+	snprintf(path, sizeof(path), "%s", d->dir);
+	char *slash = strrchr(path, '/');
+	if (chmod(path, 0755) < 0)
+		return -1;
+	if (slash && slash != path) {
+		*slash = '\0';
+		if (chmod(path, 0755) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int ht_daemon_stop(struct ht_daemon *d)
 {
 	if (d->pid <= 0)
@@ -561,7 +611,9 @@ json_t *ht_hsctl_json(const char *sock, const char *const *args)
 		argv[n++] = *a;
 	argv[n++] = "--json";
 	argv[n] = NULL;
-	size_t size = 4 << 20;
+	/* Listings are complete however large (tens of thousands of
+	 * topics in the stress cases): room for all of it. */
+	size_t size = 64 << 20;
 	char *out = malloc(size);
 	char err[4096];
 	if (!out)

@@ -52,6 +52,15 @@ int ht_daemon_start(struct ht_daemon *d, const char *const *extra);
 /* The same on a given socket path (a restart on the old path). */
 int ht_daemon_start_at(struct ht_daemon *d, const char *sock,
 		       const char *const *extra);
+/* Writes text to a config file in a fresh temporary folder (its path in
+ * path). 0 or -1. */
+int ht_write_config(char *path, size_t size, const char *text);
+/* Starts hsbrokerd --config (a file holding config_text) --log-level
+ * info, its stderr going to a file whose path goes to log, and opens the
+ * socket's folders to other uids (mkdtemp makes them 0700), so processes
+ * of another uid reach the socket. 0 or -1. */
+int ht_daemon_start_config(struct ht_daemon *d, const char *config_text, char *log,
+			   size_t size);
 /* SIGTERM, waits for the exit: returns the exit code (0 is a clean
  * shutdown), -2 if it died by a signal, -1 on timeout (then SIGKILLed). */
 int ht_daemon_stop(struct ht_daemon *d);

@@ -21,6 +21,14 @@
 	const int ht_fds_at_start_ = ht_count_fds();                           \
 	ck_assert_int_eq(ht_daemon_start((d), (extra)), 0)
 
+/* HT_BEGIN with a configuration file holding text (its log kept in a
+ * file, the socket reachable by other uids: ht_daemon_start_config). */
+#define HT_BEGIN_CONFIG(d, text)                                               \
+	ht_init();                                                             \
+	const int ht_fds_at_start_ = ht_count_fds();                           \
+	char ht_log_[300];                                                     \
+	ck_assert_int_eq(ht_daemon_start_config((d), (text), ht_log_, sizeof(ht_log_)), 0)
+
 /* Stops the daemon: it must exit 0 (clean shutdown) and remove its
  * socket. */
 #define HT_STOP(d)                                                             \

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 
 #include "itest.h"
+#include "raw.h"
 #include "roles.h"
 #include "wire.h"
 
@@ -101,186 +102,6 @@ struct scene {
 		HT_END(&(s)->d);                                               \
 	} while (0)
 
-/* ---- raw socket helpers ---- */
-
-static int raw_connect(const char *path)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	ck_assert_uint_lt(strlen(path), sizeof(addr.sun_path));
-	memcpy(addr.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-	return fd;
-}
-
-/* Sends raw bytes with nfds copies of fd (may be 0) in one datagram. */
-static int raw_send(int sock, const void *buf, size_t len, int fd, int nfds)
-{
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	union {
-		char b[CMSG_SPACE(sizeof(int) * 16)];
-		struct cmsghdr align;
-	} ctl;
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (nfds > 0) {
-		ck_assert_int_le(nfds, 16);
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.b;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-		for (int i = 0; i < nfds; i++)
-			memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof(int));
-	}
-	ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-	return n == (ssize_t)len ? 0 : -errno;
-}
-
-static size_t pack(const Hs__Message *m, uint8_t *buf, size_t size)
-{
-	size_t len = hs__message__get_packed_size(m);
-	ck_assert_uint_le(len, size);
-	return hs__message__pack(m, buf);
-}
-
-static int send_msg(int sock, Hs__Message *m, int fd, int nfds)
-{
-	uint8_t buf[4096];
-	size_t len = pack(m, buf, sizeof(buf));
-	return raw_send(sock, buf, len, fd, nfds);
-}
-
-static int send_hello(int sock, uint32_t version)
-{
-	Hs__Hello h = HS__HELLO__INIT;
-	h.protocol_version = version;
-	h.client_name = (char *)"it-raw";
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.seq = 1;
-	m.body_case = HS__MESSAGE__BODY_HELLO;
-	m.hello = &h;
-	return send_msg(sock, &m, -1, 0);
-}
-
-static int send_ping(int sock, uint64_t seq, int fd, int nfds)
-{
-	Hs__PingReq p = HS__PING_REQ__INIT;
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.seq = seq;
-	m.body_case = HS__MESSAGE__BODY_PING;
-	m.ping = &p;
-	return send_msg(sock, &m, fd, nfds);
-}
-
-/* The next message that is not a push, or NULL with *err: -EPIPE when
- * the daemon closed the connection, -ETIMEDOUT at the deadline. */
-static Hs__Message *recv_reply(int sock, int *err)
-{
-	static uint8_t buf[HS__WIRE_MAX_MSG];
-	int64_t end = ht_now_ms() + HT_DEADLINE_MS;
-	for (;;) {
-		int left = (int)(end - ht_now_ms());
-		struct pollfd p = { .fd = sock, .events = POLLIN };
-		int r = left > 0 ? poll(&p, 1, left) : 0;
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r == 0) {
-			*err = -ETIMEDOUT;
-			return NULL;
-		}
-		int fds[HS__WIRE_MAX_FDS], nfds = 0;
-		int n = hs__wire_recv(sock, buf, fds, &nfds);
-		hs__wire_close_fds(fds, nfds); /* slab fds: not ours to keep */
-		if (n == -EAGAIN)
-			continue;
-		if (n < 0) {
-			*err = n == -ECONNRESET ? -EPIPE : n;
-			return NULL;
-		}
-		Hs__Message *m;
-		*err = hs__wire_decode(buf, (size_t)n, &m);
-		ck_assert_msg(*err == 0, "the daemon sent an undecodable message");
-		if (m->seq == 0 && (m->body_case == HS__MESSAGE__BODY_SLAB ||
-				    m->body_case == HS__MESSAGE__BODY_DELIVER)) {
-			hs__wire_free(m);
-			continue;
-		}
-		return m;
-	}
-}
-
-static void expect_hello_reply(int sock)
-{
-	int err;
-	Hs__Message *m = recv_reply(sock, &err);
-	ck_assert_msg(m, "no HelloReply: %s", strerror(-err));
-	ck_assert_int_eq(m->body_case, HS__MESSAGE__BODY_HELLO_REPLY);
-	ck_assert_uint_eq(m->seq, 1);
-	ck_assert_uint_eq(m->hello_reply->protocol_version, HS_PROTOCOL_VERSION);
-	hs__wire_free(m);
-}
-
-static bool code_in(int code, const int *allowed)
-{
-	for (; *allowed; allowed++)
-		if (code == *allowed)
-			return true;
-	return false;
-}
-
-/* The daemon must end this connection: any ErrorReply on the way must
- * carry one of the allowed codes; require_error demands one. */
-static void expect_disconnect(int sock, const int *allowed, bool require_error)
-{
-	bool saw_error = false;
-	for (;;) {
-		int err;
-		Hs__Message *m = recv_reply(sock, &err);
-		if (!m) {
-			ck_assert_msg(err == -EPIPE, "the daemon kept the connection open (%s)", strerror(-err));
-			break;
-		}
-		ck_assert_msg(m->body_case == HS__MESSAGE__BODY_ERROR,
-			      "expected an ErrorReply or a hang-up, got %s", hs__wire_body_name(m));
-		ck_assert_msg(code_in(m->error->code, allowed), "ErrorReply %s (%d): %s",
-			      hs__err_name(m->error->code), m->error->code, m->error->message ?: "");
-		saw_error = true;
-		hs__wire_free(m);
-	}
-	ck_assert_msg(saw_error || !require_error, "no ErrorReply before the hang-up");
-	close(sock);
-}
-
-/* The reply to seq must be an ErrorReply with an allowed code (the
- * session goes on). */
-static void expect_error(int sock, uint64_t seq, const int *allowed)
-{
-	int err;
-	Hs__Message *m = recv_reply(sock, &err);
-	ck_assert_msg(m, "no ErrorReply: %s", strerror(-err));
-	ck_assert_msg(m->body_case == HS__MESSAGE__BODY_ERROR, "expected an ErrorReply, got %s",
-		      hs__wire_body_name(m));
-	ck_assert_uint_eq(m->seq, seq);
-	ck_assert_msg(code_in(m->error->code, allowed), "ErrorReply %s (%d): %s",
-		      hs__err_name(m->error->code), m->error->code, m->error->message ?: "");
-	hs__wire_free(m);
-}
-
-static void expect_ok(int sock, uint64_t seq)
-{
-	int err;
-	Hs__Message *m = recv_reply(sock, &err);
-	ck_assert_msg(m, "no reply: %s", strerror(-err));
-	ck_assert_msg(m->body_case == HS__MESSAGE__BODY_OK, "expected OkReply, got %s (%s)",
-		      hs__wire_body_name(m),
-		      m->body_case == HS__MESSAGE__BODY_ERROR ? hs__err_name(m->error->code) : "");
-	ck_assert_uint_eq(m->seq, seq);
-	hs__wire_free(m);
-}
-
 static const int proto_errors[] = { HS_EPROTO, HS_EMSGSIZE, HS_EVERSION, 0 };
 
 /* ---- the cases ---- */
@@ -290,25 +111,25 @@ START_TEST(test_garbage)
 	struct scene s;
 	SCENE_BEGIN(&s);
 	/* before Hello */
-	int sock = raw_connect(s.d.sock);
+	int sock = rw_connect(s.d.sock);
 	uint8_t junk[200];
 	for (size_t i = 0; i < sizeof(junk); i++)
 		junk[i] = (uint8_t)(0xff - i * 7);
-	ck_assert_int_eq(raw_send(sock, junk, sizeof(junk), -1, 0), 0);
-	expect_disconnect(sock, proto_errors, false);
+	ck_assert_int_eq(rw_send(sock, junk, sizeof(junk), -1, 0), 0);
+	rw_expect_disconnect(sock, proto_errors, false);
 	/* after Hello */
-	sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_hello(sock, HS_PROTOCOL_VERSION), 0);
-	expect_hello_reply(sock);
-	ck_assert_int_eq(raw_send(sock, junk, sizeof(junk), -1, 0), 0);
-	expect_disconnect(sock, proto_errors, false);
+	sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_hello(sock, HS_PROTOCOL_VERSION), 0);
+	rw_expect_hello_reply(sock);
+	ck_assert_int_eq(rw_send(sock, junk, sizeof(junk), -1, 0), 0);
+	rw_expect_disconnect(sock, proto_errors, false);
 	/* an empty datagram is no message either */
-	sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_hello(sock, HS_PROTOCOL_VERSION), 0);
-	expect_hello_reply(sock);
-	ck_assert_int_eq(raw_send(sock, "", 0, -1, 0), 0);
+	sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_hello(sock, HS_PROTOCOL_VERSION), 0);
+	rw_expect_hello_reply(sock);
+	ck_assert_int_eq(rw_send(sock, "", 0, -1, 0), 0);
 	/* (0 bytes reads as a hang-up on some kernels: either ends it) */
-	expect_disconnect(sock, proto_errors, false);
+	rw_expect_disconnect(sock, proto_errors, false);
 	SCENE_END(&s);
 }
 END_TEST
@@ -326,15 +147,15 @@ START_TEST(test_truncated)
 	m.seq = 1;
 	m.body_case = HS__MESSAGE__BODY_HELLO;
 	m.hello = &h;
-	size_t len = pack(&m, buf, sizeof(buf));
-	int sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(raw_send(sock, buf, len - 5, -1, 0), 0);
-	expect_disconnect(sock, proto_errors, false);
+	size_t len = rw_pack(&m, buf, sizeof(buf));
+	int sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_send(sock, buf, len - 5, -1, 0), 0);
+	rw_expect_disconnect(sock, proto_errors, false);
 
 	/* an AllocReq cut short, after a good Hello */
-	sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_hello(sock, HS_PROTOCOL_VERSION), 0);
-	expect_hello_reply(sock);
+	sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_hello(sock, HS_PROTOCOL_VERSION), 0);
+	rw_expect_hello_reply(sock);
 	Hs__Device dev = HS__DEVICE__INIT;
 	dev.type = kDLCPU;
 	Hs__DType dt = HS__DTYPE__INIT;
@@ -353,9 +174,9 @@ START_TEST(test_truncated)
 	am.seq = 2;
 	am.body_case = HS__MESSAGE__BODY_ALLOC;
 	am.alloc = &a;
-	len = pack(&am, buf, sizeof(buf));
-	ck_assert_int_eq(raw_send(sock, buf, len - 3, -1, 0), 0);
-	expect_disconnect(sock, proto_errors, false);
+	len = rw_pack(&am, buf, sizeof(buf));
+	ck_assert_int_eq(rw_send(sock, buf, len - 3, -1, 0), 0);
+	rw_expect_disconnect(sock, proto_errors, false);
 	SCENE_END(&s);
 }
 END_TEST
@@ -364,9 +185,9 @@ START_TEST(test_oversized)
 {
 	struct scene s;
 	SCENE_BEGIN(&s);
-	int sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_hello(sock, HS_PROTOCOL_VERSION), 0);
-	expect_hello_reply(sock);
+	int sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_hello(sock, HS_PROTOCOL_VERSION), 0);
+	rw_expect_hello_reply(sock);
 	/* A datagram as large as the kernel lets us send, well past the
 	 * daemon's 256 KiB: 1 MiB where SO_SNDBUF(FORCE) allows it. */
 	int want = 4 << 20;
@@ -377,7 +198,7 @@ START_TEST(test_oversized)
 	memset(big, 'A', sizeof(big));
 	size_t sent = 0;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]) && !sent; i++) {
-		int rc = raw_send(sock, big, sizes[i], -1, 0);
+		int rc = rw_send(sock, big, sizes[i], -1, 0);
 		if (rc == 0)
 			sent = sizes[i];
 		else
@@ -385,7 +206,7 @@ START_TEST(test_oversized)
 	}
 	ck_assert_msg(sent > HS__WIRE_MAX_MSG, "could not send any datagram over %d bytes", HS__WIRE_MAX_MSG);
 	fprintf(stderr, "sent a %zu-byte datagram\n", sent);
-	expect_disconnect(sock, proto_errors, false);
+	rw_expect_disconnect(sock, proto_errors, false);
 	SCENE_END(&s);
 }
 END_TEST
@@ -395,12 +216,12 @@ START_TEST(test_wrong_version)
 	struct scene s;
 	SCENE_BEGIN(&s);
 	static const int version_error[] = { HS_EVERSION, 0 };
-	int sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_hello(sock, HS_PROTOCOL_VERSION + 998), 0);
-	expect_disconnect(sock, version_error, true);
-	sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_hello(sock, 0), 0);
-	expect_disconnect(sock, version_error, true);
+	int sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_hello(sock, HS_PROTOCOL_VERSION + 998), 0);
+	rw_expect_disconnect(sock, version_error, true);
+	sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_hello(sock, 0), 0);
+	rw_expect_disconnect(sock, version_error, true);
 	SCENE_END(&s);
 }
 END_TEST
@@ -410,19 +231,19 @@ START_TEST(test_request_before_hello)
 	struct scene s;
 	SCENE_BEGIN(&s);
 	static const int before_hello[] = { HS_EPROTO, HS_EVERSION, 0 };
-	int sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_ping(sock, 1, -1, 0), 0);
-	expect_disconnect(sock, before_hello, true);
+	int sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_ping(sock, 1, -1, 0), 0);
+	rw_expect_disconnect(sock, before_hello, true);
 
 	/* a ListReq first would hand out the broker's state: refused too */
-	sock = raw_connect(s.d.sock);
+	sock = rw_connect(s.d.sock);
 	Hs__ListReq l = HS__LIST_REQ__INIT;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.seq = 1;
 	m.body_case = HS__MESSAGE__BODY_LIST;
 	m.list = &l;
-	ck_assert_int_eq(send_msg(sock, &m, -1, 0), 0);
-	expect_disconnect(sock, before_hello, true);
+	ck_assert_int_eq(rw_send_msg(sock, &m, -1, 0), 0);
+	rw_expect_disconnect(sock, before_hello, true);
 
 	SCENE_END(&s);
 }
@@ -446,22 +267,22 @@ START_TEST(test_unasked_fds)
 {
 	struct scene s;
 	SCENE_BEGIN(&s);
-	int sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_hello(sock, HS_PROTOCOL_VERSION), 0);
-	expect_hello_reply(sock);
+	int sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_hello(sock, HS_PROTOCOL_VERSION), 0);
+	rw_expect_hello_reply(sock);
 	int p[2];
 	ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
 	/* A Ping with an fd the daemon never asked for: it may answer or
 	 * hang up, but it must not keep the fd. */
-	ck_assert_int_eq(send_ping(sock, 2, p[1], 1), 0);
+	ck_assert_int_eq(rw_ping(sock, 2, p[1], 1), 0);
 	close(p[1]);
 	int err;
-	Hs__Message *m = recv_reply(sock, &err);
+	Hs__Message *m = rw_recv(sock, &err);
 	bool open = m && m->body_case == HS__MESSAGE__BODY_OK;
 	if (m) {
 		ck_assert_msg(m->body_case == HS__MESSAGE__BODY_OK ||
 			      (m->body_case == HS__MESSAGE__BODY_ERROR &&
-			       code_in(m->error->code, proto_errors)),
+			       rw_code_in(m->error->code, proto_errors)),
 			      "unexpected reply %s", hs__wire_body_name(m));
 		hs__wire_free(m);
 	} else {
@@ -471,11 +292,11 @@ START_TEST(test_unasked_fds)
 	close(p[0]);
 	if (open) {
 		/* the session goes on */
-		ck_assert_int_eq(send_ping(sock, 3, -1, 0), 0);
-		expect_ok(sock, 3);
+		ck_assert_int_eq(rw_ping(sock, 3, -1, 0), 0);
+		rw_expect_ok(sock, 3);
 		close(sock);
 	} else {
-		expect_disconnect(sock, proto_errors, false);
+		rw_expect_disconnect(sock, proto_errors, false);
 	}
 	SCENE_END(&s);
 }
@@ -490,11 +311,11 @@ START_TEST(test_too_many_fds)
 	/* more than HS__WIRE_MAX_FDS, and more than a receiver's cmsg room */
 	static const int counts[] = { HS__WIRE_MAX_FDS + 1, 16 };
 	for (size_t i = 0; i < 2; i++) {
-		int sock = raw_connect(s.d.sock);
-		ck_assert_int_eq(send_hello(sock, HS_PROTOCOL_VERSION), 0);
-		expect_hello_reply(sock);
-		ck_assert_int_eq(send_ping(sock, 2, p[1], counts[i]), 0);
-		expect_disconnect(sock, proto_errors, false);
+		int sock = rw_connect(s.d.sock);
+		ck_assert_int_eq(rw_hello(sock, HS_PROTOCOL_VERSION), 0);
+		rw_expect_hello_reply(sock);
+		ck_assert_int_eq(rw_ping(sock, 2, p[1], counts[i]), 0);
+		rw_expect_disconnect(sock, proto_errors, false);
 	}
 	close(p[1]);
 	ck_assert_msg(write_end_closed(p[0]), "the daemon kept fds from a message with too many");
@@ -518,9 +339,9 @@ START_TEST(test_release_not_held)
 	uint64_t victim = (uint64_t)json_integer_value(json_object_get(t0, "id"));
 	json_decref(j);
 
-	int sock = raw_connect(s.d.sock);
-	ck_assert_int_eq(send_hello(sock, HS_PROTOCOL_VERSION), 0);
-	expect_hello_reply(sock);
+	int sock = rw_connect(s.d.sock);
+	ck_assert_int_eq(rw_hello(sock, HS_PROTOCOL_VERSION), 0);
+	rw_expect_hello_reply(sock);
 	static const int not_held[] = { HS_ENOENT, HS_ESTALE, HS_EPERM, 0 };
 
 	/* ids nobody holds, and one someone else holds */
@@ -533,8 +354,8 @@ START_TEST(test_release_not_held)
 		m.seq = 10 + i;
 		m.body_case = HS__MESSAGE__BODY_RELEASE;
 		m.release = &r;
-		ck_assert_int_eq(send_msg(sock, &m, -1, 0), 0);
-		expect_error(sock, 10 + i, not_held);
+		ck_assert_int_eq(rw_send_msg(sock, &m, -1, 0), 0);
+		rw_expect_error(sock, 10 + i, not_held);
 	}
 	/* emitting the other client's tensor is refused as well */
 	Hs__EmitReq e = HS__EMIT_REQ__INIT;
@@ -544,11 +365,11 @@ START_TEST(test_release_not_held)
 	m.seq = 20;
 	m.body_case = HS__MESSAGE__BODY_EMIT;
 	m.emit = &e;
-	ck_assert_int_eq(send_msg(sock, &m, -1, 0), 0);
-	expect_error(sock, 20, not_held);
+	ck_assert_int_eq(rw_send_msg(sock, &m, -1, 0), 0);
+	rw_expect_error(sock, 20, not_held);
 	/* a failed note never ends the session */
-	ck_assert_int_eq(send_ping(sock, 21, -1, 0), 0);
-	expect_ok(sock, 21);
+	ck_assert_int_eq(rw_ping(sock, 21, -1, 0), 0);
+	rw_expect_ok(sock, 21);
 	close(sock);
 
 	/* the owner still holds it: one reference, unchanged */

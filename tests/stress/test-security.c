@@ -23,42 +23,16 @@
 
 #define NOBODY 65534
 
-/* Writes a config file in a fresh temporary folder; path gets its name. */
 static void write_config(char *path, size_t size, const char *text)
 {
-	char dir[256];
-	ht_tmpdir(dir, sizeof(dir));
-	ck_assert_msg(dir[0], "no temporary folder");
-	snprintf(path, size, "%s/hsbrokerd.conf", dir);
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_ge(fputs(text, f), 0);
-	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_int_eq(ht_write_config(path, size, text), 0);
 }
 
-/* Starts the daemon with --config, its stderr going to a file (log). The
- * socket's folders are opened to others (mkdtemp makes them 0700) so
- * that a process of another uid can reach the socket at all. */
-static void start_with_config(struct ht_daemon *d, const char *config, char *log, size_t size)
+/* Starts the daemon with the config text, its stderr going to log, the
+ * socket reachable by other uids (ht_daemon_start_config). */
+static void start_with_config(struct ht_daemon *d, const char *text, char *log, size_t size)
 {
-	char dir[256];
-	ht_tmpdir(dir, sizeof(dir));
-	snprintf(log, size, "%s/hsbrokerd.log", dir);
-	int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	ck_assert_int_ge(fd, 0);
-	int saved = dup(2);
-	ck_assert_int_ge(saved, 0);
-	ck_assert_int_ge(dup2(fd, 2), 0);
-	const char *extra[] = { "--config", config, "--log-level", "info", NULL };
-	int rc = ht_daemon_start(d, extra);
-	dup2(saved, 2);
-	close(saved);
-	close(fd);
-	ck_assert_int_eq(rc, 0);
-	char path[300];
-	snprintf(path, sizeof(path), "%s", d->dir);
-	ck_assert_int_eq(chmod(path, 0755), 0);
-	ck_assert_int_eq(chmod(dirname(path), 0755), 0);
+	ck_assert_int_eq(ht_daemon_start_config(d, text, log, size), 0);
 }
 
 static bool log_has(const char *log, const char *a, const char *b)
@@ -136,10 +110,9 @@ START_TEST(test_allow_root_only)
 	NEED_ROOT();
 	ht_init();
 	const int fds0 = ht_count_fds();
-	char config[300], log[300];
-	write_config(config, sizeof(config), "[access]\nallow_uids = 0\n");
+	char log[300];
 	struct ht_daemon d;
-	start_with_config(&d, config, log, sizeof(log));
+	start_with_config(&d, "[access]\nallow_uids = 0\n", log, sizeof(log));
 
 	ck_assert_int_eq(run_as(d.sock, 0, 0, 0), 0);
 	ck_assert_int_eq(run_as(d.sock, NOBODY, NOBODY, HS_EPERM), 0);
@@ -157,11 +130,10 @@ START_TEST(test_allow_other_uid)
 	NEED_ROOT();
 	ht_init();
 	const int fds0 = ht_count_fds();
-	char config[300], log[300];
+	char log[300];
 	/* uid 65534, or primary gid 4343: root is neither */
-	write_config(config, sizeof(config), "[access]\nallow_uids = 65534\nallow_gids = 4343\n");
 	struct ht_daemon d;
-	start_with_config(&d, config, log, sizeof(log));
+	start_with_config(&d, "[access]\nallow_uids = 65534\nallow_gids = 4343\n", log, sizeof(log));
 
 	ck_assert_int_eq(run_as(d.sock, 0, 0, HS_EPERM), 0);
 	ck_assert_int_eq(run_as(d.sock, NOBODY, NOBODY, 0), 0);
@@ -181,10 +153,10 @@ START_TEST(test_socket_mode_group)
 	NEED_ROOT();
 	ht_init();
 	const int fds0 = ht_count_fds();
-	char config[300], log[300];
-	write_config(config, sizeof(config), "[access]\nsocket_mode = 0660\nsocket_group = 4343\n");
+	char log[300];
 	struct ht_daemon d;
-	start_with_config(&d, config, log, sizeof(log));
+	start_with_config(&d, "[access]\nsocket_mode = 0660\nsocket_group = 4343\n", log,
+			  sizeof(log));
 	struct stat st;
 	ck_assert_int_eq(stat(d.sock, &st), 0);
 	ck_assert_uint_eq(st.st_mode & 07777, 0660);

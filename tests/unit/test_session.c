@@ -914,6 +914,110 @@ START_TEST(test_outbox_overflow_kills)
 }
 END_TEST
 
+/* ---- issue 11: per-uid caps and the total outbox ---- */
+
+static void subscribe_refused(struct peer *p, const char *topic)
+{
+	Hs__SubscribeReq r = HS__SUBSCRIBE_REQ__INIT;
+	r.topic = (char *)topic;
+	r.depth = 1;
+	r.credits = 1;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE;
+	m.subscribe = &r;
+	ck_assert_int_eq(send_msg(p, &m), 0);
+	expect_error(p, HS_ELIMIT);
+}
+
+/* A PingReq; the daemon's answer is left where it is. */
+static void send_ping(struct peer *p)
+{
+	Hs__PingReq ping = HS__PING_REQ__INIT;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.body_case = HS__MESSAGE__BODY_PING;
+	m.ping = &ping;
+	send_msg(p, &m);
+}
+
+START_TEST(test_uid_caps)
+{
+	cfg.uid_max_connections = 2;
+	cfg.uid_max_subscriptions = 3;
+	cfg.uid_max_topics = 2;
+	cfg.exempt_set = true; /* nobody exempt: this process's uid is held */
+	make_broker();
+	struct peer a, c, over;
+	peer_open(&a);
+	peer_open(&c);
+	/* A third connection is told why at its first datagram, unread. */
+	peer_open(&over);
+	ck_assert_int_eq(over.s->refuse, HS_ELIMIT);
+	ck_assert_int_eq(send_hello(&over, HS_PROTOCOL_VERSION, "over"), HS_ELIMIT);
+	Hs__Message *m = expect(&over, HS__MESSAGE__BODY_ERROR);
+	ck_assert_int_eq(m->error->code, HS_ELIMIT);
+	ck_assert_uint_eq(m->seq, 0);
+	hs__wire_free(m);
+	peer_close(&over);
+	/* Past BROKER_MAX_REFUSING waiting ones: refused at once. */
+	struct session *refusing[BROKER_MAX_REFUSING], *third;
+	for (int i = 0; i < BROKER_MAX_REFUSING; i++)
+		ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid(), getgid(), &refusing[i]), 0);
+	ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid(), getgid(), &third), HS_ELIMIT);
+	for (int i = 0; i < BROKER_MAX_REFUSING; i++)
+		broker_session_close(b, refusing[i]);
+	/* another uid is not held back */
+	ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid() + 1, getgid(), &third), 0);
+	ck_assert_int_eq(third->refuse, 0);
+	broker_session_close(b, third);
+	hello(&a, "a");
+	hello(&c, "c");
+	subscribe(&a, "t/1", 1, HS__POLICY__POLICY_BLOCK, 1);
+	subscribe(&c, "t/2", 1, HS__POLICY__POLICY_BLOCK, 1);
+	subscribe_refused(&a, "t/3"); /* a third topic for the uid */
+	subscribe(&c, "t/1", 1, HS__POLICY__POLICY_BLOCK, 1);
+	subscribe_refused(&a, "t/2"); /* a fourth subscription for the uid */
+	ck_assert_uint_eq(a.s->usage->subs, 3);
+	ck_assert_uint_eq(a.s->usage->topics, 2);
+	ck_assert_uint_eq(a.s->usage->conns, 2);
+	/* a session closed gives its share back; its idle topic is freed
+	 * when a new one is wanted */
+	peer_close(&c);
+	ck_assert_uint_eq(a.s->usage->subs, 1);
+	/* the scan that found nothing idle is not repeated for 100 ms */
+	subscribe_refused(&a, "t/3");
+	a.s->usage->evict_after_us = 0; /* as when they have passed */
+	subscribe(&a, "t/3", 1, HS__POLICY__POLICY_BLOCK, 1);
+	ck_assert_uint_eq(a.s->usage->topics, 2);
+	peer_close(&a);
+	/* its topics stay counted until freed */
+	ck_assert_uint_eq(b->usage.map.n, 1);
+	ck_assert_uint_eq(topics_evict_idle(&b->topics), 2);
+	ck_assert_uint_eq(b->usage.map.n, 0);
+}
+END_TEST
+
+START_TEST(test_outbox_total)
+{
+	cfg.outbox_total_bytes = 16 << 10; /* below 8192 replies to pings */
+	make_broker();
+	struct peer slow, good;
+	peer_open(&slow);
+	peer_open(&good);
+	hello(&slow, "slow");
+	hello(&good, "good");
+	/* Pings until the socket is full and the outbox past the total. */
+	for (int i = 0; i < 100000 && !slow.s->dead; i++)
+		send_ping(&slow);
+	ck_assert_msg(slow.s->dead, "the largest outbox was not dropped");
+	ck_assert_uint_eq(slow.s->out_bytes, 0); /* freed at once */
+	ck_assert_uint_eq(b->out_bytes, 0);
+	send_ping(&good);
+	hs__wire_free(expect(&good, HS__MESSAGE__BODY_OK));
+	peer_close(&slow);
+	peer_close(&good);
+}
+END_TEST
+
 static Suite *session_suite(void)
 {
 	Suite *s = suite_create("session");
@@ -921,6 +1025,8 @@ static Suite *session_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_hello);
+	tcase_add_test(tc, test_uid_caps);
+	tcase_add_test(tc, test_outbox_total);
 	tcase_add_test(tc, test_long_name_cut);
 	tcase_add_test(tc, test_bad_version);
 	tcase_add_test(tc, test_before_hello);
