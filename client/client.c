@@ -110,6 +110,7 @@ static void client_free(hs_client *c)
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->send_lock);
+	pthread_mutex_destroy(&c->slots_lock);
 	pthread_cond_destroy(&c->pending_cond);
 	pthread_mutex_destroy(&c->pending_lock);
 	free(c);
@@ -143,6 +144,7 @@ static hs_client *client_new(int fd)
 		return NULL;
 	}
 	if (pthread_mutex_init(&c->lock, NULL) || pthread_mutex_init(&c->send_lock, NULL) ||
+	    pthread_mutex_init(&c->slots_lock, NULL) ||
 	    pthread_mutex_init(&c->pending_lock, NULL) ||
 	    pthread_cond_init(&c->pending_cond, NULL)) {
 		pthread_cond_destroy(&c->cond);

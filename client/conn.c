@@ -119,20 +119,20 @@ static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot,
 	if (err)
 		return HS_EIO;
 	/* Seq is taken and the slot linked under send_lock, so requests go
-	 * out in seq order and a reply never finds its slot missing. */
+	 * out in seq order and a reply never finds its slot missing. Not
+	 * under lock: a thread may hold lock across a CUDA call that waits
+	 * for CUDA's host-function thread, which waits for send_lock to send
+	 * a release note (fence.c); slots_lock is a leaf, never held across
+	 * anything. dead is stored atomically: a slot linked just after the
+	 * client died is seen dead by its waiter. */
 	msg->seq = ++c->next_seq;
-	/* A note links nothing: dead is read without lock (it is stored
-	 * atomically), sparing the per-release lock round trip. */
 	int dead = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);
 	if (!dead && slot) {
-		pthread_mutex_lock(&c->lock);
-		dead = c->dead;
-		if (!dead) {
-			slot->seq = msg->seq;
-			slot->next = c->slots;
-			c->slots = slot;
-		}
-		pthread_mutex_unlock(&c->lock);
+		pthread_mutex_lock(&c->slots_lock);
+		__atomic_store_n(&slot->seq, msg->seq, __ATOMIC_RELAXED);
+		slot->next = c->slots;
+		c->slots = slot;
+		pthread_mutex_unlock(&c->slots_lock);
 	}
 	if (dead) {
 		pthread_mutex_unlock(&c->send_lock);
@@ -156,12 +156,14 @@ int hs__client_send_slot(hs_client *c, Hs__Message *msg, struct hs__reply_slot *
 
 void hs__slot_unlink(hs_client *c, struct hs__reply_slot *slot)
 {
+	pthread_mutex_lock(&c->slots_lock);
 	for (struct hs__reply_slot **p = &c->slots; *p; p = &(*p)->next) {
 		if (*p == slot) {
 			*p = slot->next;
-			return;
+			break;
 		}
 	}
+	pthread_mutex_unlock(&c->slots_lock);
 }
 
 bool hs__slot_done(hs_client *c, void *arg)
@@ -314,6 +316,7 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 	if (is_reply(msg->body_case) && msg->seq != 0) {
 		if (msg->seq > c->synced_seq)
 			c->synced_seq = msg->seq;
+		pthread_mutex_lock(&c->slots_lock);
 		for (struct hs__reply_slot *s = c->slots; s; s = s->next) {
 			if (s->seq == msg->seq && !s->msg) {
 				if (s->sub)
@@ -323,6 +326,7 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 				break;
 			}
 		}
+		pthread_mutex_unlock(&c->slots_lock);
 		/* A reply nobody waits for: the failure of a one-way note
 		 * (release, credit), which never ends the session. */
 		if (msg && hs__wire_debug_enabled() &&

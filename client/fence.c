@@ -291,7 +291,10 @@ struct deferred_release {
 /* On CUDA's host-function thread, once the stream reached this point. No
  * CUDA call here, and never the client's lock: a thread holding it may be
  * inside a CUDA call (the reader opening a slab) that must not wait on
- * us. Only send_lock and pending_lock, neither held across CUDA calls. */
+ * us. Only send_lock and pending_lock: neither is held across a CUDA call,
+ * and whoever holds send_lock never waits for the client's lock (conn.c,
+ * send_msg), so this never waits, even through another thread, on one
+ * inside a CUDA call. */
 static void CUDART_CB release_now(void *arg)
 {
 	struct deferred_release *d = arg;

@@ -43,7 +43,7 @@ struct hs__event {
 /* One thread waiting for the reply to its request. Lives on that thread's
  * stack, linked into the client while it waits. */
 struct hs__reply_slot {
-	uint64_t seq;
+	uint64_t seq;      /* set under slots_lock, atomically (post.c reads it) */
 	Hs__Message *msg;  /* set by the reader when the reply arrives */
 	/* A subscription to link when its SubscribeReply is dispatched, so a
 	 * Deliver right behind the reply finds it. */
@@ -109,12 +109,17 @@ struct hs_client {
 	bool fd_mode;      /* the application polls poll_fd: stay armed */
 	bool chan_hup;     /* the reader saw the socket hang up */
 
-	/* lock guards everything below except what send_lock guards; cond is
-	 * broadcast whenever the reader dispatched something or gave up the
-	 * reader role. Lock order: send_lock before lock. */
+	/* lock guards everything below except what send_lock and slots_lock
+	 * guard; cond is broadcast whenever the reader dispatched something or
+	 * gave up the reader role. send_lock is never held while waiting for
+	 * lock: lock may be held across CUDA calls, and CUDA's host-function
+	 * thread takes send_lock (release notes). */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	pthread_mutex_t send_lock; /* socket writes and next_seq */
+	/* The list of reply slots (below): taken under send_lock or lock,
+	 * and holding it, nothing else is taken. */
+	pthread_mutex_t slots_lock;
 	uint64_t next_seq;
 
 	bool reading;      /* some thread is the reader (see conn.c) */

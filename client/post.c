@@ -154,7 +154,8 @@ static void pump(hs_client *c)
  * the top of the file). On the socket every reply wakes the reader. */
 static bool unsynced(const hs_client *c, const struct hs__post *p)
 {
-	return c->use_chan && !p->slot.msg && (p->slot.seq == 0 || p->slot.seq > c->synced_seq);
+	uint64_t seq = __atomic_load_n(&p->slot.seq, __ATOMIC_RELAXED);
+	return c->use_chan && !p->slot.msg && (seq == 0 || seq > c->synced_seq);
 }
 
 /* What a waiter waits for: check says, lock held and after a reap. */

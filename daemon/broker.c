@@ -22,7 +22,7 @@ void broker_config_defaults(struct broker_config *cfg)
 	cfg->max_tensors = 65536;
 	cfg->max_topics = TOPICS_DEFAULT_MAX;
 	cfg->max_pending_emits = TOPIC_DEFAULT_MAX_PENDING;
-	cfg->block_timeout_ms = BROKER_DEFAULT_BLOCK_TIMEOUT_MS;
+	cfg->block_timeout_other_uid_ms = BROKER_DEFAULT_OTHER_UID_BLOCK_TIMEOUT_MS;
 	cfg->outbox_max_msgs = 8192;
 	cfg->outbox_max_bytes = 64ull << 20;
 	cfg->hello_max_bytes = 4096;
@@ -65,10 +65,9 @@ static void on_stalled(void *data, struct sub *sub)
 	char d[128];
 	/* Once per stall, not per skipped emit: a stalled reader is skipped
 	 * until it reads again. */
-	log_warn("%s: subscription %llu to %s held an emit back for %llu ms (block_timeout): "
+	log_warn("%s: subscription %llu to %s held an emit back past its block_timeout: "
 		 "skipped until it reads (%llu dropped so far)",
 		 session_describe(s, d, sizeof(d)), (unsigned long long)sub->id, sub->topic->name,
-		 (unsigned long long)(sub->block_timeout_us / 1000),
 		 (unsigned long long)sub->dropped);
 }
 
@@ -84,6 +83,12 @@ int64_t broker_expire(struct broker *b)
 	if (next == UINT64_MAX)
 		return -1;
 	return (int64_t)((next - now + 999) / 1000);
+}
+
+static uint32_t on_owner_uid(void *data, void *owner)
+{
+	(void)data;
+	return ((struct session *)owner)->uid;
 }
 
 static void on_topic_freed(void *data, struct topic *tp)
@@ -147,8 +152,10 @@ int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks
 		  cfg->cpu_cap, &b->next_slab_id);
 	tensor_table_init(&b->tensors, 0);
 	struct topic_hooks th = { .deliver = on_deliver, .accepted = on_accepted,
-				  .stalled = on_stalled, .freed = on_topic_freed, .data = b };
+				  .stalled = on_stalled, .freed = on_topic_freed,
+				  .owner_uid = on_owner_uid, .data = b };
 	topics_init(&b->topics, &b->tensors, cfg->max_topics, cfg->max_pending_emits, &th);
+	b->topics.other_uid_timeout_us = (uint64_t)cfg->block_timeout_other_uid_ms * 1000u;
 	*out = b;
 	return 0;
 }

@@ -23,7 +23,7 @@ struct broker;
 struct session;
 
 #define BROKER_MAX_ALLOW 64
-#define BROKER_DEFAULT_BLOCK_TIMEOUT_MS 5000u
+#define BROKER_DEFAULT_OTHER_UID_BLOCK_TIMEOUT_MS 5000u
 
 struct broker_config {
 	uint64_t cpu_slab_size;      /* default 64 MiB */
@@ -36,7 +36,9 @@ struct broker_config {
 	uint32_t quota_tensors;      /* held per session, 0 = none -> HS_EDQUOT */
 	uint32_t max_topics;         /* default 65536 -> HS_ELIMIT */
 	uint32_t max_pending_emits;  /* held back per topic, default 4096 -> HS_EBUSY */
-	uint32_t block_timeout_ms;   /* [subscribe]: default and maximum, 0 = none */
+	uint32_t block_timeout_ms;   /* [subscribe]: default and maximum, 0 = none (default) */
+	uint32_t block_timeout_other_uid_ms; /* [subscribe]: bound for a subscriber of
+					      * another uid than the emitter, 0 = none */
 	uint32_t outbox_max_msgs;    /* a peer that does not read is dropped */
 	uint64_t outbox_max_bytes;
 	uint32_t allow_uids[BROKER_MAX_ALLOW];

@@ -243,6 +243,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	} else if (IS("subscribe", "block_timeout_ms")) {
 		if (parse_u32(value, &b->block_timeout_ms) < 0)
 			goto bad;
+	} else if (IS("subscribe", "block_timeout_other_uid_ms")) {
+		if (parse_u32(value, &b->block_timeout_other_uid_ms) < 0)
+			goto bad;
 	} else if (IS("acl", "publish") || IS("acl", "subscribe")) {
 		if (parse_acl(&b->acl, !strcmp(name, "publish") ? ACL_PUBLISH : ACL_SUBSCRIBE,
 			      value) < 0)

@@ -264,6 +264,20 @@ static void drain(struct topics *ts, struct topic *tp)
 		list_remove(&tp->blocked_link);
 }
 
+/* How long s may hold pe back: its own block_timeout, bounded by
+ * other_uid_timeout_us when s and pe's emitter are of different uids;
+ * 0 = for ever. */
+static uint64_t sub_timeout(const struct topics *ts, const struct sub *s,
+			    const struct pending_emit *pe)
+{
+	uint64_t tmo = s->block_timeout_us, other = ts->other_uid_timeout_us;
+	if (other && ts->hooks.owner_uid && (!tmo || other < tmo) &&
+	    ts->hooks.owner_uid(ts->hooks.data, s->owner) !=
+		    ts->hooks.owner_uid(ts->hooks.data, pe->owner))
+		tmo = other;
+	return tmo;
+}
+
 /* One topic's part of topics_expire. */
 static uint64_t expire_topic(struct topics *ts, struct topic *tp, uint64_t now_us)
 {
@@ -276,9 +290,10 @@ static uint64_t expire_topic(struct topics *ts, struct topic *tp, uint64_t now_u
 		bool fired = false;
 		struct sub *s;
 		list_for_each(s, &tp->subs, topic_link) {
-			if (!holds_back(s) || !s->block_timeout_us)
+			uint64_t tmo = holds_back(s) ? sub_timeout(ts, s, head) : 0;
+			if (!tmo)
 				continue;
-			uint64_t due = head->since_us + s->block_timeout_us;
+			uint64_t due = head->since_us + tmo;
 			if (due <= now_us) {
 				s->stalled = true;
 				s->stalls++;

@@ -39,6 +39,9 @@ struct topic_hooks {
 	void (*stalled)(void *data, struct sub *sub);
 	/* An idle topic is about to be freed (may be NULL). */
 	void (*freed)(void *data, struct topic *tp);
+	/* The uid of a subscriber's or an emitter's owner, for
+	 * other_uid_timeout_us (may be NULL: no such timeout). */
+	uint32_t (*owner_uid)(void *data, void *owner);
 	void *data;
 };
 
@@ -102,6 +105,11 @@ struct topics {
 	uint32_t n;
 	uint32_t max;
 	uint32_t max_pending;  /* held-back emits per topic */
+	/* The longest a BLOCK subscriber of another uid than the emitter
+	 * holds an emit back, whatever it asked for; 0 = no such bound.
+	 * The uid is the trust boundary (docs/security.md): a pipeline's own
+	 * slow stage is waited for, another user's is not. */
+	uint64_t other_uid_timeout_us;
 	uint64_t next_sub_id;
 	uint64_t next_topic_id;
 	struct tensor_table *tt;

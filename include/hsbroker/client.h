@@ -221,8 +221,10 @@ typedef struct hs_subscribe_opts {
 	 * producer back while its queue is full. Past it, it is dropped from
 	 * that emit and from later ones (each counted in
 	 * hs_subscription_dropped) until it takes a tensor again. 0: the
-	 * daemon's default ([subscribe] block_timeout_ms, 5000 ms unless
-	 * configured), which is also the most it grants. */
+	 * daemon's default ([subscribe] block_timeout_ms: none unless
+	 * configured), which is also the most it grants. A subscriber of
+	 * another uid than the producer is bounded by the daemon's
+	 * block_timeout_other_uid_ms (5000 ms) whatever it asks. */
 	uint32_t block_timeout_ms;
 } hs_subscribe_opts;
 

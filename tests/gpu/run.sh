@@ -17,6 +17,9 @@
 # MPS) and logs under $OUT (default /tmp/hs-gpu-out). Exits non-zero if a
 # case failed.
 #   BUILD_DIR  the build to use (default: build-gpu)
+#   CASES      an extended regex: only the cases whose "MODE NAME" matches
+#              run (e.g. 'no-mps (python|threads)|^mps '); the sanitizer
+#              and interop steps run only when it is unset
 #   COUNT      tensors of the pipeline case (default: 10000)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -72,6 +75,9 @@ stop_daemon() {
 run_case() { # mode, limit_s, case, args...
 	local mode=$1 limit=$2 name=$3
 	shift 3
+	if [[ -n ${CASES:-} ]] && ! [[ "$mode $name" =~ $CASES ]]; then
+		return
+	fi
 	# The device tool gives a command 10 minutes: leave room to clean up.
 	if ((SECONDS - START > ${RUN_BUDGET_S:-520})); then
 		failed=$((failed + 1))
@@ -124,8 +130,8 @@ phase() { # mode
 		run_case "$mode" 90 python
 		# Threads sharing clients with device tensors: release notes
 		# from CUDA's host-function thread (tests/stress/threads.c).
-		run_case "$mode" 120 threads -n 4 -k 1 -c 500
-		run_case "$mode" 120 threads -n 8 -k 3 -c 300
+		run_case "$mode" 90 threads -n 4 -k 1 -c 500 -t 60
+		run_case "$mode" 90 threads -n 8 -k 3 -c 300 -t 60
 		# The pools the cases left: one line per device (hsctl ls pools).
 		"$B/tools/hsctl" --socket "$HSBROKER_SOCKET" ls pools 2>&1 | sed "s/^/    [$mode] hsctl: /" | tee -a "$SUMMARY"
 		stop_daemon || failed=$((failed + 1))
@@ -171,7 +177,9 @@ fi
 
 SAN=/usr/local/cuda/bin/compute-sanitizer
 command -v compute-sanitizer >/dev/null && SAN=$(command -v compute-sanitizer)
-if [[ -x $SAN ]]; then
+if [[ -n ${CASES:-} ]]; then
+	say "SKIP [sanitizer] and [interop]: CASES is set"
+elif [[ -x $SAN ]]; then
 	if ((SECONDS - START < 440)); then
 		export HSBROKER_SOCKET=/tmp/hs-gpu-san.sock
 		if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 8G; then
@@ -214,7 +222,9 @@ fi
 
 # Python interop matrix (5x5 + C<->Python) and examples/python, without
 # and with MPS, own daemons and summary: tests/gpu/interop/run.sh.
-if ((SECONDS - START < ${RUN_BUDGET_S:-520} - 200)); then
+if [[ -n ${CASES:-} ]]; then
+	:
+elif ((SECONDS - START < ${RUN_BUDGET_S:-520} - 200)); then
 	t0=$SECONDS
 	if OUT=$OUT BUILD_DIR=$B BUDGET_S=100 bash tests/gpu/interop/run.sh >>"$LOG" 2>&1; then
 		passed=$((passed + 1)); say "PASS [interop] matrix and examples ($((SECONDS - t0)) s)"

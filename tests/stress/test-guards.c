@@ -6,12 +6,19 @@
  *    BLOCK subscriber that reads gets every tensor in order, and the
  *    stalled one, when it reads at last, counts what it lost (received +
  *    dropped = emitted);
+ *  - block_timeout_other_uid: the same with nothing but the config's
+ *    bound for subscribers of another uid (block_timeout_other_uid_ms);
+ *  - block_same_uid_waits: under that bound alone, a stalled subscriber
+ *    of the producer's own uid is waited for: the producer is still
+ *    blocked a second later, and once the subscriber reads it gets every
+ *    tensor, none dropped;
  *  - acl: [acl] lines refuse a subscribe and an emit of a uid not listed
  *    (HS_EPERM; the session goes on), let a listed uid and a listed
  *    group through, and leave other topics open. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "itest.h"
 #include "roles.h"
@@ -23,6 +30,7 @@
 struct stalled {
 	const char *sock;
 	uint32_t block_timeout_ms;  /* asked for; 0: the daemon's */
+	bool same_uid;              /* stays root, and must lose nothing */
 	struct ht_chan ready, go;
 };
 
@@ -30,7 +38,7 @@ struct stalled {
 static int stalled_role(void *arg)
 {
 	struct stalled *st = arg;
-	if (tu_become(TU_OTHER_UID, TU_OTHER_GID) < 0)
+	if (!st->same_uid && tu_become(TU_OTHER_UID, TU_OTHER_GID) < 0)
 		return 1;
 	hs_client *c;
 	if (ht_connect(st->sock, "guards-stalled", &c) < 0)
@@ -56,7 +64,7 @@ static int stalled_role(void *arg)
 	uint64_t dropped = hs_subscription_dropped(sub);
 	hs_subscription_close(sub);
 	hs_client_disconnect(c);
-	if (got == 0 || got + dropped != SLOW_COUNT)
+	if (got == 0 || got + dropped != SLOW_COUNT || (st->same_uid && dropped))
 		return ht_child_fail("stalled", "received %" PRIu64 " (last seq %" PRIu64
 				     ") and %" PRIu64 " dropped of %d emitted",
 				     got, last, dropped, SLOW_COUNT);
@@ -105,6 +113,43 @@ static void block_timeout_case(const char *config, uint32_t asked_ms)
 START_TEST(test_block_timeout_config)
 {
 	block_timeout_case("[subscribe]\nblock_timeout_ms = 200\n", 0);
+}
+END_TEST
+
+START_TEST(test_block_timeout_other_uid)
+{
+	block_timeout_case("[subscribe]\nblock_timeout_other_uid_ms = 200\n", 0);
+}
+END_TEST
+
+START_TEST(test_block_same_uid_waits)
+{
+	struct ht_daemon d;
+	char log[300];
+	TU_BEGIN(&d, "[subscribe]\nblock_timeout_other_uid_ms = 200\n", log);
+	struct stalled st = { .sock = d.sock, .same_uid = true };
+	struct ht_chan go;
+	ht_chan_open(&st.ready);
+	ht_chan_open(&st.go);
+	ht_chan_open(&go);
+	struct ht_producer prod = { .sock = d.sock, .topic = "guards/slow",
+				    .count = SLOW_COUNT, .go = &go };
+	pid_t stalled = ht_fork(stalled_role, &st);
+	pid_t producer = ht_fork(ht_role_producer, &prod);
+	ck_assert_int_eq(ht_chan_recv(&st.ready, HT_DEADLINE_MS), 'R');
+	ht_chan_send(&go, 'G');
+	/* Five times the other-uid bound: the producer still waits. */
+	ht_sleep_ms(1000);
+	int status;
+	ck_assert_msg(waitpid(producer, &status, WNOHANG) == 0,
+		      "the producer went on without its own uid's blocking subscriber");
+	ht_chan_send(&st.go, 'G');
+	ck_assert_int_eq(ht_wait(producer, HT_DEADLINE_MS), 0);
+	ck_assert_int_eq(ht_wait(stalled, HT_DEADLINE_MS), 0);
+	ht_chan_close(&st.ready);
+	ht_chan_close(&st.go);
+	ht_chan_close(&go);
+	HT_END(&d);
 }
 END_TEST
 
@@ -201,6 +246,8 @@ int main(void)
 	Suite *s = suite_create("guards");
 	ht_case(s, "block_timeout_config", test_block_timeout_config);
 	ht_case(s, "block_timeout_option", test_block_timeout_option);
+	ht_case(s, "block_timeout_other_uid", test_block_timeout_other_uid);
+	ht_case(s, "block_same_uid_waits", test_block_same_uid_waits);
 	ht_case(s, "acl", test_acl);
 	return ht_main(s);
 }

@@ -34,6 +34,7 @@
  * from CUDA's host-function thread. */
 
 #include <errno.h>
+#include <execinfo.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
@@ -399,6 +400,16 @@ static void *pinger(void *arg)
 	return NULL;
 }
 
+/* On a hang, each stuck thread prints its own stack (addresses resolve
+ * with addr2line against the same binaries). */
+static void dump_stack(int sig)
+{
+	(void)sig;
+	void *frames[48];
+	int n = backtrace(frames, 48);
+	backtrace_symbols_fd(frames, n, 2);
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: hs-stress-threads [-n THREADS] [-c COUNT] [-k CLIENTS] "
@@ -504,6 +515,14 @@ int main(int argc, char **argv)
 			for (int i = 0; i < n; i++) {
 				if (!atomic_load(&w[i].finished))
 					fprintf(stderr, "  %s\n", w[i].what);
+			}
+			signal(SIGUSR2, dump_stack);
+			for (int i = 0; i < n; i++) {
+				if (atomic_load(&w[i].finished))
+					continue;
+				fprintf(stderr, "stack of %s:\n", w[i].what);
+				pthread_kill(tid[i], SIGUSR2);
+				ht_sleep_ms(100);
 			}
 			_exit(1); /* the stuck threads cannot be joined */
 		}
