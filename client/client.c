@@ -331,10 +331,14 @@ static int poll_fd_make(hs_client *c)
 	}
 	c->efd_app = app;
 	c->poll_fd = ep;
-	c->fd_mode = true;
-	/* From now on the reader re-arms whenever it lets go; arm now for
-	 * what comes before the first dispatch. */
-	if (c->use_chan && !hs__chan_arm(&c->ch.rx))
+	/* Read without lock by the reader letting go (chan_rearm). */
+	__atomic_store_n(&c->fd_mode, true, __ATOMIC_RELEASE);
+	/* From now on the reader re-arms whenever it lets go. With no reader
+	 * (none can start: we hold lock), arm now for what comes before the
+	 * first dispatch. Never under a reader: its arm is its own, and an
+	 * arm that finds a record takes the flag back, so the daemon would
+	 * not kick the reader sleeping on it. */
+	if (c->use_chan && !c->reading && !hs__chan_arm(&c->ch.rx))
 		hs__chan_kick(c->efd_app);
 	return 0;
 }

@@ -467,7 +467,8 @@ static void app_wake(hs_client *c)
  * came meanwhile, the fd is made readable at once. */
 static void chan_rearm(hs_client *c)
 {
-	if (c->use_chan && c->fd_mode && !hs__chan_arm(&c->ch.rx))
+	if (c->use_chan && __atomic_load_n(&c->fd_mode, __ATOMIC_ACQUIRE) &&
+	    !hs__chan_arm(&c->ch.rx))
 		app_wake(c);
 }
 

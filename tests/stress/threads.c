@@ -335,11 +335,13 @@ static void *event_loop(void *arg)
 			       &sub);
 	if (err)
 		fail(r, "event loop: subscribe: %s", hs_strerror(err));
+	snprintf(w->what, sizeof(w->what), "event loop");
+	pthread_barrier_wait(&r->subscribed);
+	/* Asked for while the other threads already run, as an application
+	 * that starts its loop late does (the reader may be asleep then). */
 	int fd = hs_client_get_fd(c);
 	if (fd < 0)
 		fail(r, "event loop: hs_client_get_fd: %s", hs_strerror(fd));
-	snprintf(w->what, sizeof(w->what), "event loop");
-	pthread_barrier_wait(&r->subscribed);
 	void *stream = stream_new(r);
 	uint32_t scratch[ELEMS_A];
 	uint64_t last = 0;
