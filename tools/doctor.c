@@ -269,11 +269,14 @@ static void check_stalled(struct doctor *d, const hs_info *info)
 			if (s->policy != HS_POLICY_BLOCK || s->queued < s->depth)
 				continue;
 			stalled++;
+			char held[64] = "";
+			if (t->blocked_emits)
+				snprintf(held, sizeof(held), " and holds %u emit%s back",
+					 t->blocked_emits, t->blocked_emits == 1 ? "" : "s");
 			report(d, V_WARN, "subscribers", "see why it does not receive (is it alive? "
 			       "busy?); the daemon skips it after [subscribe] block_timeout_ms",
-			       "%d/%s on %s is full (%u of %u queued, policy block) and holds %u "
-			       "emit%s back", s->pid, s->name, t->name, s->queued, s->depth,
-			       t->blocked_emits, t->blocked_emits == 1 ? "" : "s");
+			       "%d/%s on %s is full (%u of %u queued, policy block)%s", s->pid,
+			       s->name, t->name, s->queued, s->depth, held);
 		}
 	}
 	if (!stalled)

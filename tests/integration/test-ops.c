@@ -201,11 +201,152 @@ START_TEST(test_idle_release)
 }
 END_TEST
 
+static char out[1 << 20], err[1 << 16];
+
+/* doctor's lines: "VERDICT  CHECK: found[ — todo]", verdicts from a
+ * short list; returns the line of check, or NULL. */
+static const char *doctor_line(const char *text, const char *check)
+{
+	static char line[2048];
+	for (const char *p = text; *p;) {
+		size_t n = strcspn(p, "\n");
+		snprintf(line, sizeof(line), "%.*s", (int)n, p);
+		char verdict[8], name[32];
+		ck_assert_msg(sscanf(line, "%7s %31[^:]:", verdict, name) == 2 &&
+				      (!strcmp(verdict, "ok") || !strcmp(verdict, "info") ||
+				       !strcmp(verdict, "warn") || !strcmp(verdict, "FAIL")),
+			      "not a doctor line: '%s'", line);
+		if (!strcmp(name, check))
+			return line;
+		p += n + (p[n] == '\n');
+	}
+	return NULL;
+}
+
+START_TEST(test_doctor)
+{
+	struct ht_daemon d;
+	HT_BEGIN(&d, NULL);
+	const char *args[] = { "doctor", NULL };
+	int rc = ht_hsctl(d.sock, args, out, sizeof(out), err, sizeof(err));
+	ck_assert_msg(rc == 0, "doctor exited %d:\n%s%s", rc, out, err);
+	static const char *const checks[] = { "socket", "daemon", "cuda", "mps", "pools",
+					      "subscribers" };
+	for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++)
+		ck_assert_msg(doctor_line(out, checks[i]), "no %s check in:\n%s", checks[i], out);
+	ck_assert_str_eq(strtok(strdup(doctor_line(out, "daemon")), " "), "ok");
+	/* This machine (CI) has no GPU: the CUDA check says so, not a failure. */
+	if (access("/proc/driver/nvidia/version", F_OK) < 0)
+		ck_assert_msg(strstr(doctor_line(out, "cuda"), "info  cuda: no NVIDIA driver"),
+			      "%s", out);
+
+	/* A BLOCK subscriber that does not read, full, holding an emit. */
+	hs_client *c;
+	ck_assert_int_eq(ht_connect(d.sock, "it-stalled", &c), 0);
+	hs_subscribe_opts o = { .depth = 1, .policy = HS_POLICY_BLOCK };
+	hs_subscription *sub;
+	ck_assert_int_eq(hs_subscribe(c, "ops/stalled", &o, &sub), 0);
+	for (uint64_t k = 1; k <= 2; k++) {
+		hs_tensor *t;
+		ck_assert_int_eq(ht_tensor_make(c, k, HT_ELEMS, &t), 0);
+		ck_assert_int_eq(hs_tensor_emit(t, "ops/stalled", NULL, NULL), 0);
+	}
+	const char *line = NULL;
+	int64_t end = ht_now_ms() + HT_DEADLINE_MS;
+	do {
+		rc = ht_hsctl(d.sock, args, out, sizeof(out), err, sizeof(err));
+		line = doctor_line(out, "subscribers");
+	} while (!strstr(line, "warn  subscribers") && ht_now_ms() < end && (ht_sleep_ms(50), 1));
+	ck_assert_msg(strstr(line, "warn  subscribers: ") && strstr(line, "it-stalled on ops/stalled"),
+		      "%s", out);
+	ck_assert_int_eq(rc, 0); /* a warning is not a failure */
+	hs_subscription_close(sub);
+	hs_client_disconnect(c);
+
+	/* --json: the same checks for programs. */
+	json_t *j = ht_hsctl_json(d.sock, args);
+	ck_assert_ptr_nonnull(j);
+	ck_assert(json_is_true(json_object_get(j, "ok")));
+	ck_assert_int_eq(json_array_size(json_object_get(j, "checks")), 6);
+	json_decref(j);
+	HT_END(&d);
+
+	/* No daemon: the socket and daemon checks fail, exit 1. */
+	rc = ht_hsctl(d.sock, args, out, sizeof(out), err, sizeof(err));
+	ck_assert_int_eq(rc, 1);
+	ck_assert_msg(strstr(doctor_line(out, "socket"), "FAIL  socket: "), "%s", out);
+	ck_assert_msg(strstr(doctor_line(out, "daemon"), "FAIL  daemon: cannot connect"), "%s", out);
+}
+END_TEST
+
+START_TEST(test_stats)
+{
+	struct ht_daemon d;
+	HT_BEGIN(&d, NULL);
+	hs_client *c;
+	ck_assert_int_eq(ht_connect(d.sock, "it-stats", &c), 0);
+	hs_subscribe_opts o = { .depth = 16, .policy = HS_POLICY_DROP_OLDEST };
+	hs_subscription *sub;
+	ck_assert_int_eq(hs_subscribe(c, "ops/stats", &o, &sub), 0);
+	for (uint64_t k = 1; k <= 10; k++) {
+		hs_tensor *t;
+		uint64_t seq;
+		ck_assert_int_eq(ht_tensor_make(c, k, HT_ELEMS, &t), 0);
+		ck_assert_int_eq(hs_tensor_emit(t, "ops/stats", NULL, &seq), 0);
+	}
+	for (int k = 0; k < 4; k++) {
+		hs_tensor *t;
+		ck_assert_int_eq(hs_subscription_receive(sub, HT_DEADLINE_MS, &t), 0);
+		hs_tensor_release(t, NULL);
+	}
+
+	char dir[256], file[300];
+	ht_tmpdir(dir, sizeof(dir));
+	snprintf(file, sizeof(file), "%s/hsbroker.prom", dir);
+	const char *args[] = { "stats", "--prometheus", NULL };
+	int rc = ht_hsctl(d.sock, args, out, sizeof(out), err, sizeof(err));
+	ck_assert_msg(rc == 0, "stats --prometheus exited %d: %s", rc, err);
+	FILE *f = fopen(file, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(out, f);
+	ck_assert_int_eq(fclose(f), 0);
+	char *argv[] = { "/usr/bin/python3", (char *)ht_prog("HS_PROM_CHECK"), file,
+			 "hsbroker_up=1",
+			 "hsbroker_topic_emitted_total{topic=\"ops/stats\"}=10",
+			 "hsbroker_topic_delivered_total{topic=\"ops/stats\"}=>0",
+			 "hsbroker_topic_emitted_bytes_total{topic=\"ops/stats\"}=>0",
+			 "hsbroker_topic_subscribers{topic=\"ops/stats\"}=1",
+			 "hsbroker_emitted_total=10", "hsbroker_cpu_seconds_total=>0",
+			 "hsbroker_pool_cap_bytes{device=\"cpu\"}=>0", NULL };
+	pid_t pid = ht_spawn(argv, NULL, -1, -1);
+	ck_assert_int_eq(ht_wait(pid, HT_DEADLINE_MS), 0);
+
+	/* The table and --json: the counters and a rate over a second. */
+	const char *targs[] = { "stats", NULL };
+	rc = ht_hsctl(d.sock, targs, out, sizeof(out), err, sizeof(err));
+	ck_assert_msg(rc == 0 && strstr(out, "ops/stats") && strstr(out, "daemon CPU per tensor"),
+		      "%d: %s%s", rc, out, err);
+	json_t *j = ht_hsctl_json(d.sock, targs);
+	ck_assert_ptr_nonnull(j);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "emitted")), 10);
+	json_t *t0 = json_array_get(json_object_get(j, "topics"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(t0, "name")), "ops/stats");
+	ck_assert_int_ge(json_integer_value(json_object_get(t0, "delivered")), 4);
+	ck_assert(json_is_number(json_object_get(t0, "emitted_per_s")));
+	json_decref(j);
+	hs_subscription_close(sub);
+	hs_client_disconnect(c);
+	HT_END(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ops");
 	ht_case(s, "reload", test_reload);
 	ht_case(s, "check_config", test_check_config);
 	ht_case(s, "idle_release", test_idle_release);
+	ht_case(s, "doctor", test_doctor);
+	ht_case(s, "stats", test_stats);
 	return ht_main(s);
 }
