@@ -2,7 +2,10 @@
  * the configuration (a good file applied live, a bad one refused with the
  * old one kept), --check-config, the idle host slabs given back. */
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -340,6 +343,60 @@ START_TEST(test_stats)
 }
 END_TEST
 
+/* Reads what the pty shows until text appears (appending to buf). */
+static bool pty_waits_for(int fd, char *buf, size_t size, size_t *len, const char *text)
+{
+	int64_t end = ht_now_ms() + HT_DEADLINE_MS;
+	while (!strstr(buf, text) && ht_now_ms() < end) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		if (poll(&p, 1, 100) != 1)
+			continue;
+		ssize_t n = read(fd, buf + *len, size - 1 - *len);
+		if (n <= 0)
+			return false;
+		*len += (size_t)n;
+		buf[*len] = '\0';
+		if (*len + 1 >= size)
+			*len = 0; /* keep reading: only the newest screen matters */
+	}
+	return strstr(buf, text) != NULL;
+}
+
+/* hsctl top on a terminal: s sorts, p pauses and resumes, q quits. */
+START_TEST(test_top_keys)
+{
+	struct ht_daemon d;
+	HT_BEGIN(&d, NULL);
+	ck_assert_int_eq(emit_once(d.sock, "ops/top"), 0);
+	int fd;
+	pid_t pid = forkpty(&fd, NULL, NULL, NULL);
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		execl(ht_prog("HSCTL"), "hsctl", "--socket", d.sock, "top", (char *)NULL);
+		_exit(127);
+	}
+	static char screen[1 << 16];
+	size_t len = 0;
+	screen[0] = '\0';
+	ck_assert_msg(pty_waits_for(fd, screen, sizeof(screen), &len, "sorted by name"), "%s",
+		      screen);
+	ck_assert_msg(pty_waits_for(fd, screen, sizeof(screen), &len, "ops/top"), "%s", screen);
+	ck_assert_int_eq(write(fd, "s", 1), 1);
+	ck_assert_msg(pty_waits_for(fd, screen, sizeof(screen), &len, "sorted by emit/s"), "%s",
+		      screen);
+	ck_assert_int_eq(write(fd, "p", 1), 1);
+	ck_assert_msg(pty_waits_for(fd, screen, sizeof(screen), &len, "PAUSED"), "%s", screen);
+	ck_assert_int_eq(write(fd, " ", 1), 1);
+	len = 0;
+	screen[0] = '\0';
+	ck_assert_msg(pty_waits_for(fd, screen, sizeof(screen), &len, "hsbrokerd "), "%s", screen);
+	ck_assert_int_eq(write(fd, "q", 1), 1);
+	ck_assert_int_eq(ht_wait(pid, HT_DEADLINE_MS), 0);
+	close(fd);
+	HT_END(&d);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("ops");
@@ -348,5 +405,6 @@ int main(void)
 	ht_case(s, "idle_release", test_idle_release);
 	ht_case(s, "doctor", test_doctor);
 	ht_case(s, "stats", test_stats);
+	ht_case(s, "top_keys", test_top_keys);
 	return ht_main(s);
 }
