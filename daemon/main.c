@@ -21,7 +21,8 @@
 #include "server.h"
 #include "wire.h"
 
-#define DEFAULT_CONFIG "/etc/hsbroker/hsbrokerd.conf"
+/* From meson: /etc/hsbroker/hsbrokerd.conf for a /usr install. */
+#define DEFAULT_CONFIG HS_CONFIG_FILE
 
 struct daemon_config {
 	struct broker_config broker;
