@@ -18,7 +18,7 @@ packages=(
 	python3-dev python3-pytest python3-numpy
 	python3-prometheus-client   # checks hsctl stats --prometheus (tests)
 	valgrind
-	scdoc groff-base   # manual pages (docs/man) and their render test
+	scdoc groff-base man-db   # manual pages (docs/man), their render test, tests/docs
 	clang-14 libclang-rt-14-dev   # libFuzzer (scripts/fuzz.sh)
 )
 
