@@ -46,6 +46,8 @@ const char *fmt_device(DLDevice d, char *buf, size_t size);
 const char *fmt_age(uint64_t us, char *buf, size_t size);
 const char *fmt_policy(enum hs_policy p);
 const char *fmt_rate(double per_s, char *buf, size_t size);
+/* Monotonic seconds, for rates between two snapshots. */
+double hsctl_now_s(void);
 
 /* A table for people: columns sized to their widest cell. */
 struct table;

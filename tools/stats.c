@@ -313,19 +313,12 @@ static int write_table(const hs_info *info, const struct samples *a, const struc
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int snapshot(struct hsctl *ctl, hs_info **info, struct samples *s, double *at)
 {
 	int err = hs_client_get_info(ctl->client, HS_INFO_ALL, info);
 	if (err)
 		return hsctl_fail("stats", err);
-	*at = now_s();
+	*at = hsctl_now_s();
 	s->n = 0;
 	if (!source_broker(s, *info)) {
 		hs_info_free(*info);

@@ -230,13 +230,6 @@ static int show_table(const hs_info *info, const struct history *h, double dt, b
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The terminal as it was, restored at exit (also after ^C). */
 static struct termios saved_tty;
 static bool raw_tty;
@@ -315,9 +308,9 @@ int hsctl_top(struct hsctl *ctl)
 			/* A second between refreshes, keys read meanwhile; a
 			 * paused view waits for keys only. */
 			bool redraw = false, quit = false;
-			double until = now_s() + 1;
-			while (!quit && !redraw && (view.paused || now_s() < until)) {
-				int ms = view.paused ? -1 : (int)((until - now_s()) * 1000) + 1;
+			double until = hsctl_now_s() + 1;
+			while (!quit && !redraw && (view.paused || hsctl_now_s() < until)) {
+				int ms = view.paused ? -1 : (int)((until - hsctl_now_s()) * 1000) + 1;
 				quit = wait_keys(&view, ms, &redraw);
 			}
 			if (quit)
@@ -342,7 +335,7 @@ int hsctl_top(struct hsctl *ctl)
 			rc = hsctl_fail("top", err);
 			break;
 		}
-		double t = now_s();
+		double t = hsctl_now_s();
 		double dt = i > 0 ? t - last : 0;
 		if (!ctl->json)
 			sort_topics(info, &h, dt, view.sort);
