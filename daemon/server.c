@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hs-config.h"
@@ -858,7 +859,11 @@ int server_reload(struct server *srv, const struct broker_config *bcfg,
 		  const struct server_config *cfg)
 {
 #if HS_HAVE_SYSTEMD
-	sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+	/* systemd (253 and later) wants the time with RELOADING=1. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
+		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u);
 #endif
 	int kept = broker_reload(srv->broker, bcfg);
 	srv->hello_timeout_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : SERVER_HELLO_TIMEOUT_MS;
