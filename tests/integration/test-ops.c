@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <string.h>
@@ -112,13 +113,15 @@ START_TEST(test_reload)
 
 	/* A good file: the cap and an ACL apply live; a new slab size is
 	 * logged as needing a restart and not applied. */
-	rewrite(config, "[pool.cpu]\ncap = 2G\nslab_size = 1M\n"
+	rewrite(config, "[daemon]\nlog_level = debug\n[pool.cpu]\ncap = 2G\nslab_size = 1M\n"
 			"[acl]\npublish = ops/*: 4242\n");
 	ck_assert_int_eq(kill(d.pid, SIGHUP), 0);
 	ck_assert_msg(log_waits_for(log, "reload done"), "no reload in the log:\n%s", logbuf);
 	ck_assert_msg(strstr(logbuf, "slab_size changed: needs a restart"), "%s", logbuf);
 	ck_assert_int_eq(host_cap(d.sock), 2ll << 30);
 	ck_assert_int_eq(emit_once(d.sock, "ops/a"), HS_EPERM);
+	/* the log level too: a routine connection is logged at debug now */
+	ck_assert_msg(log_waits_for(log, "hsbrokerd debug: "), "%s", logbuf);
 	const char *args[] = { "ls", "pools", NULL };
 	json_t *j = ht_hsctl_json(d.sock, args);
 	ck_assert_ptr_nonnull(j);
@@ -201,6 +204,68 @@ START_TEST(test_idle_release)
 	}
 	ck_assert_int_eq(slabs, 0);
 	HT_END(&d);
+}
+END_TEST
+
+/* Log lines: an ISO 8601 local time with its zone, unless stderr is the
+ * stream JOURNAL_STREAM names (then a <N> priority and no time). */
+static void log_format_case(bool journal)
+{
+	ht_init();
+	struct ht_daemon d;
+	char config[300], log[300];
+	char dir[256], path[300];
+	ht_tmpdir(dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/stderr", dir);
+	/* The variable names a file: the daemon's stderr only when journal. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	ck_assert_int_ge(fd, 0);
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	close(fd);
+	char stream[64];
+	snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	setenv("JOURNAL_STREAM", stream, 1);
+	if (journal) {
+		/* start_with_config makes a new log file: point the variable
+		 * at it once it exists, by starting with the log as that file. */
+		ck_assert_int_eq(ht_write_config(config, sizeof(config), "[daemon]\n"), 0);
+		snprintf(log, sizeof(log), "%s", path);
+		int lfd = open(log, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		ck_assert_int_ge(lfd, 0);
+		int saved = dup(2);
+		ck_assert_int_ge(dup2(lfd, 2), 0);
+		const char *extra[] = { "--config", config, NULL };
+		int rc = ht_daemon_start(&d, extra);
+		dup2(saved, 2);
+		close(saved);
+		close(lfd);
+		ck_assert_int_eq(rc, 0);
+	} else {
+		start_with_config(&d, "[daemon]\n", config, log);
+	}
+	unsetenv("JOURNAL_STREAM");
+	ck_assert_msg(log_waits_for(log, "listening on"), "%s", logbuf);
+	const char *first = read_log(log);
+	if (journal) {
+		ck_assert_msg(!strncmp(first, "<6>hsbrokerd ", 13), "%s", first);
+	} else {
+		/* 2026-11-29T17:05:03.123+00:00 hsbrokerd info: ... */
+		int y, mo, dd, h, mi, s, ms, zh, zm;
+		char sign;
+		ck_assert_msg(sscanf(first, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c%2d:%2d hsbrokerd info: ", &y,
+				     &mo, &dd, &h, &mi, &s, &ms, &sign, &zh, &zm) == 10 &&
+				      (sign == '+' || sign == '-'),
+			      "not ISO 8601 with a zone: %s", first);
+	}
+	HT_STOP(&d);
+}
+
+START_TEST(test_log_format)
+{
+	log_format_case(false);
+	log_format_case(true);
 }
 END_TEST
 
@@ -410,5 +475,6 @@ int main(void)
 	ht_case(s, "doctor", test_doctor);
 	ht_case(s, "stats", test_stats);
 	ht_case(s, "top_keys", test_top_keys);
+	ht_case(s, "log_format", test_log_format);
 	return ht_main(s);
 }
