@@ -53,23 +53,21 @@ static void report(struct doctor *d, enum verdict v, const char *check, const ch
 	       todo ? todo : "");
 }
 
-static const char *group_name(gid_t g, char *buf, size_t size)
+/* A user's or a group's name, else its number. */
+static const char *id_name(bool group, unsigned id, char *buf, size_t size)
 {
-	struct group *gr = getgrgid(g);
-	if (gr)
-		snprintf(buf, size, "%s", gr->gr_name);
+	const char *name = NULL;
+	if (group) {
+		struct group *gr = getgrgid((gid_t)id);
+		name = gr ? gr->gr_name : NULL;
+	} else {
+		struct passwd *pw = getpwuid((uid_t)id);
+		name = pw ? pw->pw_name : NULL;
+	}
+	if (name)
+		snprintf(buf, size, "%s", name);
 	else
-		snprintf(buf, size, "%u", (unsigned)g);
-	return buf;
-}
-
-static const char *user_name(uid_t u, char *buf, size_t size)
-{
-	struct passwd *pw = getpwuid(u);
-	if (pw)
-		snprintf(buf, size, "%s", pw->pw_name);
-	else
-		snprintf(buf, size, "%u", (unsigned)u);
+		snprintf(buf, size, "%u", id);
 	return buf;
 }
 
@@ -95,8 +93,8 @@ static void check_socket(struct doctor *d, const char *path)
 		return;
 	}
 	char owner[64], group[64];
-	user_name(st.st_uid, owner, sizeof(owner));
-	group_name(st.st_gid, group, sizeof(group));
+	id_name(false, st.st_uid, owner, sizeof(owner));
+	id_name(true, st.st_gid, group, sizeof(group));
 	/* connect(2) needs write permission on the socket file. */
 	if (faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) < 0) {
 		char todo[256];
