@@ -358,6 +358,33 @@ START_TEST(test_doctor)
 }
 END_TEST
 
+/* The pools check: a pool with no room for another slab, and a host pool
+ * with no cap at all, are warnings. */
+START_TEST(test_doctor_pools)
+{
+	struct ht_daemon d;
+	HT_BEGIN_CONFIG(&d, "[pool.cpu]\ncap = 64K\nslab_size = 64K\n");
+	hs_client *c;
+	ck_assert_int_eq(ht_connect(d.sock, "it-pools", &c), 0);
+	hs_tensor *t;
+	ck_assert_int_eq(ht_tensor_make(c, 1, HT_ELEMS, &t), 0);
+	const char *args[] = { "doctor", NULL };
+	int rc = ht_hsctl(d.sock, args, out, sizeof(out), err, sizeof(err));
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(strstr(doctor_line(out, "pools"), "warn  pools: cpu near its cap"), "%s", out);
+	hs_tensor_release(t, NULL);
+	hs_client_disconnect(c);
+	HT_END(&d);
+
+	const char *none[] = { "--host-cap", "none", NULL };
+	ck_assert_int_eq(ht_daemon_start(&d, none), 0);
+	rc = ht_hsctl(d.sock, args, out, sizeof(out), err, sizeof(err));
+	ck_assert_int_eq(rc, 0);
+	ck_assert_msg(strstr(doctor_line(out, "pools"), "warn  pools: cpu has no cap"), "%s", out);
+	HT_STOP(&d);
+}
+END_TEST
+
 START_TEST(test_stats)
 {
 	struct ht_daemon d;
@@ -473,6 +500,7 @@ int main(void)
 	ht_case(s, "check_config", test_check_config);
 	ht_case(s, "idle_release", test_idle_release);
 	ht_case(s, "doctor", test_doctor);
+	ht_case(s, "doctor_pools", test_doctor_pools);
 	ht_case(s, "stats", test_stats);
 	ht_case(s, "top_keys", test_top_keys);
 	ht_case(s, "log_format", test_log_format);
