@@ -45,7 +45,7 @@ static void report(struct doctor *d, enum verdict v, const char *check, const ch
 		d->failed++;
 	if (d->json) {
 		json_array_append_new(d->checks,
-				      json_pack("{s:s, s:s, s:s, s:s?}", "check", check, "verdict",
+				      json_pack("{s:s, s:s, s:s, s:s*}", "check", check, "verdict",
 						verdicts[v], "found", found, "todo", todo));
 		return;
 	}
