@@ -64,6 +64,7 @@ static int topic_info(hs_topic_info *o, const Hs__TopicInfo *t)
 		return HS_EPROTO;
 	copy_str(o->name, sizeof(o->name), t->name);
 	o->emitted = t->emitted;
+	o->bytes_emitted = t->bytes_emitted;
 	o->dropped = t->dropped;
 	o->blocked_emits = t->blocked_emits;
 	if (t->n_subs > 0) {
@@ -139,6 +140,8 @@ static int append(const Hs__ListReply *r, hs_info *info, bool cont)
 {
 	info->epoch = r->epoch;
 	info->uptime_us = r->uptime_us;
+	info->daemon_pid = r->daemon_pid;
+	info->daemon_cpu_us = r->daemon_cpu_us;
 	copy_str(info->daemon_version, sizeof(info->daemon_version), r->daemon_version);
 
 	size_t first_topic = 0;

@@ -117,6 +117,27 @@ static uint64_t random_epoch(void)
 	return e ? e : 1;
 }
 
+/* Unset (0) limits, as from a config built by hand: the defaults. */
+static void fill_unset(struct broker_config *c)
+{
+	struct broker_config d;
+	broker_config_defaults(&d);
+	if (!c->outbox_max_msgs)
+		c->outbox_max_msgs = d.outbox_max_msgs;
+	if (!c->outbox_max_bytes)
+		c->outbox_max_bytes = d.outbox_max_bytes;
+	if (!c->hello_max_bytes)
+		c->hello_max_bytes = d.hello_max_bytes;
+	if (!c->uid_max_connections)
+		c->uid_max_connections = d.uid_max_connections;
+	if (!c->uid_max_subscriptions)
+		c->uid_max_subscriptions = d.uid_max_subscriptions;
+	if (!c->uid_max_topics)
+		c->uid_max_topics = d.uid_max_topics;
+	if (!c->outbox_total_bytes)
+		c->outbox_total_bytes = d.outbox_total_bytes;
+}
+
 int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks,
 	       struct broker **out)
 {
@@ -124,23 +145,7 @@ int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks
 	if (!b)
 		return HS_ENOMEM;
 	b->cfg = *cfg;
-	if (!b->cfg.outbox_max_msgs)
-		b->cfg.outbox_max_msgs = 8192;
-	if (!b->cfg.outbox_max_bytes)
-		b->cfg.outbox_max_bytes = 64ull << 20;
-	/* Unset (0) limits, as from a config built by hand: the defaults. */
-	struct broker_config d;
-	broker_config_defaults(&d);
-	if (!b->cfg.hello_max_bytes)
-		b->cfg.hello_max_bytes = d.hello_max_bytes;
-	if (!b->cfg.uid_max_connections)
-		b->cfg.uid_max_connections = d.uid_max_connections;
-	if (!b->cfg.uid_max_subscriptions)
-		b->cfg.uid_max_subscriptions = d.uid_max_subscriptions;
-	if (!b->cfg.uid_max_topics)
-		b->cfg.uid_max_topics = d.uid_max_topics;
-	if (!b->cfg.outbox_total_bytes)
-		b->cfg.outbox_total_bytes = d.outbox_total_bytes;
+	fill_unset(&b->cfg);
 	usage_init(&b->usage);
 	if (hooks)
 		b->hooks = *hooks;
@@ -150,6 +155,7 @@ int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks
 	list_init(&b->chan_active);
 	pool_init(&b->cpu, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, cfg->cpu_slab_size,
 		  cfg->cpu_cap, &b->next_slab_id);
+	b->cpu.idle_release_us = (uint64_t)cfg->idle_release_ms * 1000u;
 	tensor_table_init(&b->tensors, 0);
 	struct topic_hooks th = { .deliver = on_deliver, .accepted = on_accepted,
 				  .stalled = on_stalled, .freed = on_topic_freed,
@@ -158,6 +164,44 @@ int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks
 	b->topics.other_uid_timeout_us = (uint64_t)cfg->block_timeout_other_uid_ms * 1000u;
 	*out = b;
 	return 0;
+}
+
+int broker_reload(struct broker *b, const struct broker_config *cfg)
+{
+	struct broker_config n = *cfg;
+	fill_unset(&n);
+	int kept = 0;
+	/* A slab's size is fixed when it is made and clients map slabs
+	 * whole: pools keep theirs until a restart. */
+	if (n.cpu_slab_size != b->cfg.cpu_slab_size) {
+		log_warn("reload: [pool.cpu] slab_size changed: needs a restart (keeping %llu)",
+			 (unsigned long long)b->cfg.cpu_slab_size);
+		n.cpu_slab_size = b->cfg.cpu_slab_size;
+		kept++;
+	}
+	if (n.cuda_slab_size != b->cfg.cuda_slab_size) {
+		log_warn("reload: [pool.cuda] slab_size changed: needs a restart (keeping %llu)",
+			 (unsigned long long)b->cfg.cuda_slab_size);
+		n.cuda_slab_size = b->cfg.cuda_slab_size;
+		kept++;
+	}
+	/* Everything else is read where it is used, except what pools and
+	 * topics copied: a lower cap or limit refuses what comes next and
+	 * takes nothing back. */
+	b->cfg = n;
+	b->cpu.cap = n.cpu_cap;
+	b->cpu.idle_release_us = (uint64_t)n.idle_release_ms * 1000u;
+	for (int i = 0; i < HS_CUDA_MAX_DEVICES; i++)
+		if (b->cuda[i])
+			b->cuda[i]->pool.cap = n.cuda_cap;
+	b->topics.max = n.max_topics ? n.max_topics : TOPICS_DEFAULT_MAX;
+	b->topics.max_pending = n.max_pending_emits ? n.max_pending_emits : TOPIC_DEFAULT_MAX_PENDING;
+	return kept;
+}
+
+uint64_t broker_trim(struct broker *b)
+{
+	return pool_trim(&b->cpu, tensor_now_us());
 }
 
 void broker_free(struct broker *b)

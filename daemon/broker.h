@@ -27,7 +27,9 @@ struct session;
 
 struct broker_config {
 	uint64_t cpu_slab_size;      /* default 64 MiB */
-	uint64_t cpu_cap;            /* bytes, 0 = none */
+	uint64_t cpu_cap;            /* bytes, 0 = none (hsbrokerd's default: half of RAM) */
+	uint32_t idle_release_ms;    /* host slabs nothing uses or maps are freed
+				      * after this long; 0 = kept (as before) */
 	uint64_t cuda_slab_size;     /* default 64 MiB */
 	uint64_t cuda_cap;           /* bytes per device, 0 = none */
 	uint32_t max_subscriptions;  /* per session, default 256 -> HS_ELIMIT */
@@ -142,6 +144,17 @@ int broker_fence_for(struct broker *b, DLDevice device, struct fence_event **out
  * that what they sent goes out before the loop sleeps), -1 when no
  * timeout is pending. */
 int64_t broker_expire(struct broker *b);
+
+/* Applies a re-read configuration (SIGHUP) to a running broker: limits,
+ * quotas, caps, timeouts, access lists and ACLs take effect for what comes
+ * next (nothing held is taken back; existing subscriptions keep their
+ * block timeout). Slab sizes cannot change live: they are kept, logged,
+ * and counted in the return value (the number of keys that need a
+ * restart). */
+int broker_reload(struct broker *b, const struct broker_config *cfg);
+/* Frees host slabs idle past idle_release_ms (pool_trim): returns the
+ * bytes given back. */
+uint64_t broker_trim(struct broker *b);
 
 /* The pools there are, cpu first then GPUs by ordinal: at most max. */
 size_t broker_pools(struct broker *b, struct pool **out, size_t max);

@@ -9,6 +9,8 @@
 #include "introspect.h"
 
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "hs-config.h"
 #include "hsbroker/error.h"
@@ -129,6 +131,7 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 		hs__topic_info__init(ti);
 		ti->name = tp->name;
 		ti->emitted = tp->emitted;
+		ti->bytes_emitted = tp->bytes_emitted;
 		ti->subscribers = tp->nsubs;
 		ti->dropped = tp->dropped;
 		ti->blocked_emits = tp->npending;
@@ -277,6 +280,11 @@ void introspect_reply(struct session *s, uint64_t seq, const Hs__ListReq *req)
 	pg.lr.epoch = b->epoch;
 	pg.lr.uptime_us = pg.now - b->start_us;
 	pg.lr.daemon_version = (char *)HS_VERSION;
+	pg.lr.daemon_pid = getpid();
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		pg.lr.daemon_cpu_us = (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+				      (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 
 	struct pool_item pools[1 + HS_CUDA_MAX_DEVICES];
 	Hs__PoolInfo *pool_ptrs[1 + HS_CUDA_MAX_DEVICES];

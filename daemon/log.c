@@ -1,13 +1,34 @@
-/* Log lines on stderr, one fprintf per line so lines from one process do
- * not interleave. */
+/* Log lines on stderr, one fputs per line so lines from one process do
+ * not interleave. With stderr connected to the journal (systemd sets
+ * JOURNAL_STREAM to the "device:inode" of that stream; checked against
+ * stderr's own, as systemd.exec(5) asks, because the variable is
+ * inherited by processes whose stderr went elsewhere) each line starts
+ * with a <N> syslog priority and the journal adds the time; otherwise it
+ * starts with an ISO 8601 local time with its zone. */
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+
+/* Whether stderr is the stream JOURNAL_STREAM names. */
+static bool stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	char end;
+	if (!e || sscanf(e, "%llu:%llu%c", &dev, &ino, &end) != 2)
+		return false;
+	struct stat st;
+	if (fstat(2, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 static enum log_level current = LOG_LEVEL_INFO;
 static int journal = -1;
@@ -20,6 +41,12 @@ void log_set_level(enum log_level level)
 enum log_level log_get_level(void)
 {
 	return current;
+}
+
+const char *log_level_name(enum log_level level)
+{
+	static const char *const names[] = { "error", "warn", "info", "debug" };
+	return level <= LOG_LEVEL_DEBUG ? names[level] : "?";
 }
 
 int log_level_parse(const char *name)
@@ -39,13 +66,12 @@ int log_level_parse(const char *name)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-	static const char *const names[] = { "error", "warn", "info", "debug" };
 	/* syslog priorities: err, warning, info, debug */
 	static const int prio[] = { 3, 4, 6, 7 };
 	if (level > current)
 		return;
 	if (journal < 0)
-		journal = getenv("JOURNAL_STREAM") != NULL;
+		journal = stderr_is_journal();
 
 	char line[1024];
 	int n;
@@ -55,10 +81,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		struct tm tm;
-		gmtime_r(&ts.tv_sec, &tm);
-		n = snprintf(line, sizeof(line), "%02d:%02d:%02d.%03ld hsbrokerd %s: ",
-			     tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-			     names[level]);
+		localtime_r(&ts.tv_sec, &tm);
+		/* 2026-11-29T17:05:03.123+01:00: strftime's %z has no colon. */
+		char when[32], zone[8];
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+		strftime(zone, sizeof(zone), "%z", &tm);
+		n = snprintf(line, sizeof(line), "%s.%03ld%.3s:%.2s hsbrokerd %s: ", when,
+			     ts.tv_nsec / 1000000, zone, zone + 3, log_level_name(level));
 	}
 	if (n < 0)
 		return;

@@ -1,5 +1,7 @@
-/* Daemon logging: levels on stderr; under journald ($JOURNAL_STREAM) each
- * line starts with a <N> syslog priority so the journal keeps the level. */
+/* Daemon logging: levels on stderr; when stderr is the journal's stream
+ * ($JOURNAL_STREAM names its device and inode) each line starts with a <N>
+ * syslog priority so the journal keeps the level, else with an ISO 8601
+ * timestamp and zone. */
 #ifndef HS_DAEMON_LOG_H
 #define HS_DAEMON_LOG_H
 
@@ -12,6 +14,7 @@ enum log_level {
 
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
+const char *log_level_name(enum log_level level);
 /* "error", "warn", "info", "debug" (also "warning"); -1 when unknown. */
 int log_level_parse(const char *name);
 

@@ -21,14 +21,23 @@
 #include "server.h"
 #include "wire.h"
 
-#define DEFAULT_CONFIG "/etc/hsbroker/hsbrokerd.conf"
+/* From meson: /etc/hsbroker/hsbrokerd.conf for a /usr install. */
+#define DEFAULT_CONFIG HS_CONFIG_FILE
 
 struct daemon_config {
 	struct broker_config broker;
 	struct server_config server;
 	char socket[PATH_MAX];
 	int log_level;
+	bool cpu_cap_set;    /* else the default: DEFAULT_HOST_CAP_PERCENT of RAM */
+	unsigned unknown;    /* unknown keys seen (--check-config fails on them) */
 };
+
+/* The host pool's cap when none is configured: half of the machine's
+ * RAM, so one client cannot make the daemon take all of it (a 4 TiB
+ * tensor on a 23 GiB machine, issue 14). */
+#define DEFAULT_HOST_CAP_PERCENT 50
+#define DEFAULT_IDLE_RELEASE_MS 60000u
 
 /* "64M", "1G", "512KiB", "4096": bytes, powers of 1024. -1 when invalid. */
 static int parse_size(const char *s, uint64_t *out)
@@ -56,6 +65,32 @@ static int parse_size(const char *s, uint64_t *out)
 		return -1;
 	*out = (uint64_t)v << shift;
 	return 0;
+}
+
+static uint64_t ram_bytes(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
+	return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
+
+/* A cap: a size, "N%" of RAM, or "none" (= 0, no cap). */
+static int parse_cap(const char *s, uint64_t *out)
+{
+	if (s && !strcasecmp(s, "none")) {
+		*out = 0;
+		return 0;
+	}
+	size_t n = s ? strlen(s) : 0;
+	if (n >= 2 && s[n - 1] == '%') {
+		char *end;
+		errno = 0;
+		unsigned long pct = strtoul(s, &end, 10);
+		if (errno || end != s + n - 1 || *s == '-' || pct == 0 || pct > 100)
+			return -1;
+		*out = ram_bytes() / 100 * pct;
+		return 0;
+	}
+	return parse_size(s, out);
 }
 
 static int parse_u32(const char *s, uint32_t *out)
@@ -196,7 +231,11 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		if (parse_size(value, &b->cpu_slab_size) < 0)
 			goto bad;
 	} else if (IS("pool.cpu", "cap")) {
-		if (parse_size(value, &b->cpu_cap) < 0)
+		if (parse_cap(value, &b->cpu_cap) < 0)
+			goto bad;
+		c->cpu_cap_set = true;
+	} else if (IS("pool.cpu", "idle_release_ms")) {
+		if (parse_u32(value, &b->idle_release_ms) < 0)
 			goto bad;
 	} else if (IS("pool.cuda", "slab_size")) {
 		if (parse_size(value, &b->cuda_slab_size) < 0)
@@ -255,6 +294,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 			goto bad;
 	} else {
 		log_warn("config: unknown key [%s] %s (ignored)", section, name);
+		c->unknown++;
 	}
 	return 1;
 #undef IS
@@ -273,27 +313,203 @@ static void usage(FILE *f)
 		"                       /run/hsbroker/hsbroker.sock)\n"
 		"  --config FILE        configuration file (default: " DEFAULT_CONFIG
 		" if it exists)\n"
+		"  --check-config       read the configuration (and options), report\n"
+		"                       problems, exit 0 if it is good, 1 if not\n"
 		"  --slab-size SIZE     host slab size (K/M/G suffixes; default 64M)\n"
-		"  --host-cap SIZE      cap on host pool bytes (0 = none)\n"
+		"  --host-cap SIZE      cap on host pool bytes: a size, N%% of RAM, or\n"
+		"                       none (default 50%%)\n"
 		"  --cuda-slab-size SIZE  device slab size (default 64M)\n"
 		"  --cuda-cap SIZE      cap on each GPU's pool bytes (0 = none)\n"
 		"  --log-level LEVEL    error, warn, info (default) or debug\n"
 		"  --spin-us N          poll the clients' channels N us after traffic\n"
 		"                       before sleeping (default 0: sleep at once)\n"
-		"  --help               this text\n"
-		"  --version            print the version\n"
-		"\nHS_DEBUG=1 prints every message. See docs/daemon.md.\n");
+		"  -h, --help           this text\n"
+		"  -V, --version        print the version\n"
+		"\nSIGHUP re-reads the configuration. HS_DEBUG=1 prints every message.\n"
+		"See hsbrokerd(8) and hsbroker.conf(5).\n");
 }
 
-static struct server *the_server;
+static const struct option opts[] = {
+	{ "socket", required_argument, NULL, 's' },
+	{ "config", required_argument, NULL, 'c' },
+	{ "check-config", no_argument, NULL, 'k' },
+	{ "slab-size", required_argument, NULL, 'S' },
+	{ "host-cap", required_argument, NULL, 'C' },
+	{ "cuda-slab-size", required_argument, NULL, 'D' },
+	{ "cuda-cap", required_argument, NULL, 'G' },
+	{ "log-level", required_argument, NULL, 'l' },
+	{ "spin-us", required_argument, NULL, 'P' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ 0 },
+};
 
-/* SIGHUP conventionally asks a daemon to reload; until it does, the
- * signal must not end it (its default action would). */
+/* The options that set configuration, over what the file said (the
+ * command line wins, at start and at every reload). 0 or 2 (bad). */
+static int apply_options(int argc, char **argv, struct daemon_config *cfg)
+{
+	int o;
+	optind = 0;
+	opterr = 0; /* the first pass reported them */
+	while ((o = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+		switch (o) {
+		case 's':
+			snprintf(cfg->socket, sizeof(cfg->socket), "%s", optarg);
+			cfg->server.socket_path = cfg->socket;
+			break;
+		case 'S':
+			if (parse_size(optarg, &cfg->broker.cpu_slab_size) < 0 ||
+			    !cfg->broker.cpu_slab_size) {
+				fprintf(stderr, "hsbrokerd: bad --slab-size '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'C':
+			if (parse_cap(optarg, &cfg->broker.cpu_cap) < 0) {
+				fprintf(stderr, "hsbrokerd: bad --host-cap '%s'\n", optarg);
+				return 2;
+			}
+			cfg->cpu_cap_set = true;
+			break;
+		case 'D':
+			if (parse_size(optarg, &cfg->broker.cuda_slab_size) < 0 ||
+			    !cfg->broker.cuda_slab_size) {
+				fprintf(stderr, "hsbrokerd: bad --cuda-slab-size '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'G':
+			if (parse_size(optarg, &cfg->broker.cuda_cap) < 0) {
+				fprintf(stderr, "hsbrokerd: bad --cuda-cap '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'P':
+			if (parse_u32(optarg, &cfg->server.spin_us) < 0 ||
+			    cfg->server.spin_us > 1000000) {
+				fprintf(stderr, "hsbrokerd: bad --spin-us '%s' (0..1000000)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'l':
+			if ((cfg->log_level = log_level_parse(optarg)) < 0) {
+				fprintf(stderr, "hsbrokerd: bad --log-level '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+/* A whole configuration: defaults, then the file (when there is one),
+ * then the command line. 0, 1 (the file is bad or unreadable, logged) or
+ * 2 (a bad option). */
+static int load_config(const char *path, int argc, char **argv, struct daemon_config *cfg)
+{
+	*cfg = (struct daemon_config){ 0 };
+	broker_config_defaults(&cfg->broker);
+	cfg->broker.idle_release_ms = DEFAULT_IDLE_RELEASE_MS;
+	cfg->server.socket_mode = -1;
+	cfg->log_level = -1;
+	if (path) {
+		int r = ini_parse(path, on_ini, cfg);
+		if (r < 0) {
+			log_error("cannot read config %s: %s", path, strerror(errno));
+			return 1;
+		}
+		if (r > 0) {
+			log_error("config %s: error on line %d", path, r);
+			return 1;
+		}
+	}
+	int r = apply_options(argc, argv, cfg);
+	if (r)
+		return r;
+	if (!cfg->broker.cpu_slab_size || !cfg->broker.cuda_slab_size) {
+		log_error("slab_size must not be 0");
+		return 2;
+	}
+	if (!cfg->cpu_cap_set)
+		cfg->broker.cpu_cap = ram_bytes() / 100 * DEFAULT_HOST_CAP_PERCENT;
+	return 0;
+}
+
+/* What runs now, for SIGHUP to compare the re-read file with. */
+static struct {
+	struct daemon_config cfg;
+	const char *path;
+	int argc;
+	char **argv;
+	struct server *srv;
+} the;
+
+/* The keys only a restart applies: the listening socket is made once. */
+static int restart_only(const struct daemon_config *now, const struct daemon_config *next)
+{
+	int n = 0;
+	if (strcmp(now->socket, next->socket)) {
+		log_warn("reload: [daemon] socket changed: needs a restart (still on the old one)");
+		n++;
+	}
+	if (now->server.socket_mode != next->server.socket_mode ||
+	    now->server.has_group != next->server.has_group ||
+	    (next->server.has_group && now->server.socket_group != next->server.socket_group)) {
+		log_warn("reload: [access] socket_mode/socket_group changed: needs a restart");
+		n++;
+	}
+	return n;
+}
+
+/* SIGHUP: re-read the file; a bad one is refused whole and the running
+ * configuration stays. */
 static void on_hup(uv_signal_t *h, int signum)
 {
 	(void)h;
 	(void)signum;
-	log_info("SIGHUP received: reloading is not supported yet; ignored");
+	if (!the.srv)
+		return;
+	/* Without --config, the default file is read if it exists now:
+	 * an operator may have written it after the start. */
+	const char *path = the.path;
+	if (!path && access(DEFAULT_CONFIG, F_OK) == 0)
+		path = the.path = DEFAULT_CONFIG;
+	log_info("SIGHUP: reloading %s", path ? path : "(no configuration file)");
+	struct daemon_config *next = malloc(sizeof(*next));
+	if (!next) {
+		log_error("reload: out of memory; the configuration is unchanged");
+		return;
+	}
+	if (load_config(path, the.argc, the.argv, next) != 0) {
+		log_error("reload refused: the configuration is unchanged");
+		free(next);
+		return;
+	}
+	int kept = restart_only(&the.cfg, next);
+	log_set_level(next->log_level >= 0 ? (enum log_level)next->log_level : LOG_LEVEL_INFO);
+	kept += server_reload(the.srv, &next->broker, &next->server);
+	/* What was kept stays as it ran, so the next reload compares with
+	 * what is in force. */
+	snprintf(next->socket, sizeof(next->socket), "%s", the.cfg.socket);
+	next->server = (struct server_config){
+		.socket_path = the.cfg.server.socket_path ? next->socket : NULL,
+		.socket_mode = the.cfg.server.socket_mode,
+		.socket_group = the.cfg.server.socket_group,
+		.has_group = the.cfg.server.has_group,
+		.spin_us = next->server.spin_us,
+		.hello_timeout_ms = next->server.hello_timeout_ms,
+	};
+	next->broker.cpu_slab_size = the.cfg.broker.cpu_slab_size;
+	next->broker.cuda_slab_size = the.cfg.broker.cuda_slab_size;
+	the.cfg = *next;
+	free(next);
+	log_info("reload done: host cap %llu bytes, log level %s%s",
+		 (unsigned long long)the.cfg.broker.cpu_cap,
+		 log_level_name(log_get_level()),
+		 kept ? "; some changes need a restart (above)" : "");
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -301,10 +517,10 @@ static void on_signal(uv_signal_t *h, int signum)
 	char reason[64];
 	snprintf(reason, sizeof(reason), "hsbrokerd received %s", strsignal(signum));
 	log_info("%s", reason);
-	if (!the_server)
+	if (!the.srv)
 		return; /* a second signal while the loop winds down */
-	server_stop(the_server, reason);
-	the_server = NULL;
+	server_stop(the.srv, reason);
+	the.srv = NULL;
 	uv_signal_t *sigs = h->data;
 	for (int i = 0; i < 3; i++)
 		uv_close((uv_handle_t *)&sigs[i], NULL);
@@ -312,32 +528,18 @@ static void on_signal(uv_signal_t *h, int signum)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "slab-size", required_argument, NULL, 'S' },
-		{ "host-cap", required_argument, NULL, 'C' },
-		{ "cuda-slab-size", required_argument, NULL, 'D' },
-		{ "cuda-cap", required_argument, NULL, 'G' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "spin-us", required_argument, NULL, 'P' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ 0 },
-	};
-	struct daemon_config cfg = { 0 };
-	broker_config_defaults(&cfg.broker);
-	cfg.server.socket_mode = -1;
-	cfg.log_level = -1;
-
-	/* First pass: --config, --help, --version; the file is read before
-	 * the other options so that the command line wins. */
+	/* First pass: --config, --check-config, --help, --version; the file
+	 * is read before the other options so that the command line wins. */
 	const char *config = NULL;
+	bool check = false;
 	int o;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c':
 			config = optarg;
+			break;
+		case 'k':
+			check = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -359,75 +561,24 @@ int main(int argc, char **argv)
 	}
 	if (!config && access(DEFAULT_CONFIG, F_OK) == 0)
 		config = DEFAULT_CONFIG;
-	if (config) {
-		int r = ini_parse(config, on_ini, &cfg);
-		if (r < 0) {
-			log_error("cannot read config %s: %s", config, strerror(errno));
-			return 1;
-		}
-		if (r > 0) {
-			log_error("config %s: error on line %d", config, r);
-			return 1;
-		}
+	the.path = config;
+	the.argc = argc;
+	the.argv = argv;
+	struct daemon_config *cfg = &the.cfg;
+	int r = load_config(config, argc, argv, cfg);
+	if (check) {
+		if (r == 0 && cfg->unknown)
+			fprintf(stderr, "hsbrokerd: %s: %u unknown key%s\n", config, cfg->unknown,
+				cfg->unknown == 1 ? "" : "s");
+		else if (r == 0)
+			printf("hsbrokerd: %s: configuration is valid\n",
+			       config ? config : "(no configuration file)");
+		return r ? r : cfg->unknown ? 1 : 0;
 	}
-
-	optind = 0;
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case 's':
-			snprintf(cfg.socket, sizeof(cfg.socket), "%s", optarg);
-			cfg.server.socket_path = cfg.socket;
-			break;
-		case 'S':
-			if (parse_size(optarg, &cfg.broker.cpu_slab_size) < 0 ||
-			    !cfg.broker.cpu_slab_size) {
-				fprintf(stderr, "hsbrokerd: bad --slab-size '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'C':
-			if (parse_size(optarg, &cfg.broker.cpu_cap) < 0) {
-				fprintf(stderr, "hsbrokerd: bad --host-cap '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'D':
-			if (parse_size(optarg, &cfg.broker.cuda_slab_size) < 0 ||
-			    !cfg.broker.cuda_slab_size) {
-				fprintf(stderr, "hsbrokerd: bad --cuda-slab-size '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'G':
-			if (parse_size(optarg, &cfg.broker.cuda_cap) < 0) {
-				fprintf(stderr, "hsbrokerd: bad --cuda-cap '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		case 'P':
-			if (parse_u32(optarg, &cfg.server.spin_us) < 0 ||
-			    cfg.server.spin_us > 1000000) {
-				fprintf(stderr, "hsbrokerd: bad --spin-us '%s' (0..1000000)\n",
-					optarg);
-				return 2;
-			}
-			break;
-		case 'l':
-			if ((cfg.log_level = log_level_parse(optarg)) < 0) {
-				fprintf(stderr, "hsbrokerd: bad --log-level '%s'\n", optarg);
-				return 2;
-			}
-			break;
-		default:
-			break;
-		}
-	}
-	if (cfg.log_level >= 0)
-		log_set_level((enum log_level)cfg.log_level);
-	if (!cfg.broker.cpu_slab_size || !cfg.broker.cuda_slab_size) {
-		log_error("slab_size must not be 0");
-		return 2;
-	}
+	if (r)
+		return r;
+	if (cfg->log_level >= 0)
+		log_set_level((enum log_level)cfg->log_level);
 
 	/* A peer that hangs up must not kill the daemon; sends use
 	 * MSG_NOSIGNAL, this covers everything else. */
@@ -443,7 +594,6 @@ int main(int argc, char **argv)
 	}
 
 	uv_loop_t *loop = uv_default_loop();
-	int r;
 	/* Signals first: a supervisor may send SIGTERM as soon as it reads
 	 * READY=1, which server_start reports. */
 	uv_signal_t sigs[3];
@@ -462,10 +612,10 @@ int main(int argc, char **argv)
 	}
 
 	struct server *srv;
-	r = server_start(loop, &cfg.broker, &cfg.server, &srv);
+	r = server_start(loop, &cfg->broker, &cfg->server, &srv);
 	if (r < 0)
 		return 1;
-	the_server = srv;
+	the.srv = srv;
 
 	r = uv_run(loop, UV_RUN_DEFAULT);
 	r = uv_loop_close(loop);

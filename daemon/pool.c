@@ -171,3 +171,26 @@ uint64_t pool_largest_free(const struct pool *p)
 	}
 	return m;
 }
+
+uint64_t pool_trim(struct pool *p, uint64_t now_us)
+{
+	if (!p->idle_release_us || p->retain_slabs)
+		return 0;
+	uint64_t freed = 0;
+	struct slab *s, *t;
+	list_for_each_safe(s, t, &p->slabs, link) {
+		if (s->blocks || s->announced) {
+			s->idle_since_us = 0;
+			continue;
+		}
+		/* Idle from the first scan that sees it so: at most one
+		 * scan interval later than exact, which is fine for this. */
+		if (!s->idle_since_us) {
+			s->idle_since_us = now_us;
+		} else if (now_us - s->idle_since_us >= p->idle_release_us) {
+			freed += s->size;
+			drop_slab(p, s);
+		}
+	}
+	return freed;
+}

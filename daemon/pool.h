@@ -36,6 +36,7 @@ struct pool {
 	uint32_t blocks;
 	uint64_t *next_slab_id; /* shared by all pools: ids are unique per epoch */
 	bool retain_slabs;      /* never retire idle dedicated slabs (device pools) */
+	uint64_t idle_release_us; /* pool_trim frees slabs idle this long; 0: never */
 	struct list slabs;
 };
 
@@ -56,5 +57,11 @@ void pool_release(struct pool *p, const struct pool_block *b);
 void pool_slab_unannounce(struct pool *p, struct slab *s);
 
 uint64_t pool_largest_free(const struct pool *p);
+
+/* Gives idle slabs back to the system: a slab no block uses and no
+ * session has announced since idle_release_us before now_us is freed (its
+ * memfd closed, so the kernel drops its pages). Nothing happens with
+ * idle_release_us 0 or retain_slabs. Returns the bytes freed. */
+uint64_t pool_trim(struct pool *p, uint64_t now_us);
 
 #endif

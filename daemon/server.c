@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "hs-config.h"
@@ -58,6 +59,7 @@ struct server {
 	uv_prepare_t chan_pass;    /* drains and arms channels before sleeping */
 	uv_idle_t chan_spin;       /* keeps the loop from sleeping while busy */
 	uv_timer_t expiry;         /* wakes the loop for the next block timeout */
+	uv_timer_t trim;           /* gives idle host slabs back (idle_release_ms) */
 	uint64_t spin_ns;          /* server_config.spin_us */
 	uint64_t last_traffic;     /* uv_hrtime() of the last channel record */
 	bool activated;
@@ -225,6 +227,28 @@ static int hook_chan_open(void *data, struct session *s, int efd)
 static void on_chan_spin(uv_idle_t *h)
 {
 	(void)h; /* its being active is the point: the loop polls, not sleeps */
+}
+
+static void on_trim(uv_timer_t *h)
+{
+	struct server *srv = h->data;
+	uint64_t freed = broker_trim(srv->broker);
+	if (freed)
+		log_debug("gave %llu bytes of idle host slabs back to the system",
+			  (unsigned long long)freed);
+}
+
+/* A scan every quarter of the idle time (within 250 ms..30 s): a slab
+ * goes at most a quarter late, and an idle daemon wakes rarely. */
+static void trim_schedule(struct server *srv, uint32_t idle_ms)
+{
+	uv_timer_stop(&srv->trim);
+	if (!idle_ms)
+		return;
+	uint64_t every = idle_ms / 4;
+	every = every < 250 ? 250 : every > 30000 ? 30000 : every;
+	uv_timer_start(&srv->trim, on_trim, every, every);
+	uv_unref((uv_handle_t *)&srv->trim);
 }
 
 static void on_expiry(uv_timer_t *h)
@@ -772,6 +796,10 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	}
 	srv->lpoll.data = srv;
 	srv->handles++;
+	uv_timer_init(loop, &srv->trim); /* cannot fail */
+	srv->trim.data = srv;
+	srv->handles++;
+	trim_schedule(srv, bcfg->idle_release_ms);
 
 	log_info("hsbrokerd %s listening on %s%s (epoch %016llx, host slabs %llu bytes, cap %llu)",
 		 HS_VERSION, srv->path, srv->activated ? " (socket-activated)" : "",
@@ -820,8 +848,29 @@ void server_stop(struct server *srv, const char *reason)
 	uv_close((uv_handle_t *)&srv->chan_pass, handle_closed);
 	uv_close((uv_handle_t *)&srv->chan_spin, handle_closed);
 	uv_close((uv_handle_t *)&srv->expiry, handle_closed);
+	uv_close((uv_handle_t *)&srv->trim, handle_closed);
 	server_cleanup_socket(srv);
 	if (srv->reserve_fd >= 0)
 		close(srv->reserve_fd);
 	srv->reserve_fd = -1;
+}
+
+int server_reload(struct server *srv, const struct broker_config *bcfg,
+		  const struct server_config *cfg)
+{
+#if HS_HAVE_SYSTEMD
+	/* systemd (253 and later) wants the time with RELOADING=1. */
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
+		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u);
+#endif
+	int kept = broker_reload(srv->broker, bcfg);
+	srv->hello_timeout_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : SERVER_HELLO_TIMEOUT_MS;
+	srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
+	trim_schedule(srv, srv->broker->cfg.idle_release_ms);
+#if HS_HAVE_SYSTEMD
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s", srv->path);
+#endif
+	return kept;
 }

@@ -35,6 +35,13 @@ struct server;
 int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 		 const struct server_config *cfg, struct server **out);
 
+/* Applies a re-read configuration (broker_reload, plus the hello
+ * timeout and spin_us); the socket's path, mode and group are not looked
+ * at (the caller says they need a restart). Returns the number of keys
+ * kept for want of a restart. */
+int server_reload(struct server *srv, const struct broker_config *bcfg,
+		  const struct server_config *cfg);
+
 /* Tells every session (ShutdownNotice{reason}), closes them and the
  * listener, removes the socket (unless socket-activated). The server
  * is freed once its handles are closed (the loop then ends). */

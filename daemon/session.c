@@ -450,8 +450,12 @@ void session_release_all(struct session *s)
 	while (!list_empty(&s->outbox))
 		session_out_pop(s, list_first(&s->outbox, struct out_msg, link));
 
+	/* A client that held nothing (hsctl, a probe) closing is routine:
+	 * debug. One that left tensors or subscriptions behind is worth a
+	 * line at info. */
 	char d[128];
-	log_info("%s closed: released %llu references to %llu tensors (%llu bytes), "
+	log_msg(refs || nsubs || npend ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
+		"%s closed: released %llu references to %llu tensors (%llu bytes), "
 		 "%u subscriptions, %u held-back emits; %u slabs were mapped",
 		 session_describe(s, d, sizeof(d)), (unsigned long long)refs,
 		 (unsigned long long)tensors, (unsigned long long)bytes, nsubs, npend, nslabs);
@@ -499,7 +503,7 @@ static int on_hello(struct session *s, uint64_t seq, const Hs__Hello *h)
 	}
 	s->name[n] = '\0';
 	s->hello_done = true;
-	log_info("%s opened (gid %u)", session_describe(s, d, sizeof(d)), (unsigned)s->gid);
+	log_debug("%s opened (gid %u)", session_describe(s, d, sizeof(d)), (unsigned)s->gid);
 
 	Hs__HelloReply hr = HS__HELLO_REPLY__INIT;
 	hr.protocol_version = HS_PROTOCOL_VERSION;

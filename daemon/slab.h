@@ -49,6 +49,7 @@ struct slab {
 	uint32_t blocks;     /* blocks allocated from it */
 	uint32_t announced;  /* sessions it was announced to */
 	bool dedicated;      /* made for one large tensor; retired when idle */
+	uint64_t idle_since_us; /* pool_trim: first seen unused, 0 while in use */
 	uint32_t uid;        /* the only uid whose sessions allocate here */
 	int fd;              /* host memfd, else -1 */
 	int ro_fd;           /* the same memfd opened read-only, else -1 */

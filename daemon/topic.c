@@ -215,6 +215,7 @@ static int enqueue(struct sub *s, struct tensor *t, uint64_t seq)
 static uint64_t accept(struct topics *ts, struct topic *tp, struct tensor *t)
 {
 	uint64_t seq = ++tp->emitted;
+	tp->bytes_emitted += t->nbytes;
 	t->topic = tp->name;
 	t->seq = seq;
 	struct sub *s;

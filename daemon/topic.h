@@ -56,6 +56,7 @@ struct topic {
 	uint32_t npending;
 	uint64_t emitted;      /* last sequence number given */
 	uint64_t dropped;
+	uint64_t bytes_emitted; /* nbytes of every emit accepted (hsctl stats) */
 	bool draining;
 	struct list blocked_link; /* in topics->blocked while npending > 0 */
 	bool charged;          /* counted in its creator uid's usage (usage.h) */

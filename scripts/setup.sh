@@ -16,7 +16,9 @@ packages=(
 	libjansson-dev libinih-dev libsystemd-dev check
 	systemd            # systemd-analyze, systemd-socket-activate (tests)
 	python3-dev python3-pytest python3-numpy
+	python3-prometheus-client   # checks hsctl stats --prometheus (tests)
 	valgrind
+	scdoc groff-base man-db   # manual pages (docs/man), their render test, tests/docs
 	clang-14 libclang-rt-14-dev   # libFuzzer (scripts/fuzz.sh)
 )
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hsctl.h"
 
@@ -227,4 +228,11 @@ void table_free(struct table *t)
 	free(t->headers);
 	free(t->right);
 	free(t);
+}
+
+double hsctl_now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

@@ -1,5 +1,5 @@
 /* hsctl: look inside a running hsbrokerd. Command line and connection;
- * the commands live in ls.c and top.c. */
+ * the commands live in ls.c, top.c, stats.c and doctor.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,14 +18,20 @@ static void usage(FILE *f)
 		"  ls [tensors|topics|clients|pools]  what the broker holds now (all sections by default)\n"
 		"  status                             daemon version, epoch, uptime and counts\n"
 		"  top [--iterations N]               live rates per topic and subscriber, every second\n"
+		"                                     (keys: q quits, s sorts, p or space pauses)\n"
+		"  stats [--prometheus]               counters, rates and daemon CPU per tensor\n"
+		"  doctor                             check the setup: one line per check, exit 1 on a failure\n"
 		"  help                               this text\n"
 		"\n"
 		"Options:\n"
 		"  --socket PATH   the broker's socket (default: $HSBROKER_SOCKET, else\n"
 		"                  $XDG_RUNTIME_DIR/hsbroker/hsbroker.sock, else /run/hsbroker/hsbroker.sock)\n"
 		"  --json          JSON for programs instead of tables (keys in docs/hsctl.md)\n"
-		"  --iterations N  top: stop after N refreshes\n"
-		"  --version       print hsctl's version\n");
+		"  --iterations N  top: stop after N refreshes; stats: N samples a second apart\n"
+		"  --prometheus    stats: the Prometheus text exposition format\n"
+		"  -h, --help      this text\n"
+		"  -V, --version   print hsctl's version\n"
+		"\nSee hsctl(1).\n");
 }
 
 int hsctl_fail(const char *what, int err)
@@ -34,8 +40,7 @@ int hsctl_fail(const char *what, int err)
 	return 1;
 }
 
-/* What a person can do about a failed connect. */
-static int connect_fail(const char *path, int err)
+void hsctl_connect_hint(int err, const char **why_out, const char **hint_out)
 {
 	const char *why, *hint;
 	switch (err) {
@@ -71,6 +76,15 @@ static int connect_fail(const char *path, int err)
 		why = hs_strerror(err);
 		hint = NULL;
 	}
+	*why_out = why;
+	*hint_out = hint;
+}
+
+/* What a person can do about a failed connect. */
+static int connect_fail(const char *path, int err)
+{
+	const char *why, *hint;
+	hsctl_connect_hint(err, &why, &hint);
 	fprintf(stderr, "hsctl: cannot connect to %s: %s%s%s\n", path, why, hint ? " — " : "",
 		hint ? hint : "");
 	return 1;
@@ -118,7 +132,9 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			return 0;
-		} else if (strcmp(a, "--version") == 0) {
+		} else if (strcmp(a, "--prometheus") == 0) {
+			ctl.prometheus = true;
+		} else if (strcmp(a, "--version") == 0 || strcmp(a, "-V") == 0) {
 			printf("hsctl %s\n", HS_VERSION);
 			return 0;
 		} else if (a[0] == '-' && a[1]) {
@@ -144,8 +160,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	bool is_ls = strcmp(cmd, "ls") == 0 || strcmp(cmd, "list") == 0;
-	bool ok = (is_ls && npos <= 2) ||
-		  ((strcmp(cmd, "status") == 0 || strcmp(cmd, "top") == 0) && npos == 1);
+	static const char *const single[] = { "status", "top", "stats", "doctor" };
+	bool ok = is_ls && npos <= 2;
+	for (size_t i = 0; !ok && i < sizeof(single) / sizeof(single[0]); i++)
+		ok = strcmp(cmd, single[i]) == 0 && npos == 1;
 	if (!ok) {
 		fprintf(stderr, "hsctl: unknown command '%s'%s\n\n", cmd,
 			npos > 1 && !is_ls ? " (with extra arguments)" : "");
@@ -162,6 +180,12 @@ int main(int argc, char **argv)
 			return hsctl_fail("socket path", err);
 	}
 	ctl.socket = path;
+	if (strcmp(cmd, "doctor") == 0) {
+		int rc = hsctl_doctor(&ctl);
+		if (ctl.client)
+			hs_client_disconnect(ctl.client);
+		return rc;
+	}
 	int err = hs_client_connect(path, "hsctl", &ctl.client);
 	if (err)
 		return connect_fail(path, err);
@@ -171,6 +195,8 @@ int main(int argc, char **argv)
 		rc = hsctl_ls(&ctl, npos > 1 ? pos[1] : NULL);
 	else if (strcmp(cmd, "status") == 0)
 		rc = hsctl_status(&ctl);
+	else if (strcmp(cmd, "stats") == 0)
+		rc = hsctl_stats(&ctl);
 	else
 		rc = hsctl_top(&ctl);
 	hs_client_disconnect(ctl.client);

@@ -15,12 +15,20 @@ struct hsctl {
 	const char *socket;  /* the path connected to, for messages */
 	bool json;
 	long iterations;     /* top: refreshes before exiting; 0 = forever */
+	bool prometheus;     /* stats: the Prometheus text format */
 };
 
 /* Commands: return the process exit code. */
 int hsctl_ls(struct hsctl *ctl, const char *section);
 int hsctl_status(struct hsctl *ctl);
 int hsctl_top(struct hsctl *ctl);
+int hsctl_stats(struct hsctl *ctl);
+/* Connects by itself (an unreachable daemon is one of its findings). */
+int hsctl_doctor(struct hsctl *ctl);
+
+/* Why a connect failed and what a person can do about it (hint may be
+ * NULL). */
+void hsctl_connect_hint(int err, const char **why, const char **hint);
 
 /* Prints "hsctl: what: <reason>" to stderr; returns 1. */
 int hsctl_fail(const char *what, int err);
@@ -38,6 +46,8 @@ const char *fmt_device(DLDevice d, char *buf, size_t size);
 const char *fmt_age(uint64_t us, char *buf, size_t size);
 const char *fmt_policy(enum hs_policy p);
 const char *fmt_rate(double per_s, char *buf, size_t size);
+/* Monotonic seconds, for rates between two snapshots. */
+double hsctl_now_s(void);
 
 /* A table for people: columns sized to their widest cell. */
 struct table;

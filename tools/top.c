@@ -1,8 +1,12 @@
 /* hsctl top: a live view like pw-top. Every second: per topic the tensors
  * emitted per second, per subscriber its queue and deliveries per second.
- * Rates come from the difference of two snapshots' counters. */
+ * Rates come from the difference of two snapshots' counters. On a
+ * terminal, keys: q quits, s changes the sort, p or space pauses. */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <termios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +128,47 @@ static int show_json(const hs_info *info, const struct history *h, double dt)
 	return hsctl_json_print(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
 }
 
-static int show_table(const hs_info *info, const struct history *h, double dt, bool tty)
+/* The keys' state: the order of topics and whether refreshing stopped. */
+enum sort_by { SORT_NAME, SORT_RATE, SORT_EMITTED, SORT_COUNT };
+static const char *const sort_names[] = { "name", "emit/s", "emitted" };
+
+struct view {
+	enum sort_by sort;
+	bool paused;
+};
+
+static const struct history *sort_history;
+static double sort_dt;
+
+static int by_sort(const void *pa, const void *pb, enum sort_by how)
+{
+	const hs_topic_info *a = pa, *b = pb;
+	if (how == SORT_RATE) {
+		double ra = rate(sort_history, a->name, 0, a->emitted, sort_dt);
+		double rb = rate(sort_history, b->name, 0, b->emitted, sort_dt);
+		if (ra != rb)
+			return ra < rb ? 1 : -1; /* busiest first */
+	} else if (how == SORT_EMITTED && a->emitted != b->emitted) {
+		return a->emitted < b->emitted ? 1 : -1;
+	}
+	return strcmp(a->name, b->name);
+}
+
+static int by_name(const void *a, const void *b) { return by_sort(a, b, SORT_NAME); }
+static int by_rate(const void *a, const void *b) { return by_sort(a, b, SORT_RATE); }
+static int by_emitted(const void *a, const void *b) { return by_sort(a, b, SORT_EMITTED); }
+
+static void sort_topics(hs_info *info, const struct history *h, double dt, enum sort_by how)
+{
+	static int (*const cmp[])(const void *, const void *) = { by_name, by_rate, by_emitted };
+	sort_history = h;
+	sort_dt = dt;
+	if (info->n_topics > 1)
+		qsort(info->topics, info->n_topics, sizeof(*info->topics), cmp[how]);
+}
+
+static int show_table(const hs_info *info, const struct history *h, double dt, bool tty,
+		      const struct view *v)
 {
 	static const char *const hdr[] = { "TOPIC", "EMIT/s", "EMITTED", "DROPPED", "BLOCKED",
 					   "SUB", "PID/NAME", "POLICY", "QUEUED", "DEPTH",
@@ -168,10 +212,14 @@ static int show_table(const hs_info *info, const struct history *h, double dt, b
 		char up[32], ub[32], tot[32];
 		if (tty)
 			fputs("\033[H\033[2J", stdout); /* home and clear, as pw-top */
-		printf("hsbrokerd %s  up %s  clients %zu  tensors %zu  memory %s / %s\n\n",
+		printf("hsbrokerd %s  up %s  clients %zu  tensors %zu  memory %s / %s\n",
 		       info->daemon_version, fmt_age(info->uptime_us, up, sizeof(up)),
 		       info->n_clients, info->n_tensors, fmt_bytes(used, ub, sizeof(ub)),
 		       fmt_bytes(total, tot, sizeof(tot)));
+		if (v)
+			printf("sorted by %s%s  (q quit, s sort, p pause)\n", sort_names[v->sort],
+			       v->paused ? "  PAUSED" : "");
+		putchar('\n');
 		table_print(tb);
 		if (!tty)
 			putchar('\n');
@@ -182,21 +230,100 @@ static int show_table(const hs_info *info, const struct history *h, double dt, b
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
-static double now_s(void)
+/* The terminal as it was, restored at exit (also after ^C). */
+static struct termios saved_tty;
+static bool raw_tty;
+
+static void tty_restore(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	if (raw_tty)
+		tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+	raw_tty = false;
+}
+
+static void on_quit_signal(int sig)
+{
+	tty_restore();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Keys one at a time, unechoed: only when both ends are a terminal. */
+static bool tty_keys(void)
+{
+	if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+		return false;
+	struct termios t = saved_tty;
+	t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+	t.c_cc[VMIN] = 1;
+	t.c_cc[VTIME] = 0;
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) < 0)
+		return false;
+	raw_tty = true;
+	atexit(tty_restore);
+	signal(SIGINT, on_quit_signal);
+	signal(SIGTERM, on_quit_signal);
+	return true;
+}
+
+/* Waits up to ms for keys, applying them to v. Returns true on q, and
+ * early (so the screen shows the change) after a key that changes it. */
+static bool wait_keys(struct view *v, int ms, bool *redraw)
+{
+	struct pollfd p = { .fd = STDIN_FILENO, .events = POLLIN };
+	*redraw = false;
+	int r = poll(&p, 1, ms);
+	if (r <= 0)
+		return false;
+	char c;
+	if (read(STDIN_FILENO, &c, 1) != 1)
+		return true; /* the terminal went away */
+	switch (c) {
+	case 'q': case 'Q':
+		return true;
+	case 's': case 'S':
+		v->sort = (enum sort_by)((v->sort + 1) % SORT_COUNT);
+		*redraw = true;
+		break;
+	case 'p': case 'P': case ' ':
+		v->paused = !v->paused;
+		*redraw = true;
+		break;
+	default:
+		break;
+	}
+	return false;
 }
 
 int hsctl_top(struct hsctl *ctl)
 {
 	struct history h = { 0 };
 	bool tty = !ctl->json && isatty(STDOUT_FILENO);
+	bool keys = tty && tty_keys();
+	struct view view = { SORT_NAME, false };
 	double last = 0;
 	int rc = 0;
 	for (long i = 0; ctl->iterations == 0 || i < ctl->iterations; i++) {
-		if (i > 0) {
+		if (i > 0 && keys) {
+			/* A second between refreshes, keys read meanwhile; a
+			 * paused view waits for keys only. */
+			bool redraw = false, quit = false;
+			double until = hsctl_now_s() + 1;
+			while (!quit && !redraw && (view.paused || hsctl_now_s() < until)) {
+				int ms = view.paused ? -1 : (int)((until - hsctl_now_s()) * 1000) + 1;
+				quit = wait_keys(&view, ms, &redraw);
+			}
+			if (quit)
+				break;
+			if (view.paused) {
+				/* Paused: redraw the header line only. */
+				printf("\033[2;1H\033[Ksorted by %s  PAUSED  (q quit, s sort, p pause)",
+				       sort_names[view.sort]);
+				fflush(stdout);
+				i--;
+				continue;
+			}
+		} else if (i > 0) {
 			struct timespec ts = { .tv_sec = 1 };
 			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 				;
@@ -208,9 +335,12 @@ int hsctl_top(struct hsctl *ctl)
 			rc = hsctl_fail("top", err);
 			break;
 		}
-		double t = now_s();
+		double t = hsctl_now_s();
 		double dt = i > 0 ? t - last : 0;
-		rc = ctl->json ? show_json(info, &h, dt) : show_table(info, &h, dt, tty);
+		if (!ctl->json)
+			sort_topics(info, &h, dt, view.sort);
+		rc = ctl->json ? show_json(info, &h, dt)
+			       : show_table(info, &h, dt, tty, keys ? &view : NULL);
 		last = t;
 		bool ok = remember(&h, info);
 		hs_info_free(info);
@@ -222,5 +352,6 @@ int hsctl_top(struct hsctl *ctl)
 		}
 	}
 	free(h.v);
+	tty_restore();
 	return rc;
 }

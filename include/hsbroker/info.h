@@ -58,6 +58,7 @@ typedef struct hs_topic_info {
 	uint32_t blocked_emits;
 	uint32_t n_subscribers;
 	hs_subscriber_info *subscribers; /* n_subscribers of them */
+	uint64_t bytes_emitted;  /* bytes of every tensor emitted on it (since 0.1) */
 } hs_topic_info;
 
 typedef struct hs_client_info {
@@ -98,6 +99,8 @@ typedef struct hs_info {
 	hs_client_info *clients;
 	size_t n_pools;
 	hs_pool_info *pools;
+	int32_t daemon_pid;      /* the daemon process (since 0.1) */
+	uint64_t daemon_cpu_us;  /* CPU time it has used, user + system */
 } hs_info;
 
 enum hs_info_what {

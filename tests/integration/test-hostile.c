@@ -214,7 +214,8 @@ START_TEST(test_socket_path_not_ours)
 }
 END_TEST
 
-/* ---- SIGHUP ---- */
+/* ---- SIGHUP: a reload (test-ops.c tests what it applies); it must
+ * never end the daemon ---- */
 
 START_TEST(test_sighup_ignored)
 {
