@@ -196,6 +196,7 @@ int broker_reload(struct broker *b, const struct broker_config *cfg)
 			b->cuda[i]->pool.cap = n.cuda_cap;
 	b->topics.max = n.max_topics ? n.max_topics : TOPICS_DEFAULT_MAX;
 	b->topics.max_pending = n.max_pending_emits ? n.max_pending_emits : TOPIC_DEFAULT_MAX_PENDING;
+	b->topics.other_uid_timeout_us = (uint64_t)n.block_timeout_other_uid_ms * 1000u;
 	return kept;
 }
 
