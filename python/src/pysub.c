@@ -91,7 +91,7 @@ static PyObject *sub_receive(PyObject *obj, PyObject *const *args, Py_ssize_t na
 {
 	static const char *const names[] = { "timeout", "as_", "stream" };
 	PyObject *a[3] = { Py_None, Py_None, Py_None };
-	if (hspy_args("receive", args, nargs, kwnames, names, 3, 1, 0, a) < 0)
+	if (hspy_args("receive", args, nargs, kwnames, names, 3, 3, 0, a) < 0)
 		return NULL;
 	double timeout = -1;
 	if (a[0] != Py_None) {

@@ -706,7 +706,7 @@ static PyObject *tensor_view(PyObject *obj, PyObject *const *args, Py_ssize_t na
 {
 	static const char *const names[] = { "as_", "stream" };
 	PyObject *a[2] = { NULL, Py_None };
-	if (hspy_args("view", args, nargs, kwnames, names, 2, 1, 1, a) < 0)
+	if (hspy_args("view", args, nargs, kwnames, names, 2, 2, 1, a) < 0)
 		return NULL;
 	return hspy_tensor_view((hspy_tensor *)obj, a[0], a[1], false);
 }
