@@ -16,6 +16,7 @@ packages=(
 	libjansson-dev libinih-dev libsystemd-dev check
 	systemd            # systemd-analyze, systemd-socket-activate (tests)
 	python3-dev python3-pytest python3-numpy
+	python3-mesonpy python3-venv   # pip install . (tests/python/test_install.py)
 	valgrind
 	clang-14 libclang-rt-14-dev   # libFuzzer (scripts/fuzz.sh)
 )
