@@ -31,6 +31,7 @@ import run as R  # noqa: E402  (bench/run.py)
 HOST_ITERS = {R.SIZES[0]: (10000, 1000), R.SIZES[1]: (2000, 200), R.SIZES[2]: (100, 10)}
 GPU_ITERS = {R.SIZES[0]: (2000, 200), R.SIZES[1]: (1000, 100), R.SIZES[2]: (100, 10)}
 TORCH_MP_ITERS = {R.SIZES[0]: (500, 50), R.SIZES[1]: (300, 30), R.SIZES[2]: (50, 5)}
+TIMEOUT = 90  # s a case: the GPU run must stay inside one device-tool call
 FLAVORS = (("raw", "hsbroker-py-cuda"), ("torchview", "hsbroker-py-torchview-cuda"),
            ("torch", "hsbroker-py-torch-cuda"))
 
@@ -44,22 +45,24 @@ def suite(run, build, d, env, device, tag):
         it, wu = run.scale(iters[size])
         common = ["--device", device, "--size", str(size), "--iters", str(it),
                   "--warmup", str(wu), "--socket", d.socket]
-        run.run("hsbroker C->C %s%s" % (R.fmt_size(size), suffix), [b("handoff"), *common], env)
+        run.run("hsbroker C->C %s%s" % (R.fmt_size(size), suffix), [b("handoff"), *common], env,
+                timeout=TIMEOUT)
         if device == "cpu":
-            run.run("hsbroker Py->Py %s%s" % (R.fmt_size(size), suffix), py + common, env)
+            run.run("hsbroker Py->Py %s%s" % (R.fmt_size(size), suffix), py + common, env,
+                    timeout=TIMEOUT)
             continue
         for flavor, _case in FLAVORS:
             run.run("hsbroker Py->Py %s %s%s" % (flavor, R.fmt_size(size), suffix),
-                    py + common + ["--flavor", flavor], env)
+                    py + common + ["--flavor", flavor], env, timeout=TIMEOUT)
         it, wu = run.scale(TORCH_MP_ITERS[size])
         run.run("torch.multiprocessing %s%s" % (R.fmt_size(size), suffix),
                 [sys.executable, os.path.join(HERE, "torch_mp.py"), "--size", str(size),
-                 "--iters", str(it), "--warmup", str(wu)], env)
+                 "--iters", str(it), "--warmup", str(wu)], env, timeout=TIMEOUT)
     if device == "cuda":
         run.run("py_costs%s" % suffix,
                 [sys.executable, os.path.join(HERE, "experiments", "py_costs.py"),
                  "--device", "cuda", "--iters", "1000" if not run.a.quick else "50",
-                 "--socket", d.socket], env)
+                 "--socket", d.socket], env, timeout=TIMEOUT)
 
 
 def comparison(results):

@@ -41,8 +41,13 @@ def main():
         steps.setdefault(name, []).append(pc() - t0)
         return r
 
+    hst = None
     if cuda:
         import torch
+        try:
+            import hsbroker.torch as hst  # the ready-to-use views (newer builds)
+        except ImportError:
+            pass
         torch.cuda.set_device(0)
         s = torch.cuda.Stream()
         sh = s.cuda_stream
@@ -78,10 +83,12 @@ def main():
             timed("repr", repr, r)
             timed("shape", getattr, r, "shape")
             r.release(stream=sh)
-            if cuda and hasattr(hsbroker, "torch"):
+            if cuda and hst is not None:
                 t = c.alloc((4096,), "uint8", device=dev)
-                c.emit("py-costs", t, stream=sh)
-                y = timed("receive_torch", sub.receive, timeout=10, as_="torch")
+                y = timed("view_torch", hst.view, t)
+                del y
+                c.emit("py-costs", t)
+                y = timed("receive_torch", hst.receive, sub, 10)
                 del y
         if cuda:
             s.synchronize()
