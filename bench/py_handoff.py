@@ -95,6 +95,27 @@ def record(res, t, read_ns):
     res["bk"].append(max(0, rt - w - read_ns))
 
 
+def handoffs(fd, a, res, alloc, write, emit):
+    """The producer's timed loop: alloc, write, emit, wait for the ack.
+    Returns the count of tensors the consumer read wrong."""
+    bad = 0
+    now, recv, unpack = time.perf_counter_ns, fd.recv, ACK.unpack
+    for i in range(a.warmup + a.iters):
+        t0 = now()
+        t = alloc()
+        t1 = now()
+        write(t, i)
+        t2 = now()
+        emit(t)
+        t3 = now()
+        read_ns, _seq, ok = unpack(recv(ACK.size))
+        t4 = now()
+        bad += not ok
+        if i >= a.warmup:
+            record(res, (t0, t1, t2, t3, t4), read_ns)
+    return bad
+
+
 def host_consumer(fd, a):
     import numpy as np
     import hsbroker
@@ -126,28 +147,17 @@ def host_producer(fd, a):
     import numpy as np
     import hsbroker
     res = {k: [] for k in ("rt", "alloc", "write", "emit", "read", "bk")}
-    bad = 0
     with hsbroker.connect(a.socket, "bench-py-producer") as c:
         if fd.recv(1) != b"r":
             raise RuntimeError("consumer did not start")
-        alloc, emit, recv, unpack, now, asarray = c.alloc, c.emit, fd.recv, ACK.unpack, \
-            time.perf_counter_ns, np.asarray
-        topic, size = a.topic, a.size
-        for i in range(a.warmup + a.iters):
-            t0 = now()
-            t = alloc(size, "uint8")
-            t1 = now()
-            x = asarray(t)
-            x.fill(payload_byte(i))
-            del x
-            t2 = now()
-            emit(topic, t, None, True)  # waits for the seq, as hs-bench-handoff
-            t3 = now()
-            read_ns, _seq, ok = unpack(recv(ACK.size))
-            t4 = now()
-            bad += not ok
-            if i >= a.warmup:
-                record(res, (t0, t1, t2, t3, t4), read_ns)
+        alloc, emit, asarray, topic, size = c.alloc, c.emit, np.asarray, a.topic, a.size
+
+        def write(t, i):
+            asarray(t).fill(payload_byte(i))
+
+        # emit waits for the seq, as hs-bench-handoff does.
+        bad = handoffs(fd, a, res, lambda: alloc(size, "uint8"), write,
+                       lambda t: emit(topic, t, None, True))
     return res, bad
 
 
@@ -216,7 +226,6 @@ def raw_producer(fd, a):
     import hsbroker
     g = Driver()
     res = {k: [] for k in ("rt", "alloc", "write", "emit", "read", "bk", "local")}
-    bad = 0
     s = g.stream
     with hsbroker.connect(a.socket, "bench-py-producer") as c:
         if fd.recv(1) != b"r":
@@ -230,20 +239,10 @@ def raw_producer(fd, a):
             if i >= a.warmup:
                 res["local"].append(time.perf_counter_ns() - t0)
         t.release(s)
-        alloc, emit, topic, size, recv = c.alloc, c.emit, a.topic, a.size, fd.recv
-        for i in range(a.warmup + a.iters):
-            t0 = time.perf_counter_ns()
-            t = alloc(size, "uint8", "cuda:0")
-            t1 = time.perf_counter_ns()
-            g.memset(t.data_ptr, payload_byte(i), size, s)
-            t2 = time.perf_counter_ns()
-            emit(topic, t, s, True)
-            t3 = time.perf_counter_ns()
-            read_ns, _seq, ok = ACK.unpack(recv(ACK.size))
-            t4 = time.perf_counter_ns()
-            bad += not ok
-            if i >= a.warmup:
-                record(res, (t0, t1, t2, t3, t4), read_ns)
+        alloc, emit, topic, size, memset = c.alloc, c.emit, a.topic, a.size, g.memset
+        bad = handoffs(fd, a, res, lambda: alloc(size, "uint8", "cuda:0"),
+                       lambda t, i: memset(t.data_ptr, payload_byte(i), size, s),
+                       lambda t: emit(topic, t, s, True))
     return res, bad
 
 
@@ -281,7 +280,6 @@ def torchview_producer(fd, a):
     stream = torch.cuda.Stream()
     host = torch.empty(128, dtype=torch.uint8, pin_memory=True)
     res = {k: [] for k in ("rt", "alloc", "write", "emit", "read", "bk", "local")}
-    bad = 0
     k = min(64, a.size)
     with hsbroker.connect(a.socket, "bench-py-producer") as c, torch.cuda.stream(stream):
         if fd.recv(1) != b"r":
@@ -298,21 +296,14 @@ def torchview_producer(fd, a):
                 res["local"].append(time.perf_counter_ns() - t0)
         del x
         t.release()
-        for i in range(a.warmup + a.iters):
-            t0 = time.perf_counter_ns()
-            t = c.alloc(a.size, "uint8", "cuda:0")
-            t1 = time.perf_counter_ns()
-            x = hst.view(t)
-            x.fill_(payload_byte(i))
-            del x
-            t2 = time.perf_counter_ns()
-            c.emit(a.topic, t, wait=True)  # after the stream it was viewed on
-            t3 = time.perf_counter_ns()
-            read_ns, _seq, ok = ACK.unpack(fd.recv(ACK.size))
-            t4 = time.perf_counter_ns()
-            bad += not ok
-            if i >= a.warmup:
-                record(res, (t0, t1, t2, t3, t4), read_ns)
+        alloc, emit, view, topic, size = c.alloc, c.emit, hst.view, a.topic, a.size
+
+        def write(t, i):
+            view(t).fill_(payload_byte(i))
+
+        # The ready fence goes after the stream the view was made on.
+        bad = handoffs(fd, a, res, lambda: alloc(size, "uint8", "cuda:0"), write,
+                       lambda t: emit(topic, t, None, True))
     return res, bad
 
 
