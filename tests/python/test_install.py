@@ -35,13 +35,17 @@ def test_pip_install_into_a_fresh_venv(broker, tmp_path):
         pytest.skip("no venv/ensurepip here (apt-get install python3-venv): " + r.stderr[-300:])
     py = str(venv / "bin" / "python")
     env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    env.pop("PYTHONPATH", None)
+    # Neither the build tree's module nor sanitizer runtimes preloaded by
+    # scripts/sanitize.sh: pip builds and the venv loads a plain module.
+    for k in ("PYTHONPATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        env.pop(k, None)
     r = subprocess.run([py, "-m", "pip", "install", "--no-build-isolation", "--no-index",
                         ROOT], capture_output=True, text=True, env=env, cwd=str(tmp_path),
                        timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     env = broker.env()
-    env.pop("PYTHONPATH", None)
+    for k in ("PYTHONPATH", "LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"):
+        env.pop(k, None)
     r = subprocess.run([py, "-c", SCRIPT], capture_output=True, text=True, env=env,
                        cwd=str(tmp_path), timeout=120)
     assert r.returncode == 0 and r.stdout.startswith("ok "), r.stdout + r.stderr
