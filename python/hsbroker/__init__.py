@@ -37,6 +37,15 @@ __all__ = [
 #: The version of hsbroker this module was built from (libhsclient's).
 __version__ = _hsbroker.__version__
 
+
+def _error_str(self):
+    # args are (message, code, name) for the errors hsbroker raises, and
+    # whatever was given for one made by hand: str(e) is the message.
+    return str(self.args[0]) if self.args else ""
+
+
+Error.__str__ = _error_str
+
 #: ``Tensor.release(stream=STREAM_DONE)``: "my GPU work on it is already
 #: complete", release at once (HS_STREAM_DONE in C). Only after a host
 #: synchronisation: another process may rewrite the block at once.

@@ -111,12 +111,19 @@ PyObject *hspy_raise(int code, const char *what)
 	else if (code == HS_ESHUTDOWN || code == HS_EPIPE || code == HS_ENOBROKER ||
 		 code == HS_ECONNREFUSED)
 		type = hspy.closed;
-	/* str(e) is the message alone; the code and its name are attributes. */
+	/* str(e) is the message alone (Error.__str__, hsbroker/__init__.py);
+	 * the code and its name are attributes. A plain Error's args stay
+	 * (message, code, name), as they were; Timeout and Closed are OSErrors,
+	 * whose constructor would read three args as errno, strerror and
+	 * filename: they get the message alone, and errno/strerror are set
+	 * from the code when it is an errno's. */
+	bool os_error = type != hspy.error;
 	PyObject *msg = what ? PyUnicode_FromFormat("%s: %s", what, hs_strerror(code))
 			     : PyUnicode_FromString(hs_strerror(code));
 	if (!msg)
 		return NULL;
-	PyObject *exc = PyObject_CallFunctionObjArgs(type, msg, NULL);
+	PyObject *exc = os_error ? PyObject_CallFunctionObjArgs(type, msg, NULL)
+				 : PyObject_CallFunction(type, "Ois", msg, code, hs_err_name(code));
 	Py_DECREF(msg);
 	if (!exc)
 		return NULL;
@@ -125,6 +132,15 @@ PyObject *hspy_raise(int code, const char *what)
 	int rc = c && name ? PyObject_SetAttrString(exc, "code", c) : -1;
 	if (rc == 0)
 		rc = PyObject_SetAttrString(exc, "name", name);
+	if (rc == 0 && os_error && code > -4000) {
+		PyObject *en = PyLong_FromLong(-code);
+		PyObject *es = PyUnicode_FromString(hs_strerror(code));
+		rc = en && es ? PyObject_SetAttrString(exc, "errno", en) : -1;
+		if (rc == 0)
+			rc = PyObject_SetAttrString(exc, "strerror", es);
+		Py_XDECREF(en);
+		Py_XDECREF(es);
+	}
 	Py_XDECREF(c);
 	Py_XDECREF(name);
 	if (rc < 0) {

@@ -1,6 +1,7 @@
 """The Python API's surface: exception text and attributes, reprs,
 signatures, version, the ready-to-use views of receive(as_=...) and
 Tensor.view, Tensor.wait, emit's argument handling."""
+import errno
 import gc
 import inspect
 
@@ -16,7 +17,7 @@ def test_exception_text_code_and_name(hs, tmp_path):
     assert str(e) == ("cannot connect to %s: no broker socket at that path: "
                       "is hsbrokerd running?" % path)
     assert e.code == -4011 and e.name == "HS_ENOBROKER"
-    assert e.args == (str(e),)
+    assert e.args == (str(e),)  # an OSError: args hold the message alone
     assert isinstance(e, hs.Error) and isinstance(e, ConnectionError)
     assert hs.strerror(e.code) in str(e)
 
@@ -26,11 +27,13 @@ def test_refusal_and_timeout_text(client, hs):
         client.emit("bad topic\n", client.alloc(4, "uint8"), wait=True)
     assert str(ei.value).endswith(": invalid topic name")
     assert ei.value.name == "HS_ETOPIC" and ei.value.code == -4006
+    assert ei.value.args == (str(ei.value), -4006, "HS_ETOPIC")
     sub = client.subscribe("api/timeout")
     with pytest.raises(hs.Timeout) as ei:
         sub.receive(timeout=0.01)
     assert str(ei.value) == "receive: timed out"
     assert ei.value.name == "HS_ETIMEDOUT" and isinstance(ei.value, TimeoutError)
+    assert ei.value.errno == errno.ETIMEDOUT and ei.value.strerror == "timed out"
 
 
 def test_exception_classes_are_documented_and_constructible(hs):
