@@ -60,7 +60,10 @@ class _Watch:
 def _watch(client, loop):
     d = client.__dict__.setdefault(_WATCHES, {})
     w = d.get(loop)
-    if w is None or w.loop.is_closed():
+    if w is None:
+        # Loops closed since (each asyncio.run makes one) are let go.
+        for old in [k for k in d if k.is_closed()]:
+            del d[old]
         w = d[loop] = _Watch(client, loop)
     return w
 
