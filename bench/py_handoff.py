@@ -27,12 +27,17 @@ cuda, three flavors:
   one synchronisation.
 
 The two processes are forked before either connects or touches CUDA.
-Prints one JSON line with the same keys as the C programs; a case that
-cannot run here (no torch, no GPU) prints {"skipped": reason}.
+Prints one JSON line with the same keys as the C programs, and a profile
+of both processes per measured hand-off: CPU µs (user + system, every
+thread: cpu_us_producer/consumer), voluntary context switches (the
+process slept and was woken: wakeups_*) and involuntary ones
+(preempted_*). A case that cannot run here (no torch, no GPU) prints
+{"skipped": reason}.
 """
 import argparse
 import json
 import os
+import resource
 import socket
 import struct
 import subprocess
@@ -40,7 +45,9 @@ import sys
 import time
 
 ACK = struct.Struct("<QQi4x")  # read_ns, seq, ok
+USAGE = struct.Struct("<ddd")  # per measured hand-off: CPU s, voluntary, involuntary switches
 LINES = 64
+EXTRA = {}  # the producer's scalar keys (usage_keys), added to the output
 
 
 def payload_byte(i):
@@ -95,10 +102,46 @@ def record(res, t, read_ns):
     res["bk"].append(max(0, rt - w - read_ns))
 
 
+def usage():
+    """CPU seconds (user + system, every thread) and context switches
+    (voluntary: the process slept, i.e. a wake-up; involuntary) so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime, r.ru_nvcsw, r.ru_nivcsw
+
+
+def per_handoff(u0, a):
+    return tuple((x1 - x0) / a.iters for x0, x1 in zip(u0, usage()))
+
+
+def counted(fd, a):
+    """The consumer's iterations; after the last it sends the producer
+    its CPU time and context switches per measured hand-off."""
+    for i in range(a.warmup):
+        yield i
+    u0 = usage()
+    for i in range(a.warmup, a.warmup + a.iters):
+        yield i
+    fd.send(USAGE.pack(*per_handoff(u0, a)))
+
+
+def usage_keys(fd, a, u0):
+    """The profile keys of the output: this process's (the producer's)
+    usage since u0 and the consumer's, per hand-off."""
+    mine = per_handoff(u0, a)
+    theirs = USAGE.unpack(fd.recv(USAGE.size))
+    out = {}
+    for who, (cpu, vol, invol) in (("producer", mine), ("consumer", theirs)):
+        out["cpu_us_" + who] = round(cpu * 1e6, 2)
+        out["wakeups_" + who] = round(vol, 3)
+        out["preempted_" + who] = round(invol, 3)
+    return out
+
+
 def handoffs(fd, a, res, alloc, write, emit):
     """The producer's timed loop: alloc, write, emit, wait for the ack.
     Returns the count of tensors the consumer read wrong."""
     bad = 0
+    u0 = usage()
     now, recv, unpack = time.perf_counter_ns, fd.recv, ACK.unpack
     for i in range(a.warmup + a.iters):
         t0 = now()
@@ -113,6 +156,9 @@ def handoffs(fd, a, res, alloc, write, emit):
         bad += not ok
         if i >= a.warmup:
             record(res, (t0, t1, t2, t3, t4), read_ns)
+        elif i == a.warmup - 1:
+            u0 = usage()
+    EXTRA.update(usage_keys(fd, a, u0))
     return bad
 
 
@@ -127,7 +173,7 @@ def host_consumer(fd, a):
         # Bound once: the loop pays for the calls, not for finding them.
         receive, send, pack, now, asarray = sub.receive, fd.send, ACK.pack, \
             time.perf_counter_ns, np.asarray
-        for _ in range(a.warmup + a.iters):
+        for _ in counted(fd, a):
             t = receive(30)
             t0 = now()
             x = asarray(t)
@@ -208,7 +254,7 @@ def raw_consumer(fd, a):
         sub = c.subscribe(a.topic, depth=8)
         fd.send(b"r")
         s, send, pack = g.stream, fd.send, ACK.pack
-        for _ in range(a.warmup + a.iters):
+        for _ in counted(fd, a):
             t = sub.receive(30)
             t0 = time.perf_counter_ns()
             seq = t.seq
@@ -257,7 +303,7 @@ def torchview_consumer(fd, a):
     with hsbroker.connect(a.socket, "bench-py-consumer") as c, torch.cuda.stream(stream):
         sub = c.subscribe(a.topic, depth=8)
         fd.send(b"r")
-        for i in range(a.warmup + a.iters):
+        for i in counted(fd, a):
             x = hst.receive(sub, 30)  # on the current stream: ours
             t0 = time.perf_counter_ns()
             host[:k].copy_(x[:k], non_blocking=True)
@@ -316,7 +362,7 @@ def cuda_consumer(fd, a):
         sub = c.subscribe(a.topic, depth=8)
         k = min(64, a.size)
         fd.send(b"r")
-        for _ in range(a.warmup + a.iters):
+        for _ in counted(fd, a):
             t = sub.receive(timeout=30)
             t0 = time.perf_counter_ns()
             x = torch.from_dlpack(t)  # our stream waits on the ready fence
@@ -354,6 +400,7 @@ def cuda_producer(fd, a):
                 res["local"].append(time.perf_counter_ns() - t0)
         del x, v
         t.release(stream=stream.cuda_stream)
+        u0 = usage()
         for i in range(a.warmup + a.iters):
             t0 = time.perf_counter_ns()
             t = c.alloc((a.size,), "uint8", device="cuda:0")
@@ -369,6 +416,9 @@ def cuda_producer(fd, a):
             bad += not ok
             if i >= a.warmup:
                 record(res, (t0, t1, t2, t3, t4), read_ns)
+            elif i == a.warmup - 1:
+                u0 = usage()
+        EXTRA.update(usage_keys(fd, a, u0))
     return res, bad
 
 
@@ -460,6 +510,7 @@ def main():
     out = {"case": case, "size": a.size}
     for k, v in res.items():
         out.update(summary(k, v))
+    out.update(EXTRA)
     out["bad"] = bad
     print(json.dumps(out), flush=True)
     return 1 if bad else 0

@@ -126,6 +126,17 @@ def report(results, a, gpu, cmdline, failures):
     md += ["", "| target | met | measured |", "| --- | --- | --- |"]
     for n, met, v in targets:
         md.append("| %s | %s | %s |" % (n, "met" if met else "**missed**", v))
+    prof = [r for r in results if "cpu_us_producer" in r]
+    if prof:
+        md += ["", "Python rows, per measured hand-off (getrusage of each process): CPU µs "
+               "(user + system, every thread), voluntary context switches (wake-ups), "
+               "involuntary ones (preempted).", "",
+               "| row | producer CPU µs | consumer CPU µs | wake-ups P / C | preempted P / C |",
+               "| --- | ---: | ---: | --- | --- |"]
+        for r in prof:
+            md.append("| %s | %.1f | %.1f | %.2f / %.2f | %.2f / %.2f |" % (
+                r["label"], r["cpu_us_producer"], r["cpu_us_consumer"], r["wakeups_producer"],
+                r["wakeups_consumer"], r["preempted_producer"], r["preempted_consumer"]))
     costs = [r for r in results if r.get("case") == "py-costs-cuda"]
     for r in costs:
         md += ["", "py_costs %s: %s" % (r["label"], ", ".join(
