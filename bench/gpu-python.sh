@@ -11,7 +11,9 @@
 # torch.multiprocessing at 4 KiB, 8 MiB and 256 MiB, then py_costs.py
 # (the binding's and PyTorch's steps one at a time). Writes results.md,
 # results.json and py_vs_c.log under $OUT (default /tmp/hs-gpu-python).
-# Extra arguments go to py_vs_c.py (e.g. --iter-scale 0.5).
+# PY_BUDGET_S (default 240): no case starts after that many seconds, so the
+# results are written inside the device call. Extra arguments go to
+# py_vs_c.py (e.g. --iter-scale 0.5).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-gpu}
@@ -21,7 +23,8 @@ PY=${PY:-python3}
 mkdir -p "$OUT"
 [ -x "$BUILD/bench/hs-bench-handoff" ] || { echo "no $BUILD: run scripts/build-gpu.sh here first" >&2; exit 2; }
 nvidia-smi -L 2>/dev/null || true
-"$PY" bench/py_vs_c.py --build "$BUILD" --out "$OUT" --gpu on --mps both --host off "$@" \
+"$PY" bench/py_vs_c.py --build "$BUILD" --out "$OUT" --gpu on --mps both --host off \
+	--budget-s "${PY_BUDGET_S:-240}" "$@" \
 	>"$OUT/py_vs_c.log" 2>&1 && rc=0 || rc=$?
 tail -n 40 "$OUT/py_vs_c.log"
 exit $rc

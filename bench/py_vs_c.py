@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -36,33 +37,49 @@ FLAVORS = (("raw", "hsbroker-py-cuda"), ("torchview", "hsbroker-py-torchview-cud
            ("torch", "hsbroker-py-torch-cuda"))
 
 
+class Budget:
+    """Runs a case only while the time budget lasts, so the results are
+    written even when the device call is short of time."""
+
+    def __init__(self, run, seconds):
+        self.run, self.end = run, time.monotonic() + seconds if seconds else None
+
+    def __call__(self, label, cmd, env, timeout):
+        if self.end is not None and time.monotonic() + 5 > self.end:
+            self.run.failures.append("%s: not run, the time budget was spent" % label)
+            print("== %s: not run (budget)" % label, flush=True)
+            return None
+        left = timeout if self.end is None else max(5, min(timeout, self.end - time.monotonic()))
+        return self.run.run(label, cmd, env, timeout=int(left))
+
+
 def suite(run, build, d, env, device, tag):
     b = lambda name: os.path.join(build, "bench", "hs-bench-" + name)
     py = [sys.executable, os.path.join(HERE, "py_handoff.py")]
     suffix = "" if device == "cpu" else (" (MPS)" if tag == "mps" else " (no MPS)")
     iters = HOST_ITERS if device == "cpu" else GPU_ITERS
+    case = run.budget
     for size in R.SIZES:
         it, wu = run.scale(iters[size])
         common = ["--device", device, "--size", str(size), "--iters", str(it),
                   "--warmup", str(wu), "--socket", d.socket]
-        run.run("hsbroker C->C %s%s" % (R.fmt_size(size), suffix), [b("handoff"), *common], env,
-                timeout=TIMEOUT)
+        case("hsbroker C->C %s%s" % (R.fmt_size(size), suffix), [b("handoff"), *common], env,
+             TIMEOUT)
         if device == "cpu":
-            run.run("hsbroker Py->Py %s%s" % (R.fmt_size(size), suffix), py + common, env,
-                    timeout=TIMEOUT)
+            case("hsbroker Py->Py %s%s" % (R.fmt_size(size), suffix), py + common, env, TIMEOUT)
             continue
         for flavor, _case in FLAVORS:
-            run.run("hsbroker Py->Py %s %s%s" % (flavor, R.fmt_size(size), suffix),
-                    py + common + ["--flavor", flavor], env, timeout=TIMEOUT)
+            case("hsbroker Py->Py %s %s%s" % (flavor, R.fmt_size(size), suffix),
+                 py + common + ["--flavor", flavor], env, TIMEOUT)
         it, wu = run.scale(TORCH_MP_ITERS[size])
-        run.run("torch.multiprocessing %s%s" % (R.fmt_size(size), suffix),
-                [sys.executable, os.path.join(HERE, "torch_mp.py"), "--size", str(size),
-                 "--iters", str(it), "--warmup", str(wu)], env, timeout=TIMEOUT)
+        case("torch.multiprocessing %s%s" % (R.fmt_size(size), suffix),
+             [sys.executable, os.path.join(HERE, "torch_mp.py"), "--size", str(size),
+              "--iters", str(it), "--warmup", str(wu)], env, TIMEOUT)
     if device == "cuda":
-        run.run("py_costs%s" % suffix,
-                [sys.executable, os.path.join(HERE, "experiments", "py_costs.py"),
-                 "--device", "cuda", "--iters", "1000" if not run.a.quick else "50",
-                 "--socket", d.socket], env, timeout=TIMEOUT)
+        case("py_costs%s" % suffix,
+             [sys.executable, os.path.join(HERE, "experiments", "py_costs.py"),
+              "--device", "cuda", "--iters", "1000" if not run.a.quick else "50",
+              "--socket", d.socket], env, TIMEOUT)
 
 
 def comparison(results):
@@ -157,11 +174,17 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--iter-scale", type=float, default=1.0)
+    ap.add_argument("--budget-s", type=float, default=0,
+                    help="start no case after this many seconds (0: no limit)")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     exe = os.path.join(build, "daemon", "hsbrokerd")
     os.makedirs(a.out, exist_ok=True)
     run = R.Runner(a)
+    # The budget is shared out among the passes (host, no MPS, MPS), so a
+    # slow first pass cannot starve the MPS rows.
+    passes = (a.host == "on") + (a.gpu == "on") * (2 if a.mps == "both" else 1)
+    share_s = a.budget_s / max(1, passes)
     tmp = tempfile.mkdtemp(prefix="hs-pyvc-")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(build, "python") + os.pathsep + env.get("PYTHONPATH", "")
@@ -171,8 +194,10 @@ def main():
         d = R.Daemon(exe, tmp, "plain", env, gpu)
         try:
             if a.host == "on":
+                run.budget = Budget(run, share_s)
                 suite(run, build, d, env, "cpu", "")
             if gpu and a.mps in ("off", "both"):
+                run.budget = Budget(run, share_s)
                 suite(run, build, d, env, "cuda", "nomps")
         finally:
             d.stop()
@@ -189,6 +214,7 @@ def main():
                 try:
                     d = R.Daemon(exe, tmp, "mps", menv, True)
                     try:
+                        run.budget = Budget(run, share_s)
                         suite(run, build, d, menv, "cuda", "mps")
                     finally:
                         d.stop()
