@@ -284,12 +284,17 @@ def run_suite(R, build, d, env, device, tag):
         R.run("floor, idle %d us (control)" % spin,
               [b("floor"), *dev, "--spin-us", str(spin), "--iters", str(it), "--warmup", str(wu)],
               env)
+    # GPU: the C program's work from Python (raw: the binding's cost), and
+    # the idiomatic PyTorch consumer (py_handoff.py's docstring).
     for size in SIZES:
         it, wu = R.scale(PY_ITERS[size])
-        R.run("hsbroker Py->Py %s%s" % (fmt_size(size), suffix),
-              py + [os.path.join(HERE, "py_handoff.py"), *dev, "--size", str(size),
-                    "--iters", str(it), "--warmup", str(wu), "--socket", d.socket], env,
-              floor=(build, device))
+        for flavor in ([None] if device == "cpu" else ["raw", "torch"]):
+            R.run("hsbroker Py->Py %s%s%s" % ("raw " if flavor == "raw" else "", fmt_size(size),
+                                              suffix),
+                  py + [os.path.join(HERE, "py_handoff.py"), *dev, "--size", str(size),
+                        "--iters", str(it), "--warmup", str(wu), "--socket", d.socket,
+                        *(["--flavor", flavor] if flavor else [])], env,
+                  floor=(build, device))
     for size in SIZES:
         it, wu = R.scale(COPY_ITERS[size])
         R.run("copy through %s %s%s" % ("socket" if device == "cpu" else "host", fmt_size(size),
@@ -332,6 +337,8 @@ METHODS = [  # (case, label in the table, key of the measure compared with the f
     ("hsbroker-c-spin-cuda", "hsbroker C -> C, CUDA, daemon --spin-us 50", "gpu"),
     ("hsbroker-c-spinboth-cuda",
      "hsbroker C -> C, CUDA, daemon --spin-us 50 and HSBROKER_SPIN_US=50", "gpu"),
+    ("hsbroker-py-cuda", "hsbroker Py -> Py, CUDA, the C program's work (driver API)", "gpu"),
+    ("hsbroker-py-torchview-cuda", "hsbroker Py -> Py, hsbroker.torch views", "gpu"),
     ("hsbroker-py-torch-cuda", "hsbroker Py -> Py, torch CUDA", "gpu"),
     ("copy-cuda", "copy: D2H + socket + H2D", "rt"),
     ("torch-mp-cuda", "torch.multiprocessing Queue", "rt"),
@@ -491,6 +498,13 @@ def targets(results):
         ratio_rows("hsbroker-c-cuda", "floor-cuda", 1.5, "GPU C → C ≤ 1.5× the floor" + tag, mps)
         ratio_rows("hsbroker-py-torch-cuda", "floor-cuda", 2.0,
                    "GPU Py → Py ≤ 2× the floor" + tag, mps)
+        xs = [(size, share(p) / share(c)) for size in SIZES
+              for c in [find(results, "hsbroker-c-cuda", size, mps)]
+              for p in [find(results, "hsbroker-py-cuda", size, mps)] if c and p]
+        if xs:
+            out.append(("GPU Py → Py (raw) ≤ 1.5× C → C, hand-off (issue 13)" + tag,
+                        max(x for _, x in xs) <= 1.5,
+                        ", ".join("%s %.2f×" % (fmt_size(s), x) for s, x in xs)))
         if mps == "mps":
             xs = []
             for size in SIZES:

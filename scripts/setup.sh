@@ -17,6 +17,7 @@ packages=(
 	systemd            # systemd-analyze, systemd-socket-activate (tests)
 	python3-dev python3-pytest python3-numpy
 	python3-prometheus-client   # checks hsctl stats --prometheus (tests)
+	python3-mesonpy python3-venv   # pip install . (tests/python/test_install.py)
 	valgrind
 	scdoc groff-base man-db   # manual pages (docs/man), their render test, tests/docs
 	clang-14 libclang-rt-14-dev   # libFuzzer (scripts/fuzz.sh)

@@ -31,8 +31,20 @@ from ._hsbroker import Closed, Error, Subscription, Tensor, Timeout
 
 __all__ = [
     "Client", "Closed", "Error", "STREAM_DONE", "Subscription", "Tensor", "Timeout",
-    "as_tensor", "connect", "default_socket_path",
+    "as_tensor", "connect", "default_socket_path", "strerror", "__version__",
 ]
+
+#: The version of hsbroker this module was built from (libhsclient's).
+__version__ = _hsbroker.__version__
+
+
+def _error_str(self):
+    # args are (message, code, name) for the errors hsbroker raises, and
+    # whatever was given for one made by hand: str(e) is the message.
+    return str(self.args[0]) if self.args else ""
+
+
+Error.__str__ = _error_str
 
 #: ``Tensor.release(stream=STREAM_DONE)``: "my GPU work on it is already
 #: complete", release at once (HS_STREAM_DONE in C). Only after a host
@@ -133,8 +145,34 @@ def _stream_handle(stream):
     return int(stream)
 
 
+def _emit_foreign(client, topic, obj, stream, wait):
+    """Client.emit of anything but a broker Tensor (called by the C emit):
+    an exact view of one of this client's live tensors moves without a
+    copy; anything else is copied once into a new broker tensor."""
+    s = _stream_handle(stream)
+    ptr, shape, strides, dtype, device, _keep = _describe(obj, s)
+    own = client._find(ptr, dtype, shape, strides, device)
+    if own is not None:
+        return client.emit(topic, own, s, wait)
+    t = client.alloc(shape, dtype, device=device)
+    try:
+        t._copy_from(ptr, shape, strides, dtype, device, s)
+    except BaseException:
+        t.release()
+        raise
+    return client.emit(topic, t, s, wait)
+
+
+_hsbroker._set_hooks(_stream_handle, _emit_foreign)
+
+
 class Client(_hsbroker._Client):
     """A connection to hsbrokerd. Use hsbroker.connect()."""
+
+    def __init__(self, path=None, name=None):
+        # The connection is made by _Client.__new__; this is here for the
+        # signature (inspect.signature(hsbroker.Client)).
+        pass
 
     def __enter__(self):
         return self
@@ -142,39 +180,6 @@ class Client(_hsbroker._Client):
     def __exit__(self, *exc):
         self.close()
         return False
-
-    def emit(self, topic, obj, stream=None, wait=False):
-        """Emit obj on topic.
-
-        A broker Tensor (or an exact view of one, e.g. from torch.from_dlpack)
-        moves to the topic without a copy and must not be used afterwards.
-        Any other array is copied once into a new broker tensor on its device
-        (device to device for GPU data), on ``stream`` when given.
-
-        A GPU tensor's ready fence goes on ``stream``; with none, after the
-        streams the tensor was handed out on through DLPack (the views it
-        was written through), else on the legacy default stream.
-
-        Returns None as soon as the emit is sent: the daemon's answer is
-        not waited for (a refusal is counted in ``stats()``), and only
-        when several emits are unanswered does the next one wait, e.g. for
-        a full BLOCK subscriber. With ``wait=True`` it returns the topic's
-        sequence number once the daemon accepted the emit, and raises its
-        refusal."""
-        s = _stream_handle(stream)
-        if isinstance(obj, Tensor):
-            return self._emit(topic, obj, s, wait)
-        ptr, shape, strides, dtype, device, _keep = _describe(obj, s)
-        own = self._find(ptr, dtype, shape, strides, device)
-        if own is not None:
-            return self._emit(topic, own, s, wait)
-        t = self.alloc(shape, dtype, device=device)
-        try:
-            t._copy_from(ptr, shape, strides, dtype, device, s)
-        except BaseException:
-            t.release()
-            raise
-        return self._emit(topic, t, s, wait)
 
     def as_tensor(self, obj, stream=None):
         """A new broker tensor holding a copy of obj (same dtype, shape and
@@ -205,3 +210,11 @@ def connect(path=None, name=None):
 def as_tensor(client, obj, stream=None):
     """client.as_tensor(obj): copy obj into a new broker tensor."""
     return client.as_tensor(obj, stream)
+
+
+# asyncio: Subscription.areceive() and ``async for`` (hsbroker/_aio.py).
+from . import _aio  # noqa: E402
+
+Subscription.areceive = _aio.areceive
+Subscription.__aiter__ = _aio.aiter
+Subscription.__anext__ = _aio.anext

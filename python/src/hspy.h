@@ -9,6 +9,15 @@
 
 #include <stdbool.h>
 
+/* METH_FASTCALL entered the limited API in 3.10, but CPython has handled
+ * the flag since 3.7 with this value and calling convention, so a 3.9
+ * abi3 module may use it. */
+#ifndef METH_FASTCALL
+#define METH_FASTCALL 0x0080
+#endif
+typedef PyObject *(*hspy_fastcall_kw)(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);
+#define HSPY_FASTCALL_KW(fn) (PyCFunction)(void (*)(void))(hspy_fastcall_kw)(fn)
+
 #include "hsbroker/hsbroker.h"
 
 typedef struct hspy_state {
@@ -18,6 +27,12 @@ typedef struct hspy_state {
 	PyTypeObject *client_type;
 	PyTypeObject *tensor_type;
 	PyTypeObject *sub_type;
+	PyObject *stream_handle; /* hsbroker._stream_handle(obj) -> int */
+	PyObject *emit_foreign;  /* hsbroker._emit_foreign(client, topic, obj, stream, wait) */
+	/* Looked up once, at the first receive(as_="torch"/"numpy"). */
+	PyObject *torch_from_capsule;  /* torch._C._from_dlpack */
+	PyObject *torch_raw_stream;    /* torch._C._cuda_getCurrentRawStream */
+	PyObject *numpy_asarray;
 } hspy_state;
 
 extern hspy_state hspy;
@@ -66,6 +81,29 @@ PyObject *hspy_utf8(PyObject *str, const char **s);
 
 /* _hsbroker._order_after(src, dst, device) (pystream.c). */
 PyObject *hspy_order_after(PyObject *self, PyObject *args);
+
+/* A str's UTF-8 (the str's own cached copy: valid while str lives).
+ * 0, or -1 with TypeError/ValueError set. */
+int hspy_cstr(PyObject *str, const char **s);
+
+/* Parses the arguments of a METH_FASTCALL | METH_KEYWORDS method: out[i]
+ * gets the value given for names[i] (n of them), positionally (the first
+ * npos may come so) or by keyword, else keeps what the caller put there (its
+ * default); the first nreq are required. 0, or -1 with TypeError set. */
+int hspy_args(const char *fn, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+	      const char *const *names, int n, int npos, int nreq, PyObject **out);
+
+/* A stream argument as CUDA names it (None: NULL; an int; or an object
+ * with a handle: torch, CuPy, Numba streams). 0 or -1 with an exception. */
+int hspy_stream_arg(PyObject *obj, void **out);
+
+/* What receive(as_=...) and Tensor.view(as_) hand back for tensor self:
+ * as_ "torch" (a torch.Tensor made from a DLPack capsule, on the calling
+ * thread's current torch stream unless stream is given), "numpy" (an
+ * ndarray through the array interface), or a callable given the capsule.
+ * consume: the view owns the tensor's reference (it is released when the
+ * view goes), and self may no longer be used. New reference or NULL. */
+PyObject *hspy_tensor_view(hspy_tensor *self, PyObject *as, PyObject *stream, bool consume);
 
 /* Raises the exception for an hs error code; returns NULL. */
 PyObject *hspy_raise(int code, const char *what);

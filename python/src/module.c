@@ -1,6 +1,8 @@
 /* _hsbroker: module state, exceptions, dtype and device names. */
 #include "hspy.h"
 
+#include "hs-config.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,88 @@ PyObject *hspy_utf8(PyObject *str, const char **s)
 	return b;
 }
 
+int hspy_cstr(PyObject *str, const char **s)
+{
+	if (!PyUnicode_Check(str)) {
+		PyErr_SetString(PyExc_TypeError, "expected a str");
+		return -1;
+	}
+	/* "s" hands out the str's own cached UTF-8: no copy after the first. */
+	return PyArg_Parse(str, "s", s) ? 0 : -1;
+}
+
+int hspy_args(const char *fn, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+	      const char *const *names, int n, int npos, int nreq, PyObject **out)
+{
+	if (nargs > npos) {
+		PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional argument%s "
+			     "(%zd given)", fn, npos, npos == 1 ? "" : "s", nargs);
+		return -1;
+	}
+	unsigned seen = 0;
+	for (Py_ssize_t i = 0; i < nargs; i++) {
+		out[i] = args[i];
+		seen |= 1u << i;
+	}
+	Py_ssize_t nkw = kwnames ? PyTuple_Size(kwnames) : 0;
+	for (Py_ssize_t k = 0; k < nkw; k++) {
+		PyObject *key = PyTuple_GetItem(kwnames, k);
+		int j = 0;
+		while (j < n && PyUnicode_CompareWithASCIIString(key, names[j]) != 0)
+			j++;
+		if (j == n) {
+			PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R",
+				     fn, key);
+			return -1;
+		}
+		if (seen & (1u << j)) {
+			PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+				     fn, names[j]);
+			return -1;
+		}
+		seen |= 1u << j;
+		out[j] = args[nargs + k];
+	}
+	for (int j = 0; j < nreq; j++)
+		if (!(seen & (1u << j))) {
+			PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fn,
+				     names[j]);
+			return -1;
+		}
+	return 0;
+}
+
+int hspy_stream_arg(PyObject *obj, void **out)
+{
+	if (obj == Py_None) {
+		*out = NULL;
+		return 0;
+	}
+	if (!PyLong_Check(obj)) {
+		/* A stream object (torch, CuPy, Numba, CUDA Python): its handle,
+		 * read by hsbroker._stream_handle. */
+		if (!hspy.stream_handle) {
+			PyErr_SetString(PyExc_TypeError, "stream must be an int handle");
+			return -1;
+		}
+		PyObject *h = PyObject_CallFunctionObjArgs(hspy.stream_handle, obj, NULL);
+		if (!h)
+			return -1;
+		int rc = hspy_stream_arg(h, out);
+		Py_DECREF(h);
+		return rc;
+	}
+	long long v = PyLong_AsLongLong(obj);
+	if (v == -1 && PyErr_Occurred()) {
+		PyErr_Clear();
+		v = (long long)(uintptr_t)PyLong_AsVoidPtr(obj);
+		if (PyErr_Occurred())
+			return -1;
+	}
+	*out = (void *)(intptr_t)v;
+	return 0;
+}
+
 PyObject *hspy_raise(int code, const char *what)
 {
 	PyObject *type = hspy.error;
@@ -27,19 +111,38 @@ PyObject *hspy_raise(int code, const char *what)
 	else if (code == HS_ESHUTDOWN || code == HS_EPIPE || code == HS_ENOBROKER ||
 		 code == HS_ECONNREFUSED)
 		type = hspy.closed;
+	/* str(e) is the message alone (Error.__str__, hsbroker/__init__.py);
+	 * the code and its name are attributes. A plain Error's args stay
+	 * (message, code, name), as they were; Timeout and Closed are OSErrors,
+	 * whose constructor would read three args as errno, strerror and
+	 * filename: they get the message alone, and errno/strerror are set
+	 * from the code when it is an errno's. */
+	bool os_error = type != hspy.error;
 	PyObject *msg = what ? PyUnicode_FromFormat("%s: %s", what, hs_strerror(code))
 			     : PyUnicode_FromString(hs_strerror(code));
-	PyObject *args = msg ? Py_BuildValue("(Ois)", msg, code, hs_err_name(code)) : NULL;
-	Py_XDECREF(msg);
-	if (!args)
+	if (!msg)
 		return NULL;
-	PyObject *exc = PyObject_Call(type, args, NULL);
-	Py_DECREF(args);
+	PyObject *exc = os_error ? PyObject_CallFunctionObjArgs(type, msg, NULL)
+				 : PyObject_CallFunction(type, "Ois", msg, code, hs_err_name(code));
+	Py_DECREF(msg);
 	if (!exc)
 		return NULL;
 	PyObject *c = PyLong_FromLong(code);
-	int rc = c ? PyObject_SetAttrString(exc, "code", c) : -1;
+	PyObject *name = PyUnicode_FromString(hs_err_name(code));
+	int rc = c && name ? PyObject_SetAttrString(exc, "code", c) : -1;
+	if (rc == 0)
+		rc = PyObject_SetAttrString(exc, "name", name);
+	if (rc == 0 && os_error && code > -4000) {
+		PyObject *en = PyLong_FromLong(-code);
+		PyObject *es = PyUnicode_FromString(hs_strerror(code));
+		rc = en && es ? PyObject_SetAttrString(exc, "errno", en) : -1;
+		if (rc == 0)
+			rc = PyObject_SetAttrString(exc, "strerror", es);
+		Py_XDECREF(en);
+		Py_XDECREF(es);
+	}
 	Py_XDECREF(c);
+	Py_XDECREF(name);
 	if (rc < 0) {
 		Py_DECREF(exc);
 		return NULL;
@@ -90,48 +193,60 @@ const char *hspy_dtype_typestr(DLDataType t)
 	return NULL;
 }
 
-int hspy_dtype_parse(PyObject *obj, DLDataType *out)
+/* The last non-str dtype object parsed (a numpy or torch dtype) and what it
+ * parsed to: a loop that allocates with one dtype asks for its name once. */
+static PyObject *last_dtype_obj;
+static DLDataType last_dtype;
+
+static int dtype_from_name(const char *s, DLDataType *out)
 {
-	PyObject *str = NULL;
-	if (PyUnicode_Check(obj)) {
-		str = obj;
-		Py_INCREF(str);
-	} else {
-		/* numpy dtypes and scalar types have .name or __name__;
-		 * torch dtypes print as "torch.float32". */
-		PyObject *name = PyObject_GetAttrString(obj, "name");
-		if (!name) {
-			PyErr_Clear();
-			name = PyObject_Str(obj);
-		}
-		if (!name)
-			return -1;
-		str = name;
-	}
-	const char *s;
-	PyObject *b = hspy_utf8(str, &s);
-	Py_DECREF(str);
-	if (!b)
-		return -1;
 	if (strncmp(s, "torch.", 6) == 0)
 		s += 6;
-	const char *alias[][2] = { { "float", "float32" }, { "double", "float64" },
-				   { "half", "float16" }, { "int", "int64" },
-				   { "long", "int64" }, { "bool_", "bool" } };
+	static const char *const alias[][2] = { { "float", "float32" }, { "double", "float64" },
+						{ "half", "float16" }, { "int", "int64" },
+						{ "long", "int64" }, { "bool_", "bool" } };
 	for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++)
 		if (strcmp(s, alias[i][0]) == 0)
 			s = alias[i][1];
 	for (size_t i = 0; i < N_DTYPES; i++)
 		if (strcmp(dtypes[i].name, s) == 0) {
 			*out = (DLDataType){ dtypes[i].code, dtypes[i].bits, 1 };
-			Py_DECREF(b);
 			return 0;
 		}
 	PyErr_Format(PyExc_ValueError,
 		     "unsupported dtype '%s' (bool, int8..int64, uint8..uint64, "
 		     "float16/32/64, bfloat16, complex64/128)", s);
-	Py_DECREF(b);
 	return -1;
+}
+
+int hspy_dtype_parse(PyObject *obj, DLDataType *out)
+{
+	const char *s;
+	if (PyUnicode_Check(obj))
+		return hspy_cstr(obj, &s) < 0 ? -1 : dtype_from_name(s, out);
+	if (obj == last_dtype_obj) {
+		*out = last_dtype;
+		return 0;
+	}
+	/* numpy dtypes and scalar types have .name or __name__; torch dtypes
+	 * print as "torch.float32". */
+	PyObject *name = PyObject_GetAttrString(obj, "name");
+	if (!name) {
+		PyErr_Clear();
+		name = PyObject_Str(obj);
+	}
+	if (!name)
+		return -1;
+	int rc = hspy_cstr(name, &s) < 0 ? -1 : dtype_from_name(s, out);
+	Py_DECREF(name);
+	if (rc == 0) {
+		Py_INCREF(obj);
+		PyObject *old = last_dtype_obj;
+		last_dtype_obj = obj;
+		last_dtype = *out;
+		Py_XDECREF(old);
+	}
+	return rc;
 }
 
 int hspy_device_parse(PyObject *obj, DLDevice *out)
@@ -145,10 +260,8 @@ int hspy_device_parse(PyObject *obj, DLDevice *out)
 		return 0;
 	}
 	const char *s;
-	PyObject *b = hspy_utf8(obj, &s);
-	if (!b)
+	if (hspy_cstr(obj, &s) < 0)
 		return -1;
-	int rc = 0;
 	char *end;
 	if (strcmp(s, "cpu") == 0) {
 		*out = (DLDevice){ kDLCPU, 0 };
@@ -160,10 +273,9 @@ int hspy_device_parse(PyObject *obj, DLDevice *out)
 		out->device_type = kDLCUDA;
 	} else {
 		PyErr_Format(PyExc_ValueError, "unknown device '%s' (\"cpu\", \"cuda\", \"cuda:N\")", s);
-		rc = -1;
+		return -1;
 	}
-	Py_DECREF(b);
-	return rc;
+	return 0;
 }
 
 int hspy_add_type(PyObject *module, PyType_Spec *spec, const char *name,
@@ -262,12 +374,44 @@ static PyObject *py_import_dlpack(PyObject *self, PyObject *cap)
 			     shape, strides, dn, dev, owner);
 }
 
+/* _set_hooks(stream_handle, emit_foreign): the pure-Python halves the C
+ * calls reach (hsbroker/__init__.py): a stream object's handle, and the
+ * emit of an object that is not a broker Tensor (a copy, or a view of
+ * one found by _find). */
+static PyObject *py_set_hooks(PyObject *self, PyObject *args)
+{
+	PyObject *sh, *ef;
+	if (!PyArg_ParseTuple(args, "OO", &sh, &ef))
+		return NULL;
+	Py_INCREF(sh);
+	Py_INCREF(ef);
+	Py_XDECREF(hspy.stream_handle);
+	Py_XDECREF(hspy.emit_foreign);
+	hspy.stream_handle = sh;
+	hspy.emit_foreign = ef;
+	Py_RETURN_NONE;
+}
+
+/* _raise(code, what): raises the exception the C calls raise for code. */
+static PyObject *py_raise(PyObject *self, PyObject *args)
+{
+	int code;
+	const char *what;
+	if (!PyArg_ParseTuple(args, "is", &code, &what))
+		return NULL;
+	return hspy_raise(code, what);
+}
+
 static PyMethodDef module_methods[] = {
+	{ "_raise", py_raise, METH_VARARGS, NULL },
 	{ "_import_dlpack", py_import_dlpack, METH_O, NULL },
 	{ "_order_after", hspy_order_after, METH_VARARGS, NULL },
+	{ "_set_hooks", py_set_hooks, METH_VARARGS, NULL },
 	{ "default_socket_path", py_default_socket, METH_NOARGS,
+	  "default_socket_path()\n--\n\n"
 	  "The socket path hsbroker.connect() uses when none is given." },
-	{ "strerror", py_strerror, METH_O, "The text of an hs error code." },
+	{ "strerror", py_strerror, METH_O,
+	  "strerror(code, /)\n--\n\nThe text of an hs error code." },
 	{ NULL, NULL, 0, NULL },
 };
 
@@ -279,22 +423,40 @@ static struct PyModuleDef module_def = {
 	.m_methods = module_methods,
 };
 
+/* An exception class of the module: doc, bases, and the class attributes
+ * code and name (None until an instance raised by the module sets them). */
+static PyObject *new_error(const char *name, const char *doc, PyObject *base1, PyObject *base2)
+{
+	PyObject *bases = base2 ? PyTuple_Pack(2, base1, base2) : PyTuple_Pack(1, base1);
+	PyObject *dict = bases ? Py_BuildValue("{s:O,s:O}", "code", Py_None, "name", Py_None)
+			       : NULL;
+	PyObject *e = dict ? PyErr_NewExceptionWithDoc(name, doc, bases, dict) : NULL;
+	Py_XDECREF(bases);
+	Py_XDECREF(dict);
+	return e;
+}
+
 PyMODINIT_FUNC PyInit__hsbroker(void);
 PyMODINIT_FUNC PyInit__hsbroker(void)
 {
 	PyObject *m = PyModule_Create(&module_def);
 	if (!m)
 		return NULL;
-	hspy.error = PyErr_NewExceptionWithDoc(
+	hspy.error = new_error(
 		"hsbroker.Error",
-		"An error from the broker or libhsclient; .code is the negative "
-		"hs error code, .args[2] its name.", NULL, NULL);
-	PyObject *tbases = hspy.error ? PyTuple_Pack(2, hspy.error, PyExc_TimeoutError) : NULL;
-	hspy.timeout = tbases ? PyErr_NewException("hsbroker.Timeout", tbases, NULL) : NULL;
-	Py_XDECREF(tbases);
-	PyObject *cbases = hspy.error ? PyTuple_Pack(2, hspy.error, PyExc_ConnectionError) : NULL;
-	hspy.closed = cbases ? PyErr_NewException("hsbroker.Closed", cbases, NULL) : NULL;
-	Py_XDECREF(cbases);
+		"An error from hsbrokerd or libhsclient. str(e) is the message, with "
+		"what was being done (a path, a topic); e.code is the negative hs "
+		"error code (hsbroker.strerror(e.code) its text) and e.name its "
+		"symbolic name, e.g. 'HS_ENOSPC'.", PyExc_Exception, NULL);
+	hspy.timeout = hspy.error ? new_error(
+		"hsbroker.Timeout",
+		"Nothing arrived in time (HS_ETIMEDOUT): Subscription.receive with a "
+		"timeout. Also a TimeoutError.", hspy.error, PyExc_TimeoutError) : NULL;
+	hspy.closed = hspy.error ? new_error(
+		"hsbroker.Closed",
+		"The broker is gone or going (HS_ENOBROKER, HS_ECONNREFUSED, HS_EPIPE, "
+		"HS_ESHUTDOWN): the connection cannot be used again. Also a "
+		"ConnectionError.", hspy.error, PyExc_ConnectionError) : NULL;
 	if (!hspy.timeout || !hspy.closed)
 		goto fail;
 	Py_INCREF(hspy.error);
@@ -310,7 +472,10 @@ PyMODINIT_FUNC PyInit__hsbroker(void)
 	if (PyModule_AddIntConstant(m, "POLICY_BLOCK", HS_POLICY_BLOCK) < 0 ||
 	    PyModule_AddIntConstant(m, "POLICY_DROP_OLDEST", HS_POLICY_DROP_OLDEST) < 0 ||
 	    PyModule_AddIntConstant(m, "POLICY_DROP_NEWEST", HS_POLICY_DROP_NEWEST) < 0 ||
-	    PyModule_AddIntConstant(m, "PROTOCOL_VERSION", HS_PROTOCOL_VERSION) < 0)
+	    PyModule_AddIntConstant(m, "PROTOCOL_VERSION", HS_PROTOCOL_VERSION) < 0 ||
+	    PyModule_AddStringConstant(m, "__version__", HS_VERSION) < 0 ||
+	    PyModule_AddIntConstant(m, "_ETIMEDOUT", HS_ETIMEDOUT) < 0 ||
+	    PyModule_AddIntConstant(m, "_ESHUTDOWN", HS_ESHUTDOWN) < 0)
 		goto fail;
 	return m;
 fail:

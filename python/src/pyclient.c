@@ -119,14 +119,15 @@ static int parse_shape(PyObject *obj, int64_t *out, int32_t *ndim, const char *w
 	return 0;
 }
 
-static PyObject *client_alloc(PyObject *obj, PyObject *args, PyObject *kw)
+static PyObject *client_alloc(PyObject *obj, PyObject *const *args, Py_ssize_t nargs,
+			      PyObject *kwnames)
 {
 	hspy_client *self = (hspy_client *)obj;
-	static char *kwlist[] = { "shape", "dtype", "device", "strides", NULL };
-	PyObject *shape_obj, *dtype_obj, *dev_obj = NULL, *strides_obj = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OO", kwlist, &shape_obj, &dtype_obj,
-					 &dev_obj, &strides_obj))
+	static const char *const names[] = { "shape", "dtype", "device", "strides" };
+	PyObject *a[4] = { NULL, NULL, NULL, Py_None };
+	if (hspy_args("alloc", args, nargs, kwnames, names, 4, 4, 2, a) < 0)
 		return NULL;
+	PyObject *shape_obj = a[0], *dtype_obj = a[1], *dev_obj = a[2], *strides_obj = a[3];
 	if (client_ok(self) < 0)
 		return NULL;
 	int64_t shape[HS_MAX_NDIM], strides[HS_MAX_NDIM];
@@ -163,37 +164,46 @@ static PyObject *client_alloc(PyObject *obj, PyObject *args, PyObject *kw)
 	return (PyObject *)hspy_tensor_wrap(self, t);
 }
 
-/* _emit(topic, tensor, stream, wait): the tensor's reference moves to the
- * topic. With wait, returns the sequence number once the daemon accepted
- * it; without, returns None as soon as the emit is sent (hs_tensor_emit
+/* emit(topic, obj, stream=None, wait=False). A broker Tensor's reference
+ * moves to the topic here; anything else goes to hsbroker._emit_foreign
+ * (a view of a live Tensor found by _find, or a copy), which comes back
+ * with a Tensor. With wait, returns the sequence number once the daemon
+ * accepted it; without, None as soon as the emit is sent (hs_tensor_emit
  * without seq_out). */
-static PyObject *client_emit(PyObject *obj, PyObject *args)
+static PyObject *client_emit(PyObject *obj, PyObject *const *args, Py_ssize_t nargs,
+			     PyObject *kwnames)
 {
 	hspy_client *self = (hspy_client *)obj;
-	const char *topic;
-	PyObject *tobj, *stream_obj = Py_None;
-	int wait = 1;
-	if (!PyArg_ParseTuple(args, "sO|Op", &topic, &tobj, &stream_obj, &wait))
+	static const char *const names[] = { "topic", "obj", "stream", "wait" };
+	PyObject *a[4] = { NULL, NULL, Py_None, Py_False };
+	if (hspy_args("emit", args, nargs, kwnames, names, 4, 4, 2, a) < 0)
 		return NULL;
 	if (client_ok(self) < 0)
 		return NULL;
-	if (!PyObject_TypeCheck(tobj, hspy.tensor_type)) {
-		PyErr_SetString(PyExc_TypeError, "_emit takes an hsbroker.Tensor");
-		return NULL;
+	if (!PyObject_TypeCheck(a[1], hspy.tensor_type)) {
+		if (!hspy.emit_foreign) {
+			PyErr_SetString(PyExc_TypeError, "emit takes an hsbroker.Tensor");
+			return NULL;
+		}
+		return PyObject_CallFunctionObjArgs(hspy.emit_foreign, obj, a[0], a[1], a[2],
+						    a[3], NULL);
 	}
-	hspy_tensor *ten = (hspy_tensor *)tobj;
+	const char *topic;
+	if (hspy_cstr(a[0], &topic) < 0)
+		return NULL;
+	int wait = PyObject_IsTrue(a[3]);
+	if (wait < 0)
+		return NULL;
+	hspy_tensor *ten = (hspy_tensor *)a[1];
 	if (ten->client != self) {
 		PyErr_SetString(PyExc_ValueError, "the tensor belongs to another client");
 		return NULL;
 	}
 	void *stream = NULL;
-	if (stream_obj != Py_None) {
-		stream = PyLong_AsVoidPtr(stream_obj);
-		if (PyErr_Occurred())
-			return NULL;
-	}
+	if (hspy_stream_arg(a[2], &stream) < 0)
+		return NULL;
 	hs_tensor *t;
-	if (hspy_tensor_take(ten, stream_obj != Py_None, stream, &t, &stream) < 0)
+	if (hspy_tensor_take(ten, a[2] != Py_None, stream, &t, &stream) < 0)
 		return NULL;
 	uint64_t seq = 0;
 	int rc;
@@ -457,19 +467,44 @@ static PyObject *get_closed(PyObject *obj, void *c)
 
 static PyMethodDef client_methods[] = {
 	{ "close", client_close, METH_NOARGS,
+	  "close($self, /)\n--\n\n"
 	  "Disconnect (at once, or when the last tensor/subscription of this client goes)." },
-	{ "alloc", (PyCFunction)(void (*)(void))client_alloc, METH_VARARGS | METH_KEYWORDS,
-	  "alloc(shape, dtype, device='cpu', strides=None) -> Tensor" },
-	{ "_emit", client_emit, METH_VARARGS, NULL },
+	{ "alloc", HSPY_FASTCALL_KW(client_alloc), METH_FASTCALL | METH_KEYWORDS,
+	  "alloc($self, /, shape, dtype, device='cpu', strides=None)\n--\n\n"
+	  "A new tensor in broker memory (uninitialised): shape an int or a sequence, "
+	  "dtype a name ('float32'), a NumPy or a torch dtype, device 'cpu', 'cuda' "
+	  "or 'cuda:N', strides in elements." },
+	{ "emit", HSPY_FASTCALL_KW(client_emit), METH_FASTCALL | METH_KEYWORDS,
+	  "emit($self, /, topic, obj, stream=None, wait=False)\n--\n\n"
+	  "Emit obj on topic.\n\n"
+	  "A broker Tensor (or an exact view of one, e.g. from torch.from_dlpack) "
+	  "moves to the topic without a copy and must not be used afterwards. Any "
+	  "other array is copied once into a new broker tensor on its device "
+	  "(device to device for GPU data), on stream when given.\n\n"
+	  "A GPU tensor's ready fence goes on stream; with none, after the streams "
+	  "the tensor was handed out on (the views it was written through), else on "
+	  "the legacy default stream.\n\n"
+	  "Returns None as soon as the emit is sent: the daemon's answer is not "
+	  "waited for (a refusal is counted in stats()), and only when several "
+	  "emits are unanswered does the next one wait, e.g. for a full BLOCK "
+	  "subscriber. With wait=True it returns the topic's sequence number once "
+	  "the daemon accepted the emit, and raises its refusal." },
 	{ "_find", client_find, METH_VARARGS, NULL },
 	{ "subscribe", (PyCFunction)(void (*)(void))client_subscribe,
 	  METH_VARARGS | METH_KEYWORDS,
-	  "subscribe(topic, depth=8, policy='block', block_timeout_ms=0) -> Subscription" },
-	{ "ping", client_ping, METH_NOARGS, "Round trip to the daemon." },
-	{ "fileno", client_fileno, METH_NOARGS, "A pollable fd; call dispatch() when readable." },
-	{ "dispatch", client_dispatch, METH_NOARGS, "Handle what the daemon sent, without blocking." },
-	{ "stats", client_stats, METH_NOARGS, "This client's counters (mapping cache, messages)." },
-	{ "info", client_info, METH_VARARGS, "A snapshot of what the broker holds, as a dict." },
+	  "subscribe($self, /, topic, depth=8, policy='block', block_timeout_ms=0)\n--\n\n"
+	  "A Subscription to topic: iterate it (also with async for), or call "
+	  "receive(). policy: 'block', 'drop-oldest' or 'drop-newest'." },
+	{ "ping", client_ping, METH_NOARGS, "ping($self, /)\n--\n\nRound trip to the daemon." },
+	{ "fileno", client_fileno, METH_NOARGS,
+	  "fileno($self, /)\n--\n\nA pollable fd; call dispatch() when readable." },
+	{ "dispatch", client_dispatch, METH_NOARGS,
+	  "dispatch($self, /)\n--\n\n"
+	  "Handle what the daemon sent, without blocking; the number of messages." },
+	{ "stats", client_stats, METH_NOARGS,
+	  "stats($self, /)\n--\n\nThis client's counters (mapping cache, messages)." },
+	{ "info", client_info, METH_VARARGS,
+	  "info($self, what=0, /)\n--\n\nA snapshot of what the broker holds, as a dict." },
 	{ NULL, NULL, 0, NULL },
 };
 
@@ -483,7 +518,7 @@ static PyType_Slot client_slots[] = {
 	{ Py_tp_dealloc, client_dealloc },
 	{ Py_tp_methods, client_methods },
 	{ Py_tp_getset, client_getset },
-	{ Py_tp_doc, "Client(path=None, name=None): a connection to hsbrokerd." },
+	{ Py_tp_doc, "_Client(path=None, name=None)\n--\n\nA connection to hsbrokerd." },
 	{ 0, NULL },
 };
 

@@ -41,8 +41,22 @@ static void sub_dealloc(PyObject *obj)
 	Py_XDECREF(c);
 }
 
-/* Waits in slices so Ctrl-C reaches a Python program blocked here. */
-static PyObject *receive(hspy_sub *self, double timeout, bool iterating)
+/* What receive hands back: the Tensor, or with as_ its ready-to-use view
+ * (which then owns the reference). Steals t. */
+static PyObject *hand_out(hspy_sub *self, hs_tensor *t, PyObject *as, PyObject *stream)
+{
+	hspy_tensor *ten = hspy_tensor_wrap(self->client, t);
+	if (!ten || !as || as == Py_None)
+		return (PyObject *)ten;
+	PyObject *view = hspy_tensor_view(ten, as, stream, true);
+	Py_DECREF(ten); /* without a view: released here, nothing held */
+	return view;
+}
+
+/* Waits in slices so Ctrl-C reaches a Python program blocked here.
+ * timeout < 0: for ever. */
+static PyObject *receive(hspy_sub *self, double timeout, bool iterating, PyObject *as,
+			 PyObject *stream)
 {
 	if (sub_ok(self) < 0)
 		return NULL;
@@ -56,7 +70,7 @@ static PyObject *receive(hspy_sub *self, double timeout, bool iterating)
 		rc = hs_subscription_receive(self->s, wait, &t);
 		Py_END_ALLOW_THREADS
 		if (rc == 0)
-			return (PyObject *)hspy_tensor_wrap(self->client, t);
+			return hand_out(self, t, as, stream);
 		if (rc != HS_ETIMEDOUT) {
 			if (iterating && rc == HS_ESHUTDOWN) {
 				PyErr_SetNone(PyExc_StopIteration);
@@ -72,15 +86,16 @@ static PyObject *receive(hspy_sub *self, double timeout, bool iterating)
 	}
 }
 
-static PyObject *sub_receive(PyObject *obj, PyObject *args, PyObject *kw)
+static PyObject *sub_receive(PyObject *obj, PyObject *const *args, Py_ssize_t nargs,
+			     PyObject *kwnames)
 {
-	static char *kwlist[] = { "timeout", NULL };
-	PyObject *to = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &to))
+	static const char *const names[] = { "timeout", "as_", "stream" };
+	PyObject *a[3] = { Py_None, Py_None, Py_None };
+	if (hspy_args("receive", args, nargs, kwnames, names, 3, 3, 0, a) < 0)
 		return NULL;
 	double timeout = -1;
-	if (to != Py_None) {
-		timeout = PyFloat_AsDouble(to);
+	if (a[0] != Py_None) {
+		timeout = PyFloat_AsDouble(a[0]);
 		if (timeout == -1 && PyErr_Occurred())
 			return NULL;
 		if (timeout < 0) {
@@ -88,12 +103,36 @@ static PyObject *sub_receive(PyObject *obj, PyObject *args, PyObject *kw)
 			return NULL;
 		}
 	}
-	return receive((hspy_sub *)obj, timeout, false);
+	return receive((hspy_sub *)obj, timeout, false, a[1], a[2]);
+}
+
+/* _poll(as_=None, stream=None): a tensor already here, or None; never
+ * waits (the asyncio receive's step: hsbroker/_aio.py). */
+static PyObject *sub_poll(PyObject *obj, PyObject *const *args, Py_ssize_t nargs,
+			  PyObject *kwnames)
+{
+	hspy_sub *self = (hspy_sub *)obj;
+	static const char *const names[] = { "as_", "stream" };
+	PyObject *a[2] = { Py_None, Py_None };
+	if (hspy_args("_poll", args, nargs, kwnames, names, 2, 2, 0, a) < 0)
+		return NULL;
+	if (sub_ok(self) < 0)
+		return NULL;
+	hs_tensor *t = NULL;
+	int rc;
+	Py_BEGIN_ALLOW_THREADS
+	rc = hs_subscription_receive(self->s, 0, &t);
+	Py_END_ALLOW_THREADS
+	if (rc == 0)
+		return hand_out(self, t, a[0], a[1]);
+	if (rc == HS_ETIMEDOUT)
+		Py_RETURN_NONE;
+	return hspy_raise(rc, "receive");
 }
 
 static PyObject *sub_iternext(PyObject *obj)
 {
-	return receive((hspy_sub *)obj, -1, true);
+	return receive((hspy_sub *)obj, -1, true, NULL, NULL);
 }
 
 static PyObject *sub_iter(PyObject *obj)
@@ -135,6 +174,13 @@ static PyObject *get_topic(PyObject *obj, void *c)
 	return self->topic;
 }
 
+static PyObject *get_client(PyObject *obj, void *c)
+{
+	hspy_sub *self = (hspy_sub *)obj;
+	Py_INCREF(self->client);
+	return (PyObject *)self->client;
+}
+
 static PyObject *sub_new(PyTypeObject *t, PyObject *a, PyObject *k)
 {
 	PyErr_SetString(PyExc_TypeError, "hsbroker.Subscription is made by Client.subscribe");
@@ -142,9 +188,16 @@ static PyObject *sub_new(PyTypeObject *t, PyObject *a, PyObject *k)
 }
 
 static PyMethodDef sub_methods[] = {
-	{ "receive", (PyCFunction)(void (*)(void))sub_receive, METH_VARARGS | METH_KEYWORDS,
-	  "receive(timeout=None) -> Tensor; raises hsbroker.Timeout" },
-	{ "close", sub_close, METH_NOARGS, "Unsubscribe; received tensors stay valid." },
+	{ "receive", HSPY_FASTCALL_KW(sub_receive), METH_FASTCALL | METH_KEYWORDS,
+	  "receive($self, /, timeout=None, as_=None, stream=None)\n--\n\n"
+	  "The next tensor (waiting up to timeout seconds; None: for ever), or "
+	  "raises hsbroker.Timeout. With as_ ('torch', 'numpy' or a callable given "
+	  "a DLPack capsule), its ready-to-use view instead (Tensor.view), which "
+	  "owns the reference: the tensor is released once the view is deleted, "
+	  "after the GPU work queued on stream (else the current torch stream)." },
+	{ "_poll", HSPY_FASTCALL_KW(sub_poll), METH_FASTCALL | METH_KEYWORDS, NULL },
+	{ "close", sub_close, METH_NOARGS,
+	  "close($self, /)\n--\n\nUnsubscribe; received tensors stay valid." },
 	{ "__enter__", sub_enter, METH_NOARGS, NULL },
 	{ "__exit__", sub_exit, METH_VARARGS, NULL },
 	{ NULL, NULL, 0, NULL },
@@ -153,6 +206,7 @@ static PyMethodDef sub_methods[] = {
 static PyGetSetDef sub_getset[] = {
 	{ "dropped", get_dropped, NULL, "tensors lost to the drop policy so far", NULL },
 	{ "topic", get_topic, NULL, "the topic's name", NULL },
+	{ "client", get_client, NULL, "the Client it belongs to", NULL },
 	{ NULL, NULL, NULL, NULL, NULL },
 };
 

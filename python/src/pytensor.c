@@ -2,14 +2,23 @@
  * array interface (device) or the array interface (host). */
 #include "hspy.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* PyUnicode_FromFormat and PyErr_Format have no %llx: ids are printed
+ * through this. */
+static void id_hex(const hspy_tensor *self, char buf[20])
+{
+	snprintf(buf, 20, "%llx", (unsigned long long)self->id);
+}
+
 static PyObject *closed_error(hspy_tensor *self)
 {
+	char id[20];
+	id_hex(self, id);
 	PyErr_Format(PyExc_ValueError,
-		     "tensor %llx was released or emitted; it can no longer be used",
-		     (unsigned long long)self->id);
+		     "tensor %s was released or emitted; it can no longer be used", id);
 	return NULL;
 }
 
@@ -184,27 +193,25 @@ int hspy_tensor_take(hspy_tensor *self, bool has_stream, void *stream, hs_tensor
 	return 0;
 }
 
-static PyObject *tensor_release(PyObject *obj, PyObject *args, PyObject *kw)
+static PyObject *tensor_release(PyObject *obj, PyObject *const *args, Py_ssize_t nargs,
+			       PyObject *kwnames)
 {
 	hspy_tensor *self = (hspy_tensor *)obj;
-	static char *kwlist[] = { "stream", NULL };
+	static const char *const names[] = { "stream" };
 	PyObject *stream_obj = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|O", kwlist, &stream_obj))
+	if (hspy_args("release", args, nargs, kwnames, names, 1, 1, 0, &stream_obj) < 0)
 		return NULL;
 	bool done = false;
 	if (stream_obj != Py_None) {
-		/* CUDA's handles (0: the legacy default stream), or
-		 * hsbroker.STREAM_DONE (-1): "my work on it is complete". */
-		long long v = PyLong_AsLongLong(stream_obj);
-		if (v == -1 && PyErr_Occurred()) {
-			PyErr_Clear();
-			v = (long long)(uintptr_t)PyLong_AsVoidPtr(stream_obj);
-			if (PyErr_Occurred())
-				return NULL;
-		}
-		if (v == -1)
+		/* CUDA's handles (0: the legacy default stream), a stream
+		 * object, or hsbroker.STREAM_DONE (-1): "my work on it is
+		 * complete". */
+		void *stream;
+		if (hspy_stream_arg(stream_obj, &stream) < 0)
+			return NULL;
+		if (stream == HS_STREAM_DONE)
 			done = true;
-		else if (remember_stream(self, (void *)(uintptr_t)v) < 0)
+		else if (remember_stream(self, stream) < 0)
 			return NULL;
 	}
 	self->released = true;
@@ -452,7 +459,13 @@ typedef struct export_ctx {
 	hspy_tensor *owner;
 	int64_t shape[HS_MAX_NDIM];
 	int64_t strides[HS_MAX_NDIM];
+	struct export_ctx *next_free;
 } export_ctx;
+
+/* Deleted exports kept for the next (under the GIL): a hand-off loop
+ * makes and deletes one a tensor, and need not go to malloc for it. */
+static export_ctx *free_ctx;
+static int n_free_ctx;
 
 static void export_deleter(DLManagedTensor *m)
 {
@@ -462,8 +475,14 @@ static void export_deleter(DLManagedTensor *m)
 	self->exports--;
 	maybe_release(self, false);
 	Py_DECREF(self);
+	if (n_free_ctx < 8) {
+		x->next_free = free_ctx;
+		free_ctx = x;
+		n_free_ctx++;
+	} else {
+		free(x);
+	}
 	PyGILState_Release(g);
-	free(x);
 }
 
 static void capsule_destructor(PyObject *cap)
@@ -477,15 +496,55 @@ static void capsule_destructor(PyObject *cap)
 		m->deleter(m);
 }
 
-static PyObject *tensor_dlpack(PyObject *obj, PyObject *args, PyObject *kw)
+/* A "dltensor" capsule of self, which stays alive until the capsule's
+ * tensor is deleted. A device tensor is read on stream (a CUDA handle;
+ * 0, 1 and 2 as CUDA names them): with sync, stream waits on the ready
+ * fence first, on the GPU; either way the release comes after it. */
+static PyObject *export_capsule(hspy_tensor *self, const DLTensor *dl, bool sync, void *stream)
+{
+	if (dl->device.device_type == kDLCUDA) {
+		if (sync && hspy_tensor_wait(self, stream) < 0)
+			return NULL;
+		if (remember_stream(self, stream) < 0)
+			return NULL;
+	}
+	export_ctx *x = free_ctx;
+	if (x) {
+		free_ctx = x->next_free;
+		n_free_ctx--;
+		memset(x, 0, sizeof(*x));
+	} else if (!(x = calloc(1, sizeof(*x)))) {
+		return PyErr_NoMemory();
+	}
+	x->m.dl_tensor = *dl;
+	memcpy(x->shape, dl->shape, sizeof(int64_t) * (size_t)dl->ndim);
+	x->m.dl_tensor.shape = x->shape;
+	if (dl->strides) {
+		memcpy(x->strides, dl->strides, sizeof(int64_t) * (size_t)dl->ndim);
+		x->m.dl_tensor.strides = x->strides;
+	}
+	x->m.manager_ctx = x;
+	x->m.deleter = export_deleter;
+	x->owner = self;
+	Py_INCREF(self);
+	self->exports++;
+	PyObject *cap = PyCapsule_New(&x->m, "dltensor", capsule_destructor);
+	if (!cap) {
+		export_deleter(&x->m);
+		return NULL;
+	}
+	return cap;
+}
+
+static PyObject *tensor_dlpack(PyObject *obj, PyObject *const *args, Py_ssize_t nargs,
+			       PyObject *kwnames)
 {
 	hspy_tensor *self = (hspy_tensor *)obj;
-	static char *kwlist[] = { "stream", "max_version", "dl_device", "copy", NULL };
-	PyObject *stream = Py_None, *max_version = Py_None, *dl_device = Py_None,
-		 *copy = Py_None;
-	if (!PyArg_ParseTupleAndKeywords(args, kw, "|$OOOO", kwlist, &stream, &max_version,
-					 &dl_device, &copy))
+	static const char *const names[] = { "stream", "max_version", "dl_device", "copy" };
+	PyObject *a[4] = { Py_None, Py_None, Py_None, Py_None };
+	if (hspy_args("__dlpack__", args, nargs, kwnames, names, 4, 0, 0, a) < 0)
 		return NULL;
+	PyObject *stream = a[0], *dl_device = a[2], *copy = a[3];
 	const DLTensor *dl = live_dl(self);
 	if (!dl)
 		return NULL;
@@ -508,6 +567,7 @@ static PyObject *tensor_dlpack(PyObject *obj, PyObject *args, PyObject *kw)
 		}
 	}
 	void *sptr = NULL;
+	long long s = 1;
 	if (dl->device.device_type == kDLCPU) {
 		if (stream != Py_None) {
 			PyErr_SetString(PyExc_BufferError,
@@ -521,7 +581,6 @@ static PyObject *tensor_dlpack(PyObject *obj, PyObject *args, PyObject *kw)
 		 * fence now, and the release comes after it (-1 names no
 		 * stream: the legacy default stream then, as for the CUDA
 		 * array interface). */
-		long long s = 1;
 		if (stream != Py_None) {
 			s = PyLong_AsLongLong(stream);
 			if (s == -1 && PyErr_Occurred())
@@ -534,34 +593,9 @@ static PyObject *tensor_dlpack(PyObject *obj, PyObject *args, PyObject *kw)
 			return NULL;
 		}
 		sptr = s == 1 || s == -1 ? NULL : (void *)(intptr_t)s;
-		if (s != -1 && hspy_tensor_wait(self, sptr) < 0)
-			return NULL;
-		if (remember_stream(self, sptr) < 0)
-			return NULL;
 	}
-	(void)max_version; /* DLPack 0.6 header: legacy capsules only */
-
-	export_ctx *x = calloc(1, sizeof(*x));
-	if (!x)
-		return PyErr_NoMemory();
-	x->m.dl_tensor = *dl;
-	memcpy(x->shape, dl->shape, sizeof(int64_t) * (size_t)dl->ndim);
-	x->m.dl_tensor.shape = x->shape;
-	if (dl->strides) {
-		memcpy(x->strides, dl->strides, sizeof(int64_t) * (size_t)dl->ndim);
-		x->m.dl_tensor.strides = x->strides;
-	}
-	x->m.manager_ctx = x;
-	x->m.deleter = export_deleter;
-	x->owner = self;
-	Py_INCREF(self);
-	self->exports++;
-	PyObject *cap = PyCapsule_New(&x->m, "dltensor", capsule_destructor);
-	if (!cap) {
-		export_deleter(&x->m);
-		return NULL;
-	}
-	return cap;
+	/* DLPack 0.6 header: legacy capsules only, whatever max_version. */
+	return export_capsule(self, dl, s != -1, sptr);
 }
 
 static PyObject *tensor_dlpack_device(PyObject *obj, PyObject *noargs)
@@ -572,19 +606,149 @@ static PyObject *tensor_dlpack_device(PyObject *obj, PyObject *noargs)
 	return Py_BuildValue("(ii)", (int)dl->device.device_type, dl->device.device_id);
 }
 
+/* ---- ready-to-use views ---- */
+
+static int load_torch(void)
+{
+	if (hspy.torch_from_capsule)
+		return 0;
+	PyObject *c = PyImport_ImportModule("torch._C");
+	if (!c)
+		return -1;
+	PyObject *f = PyObject_GetAttrString(c, "_from_dlpack");
+	if (f) {
+		/* Absent from a torch built without CUDA: its tensors are all
+		 * on the host then. */
+		hspy.torch_raw_stream = PyObject_GetAttrString(c, "_cuda_getCurrentRawStream");
+		if (!hspy.torch_raw_stream)
+			PyErr_Clear();
+		hspy.torch_from_capsule = f;
+	}
+	Py_DECREF(c);
+	return f ? 0 : -1;
+}
+
+static int load_numpy(void)
+{
+	if (hspy.numpy_asarray)
+		return 0;
+	PyObject *np = PyImport_ImportModule("numpy");
+	if (!np)
+		return -1;
+	hspy.numpy_asarray = PyObject_GetAttrString(np, "asarray");
+	Py_DECREF(np);
+	return hspy.numpy_asarray ? 0 : -1;
+}
+
+PyObject *hspy_tensor_view(hspy_tensor *self, PyObject *as, PyObject *stream_obj, bool consume)
+{
+	const DLTensor *dl = live_dl(self);
+	if (!dl)
+		return NULL;
+	bool gpu = dl->device.device_type == kDLCUDA, torch = false;
+	PyObject *importer;
+	if (PyUnicode_Check(as) && PyUnicode_CompareWithASCIIString(as, "torch") == 0) {
+		if (load_torch() < 0)
+			return NULL;
+		importer = hspy.torch_from_capsule;
+		torch = true;
+	} else if (PyUnicode_Check(as) && PyUnicode_CompareWithASCIIString(as, "numpy") == 0) {
+		if (gpu) {
+			PyErr_SetString(PyExc_TypeError,
+					"as_='numpy' is for host tensors; this one is on a GPU");
+			return NULL;
+		}
+		if (load_numpy() < 0)
+			return NULL;
+		/* The array's base holds the Tensor: when the array goes, the
+		 * tensor is garbage-collected, so released. */
+		return PyObject_CallFunctionObjArgs(hspy.numpy_asarray, (PyObject *)self, NULL);
+	} else if (PyCallable_Check(as)) {
+		importer = as;
+	} else {
+		PyErr_SetString(PyExc_ValueError,
+				"as_ must be 'torch', 'numpy' or a callable that takes a DLPack "
+				"capsule");
+		return NULL;
+	}
+	void *stream = NULL;
+	if (gpu && stream_obj != Py_None) {
+		if (hspy_stream_arg(stream_obj, &stream) < 0)
+			return NULL;
+		if (stream == HS_STREAM_DONE) {
+			PyErr_SetString(PyExc_ValueError, "STREAM_DONE names no stream to read on");
+			return NULL;
+		}
+	} else if (gpu && torch && hspy.torch_raw_stream) {
+		/* The calling thread's current torch stream, as a handle: one
+		 * C call, not torch.cuda.current_stream()'s Stream object. */
+		PyObject *h = PyObject_CallFunction(hspy.torch_raw_stream, "i",
+						    dl->device.device_id);
+		if (!h)
+			return NULL;
+		stream = PyLong_AsVoidPtr(h);
+		Py_DECREF(h);
+		if (PyErr_Occurred())
+			return NULL;
+	}
+	PyObject *cap = export_capsule(self, dl, true, stream);
+	if (!cap)
+		return NULL;
+	if (consume)
+		self->released = true; /* done when the view's capsule is deleted */
+	PyObject *view = PyObject_CallFunctionObjArgs(importer, cap, NULL);
+	Py_DECREF(cap);
+	return view;
+}
+
+static PyObject *tensor_view(PyObject *obj, PyObject *const *args, Py_ssize_t nargs,
+			     PyObject *kwnames)
+{
+	static const char *const names[] = { "as_", "stream" };
+	PyObject *a[2] = { NULL, Py_None };
+	if (hspy_args("view", args, nargs, kwnames, names, 2, 2, 1, a) < 0)
+		return NULL;
+	return hspy_tensor_view((hspy_tensor *)obj, a[0], a[1], false);
+}
+
+static PyObject *tensor_wait(PyObject *obj, PyObject *const *args, Py_ssize_t nargs,
+			     PyObject *kwnames)
+{
+	hspy_tensor *self = (hspy_tensor *)obj;
+	static const char *const names[] = { "stream" };
+	PyObject *stream_obj = Py_None;
+	if (hspy_args("wait", args, nargs, kwnames, names, 1, 1, 0, &stream_obj) < 0)
+		return NULL;
+	const DLTensor *dl = live_dl(self);
+	if (!dl)
+		return NULL;
+	void *stream;
+	if (hspy_stream_arg(stream_obj, &stream) < 0)
+		return NULL;
+	if (dl->device.device_type != kDLCUDA)
+		Py_RETURN_NONE;
+	if (stream == HS_STREAM_DONE) {
+		PyErr_SetString(PyExc_ValueError, "STREAM_DONE names no stream to wait on");
+		return NULL;
+	}
+	if (hspy_tensor_wait(self, stream) < 0 || remember_stream(self, stream) < 0)
+		return NULL;
+	Py_RETURN_NONE;
+}
+
 static PyObject *tensor_repr(PyObject *obj)
 {
 	hspy_tensor *self = (hspy_tensor *)obj;
+	char id[20];
+	id_hex(self, id);
 	if (!self->t || self->released)
-		return PyUnicode_FromFormat("<hsbroker.Tensor %llx released>",
-					    (unsigned long long)self->id);
+		return PyUnicode_FromFormat("<hsbroker.Tensor %s released>", id);
 	PyObject *shape = get_shape(obj, NULL), *dtype = get_dtype(obj, NULL),
 		 *dev = get_device(obj, NULL);
 	PyObject *r = NULL;
 	if (shape && dtype && dev)
-		r = PyUnicode_FromFormat("<hsbroker.Tensor %llx seq=%llu shape=%R dtype=%U device=%U>",
-					 (unsigned long long)self->id,
-					 (unsigned long long)self->seq, shape, dtype, dev);
+		r = PyUnicode_FromFormat("<hsbroker.Tensor %s seq=%llu shape=%R dtype=%U device=%U>",
+					 id, (unsigned long long)self->seq, shape, dtype, dev);
 	Py_XDECREF(shape);
 	Py_XDECREF(dtype);
 	Py_XDECREF(dev);
@@ -647,13 +811,30 @@ static PyObject *tensor_copy_from(PyObject *obj, PyObject *args)
 }
 
 static PyMethodDef tensor_methods[] = {
-	{ "release", (PyCFunction)(void (*)(void))tensor_release, METH_VARARGS | METH_KEYWORDS,
-	  "release(stream=None): end this reference once the GPU work queued on stream (0: the "
-	  "legacy default stream) and on every stream the tensor was handed out on is done; "
-	  "hsbroker.STREAM_DONE: at once. DLPack exports keep it until deleted." },
-	{ "__dlpack__", (PyCFunction)(void (*)(void))tensor_dlpack, METH_VARARGS | METH_KEYWORDS,
-	  "DLPack export without copying." },
-	{ "__dlpack_device__", tensor_dlpack_device, METH_NOARGS, "(device_type, device_id)" },
+	{ "release", HSPY_FASTCALL_KW(tensor_release), METH_FASTCALL | METH_KEYWORDS,
+	  "release($self, /, stream=None)\n--\n\n"
+	  "End this reference once the GPU work queued on stream (a CUDA handle, "
+	  "0: the legacy default stream, or a stream object) and on every stream "
+	  "the tensor was handed out on is done; hsbroker.STREAM_DONE: at once. "
+	  "DLPack exports keep it until deleted." },
+	{ "view", HSPY_FASTCALL_KW(tensor_view), METH_FASTCALL | METH_KEYWORDS,
+	  "view($self, /, as_, stream=None)\n--\n\n"
+	  "A ready-to-use view without a copy: as_='torch' (a torch.Tensor, read "
+	  "on stream, else on the calling thread's current torch stream), 'numpy' "
+	  "(host tensors), or a callable given a DLPack capsule. The tensor "
+	  "remembers the stream for its release and stays usable (emit it, or "
+	  "release it)." },
+	{ "wait", HSPY_FASTCALL_KW(tensor_wait), METH_FASTCALL | METH_KEYWORDS,
+	  "wait($self, /, stream=None)\n--\n\n"
+	  "Make stream (a CUDA handle or stream object; None: the legacy default "
+	  "stream) wait, on the GPU, for the producer's writes, and remember it for "
+	  "the release: for reading data_ptr with your own kernels or copies. A "
+	  "no-op for host tensors." },
+	{ "__dlpack__", HSPY_FASTCALL_KW(tensor_dlpack), METH_FASTCALL | METH_KEYWORDS,
+	  "__dlpack__($self, /, *, stream=None, max_version=None, dl_device=None, copy=None)\n"
+	  "--\n\nDLPack export without copying." },
+	{ "__dlpack_device__", tensor_dlpack_device, METH_NOARGS,
+	  "__dlpack_device__($self, /)\n--\n\n(device_type, device_id)" },
 	{ "__enter__", tensor_enter, METH_NOARGS, NULL },
 	{ "__exit__", tensor_exit, METH_VARARGS, NULL },
 	{ "_copy_from", tensor_copy_from, METH_VARARGS, NULL },
