@@ -17,6 +17,7 @@ packages=(
 	systemd            # systemd-analyze, systemd-socket-activate (tests)
 	python3-dev python3-pytest python3-numpy
 	valgrind
+	libucx-dev ucx-utils iproute2   # hsbridge, ucx_perftest, its tests' namespaces
 	clang-14 libclang-rt-14-dev   # libFuzzer (scripts/fuzz.sh)
 )
 
