@@ -57,6 +57,9 @@ void hsb_am_handler(struct hsb_bridge *b, unsigned id, ucp_am_recv_callback_t cb
 static int ucx_start(struct hsb_bridge *b)
 {
 	ucp_config_t *cfg;
+	/* A restarted serve takes its port back at once, as daemons do
+	 * (UCX's own default leaves it in TIME_WAIT for a minute). */
+	setenv("UCX_TCP_CM_REUSEADDR", "y", 0);
 	ucs_status_t st = ucp_config_read(NULL, NULL, &cfg);
 	if (st != UCS_OK)
 		goto fail;

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Two brokers joined by hsbridge, end to end. Broker A, its producer and
+# `hsbridge serve` run in one network namespace, broker B, its consumer and
+# `hsbridge connect` in another, joined by a veth pair this test creates
+# (10.231.0.1 and 10.231.0.2 exist only inside those namespaces). Without
+# the right to create namespaces, everything runs over loopback instead.
+# UCX is held to TCP (UCX_TLS=tcp), as between two hosts.
+#   bridge-test.sh CASE     CASE: stream | restart | refused | policy
+# Environment: HSBRIDGE HSBROKERD HSCTL HSB_PROBE (paths to the built programs)
+set -euo pipefail
+case_=${1:?usage: bridge-test.sh stream|restart|refused|policy}
+: "${HSBRIDGE:?}" "${HSBROKERD:?}" "${HSCTL:?}" "${HSB_PROBE:?}"
+export UCX_TLS=tcp UCX_WARN_UNUSED_ENV_VARS=n
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/hsb-test.XXXXXX")
+pids=()
+ns_a= ns_b=
+cleanup() {
+	local rc=$?
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	[[ -n $ns_a ]] && ip netns del "$ns_a" 2>/dev/null
+	[[ -n $ns_b ]] && ip netns del "$ns_b" 2>/dev/null
+	if ((rc != 0)); then
+		for f in "$T"/*.log "$T"/*.out; do
+			[[ -f $f ]] && { echo "---- $f"; tail -n 30 "$f"; }
+		done
+	fi
+	rm -rf "$T"
+	exit $rc
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# ---- the link ----
+port=$((20000 + $$ % 20000))
+if [[ $(id -u) -eq 0 ]] && ip netns add "hsbA$$" 2>/dev/null; then
+	ns_a=hsbA$$ ns_b=hsbB$$
+	ip netns add "$ns_b"
+	ip link add "hva$$" type veth peer name "hvb$$"
+	ip link set "hva$$" netns "$ns_a"
+	ip link set "hvb$$" netns "$ns_b"
+	ip -n "$ns_a" addr add 10.231.0.1/24 dev "hva$$"
+	ip -n "$ns_b" addr add 10.231.0.2/24 dev "hvb$$"
+	for n in "$ns_a" "$ns_b"; do ip -n "$n" link set lo up; done
+	ip -n "$ns_a" link set "hva$$" up
+	ip -n "$ns_b" link set "hvb$$" up
+	in_a=(ip netns exec "$ns_a") in_b=(ip netns exec "$ns_b")
+	addr_a=10.231.0.1 stranger=10.231.0.99
+	echo "link: veth between namespaces $ns_a and $ns_b"
+else
+	in_a=() in_b=()
+	addr_a=127.0.0.1 stranger=127.0.0.2
+	echo "link: loopback (network namespaces unavailable)"
+fi
+
+start() { # name, command... (in the background, output to $T/name.log)
+	local name=$1
+	shift
+	"$@" >"$T/$name.log" 2>&1 &
+	pids+=($!)
+	eval "pid_$name=$!"
+}
+
+wait_for() { # seconds, description, command...
+	local secs=$1 what=$2
+	shift 2
+	local until=$((SECONDS + secs))
+	until "$@" 2>/dev/null; do
+		((SECONDS < until)) || fail "waited ${secs}s for $what"
+		sleep 0.1
+	done
+}
+
+stat_of() { # control socket, python expression over the stats object s
+	"$HSBRIDGE" stats --control "$1" --json |
+		/usr/bin/python3 -c "import json,sys; s=json.load(sys.stdin); print($2)"
+}
+topic_tensors() { # control socket, topic
+	stat_of "$1" "sum(t['tensors'] for t in s['topics'] if t['name']=='$2')"
+}
+at_least() { # n, command producing a number
+	local n=$1
+	shift
+	(( $("$@") >= n ))
+}
+
+# The broker's view as hsctl prints it; a python expression over l.
+ls_check() { # socket, expression
+	"$HSCTL" --socket "$1" ls --json |
+		/usr/bin/python3 -c "import json,sys; l=json.load(sys.stdin); sys.exit(0 if ($2) else 1)"
+}
+no_session_of() { ls_check "$1" "all(c['pid'] != $2 for c in l['clients'])"; }
+# Nothing left: no tensor, every pool's bytes free again, no client but hsctl.
+clean_broker() {
+	ls_check "$1" "not l['tensors'] and all(p['used'] == 0 for p in l['pools'])
+		and all(c['name'] == 'hsctl' for c in l['clients'])"
+}
+
+start broker_a "${in_a[@]}" "$HSBROKERD" --socket "$T/a.sock"
+start broker_b "${in_b[@]}" "$HSBROKERD" --socket "$T/b.sock"
+wait_for 10 "broker A" test -S "$T/a.sock"
+wait_for 10 "broker B" test -S "$T/b.sock"
+
+serve() { # extra options...
+	start serve "${in_a[@]}" "$HSBRIDGE" serve --socket "$T/a.sock" \
+		--listen "$addr_a:$port" --topic 'cam/*' --control "$T/serve.ctl" "$@"
+	wait_for 20 "hsbridge serve's control socket" test -S "$T/serve.ctl"
+}
+connect() {
+	start connect "${in_b[@]}" "$HSBRIDGE" connect --socket "$T/b.sock" \
+		--to "$addr_a:$port" --topic 'cam/*' --control "$T/connect.ctl" --keepalive 1s "$@"
+	wait_for 20 "hsbridge connect's control socket" test -S "$T/connect.ctl"
+}
+consumer() { # count, idle seconds, [gaps]
+	start consumer "${in_b[@]}" "$HSB_PROBE" consume "$T/b.sock" cam/0 "$@"
+	wait_for 10 "the consumer's subscription" grep -q subscribed "$T/consumer.log"
+}
+producer() { # count, bytes, hz
+	start producer "${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 "$@"
+}
+finish() { # waits for producer and consumer, then stops the bridges cleanly
+	wait "$pid_producer" || fail "producer failed"
+	wait "$pid_consumer" || fail "consumer: $(tail -n 3 "$T/consumer.log")"
+	cat "$T/consumer.log"
+	kill -TERM "$pid_serve" "$pid_connect"
+	wait "$pid_serve" || fail "hsbridge serve exited with $?"
+	wait "$pid_connect" || fail "hsbridge connect exited with $?"
+	wait_for 10 "broker A to hold nothing" clean_broker "$T/a.sock"
+	wait_for 10 "broker B to hold nothing" clean_broker "$T/b.sock"
+}
+
+case $case_ in
+stream)
+	# Content and order across the link, sizes on both sides of UCX's
+	# eager/rendezvous switch; every tensor after the first carried.
+	serve
+	connect
+	consumer 300 20
+	producer 300 1048576 100
+	finish
+	grep -q "gaps 0 bad 0" "$T/consumer.log" || fail "gaps or bad tensors"
+	;;
+restart)
+	# SIGKILL each bridge mid-stream: its session's references end in its
+	# broker, the other side notices, the stream comes back.
+	serve
+	connect
+	consumer 800 30 gaps
+	producer 800 65536 100
+	wait_for 30 "tensors through the bridge" at_least 50 topic_tensors "$T/connect.ctl" cam/0
+	kill -9 "$pid_connect"
+	old=$pid_connect
+	wait_for 10 "broker B to end the killed bridge's session" no_session_of "$T/b.sock" "$old"
+	rm -f "$T/connect.ctl"
+	connect
+	wait_for 30 "the stream after connect's restart" at_least 30 topic_tensors "$T/connect.ctl" cam/0
+	kill -9 "$pid_serve"
+	old=$pid_serve
+	wait_for 10 "broker A to end the killed bridge's session" no_session_of "$T/a.sock" "$old"
+	wait_for 20 "connect to notice" at_least 1 stat_of "$T/connect.ctl" "s['peers_lost']"
+	rm -f "$T/serve.ctl"
+	serve
+	wait_for 30 "the stream after serve's restart" at_least 30 topic_tensors "$T/serve.ctl" cam/0
+	finish
+	;;
+refused)
+	# A peer not on the allow-list is refused, and nothing crosses.
+	serve --allow "$stranger/32"
+	connect
+	wait_for 20 "the refusal" at_least 1 stat_of "$T/serve.ctl" "s['peers_refused']"
+	grep -q "refused: not on the allow-list" "$T/serve.log" || fail "no log line for the refusal"
+	start producer "${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 20 4096 50
+	wait "$pid_producer" || fail "producer failed"
+	[[ $(stat_of "$T/serve.ctl" "s['peers_accepted']") == 0 ]] || fail "a peer was accepted"
+	[[ $(stat_of "$T/connect.ctl" "len(s['topics'])") == 0 ]] || fail "tensors crossed"
+	# and the same bridge lets an allowed peer in
+	kill -TERM "$pid_serve"
+	wait "$pid_serve" || true
+	serve --allow "${addr_a%.*}.0/24"
+	wait_for 30 "an allowed peer" at_least 1 stat_of "$T/serve.ctl" "s['peers_accepted']"
+	consumer 100 20
+	producer 100 4096 100
+	finish
+	;;
+policy)
+	# A slow consumer behind the bridge with drop-oldest at the sender:
+	# the producer is never held back, drops are counted at the sender,
+	# what arrives is intact and in order.
+	serve --policy drop-oldest --depth 2
+	connect --window 1
+	consumer 400 20 gaps 5
+	producer 400 262144 0
+	wait "$pid_producer" || fail "producer failed"
+	wait_for 30 "drops at the sender" at_least 1 stat_of "$T/serve.ctl" \
+		"sum(t['dropped'] for t in s['topics'])"
+	finish
+	;;
+*)
+	fail "unknown case $case_"
+	;;
+esac
+echo "OK $case_"
