@@ -5,11 +5,13 @@
 # (10.231.0.1 and 10.231.0.2 exist only inside those namespaces). Without
 # the right to create namespaces, everything runs over loopback instead.
 # UCX is held to TCP (UCX_TLS=tcp), as between two hosts.
-#   bridge-test.sh CASE     CASE: stream | restart | refused | policy
-# Environment: HSBRIDGE HSBROKERD HSCTL HSB_PROBE (paths to the built programs)
+#   bridge-test.sh CASE
+# CASE: stream | restart | refused | policy | corrupt-tensor | corrupt-control
+# Environment: HSBRIDGE HSBROKERD HSCTL HSB_PROBE HSB_ROGUE (the built programs);
+# HSB_TEST_LOOPBACK=1 uses loopback even where namespaces could be made.
 set -euo pipefail
-case_=${1:?usage: bridge-test.sh stream|restart|refused|policy}
-: "${HSBRIDGE:?}" "${HSBROKERD:?}" "${HSCTL:?}" "${HSB_PROBE:?}"
+case_=${1:?usage: bridge-test.sh CASE}
+: "${HSBRIDGE:?}" "${HSBROKERD:?}" "${HSCTL:?}" "${HSB_PROBE:?}" "${HSB_ROGUE:?}"
 export UCX_TLS=tcp UCX_WARN_UNUSED_ENV_VARS=n
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/hsb-test.XXXXXX")
@@ -34,7 +36,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # ---- the link ----
 port=$((20000 + $$ % 20000))
-if [[ $(id -u) -eq 0 ]] && ip netns add "hsbA$$" 2>/dev/null; then
+if [[ ${HSB_TEST_LOOPBACK:-0} != 1 && $(id -u) -eq 0 ]] && ip netns add "hsbA$$" 2>/dev/null; then
 	ns_a=hsbA$$ ns_b=hsbB$$
 	ip netns add "$ns_b"
 	ip link add "hva$$" type veth peer name "hvb$$"
@@ -80,9 +82,10 @@ topic_tensors() { # control socket, topic
 	stat_of "$1" "sum(t['tensors'] for t in s['topics'] if t['name']=='$2')"
 }
 at_least() { # n, command producing a number
-	local n=$1
+	local n=$1 v
 	shift
-	(( $("$@") >= n ))
+	v=$("$@") || return 1
+	[[ $v =~ ^[0-9]+$ ]] && ((v >= n))
 }
 
 # The broker's view as hsctl prints it; a python expression over l.
@@ -116,8 +119,13 @@ consumer() { # count, idle seconds, [gaps]
 	start consumer "${in_b[@]}" "$HSB_PROBE" consume "$T/b.sock" cam/0 "$@"
 	wait_for 10 "the consumer's subscription" grep -q subscribed "$T/consumer.log"
 }
+# The serve side subscribes to a topic once it exists in broker A (it
+# looks every 200 ms), so tensor 1 makes the topic and the stream, checked
+# from then on, starts at 2 once the bridge streams it.
 producer() { # count, bytes, hz
-	start producer "${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 "$@"
+	"${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 1 "$2" >"$T/prime.log" 2>&1
+	wait_for 20 "serve to stream cam/0" grep -q "streaming topic cam/0" "$T/serve.log"
+	start producer "${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 "$@" 2
 }
 finish() { # waits for producer and consumer, then stops the bridges cleanly
 	wait "$pid_producer" || fail "producer failed"
@@ -170,8 +178,8 @@ refused)
 	connect
 	wait_for 20 "the refusal" at_least 1 stat_of "$T/serve.ctl" "s['peers_refused']"
 	grep -q "refused: not on the allow-list" "$T/serve.log" || fail "no log line for the refusal"
-	start producer "${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 20 4096 50
-	wait "$pid_producer" || fail "producer failed"
+	"${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 20 4096 50 >"$T/producer.log" 2>&1 ||
+		fail "producer failed"
 	[[ $(stat_of "$T/serve.ctl" "s['peers_accepted']") == 0 ]] || fail "a peer was accepted"
 	[[ $(stat_of "$T/connect.ctl" "len(s['topics'])") == 0 ]] || fail "tensors crossed"
 	# and the same bridge lets an allowed peer in
@@ -194,6 +202,35 @@ policy)
 	wait "$pid_producer" || fail "producer failed"
 	wait_for 30 "drops at the sender" at_least 1 stat_of "$T/serve.ctl" \
 		"sum(t['dropped'] for t in s['topics'])"
+	finish
+	;;
+corrupt-tensor)
+	# A fake serve sends bad tensor messages, one per connection: each
+	# ends its connection with a log line, connect reconnects, and broker
+	# B is left holding nothing.
+	start rogue "${in_a[@]}" "$HSB_ROGUE" serve "$addr_a:$port"
+	sleep 0.5
+	connect --max-bytes 64K
+	wait "$pid_rogue" || fail "a bad message did not end its connection"
+	cat "$T/rogue.log"
+	[[ $(stat_of "$T/connect.ctl" "s['protocol_errors']") == 5 ]] || fail "protocol errors not counted"
+	grep -q "tensor larger than --max-bytes: closing the connection" "$T/connect.log" ||
+		fail "no log line for the oversized tensor"
+	kill -TERM "$pid_connect"
+	wait "$pid_connect" || fail "hsbridge connect exited with $?"
+	wait_for 10 "broker B to hold nothing" clean_broker "$T/b.sock"
+	;;
+corrupt-control)
+	# A fake connect sends a bad hello, a credit never owed, a second
+	# hello; serve ends each connection and still serves a real peer.
+	serve
+	start rogue "${in_b[@]}" "$HSB_ROGUE" connect "$addr_a:$port"
+	wait "$pid_rogue" || fail "a bad message did not end its connection"
+	cat "$T/rogue.log"
+	[[ $(stat_of "$T/serve.ctl" "s['protocol_errors']") == 3 ]] || fail "protocol errors not counted"
+	connect
+	consumer 100 20
+	producer 100 4096 100
 	finish
 	;;
 *)

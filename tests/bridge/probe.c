@@ -2,7 +2,7 @@
  * is BYTES uint8 whose first 8 bytes hold i and whose byte j holds
  * (i * 131 + j * 7) & 0xff, so the consumer checks every byte and the
  * order without sharing anything with the producer.
- *   hsb-probe produce SOCKET TOPIC COUNT BYTES [HZ]
+ *   hsb-probe produce SOCKET TOPIC COUNT BYTES [HZ [FIRST]]
  *   hsb-probe consume SOCKET TOPIC COUNT IDLE_S [gaps|nogaps [DELAY_MS]]
  * consume ends when tensor COUNT arrived or nothing came for IDLE_S; it
  * exits 0 when every byte was right, the counters rose, the last was COUNT,
@@ -21,10 +21,11 @@ static uint8_t pattern(uint64_t i, uint64_t j)
 	return (uint8_t)((i * 131 + j * 7) & 0xff);
 }
 
-static int produce(hs_client *c, const char *topic, uint64_t count, int64_t bytes, double hz)
+static int produce(hs_client *c, const char *topic, uint64_t first, uint64_t count,
+		   int64_t bytes, double hz)
 {
 	DLDataType u8 = { kDLUInt, 8, 1 };
-	for (uint64_t i = 1; i <= count; i++) {
+	for (uint64_t i = first; i <= count; i++) {
 		hs_tensor *t;
 		int err = hs_tensor_alloc(c, (DLDevice){ kDLCPU, 0 }, u8, 1, &bytes, NULL, &t);
 		if (err < 0) {
@@ -103,7 +104,7 @@ static int consume(hs_client *c, const char *topic, uint64_t count, int idle_s, 
 int main(int argc, char **argv)
 {
 	if (argc < 6) {
-		fprintf(stderr, "usage: hsb-probe produce SOCKET TOPIC COUNT BYTES [HZ]\n"
+		fprintf(stderr, "usage: hsb-probe produce SOCKET TOPIC COUNT BYTES [HZ [FIRST]]\n"
 				"       hsb-probe consume SOCKET TOPIC COUNT IDLE_S [gaps|nogaps [DELAY_MS]]\n");
 		return 2;
 	}
@@ -116,8 +117,8 @@ int main(int argc, char **argv)
 	uint64_t count = strtoull(argv[4], NULL, 10);
 	int rc;
 	if (!strcmp(argv[1], "produce"))
-		rc = produce(c, argv[3], count, (int64_t)strtoll(argv[5], NULL, 10),
-			     argc > 6 ? atof(argv[6]) : 0);
+		rc = produce(c, argv[3], argc > 7 ? strtoull(argv[7], NULL, 10) : 1, count,
+			     (int64_t)strtoll(argv[5], NULL, 10), argc > 6 ? atof(argv[6]) : 0);
 	else
 		rc = consume(c, argv[3], count, atoi(argv[5]), argc > 6 && !strcmp(argv[6], "gaps"),
 			     argc > 7 ? atoi(argv[7]) : 0);
