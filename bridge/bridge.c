@@ -217,12 +217,12 @@ static int turn(struct hsb_bridge *b)
 		did += hsb_send_pump(b);
 	} else {
 		hsb_recv_credits(b);
-		if (!has_live_peer(b) && now >= b->retry_at_ms) {
-			b->retry_at_ms = now + b->backoff_ms; /* if this fails at once */
-			hsb_peer_connect(b);
-		}
 	}
-	did += hsb_peers_reap(b);
+	did += hsb_peers_reap(b); /* a lost connect peer sets retry_at_ms */
+	if (!b->serve && !has_live_peer(b) && now >= b->retry_at_ms) {
+		b->retry_at_ms = now + b->backoff_ms; /* if this fails at once */
+		hsb_peer_connect(b);
+	}
 	if (b->stats_every_ms && now >= b->next_stats_ms) {
 		stats_log(b);
 		b->next_stats_ms = now + b->stats_every_ms;
