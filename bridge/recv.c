@@ -248,6 +248,8 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 		x->dev = dst;
 		dst = x->stage = hsb_stage_get(m.nbytes);
 		if (!dst) {
+			hsb_log("topic %s: device tensor dropped: no pinned buffer to stage it "
+				"(built without CUDA, or cudaHostAlloc failed)", t->name);
 			rx_end(x, UCS_ERR_NO_MEMORY);
 			t->credit_owed++;
 			credit_flush(b);

@@ -86,7 +86,7 @@ static void send_tensor(struct hsb_peer *p, struct hsb_sub *s, hs_tensor *t)
 		.user_data = x,
 	};
 	void *data = hs_tensor_dltensor(t)->data;
-	int err = hl < 0 ? hl : 0;
+	int err = hl < 0 ? hl : m.nbytes > b->max_bytes ? HS_EMSGSIZE : 0;
 	if (!err && m.device.device_type == kDLCUDA && b->ucx_cuda) {
 		rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
 		rp.memory_type = UCS_MEMORY_TYPE_CUDA;
