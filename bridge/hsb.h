@@ -175,6 +175,7 @@ struct hsb_peer {
 	void *close_req;
 	uint32_t pending;       /* UCX operations whose callbacks point here */
 	bool have_hello;        /* serve: the peer said what it wants */
+	uint64_t born_ms;       /* serve: when accepted (the hello is due) */
 	struct hsb_hello hello;
 	struct hsb_sub *subs;
 	bool streaming;         /* connect: a tensor arrived on this connection */

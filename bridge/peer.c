@@ -112,6 +112,7 @@ static void on_conn_request(ucp_conn_request_h req, void *arg)
 		return;
 	}
 	b->peers_accepted++;
+	p->born_ms = hsb_now_ms();
 	hsb_log("peer %s accepted", addr);
 }
 

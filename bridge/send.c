@@ -13,6 +13,8 @@
 #include "hsbroker/info.h"
 #include "hsb.h"
 
+#define HELLO_DUE_MS 10000
+
 struct tx {
 	struct hsb_peer *peer;
 	struct hsb_topic *topic;
@@ -191,9 +193,15 @@ void hsb_send_scan(struct hsb_bridge *b)
 			hsb_log("peer %s: streaming topic %s", p->addr, name);
 		}
 	}
-	for (struct hsb_peer *p = b->peers; p; p = p->next)
+	for (struct hsb_peer *p = b->peers; p; p = p->next) {
 		for (struct hsb_sub *s = p->subs; s; s = s->next)
 			count_dropped(s);
+		/* a peer that holds a slot and never says what it wants */
+		if (!p->have_hello && hsb_now_ms() - p->born_ms > HELLO_DUE_MS) {
+			b->protocol_errors++;
+			hsb_peer_fail(p, "no hello", UCS_OK);
+		}
+	}
 	hs_info_free(info);
 }
 
