@@ -85,21 +85,22 @@ bridge_tput() { # bytes, count
 	wait "$rpid"
 	tail -n 1 "$T/recv.log"
 }
-perftest() { # test, bytes, iterations -> the "Final:" fields
+perftest() { # test, bytes, iterations, [warm-up [options...]] -> the "Final:" fields
 	"${in_a[@]}" ucx_perftest -p $((port + 2)) >"$T/pt-server.log" 2>&1 &
 	local spid=$!
 	sleep 0.3
-	"${in_b[@]}" ucx_perftest "$addr_a" -p $((port + 2)) -t "$1" -s "$2" -n "$3" -w $(($3 / 10 + 1)) 2>&1 |
+	"${in_b[@]}" ucx_perftest "$addr_a" -p $((port + 2)) -t "$1" -s "$2" -n "$3" -w "${4:-$(($3 / 10 + 1))}" "${@:5}" 2>&1 |
 		awk '/^Final:/ { print $3, $4, $7 }'
 	wait "$spid" || true
 }
 
 # The machine is shared: each figure is the best of $REPEAT runs, the
-# bridge's and ucx_perftest's taken in turn so that both see the same load.
+# bridge's and ucx_perftest's taken in turn so that both see the same load;
+# the ratio is the median over those back-to-back pairs.
 REPEAT=${REPEAT:-3}
 best() { python3 -c "import sys; print(max(float(x) for x in sys.argv[1:]))" "$@"; }
 rows=()
-json="{\"link\": \"$link\", \"ucx\": \"$(ucx_info -v | awk '/Library version/ {print $NF; exit}')\", \"repeat\": $REPEAT, \"sizes\": ["
+json="{\"link\": \"$link\", \"ucx\": \"$(ucx_info -v | awk '/^# Version/ {print $3; exit}')\", \"repeat\": $REPEAT, \"sizes\": ["
 for spec in "4096 $n4k" "1048576 $n1m" "67108864 $n64m"; do
 	read -r bytes count <<<"$spec"
 	tps_all=() gbs_all=() pgbs_all=()
@@ -107,13 +108,17 @@ for spec in "4096 $n4k" "1048576 $n1m" "67108864 $n64m"; do
 		b=$(bridge_tput "$bytes" "$count")
 		tps_all+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['tensors_per_s'])" "$b")")
 		gbs_all+=("$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['GB_per_s'])" "$b")")
-		iters=$((count * 2 > 20 ? count * 2 : 20))
-		read -r _ _ mbs <<<"$(perftest ucp_am_bw "$bytes" "$iters")"
+		# as many messages as the bridge's timed run, after as many
+		# warm-up messages as its warm-up, as many in flight as its
+		# window (-O; ucx_perftest's default is 1)
+		read -r _ _ mbs <<<"$(perftest ucp_am_bw "$bytes" "$count" $((count / 4 + 12)) -O "${WINDOW:-4}")"
 		pgbs_all+=("$(python3 -c "print(round($mbs * 1048576 / 1e9, 4))")")
 	done
 	tps=$(best "${tps_all[@]}") gbs=$(best "${gbs_all[@]}") pgbs=$(best "${pgbs_all[@]}")
 	prate=$(python3 -c "print(round($pgbs * 1e9 / $bytes, 1))")
-	ratio=$(python3 -c "print(round($gbs / $pgbs, 2) if $pgbs else 0)")
+	# the ratio of each run to the ucx_perftest run right after it, median
+	ratio=$(python3 -c "import statistics, sys; b, p = sys.argv[1].split(), sys.argv[2].split();
+print(round(statistics.median(float(x) / float(y) for x, y in zip(b, p)), 2))" "${gbs_all[*]}" "${pgbs_all[*]}")
 	rows+=("| $bytes | $count | $tps | $gbs | $prate | $pgbs | $ratio |")
 	json+="{\"bytes\": $bytes, \"bridge_tensors_per_s\": [$(IFS=,; echo "${tps_all[*]}")], \"bridge_GB_per_s\": [$(IFS=,; echo "${gbs_all[*]}")], \"perftest_GB_per_s\": [$(IFS=,; echo "${pgbs_all[*]}")]},"
 done
@@ -132,7 +137,7 @@ printf '%s\n' "$json" >"$OUT"
 
 echo "link: $link, UCX_TLS=tcp"
 echo "best of $REPEAT runs each"
-echo "| bytes | tensors | bridge tensors/s | bridge GB/s | ucx_perftest msgs/s | ucx_perftest GB/s | bridge / perftest |"
+echo "| bytes | tensors | bridge tensors/s | bridge GB/s | ucx_perftest msgs/s | ucx_perftest GB/s | bridge / perftest (median of pairs) |"
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 python3 - "$ping" "$local_ping" "$lat50" <<'PY'
