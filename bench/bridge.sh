@@ -25,32 +25,17 @@ export UCX_TLS=tcp UCX_WARN_UNUSED_ENV_VARS=n
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/hsb-bench.XXXXXX")
 pids=()
-ns_a= ns_b=
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	[[ -n $ns_a ]] && ip netns del "$ns_a"
-	[[ -n $ns_b ]] && ip netns del "$ns_b"
+	hsb_link_down
 	rm -rf "$T"
 }
 trap cleanup EXIT
-if [[ ${LOOPBACK:-0} != 1 && $(id -u) -eq 0 ]] && ip netns add "hsbA$$" 2>/dev/null; then
-	ns_a=hsbA$$ ns_b=hsbB$$
-	ip netns add "$ns_b"
-	ip link add "hva$$" type veth peer name "hvb$$"
-	ip link set "hva$$" netns "$ns_a"
-	ip link set "hvb$$" netns "$ns_b"
-	ip -n "$ns_a" addr add 10.231.1.1/24 dev "hva$$"
-	ip -n "$ns_b" addr add 10.231.1.2/24 dev "hvb$$"
-	for n in "$ns_a" "$ns_b"; do ip -n "$n" link set lo up; done
-	ip -n "$ns_a" link set "hva$$" up
-	ip -n "$ns_b" link set "hvb$$" up
-	in_a=(ip netns exec "$ns_a") in_b=(ip netns exec "$ns_b")
-	addr_a=10.231.1.1 addr_b=10.231.1.2 link="veth between two network namespaces"
-else
-	in_a=() in_b=()
-	addr_a=127.0.0.1 addr_b=127.0.0.1 link="loopback"
-fi
+# shellcheck source=../tests/bridge/link.sh
+source tests/bridge/link.sh
+[[ ${LOOPBACK:-0} == 1 ]] && HSB_TEST_LOOPBACK=1
+hsb_link_up 10.231.1
 port=$((20000 + $$ % 20000))
 bg() { local name=$1; shift; "$@" >"$T/$name.log" 2>&1 & pids+=($!); }
 wait_file() { for _ in $(seq 200); do grep -q "$2" "$1" 2>/dev/null && return; sleep 0.05; done; echo "timeout: $1" >&2; cat "$1" >&2; exit 1; }

@@ -16,13 +16,13 @@ export UCX_TLS=tcp UCX_WARN_UNUSED_ENV_VARS=n
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/hsb-test.XXXXXX")
 pids=()
-ns_a= ns_b=
+# shellcheck source=link.sh
+source "$(dirname "$0")/link.sh"
 cleanup() {
 	local rc=$?
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
-	[[ -n $ns_a ]] && ip netns del "$ns_a" 2>/dev/null
-	[[ -n $ns_b ]] && ip netns del "$ns_b" 2>/dev/null
+	hsb_link_down
 	if ((rc != 0)); then
 		for f in "$T"/*.log "$T"/*.out; do
 			[[ -f $f ]] && { echo "---- $f"; tail -n 30 "$f"; }
@@ -36,25 +36,10 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # ---- the link ----
 port=$((20000 + $$ % 20000))
-if [[ ${HSB_TEST_LOOPBACK:-0} != 1 && $(id -u) -eq 0 ]] && ip netns add "hsbA$$" 2>/dev/null; then
-	ns_a=hsbA$$ ns_b=hsbB$$
-	ip netns add "$ns_b"
-	ip link add "hva$$" type veth peer name "hvb$$"
-	ip link set "hva$$" netns "$ns_a"
-	ip link set "hvb$$" netns "$ns_b"
-	ip -n "$ns_a" addr add 10.231.0.1/24 dev "hva$$"
-	ip -n "$ns_b" addr add 10.231.0.2/24 dev "hvb$$"
-	for n in "$ns_a" "$ns_b"; do ip -n "$n" link set lo up; done
-	ip -n "$ns_a" link set "hva$$" up
-	ip -n "$ns_b" link set "hvb$$" up
-	in_a=(ip netns exec "$ns_a") in_b=(ip netns exec "$ns_b")
-	addr_a=10.231.0.1 stranger=10.231.0.99
-	echo "link: veth between namespaces $ns_a and $ns_b"
-else
-	in_a=() in_b=()
-	addr_a=127.0.0.1 stranger=127.0.0.2
-	echo "link: loopback (network namespaces unavailable)"
-fi
+hsb_link_up 10.231.0
+stranger=127.0.0.2
+[[ $addr_a == 127.0.0.1 ]] || stranger=10.231.0.99
+echo "link: $link"
 
 start() { # name, command... (in the background, output to $T/name.log)
 	local name=$1
