@@ -226,14 +226,22 @@ int hsb_send_pump(struct hsb_bridge *b)
 	return sent;
 }
 
+/* The live peer a hello or credit came from (connect sends them with
+ * UCP_AM_SEND_FLAG_REPLY), or NULL: ignore the message. */
+static struct hsb_peer *replier(struct hsb_bridge *b, const ucp_am_recv_param_t *prm)
+{
+	struct hsb_peer *p = (prm->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)
+				     ? hsb_peer_by_ep(b, prm->reply_ep) : NULL;
+	return p && !p->failed ? p : NULL;
+}
+
 static ucs_status_t on_hello(void *arg, const void *hdr, size_t hlen, void *data, size_t len,
 			     const ucp_am_recv_param_t *prm)
 {
 	struct hsb_bridge *b = arg;
-	struct hsb_peer *p = (prm->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)
-				     ? hsb_peer_by_ep(b, prm->reply_ep) : NULL;
+	struct hsb_peer *p = replier(b, prm);
 	const char *why = NULL;
-	if (!p || p->failed)
+	if (!p)
 		return UCS_OK;
 	if (p->have_hello)
 		why = "a second hello";
@@ -253,12 +261,11 @@ static ucs_status_t on_credit(void *arg, const void *hdr, size_t hlen, void *dat
 			      const ucp_am_recv_param_t *prm)
 {
 	struct hsb_bridge *b = arg;
-	struct hsb_peer *p = (prm->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)
-				     ? hsb_peer_by_ep(b, prm->reply_ep) : NULL;
+	struct hsb_peer *p = replier(b, prm);
 	char topic[HS_MAX_TOPIC + 1];
 	uint32_t n;
 	const char *why = NULL;
-	if (!p || p->failed)
+	if (!p)
 		return UCS_OK;
 	struct hsb_sub *s = NULL;
 	if (len != 0 || hsb_wire_get_credit(hdr, hlen, topic, &n, &why) < 0)
