@@ -78,7 +78,11 @@ ls_check() { # socket, expression
 	"$HSCTL" --socket "$1" ls --json |
 		/usr/bin/python3 -c "import json,sys; l=json.load(sys.stdin); sys.exit(0 if ($2) else 1)"
 }
-no_session_of() { ls_check "$1" "all(c['pid'] != $2 for c in l['clients'])"; }
+# The killed process has no session left, and no tensor says it owns it.
+no_session_of() {
+	ls_check "$1" "all(c['pid'] != $2 for c in l['clients'])
+		and all(t['owner_pid'] != $2 for t in l['tensors'])"
+}
 # Nothing left: no tensor, every pool's bytes free again, no client but hsctl.
 clean_broker() {
 	ls_check "$1" "not l['tensors'] and all(p['used'] == 0 for p in l['pools'])
