@@ -203,13 +203,14 @@ static int turn(struct hsb_bridge *b)
 	while (ucp_worker_progress(b->worker))
 		did++;
 	uint64_t now = hsb_now_ms();
+	/* also how a bridge with no traffic learns that its broker is gone */
+	int n = hs_client_dispatch(b->client);
+	if (n == HS_EPIPE || n == HS_ESHUTDOWN) {
+		hsb_log("broker: %s", hs_strerror(n));
+		b->exit_code = 1;
+		return did;
+	}
 	if (b->serve) {
-		int n = hs_client_dispatch(b->client);
-		if (n == HS_EPIPE || n == HS_ESHUTDOWN) {
-			hsb_log("broker: %s", hs_strerror(n));
-			b->exit_code = 1;
-			return did;
-		}
 		if (now >= b->next_scan_ms) {
 			hsb_send_scan(b);
 			b->next_scan_ms = now + 200;
@@ -277,12 +278,12 @@ int hsb_bridge_run(struct hsb_bridge *b)
 			break;
 		if (ucp_worker_arm(b->worker) == UCS_ERR_BUSY)
 			continue;
-		struct pollfd fds[3] = { { .fd = b->efd, .events = POLLIN },
+		struct pollfd fds[4] = { { .fd = b->efd, .events = POLLIN },
 					 { .fd = b->ctl_fd, .events = POLLIN },
-					 { .fd = b->serve ? hs_client_get_fd(b->client)
-							  : hsb_emitq_fd(b->emitq),
+					 { .fd = hs_client_get_fd(b->client), .events = POLLIN },
+					 { .fd = b->emitq ? hsb_emitq_fd(b->emitq) : -1,
 					   .events = POLLIN } };
-		if (poll(fds, 3, wait_ms(b)) > 0 && (fds[1].revents & POLLIN))
+		if (poll(fds, 4, wait_ms(b)) > 0 && (fds[1].revents & POLLIN))
 			control_answer(b);
 	}
 	if (stop_signal)

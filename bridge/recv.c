@@ -22,13 +22,14 @@ struct rx {
 /* A small message whose header lives until UCX is done with it. */
 struct note {
 	struct hsb_peer *peer;
+	const char *what; /* what its failure means, for the log */
 	uint8_t hdr[HSB_HEADER_MAX];
 };
 
 static void note_end(struct note *n, ucs_status_t st)
 {
 	if (st != UCS_OK)
-		hsb_peer_fail(n->peer, "send failed", st);
+		hsb_peer_fail(n->peer, n->what, st);
 	hsb_peer_op_done(n->peer);
 	free(n);
 }
@@ -46,6 +47,7 @@ static int send_note(struct hsb_peer *p, unsigned id, struct note *n, int len)
 		return len;
 	}
 	n->peer = p;
+	n->what = id == HSB_AM_HELLO ? "no connection" : "sending a credit failed";
 	p->pending++;
 	ucp_request_param_t rp = {
 		.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
