@@ -6,7 +6,7 @@
 # the right to create namespaces, everything runs over loopback instead.
 # UCX is held to TCP (UCX_TLS=tcp), as between two hosts.
 #   bridge-test.sh CASE
-# CASE: stream | restart | refused | policy | corrupt-tensor | corrupt-control
+# CASE: stream | restart | refused | block | policy | corrupt-tensor | corrupt-control
 # Environment: HSBRIDGE HSBROKERD HSCTL HSB_PROBE HSB_ROGUE (the built programs);
 # HSB_TEST_LOOPBACK=1 uses loopback even where namespaces could be made.
 set -euo pipefail
@@ -116,16 +116,19 @@ producer() { # count, bytes, hz
 	wait_for 20 "serve to stream cam/0" grep -q "streaming topic cam/0" "$T/serve.log"
 	start producer "${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 "$@" 2
 }
-finish() { # waits for producer and consumer, then stops the bridges cleanly
+ends_done() { # waits for producer and consumer
 	wait "$pid_producer" || fail "producer failed"
 	wait "$pid_consumer" || fail "consumer: $(tail -n 3 "$T/consumer.log")"
 	cat "$T/consumer.log"
+}
+bridges_done() { # stops the bridges cleanly; both brokers end up empty
 	kill -TERM "$pid_serve" "$pid_connect"
 	wait "$pid_serve" || fail "hsbridge serve exited with $?"
 	wait "$pid_connect" || fail "hsbridge connect exited with $?"
 	wait_for 10 "broker A to hold nothing" clean_broker "$T/a.sock"
 	wait_for 10 "broker B to hold nothing" clean_broker "$T/b.sock"
 }
+finish() { ends_done; bridges_done; }
 
 case $case_ in
 stream)
@@ -179,6 +182,22 @@ refused)
 	consumer 100 20
 	producer 100 4096 100
 	finish
+	;;
+block)
+	# A slow consumer behind the bridge, block policy on both brokers: the
+	# receiver's full queue holds the credits back, the sender stands at a
+	# full window, the producer is held back; nothing is lost.
+	serve
+	connect
+	consumer 300 20 nogaps 3
+	producer 300 65536 0
+	ends_done
+	grep -q "gaps 0 bad 0" "$T/consumer.log" || fail "tensors lost under the block policy"
+	at_least 1 stat_of "$T/serve.ctl" "sum(t['credit_waits'] for t in s['topics'])" ||
+		fail "the sender never waited for a credit"
+	[[ $(stat_of "$T/serve.ctl" "sum(t['dropped'] for t in s['topics'])") == 0 ]] ||
+		fail "the sender dropped under the block policy"
+	bridges_done
 	;;
 policy)
 	# A slow consumer behind the bridge with drop-oldest at the sender:
