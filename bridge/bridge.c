@@ -219,6 +219,7 @@ static int turn(struct hsb_bridge *b)
 	} else {
 		hsb_recv_credits(b);
 	}
+	b->next_ping_ms = hsb_peers_heartbeat(b, now);
 	did += hsb_peers_reap(b); /* a lost connect peer sets retry_at_ms */
 	if (!b->serve && !has_live_peer(b) && now >= b->retry_at_ms) {
 		b->retry_at_ms = now + b->backoff_ms; /* if this fails at once */
@@ -240,6 +241,8 @@ static int wait_ms(struct hsb_bridge *b)
 		next = b->retry_at_ms;
 	if (b->stats_every_ms && b->next_stats_ms < next)
 		next = b->next_stats_ms;
+	if (b->next_ping_ms < next)
+		next = b->next_ping_ms;
 	for (struct hsb_peer *p = b->peers; p; p = p->next)
 		if (p->failed) /* closing: progress it soon */
 			next = now + 10;

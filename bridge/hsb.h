@@ -19,12 +19,13 @@
 #define HSB_MAX_GLOBS 64
 #define HSB_MAX_ALLOW 64
 
-/* ---- wire.c: the bytes of the three messages (docs/bridge.md) ---- */
+/* ---- wire.c: the bytes of the four messages (docs/bridge.md) ---- */
 
 enum hsb_am_id {
 	HSB_AM_HELLO = 0x4853, /* connect -> serve: version, window, globs */
 	HSB_AM_TENSOR,         /* serve -> connect: metadata; the block as data */
 	HSB_AM_CREDIT,         /* connect -> serve: tensors of a topic handed on */
+	HSB_AM_PING,           /* either way: still here (a heartbeat) */
 };
 
 #define HSB_WIRE_MAGIC 0x31425348u /* "HSB1" little-endian */
@@ -55,12 +56,14 @@ struct hsb_hello {
 int hsb_wire_put_meta(const struct hsb_meta *m, uint8_t *buf, size_t cap);
 int hsb_wire_put_hello(const struct hsb_hello *h, uint8_t *buf, size_t cap);
 int hsb_wire_put_credit(const char *topic, uint32_t count, uint8_t *buf, size_t cap);
+int hsb_wire_put_ping(uint8_t *buf, size_t cap);
 /* Each returns 0 or HS_EPROTO (with *why set to a static reason) for bytes
  * that are not exactly one well-formed message. */
 int hsb_wire_get_meta(const void *buf, size_t len, struct hsb_meta *m, const char **why);
 int hsb_wire_get_hello(const void *buf, size_t len, struct hsb_hello *h, const char **why);
 int hsb_wire_get_credit(const void *buf, size_t len, char *topic, uint32_t *count,
 			const char **why);
+int hsb_wire_get_ping(const void *buf, size_t len, const char **why);
 /* Bytes of the elements the shape names (product of the dimensions times
  * the element size): a lower bound on any block, checked against the
  * bridge's size limit before anything is allocated. HS_EOVERFLOW past 64
@@ -179,6 +182,8 @@ struct hsb_peer {
 	struct hsb_hello hello;
 	struct hsb_sub *subs;
 	bool streaming;         /* connect: a tensor arrived on this connection */
+	uint64_t heard_ms;      /* when the peer last sent anything (or we began) */
+	uint64_t pinged_ms;     /* when we last sent it a heartbeat */
 };
 
 struct hsb_bridge {
@@ -204,9 +209,10 @@ struct hsb_bridge {
 	enum hs_policy policy;
 	uint64_t max_bytes;
 	const char *keepalive;  /* UCX_KEEPALIVE_INTERVAL's value, or NULL */
+	uint32_t heartbeat_ms;  /* a ping this often; silent 5 times: gone */
 	uint32_t backoff_min_ms, backoff_max_ms, backoff_ms;
 	uint64_t retry_at_ms;   /* connect: when to try again; 0: connected */
-	uint64_t stats_every_ms, next_stats_ms, next_scan_ms;
+	uint64_t stats_every_ms, next_stats_ms, next_scan_ms, next_ping_ms;
 	struct hsb_emitq *emitq;
 	int ctl_fd;
 	char ctl_path[108];
@@ -226,6 +232,15 @@ int hsb_peers_reap(struct hsb_bridge *b);
 void hsb_peers_close_all(struct hsb_bridge *b);
 /* Called when an operation counted in p->pending ends. */
 void hsb_peer_op_done(struct hsb_peer *p);
+/* Sends a message of header bytes only (copied), failing the peer with
+ * `what` if it cannot be sent. 0 or a negative HS_ code. */
+int hsb_peer_note(struct hsb_peer *p, unsigned id, const uint8_t *hdr, size_t len,
+		  const char *what);
+/* A heartbeat arrived: checks it (a bad one fails the peer). */
+void hsb_peer_heard(struct hsb_peer *p, const void *hdr, size_t hlen, size_t len);
+/* Pings peers that are due and fails those silent too long; returns the
+ * time of the next heartbeat due. */
+uint64_t hsb_peers_heartbeat(struct hsb_bridge *b, uint64_t now);
 
 /* send.c (serve) */
 void hsb_send_register(struct hsb_bridge *b);

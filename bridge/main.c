@@ -27,6 +27,7 @@ static void usage(FILE *f)
 	      "  --backoff-max SECONDS  connect: longest wait between attempts (default 5)\n"
 	      "  --max-bytes SIZE       largest tensor accepted or sent (default 4G)\n"
 	      "  --keepalive INTERVAL   UCX keepalive, e.g. 2s (default 2s)\n"
+	      "  --heartbeat SECONDS    ping the peer this often; 5 silent: gone (default 2)\n"
 	      "  --control PATH         answer `hsbridge stats` on this Unix socket\n"
 	      "  --stats-interval SEC   log per-topic counters this often (default: never)\n",
 	      f);
@@ -80,6 +81,7 @@ int main(int argc, char **argv)
 	b.policy = HS_POLICY_BLOCK;
 	b.max_bytes = 4ull << 30;
 	b.keepalive = "2s";
+	b.heartbeat_ms = 2000;
 	b.backoff_min_ms = 100;
 	b.backoff_max_ms = 5000;
 	const char *socket = NULL, *where = NULL;
@@ -97,6 +99,7 @@ int main(int argc, char **argv)
 		{ "backoff-max", required_argument, NULL, 'B' },
 		{ "max-bytes", required_argument, NULL, 'm' },
 		{ "keepalive", required_argument, NULL, 'k' },
+		{ "heartbeat", required_argument, NULL, 'H' },
 		{ "control", required_argument, NULL, 'c' },
 		{ "stats-interval", required_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' },
@@ -137,6 +140,10 @@ int main(int argc, char **argv)
 			break;
 		case 'm': bad = parse_size(optarg, &b.max_bytes) < 0; break;
 		case 'k': b.keepalive = optarg; break;
+		case 'H':
+			bad = parse_u32(optarg, 1, 3600, &u) < 0;
+			b.heartbeat_ms = u * 1000;
+			break;
 		case 'c':
 			bad = strlen(optarg) >= sizeof(b.ctl_path);
 			snprintf(b.ctl_path, sizeof(b.ctl_path), "%s", optarg);

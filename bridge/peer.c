@@ -112,7 +112,7 @@ static void on_conn_request(ucp_conn_request_h req, void *arg)
 		return;
 	}
 	b->peers_accepted++;
-	p->born_ms = hsb_now_ms();
+	p->born_ms = p->heard_ms = p->pinged_ms = hsb_now_ms();
 	hsb_log("peer %s accepted", addr);
 }
 
@@ -146,6 +146,7 @@ int hsb_peer_connect(struct hsb_bridge *b)
 		.err_handler = { .cb = on_ep_error, .arg = p },
 	};
 	b->connects++;
+	p->heard_ms = p->pinged_ms = hsb_now_ms(); /* the first answer is due in 5 heartbeats */
 	ucs_status_t st = ucp_ep_create(b->worker, &ep, &p->ep);
 	if (st != UCS_OK) {
 		hsb_log("connect to %s: %s", b->addr_str, ucs_status_string(st));
@@ -161,6 +162,94 @@ int hsb_peer_connect(struct hsb_bridge *b)
 void hsb_peer_op_done(struct hsb_peer *p)
 {
 	p->pending--;
+}
+
+/* A small message whose header lives until UCX is done with it (UCX 1.13
+ * reads an active message's header until the send completes). */
+struct note {
+	struct hsb_peer *peer;
+	const char *what;
+	size_t len;
+	uint8_t hdr[];
+};
+
+static void note_end(struct note *n, ucs_status_t st)
+{
+	if (st != UCS_OK)
+		hsb_peer_fail(n->peer, n->what, st);
+	hsb_peer_op_done(n->peer);
+	free(n);
+}
+
+static void on_note_sent(void *req, ucs_status_t st, void *user)
+{
+	note_end(user, st);
+	ucp_request_free(req);
+}
+
+int hsb_peer_note(struct hsb_peer *p, unsigned id, const uint8_t *hdr, size_t len,
+		  const char *what)
+{
+	struct note *n = malloc(sizeof(*n) + len);
+	if (!n)
+		return HS_ENOMEM;
+	n->peer = p;
+	n->what = what;
+	n->len = len;
+	memcpy(n->hdr, hdr, len);
+	p->pending++;
+	ucp_request_param_t rp = {
+		.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+				UCP_OP_ATTR_FIELD_FLAGS,
+		.cb.send = on_note_sent,
+		.user_data = n,
+		.flags = UCP_AM_SEND_FLAG_REPLY, /* the peer learns which endpoint */
+	};
+	void *r = ucp_am_send_nbx(p->ep, id, n->hdr, len, NULL, 0, &rp);
+	if (r == NULL)
+		note_end(n, UCS_OK);
+	else if (UCS_PTR_IS_ERR(r))
+		note_end(n, UCS_PTR_STATUS(r));
+	return 0;
+}
+
+void hsb_peer_heard(struct hsb_peer *p, const void *hdr, size_t hlen, size_t len)
+{
+	const char *why = "data with a ping";
+	p->heard_ms = hsb_now_ms();
+	if (len != 0 || hsb_wire_get_ping(hdr, hlen, &why) < 0) {
+		p->b->protocol_errors++;
+		hsb_peer_fail(p, why, UCS_OK);
+	}
+}
+
+/* UCX's keepalive does not end a TCP connection whose peer vanished
+ * while data was queued on it (the kernel retransmits for many minutes),
+ * so the bridges say they are alive themselves: a ping every heartbeat,
+ * and a peer silent for five heartbeats is gone. Any message counts as a
+ * sign of life; the loop is never blocked, so a busy peer still pings. */
+uint64_t hsb_peers_heartbeat(struct hsb_bridge *b, uint64_t now)
+{
+	uint64_t hb = b->heartbeat_ms, next = now + hb;
+	uint8_t hdr[16];
+	int n = hsb_wire_put_ping(hdr, sizeof(hdr));
+	for (struct hsb_peer *p = b->peers; p; p = p->next) {
+		if (p->failed)
+			continue;
+		if (now - p->heard_ms > 5 * hb) {
+			hsb_log("peer %s: silent for %llu ms: taken as gone", p->addr,
+				(unsigned long long)(now - p->heard_ms));
+			hsb_peer_fail(p, "no heartbeat", UCS_ERR_TIMED_OUT);
+			continue;
+		}
+		if (now - p->pinged_ms >= hb) {
+			p->pinged_ms = now;
+			hsb_peer_note(p, HSB_AM_PING, hdr, (size_t)n, "sending a heartbeat failed");
+		}
+		if (p->pinged_ms + hb < next)
+			next = p->pinged_ms + hb;
+	}
+	return next;
 }
 
 int hsb_peers_reap(struct hsb_bridge *b)

@@ -19,60 +19,14 @@ struct rx {
 	uint64_t nbytes;
 };
 
-/* A small message whose header lives until UCX is done with it. */
-struct note {
-	struct hsb_peer *peer;
-	const char *what; /* what its failure means, for the log */
-	uint8_t hdr[HSB_HEADER_MAX];
-};
-
-static void note_end(struct note *n, ucs_status_t st)
-{
-	if (st != UCS_OK)
-		hsb_peer_fail(n->peer, n->what, st);
-	hsb_peer_op_done(n->peer);
-	free(n);
-}
-
-static void on_note_sent(void *req, ucs_status_t st, void *user)
-{
-	note_end(user, st);
-	ucp_request_free(req);
-}
-
-static int send_note(struct hsb_peer *p, unsigned id, struct note *n, int len)
-{
-	if (len < 0) {
-		free(n);
-		return len;
-	}
-	n->peer = p;
-	n->what = id == HSB_AM_HELLO ? "no connection" : "sending a credit failed";
-	p->pending++;
-	ucp_request_param_t rp = {
-		.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
-				UCP_OP_ATTR_FIELD_FLAGS,
-		.cb.send = on_note_sent,
-		.user_data = n,
-		.flags = UCP_AM_SEND_FLAG_REPLY, /* the peer learns which endpoint */
-	};
-	void *r = ucp_am_send_nbx(p->ep, id, n->hdr, (size_t)len, NULL, 0, &rp);
-	if (r == NULL)
-		note_end(n, UCS_OK);
-	else if (UCS_PTR_IS_ERR(r))
-		note_end(n, UCS_PTR_STATUS(r));
-	return 0;
-}
-
 int hsb_recv_hello(struct hsb_peer *p)
 {
 	struct hsb_bridge *b = p->b;
 	struct hsb_hello h = { .window = b->window, .nglobs = b->nglobs };
 	memcpy(h.globs, b->globs, sizeof(h.globs));
-	struct note *n = calloc(1, sizeof(*n));
-	if (!n)
-		return HS_ENOMEM;
-	return send_note(p, HSB_AM_HELLO, n, hsb_wire_put_hello(&h, n->hdr, sizeof(n->hdr)));
+	uint8_t hdr[HSB_HEADER_MAX];
+	int n = hsb_wire_put_hello(&h, hdr, sizeof(hdr));
+	return n < 0 ? n : hsb_peer_note(p, HSB_AM_HELLO, hdr, (size_t)n, "no connection");
 }
 
 static struct hsb_peer *live_peer(struct hsb_bridge *b)
@@ -109,10 +63,10 @@ static void credit_flush(struct hsb_bridge *b)
 	for (struct hsb_topic *t = b->topics.list; t; t = t->next) {
 		if (!t->credit_owed)
 			continue;
-		struct note *n = p ? calloc(1, sizeof(*n)) : NULL;
-		if (n)
-			send_note(p, HSB_AM_CREDIT, n,
-				  hsb_wire_put_credit(t->name, t->credit_owed, n->hdr, sizeof(n->hdr)));
+		uint8_t hdr[HSB_HEADER_MAX];
+		int n = hsb_wire_put_credit(t->name, t->credit_owed, hdr, sizeof(hdr));
+		if (p && n > 0)
+			hsb_peer_note(p, HSB_AM_CREDIT, hdr, (size_t)n, "sending a credit failed");
 		t->credit_owed = 0;
 	}
 }
@@ -186,6 +140,7 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 	uint64_t elem = 0;
 	if (!p) /* a message from a connection already given up */
 		return UCS_OK;
+	p->heard_ms = hsb_now_ms();
 	if (hlen > HSB_HEADER_MAX)
 		why = "oversized header";
 	else if (hsb_wire_get_meta(hdr, hlen, &m, &why) < 0)
@@ -279,7 +234,17 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 	return UCS_OK;
 }
 
+static ucs_status_t on_ping(void *arg, const void *hdr, size_t hlen, void *data, size_t len,
+			    const ucp_am_recv_param_t *prm)
+{
+	struct hsb_peer *p = live_peer(arg);
+	if (p)
+		hsb_peer_heard(p, hdr, hlen, len);
+	return UCS_OK;
+}
+
 void hsb_recv_register(struct hsb_bridge *b)
 {
 	hsb_am_handler(b, HSB_AM_TENSOR, on_tensor);
+	hsb_am_handler(b, HSB_AM_PING, on_ping);
 }

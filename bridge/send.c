@@ -232,7 +232,19 @@ static struct hsb_peer *replier(struct hsb_bridge *b, const ucp_am_recv_param_t 
 {
 	struct hsb_peer *p = (prm->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)
 				     ? hsb_peer_by_ep(b, prm->reply_ep) : NULL;
-	return p && !p->failed ? p : NULL;
+	if (!p || p->failed)
+		return NULL;
+	p->heard_ms = hsb_now_ms();
+	return p;
+}
+
+static ucs_status_t on_ping(void *arg, const void *hdr, size_t hlen, void *data, size_t len,
+			    const ucp_am_recv_param_t *prm)
+{
+	struct hsb_peer *p = replier(arg, prm);
+	if (p)
+		hsb_peer_heard(p, hdr, hlen, len);
+	return UCS_OK;
 }
 
 static ucs_status_t on_hello(void *arg, const void *hdr, size_t hlen, void *data, size_t len,
@@ -288,4 +300,5 @@ void hsb_send_register(struct hsb_bridge *b)
 {
 	hsb_am_handler(b, HSB_AM_HELLO, on_hello);
 	hsb_am_handler(b, HSB_AM_CREDIT, on_credit);
+	hsb_am_handler(b, HSB_AM_PING, on_ping);
 }

@@ -1,4 +1,4 @@
-/* The bridge's wire: three messages, each a fixed little-endian layout
+/* The bridge's wire: four messages, each a fixed little-endian layout
  * written and read field by field (never a struct cast), so a header from
  * the network is bounds-checked before any field is trusted. The tensor's
  * bytes are not here: they travel as the active message's data, which UCX
@@ -245,6 +245,25 @@ int hsb_wire_get_credit(const void *buf, size_t len, char *topic, uint32_t *coun
 		return HS_EPROTO;
 	*why = "bad count or trailing bytes";
 	if (*count == 0 || c.at != len)
+		return HS_EPROTO;
+	*why = NULL;
+	return 0;
+}
+
+int hsb_wire_put_ping(uint8_t *buf, size_t cap)
+{
+	struct cur c = { buf, cap, 0, false };
+	put_head(&c);
+	return finish(&c);
+}
+
+int hsb_wire_get_ping(const void *buf, size_t len, const char **why)
+{
+	struct cur c = { (uint8_t *)buf, len, 0, false };
+	if ((*why = get_head(&c)))
+		return HS_EPROTO;
+	*why = "trailing bytes";
+	if (c.at != len)
 		return HS_EPROTO;
 	*why = NULL;
 	return 0;

@@ -6,7 +6,8 @@
 # the right to create namespaces, everything runs over loopback instead.
 # UCX is held to TCP (UCX_TLS=tcp), as between two hosts.
 #   bridge-test.sh CASE
-# CASE: stream | restart | refused | block | policy | corrupt-tensor | corrupt-control
+# CASE: stream | restart | refused | block | policy | vanish | corrupt-tensor |
+#       corrupt-control
 # Environment: HSBRIDGE HSBROKERD HSCTL HSB_PROBE HSB_ROGUE (the built programs);
 # HSB_TEST_LOOPBACK=1 uses loopback even where namespaces could be made.
 set -euo pipefail
@@ -210,6 +211,26 @@ policy)
 	wait "$pid_producer" || fail "producer failed"
 	wait_for 30 "drops at the sender" at_least 1 stat_of "$T/serve.ctl" \
 		"sum(t['dropped'] for t in s['topics'])"
+	finish
+	;;
+vanish)
+	# The link goes dead mid-stream (no FIN, no RST: a host gone): both
+	# bridges notice through their heartbeats, serve releases what that
+	# peer had, and once the link is back connect reconnects and the
+	# stream resumes. Needs the namespaces (77: skipped).
+	[[ -n $ns_a ]] || { echo "SKIP: needs network namespaces"; exit 77; }
+	serve --heartbeat 1
+	connect --heartbeat 1
+	consumer 1500 60 gaps
+	producer 1500 65536 100
+	wait_for 30 "tensors through the bridge" at_least 50 topic_tensors "$T/connect.ctl" cam/0
+	ip -n "$ns_a" link set "$veth_a" down
+	wait_for 30 "connect to notice the silence" at_least 1 stat_of "$T/connect.ctl" "s['peers_lost']"
+	wait_for 30 "serve to notice the silence" at_least 1 stat_of "$T/serve.ctl" "s['peers_lost']"
+	grep -q "taken as gone" "$T/serve.log" || fail "no log line for the lost peer"
+	ip -n "$ns_a" link set "$veth_a" up
+	before=$(topic_tensors "$T/connect.ctl" cam/0)
+	wait_for 60 "the stream after the link came back" at_least $((before + 30)) topic_tensors "$T/connect.ctl" cam/0
 	finish
 	;;
 corrupt-tensor)

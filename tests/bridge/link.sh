@@ -4,7 +4,8 @@
 # a veth pair, addressed NET.1 and NET.2 (/24) inside them only, when this
 # process may make them (root, a kernel with veth, `ip netns exec`
 # allowed); else loopback. Sets in_a/in_b (a command prefix running a
-# program on that side), addr_a/addr_b and link (a description).
+# program on that side), addr_a/addr_b, link (a description) and, with
+# namespaces, veth_a (A's end of the pair, inside ns_a).
 # HSB_TEST_LOOPBACK=1 asks for loopback.
 ns_a='' ns_b=''
 hsb_link_down() {
@@ -26,7 +27,7 @@ hsb_link_up() { # NET, e.g. 10.231.0
 			ip -n "$ns_a" link set "$va" up && ip -n "$ns_b" link set "$vb" up &&
 			ip netns exec "$ns_a" true; then
 			in_a=(ip netns exec "$ns_a") in_b=(ip netns exec "$ns_b")
-			addr_a=$net.1 addr_b=$net.2
+			addr_a=$net.1 addr_b=$net.2 veth_a=$va
 			link="veth between network namespaces $ns_a and $ns_b"
 			return
 		fi

@@ -94,7 +94,7 @@ START_TEST(meta_bad_fields)
 }
 END_TEST
 
-START_TEST(hello_and_credit)
+START_TEST(hello_credit_ping)
 {
 	uint8_t buf[HSB_HEADER_MAX * 20];
 	struct hsb_hello h = { .window = 4, .nglobs = 2 }, out;
@@ -123,6 +123,14 @@ START_TEST(hello_and_credit)
 	n = hsb_wire_put_credit("cam/0", 0, buf, sizeof(buf));
 	ck_assert_int_eq(hsb_wire_get_credit(buf, (size_t)n, topic, &count, &why), HS_EPROTO);
 	ck_assert_int_lt(hsb_wire_put_credit("cam/*", 1, buf, sizeof(buf)), 0);
+
+	n = hsb_wire_put_ping(buf, sizeof(buf));
+	ck_assert_int_eq(hsb_wire_get_ping(buf, (size_t)n, &why), 0);
+	ck_assert_int_eq(hsb_wire_get_ping(buf, (size_t)n + 1, &why), HS_EPROTO);
+	ck_assert_int_eq(hsb_wire_get_ping(buf, (size_t)n - 1, &why), HS_EPROTO);
+	buf[4] = 2; /* a version this bridge does not speak */
+	ck_assert_int_eq(hsb_wire_get_ping(buf, (size_t)n, &why), HS_EPROTO);
+	ck_assert_str_eq(why, "unknown version");
 }
 END_TEST
 
@@ -179,7 +187,7 @@ static Suite *bridge_suite(void)
 	TCase *tc = tcase_create("wire");
 	tcase_add_test(tc, meta_round_trip);
 	tcase_add_test(tc, meta_bad_fields);
-	tcase_add_test(tc, hello_and_credit);
+	tcase_add_test(tc, hello_credit_ping);
 	tcase_add_test(tc, allow_list);
 	suite_add_tcase(s, tc);
 	return s;
