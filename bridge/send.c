@@ -112,18 +112,16 @@ static void send_tensor(struct hsb_peer *p, struct hsb_sub *s, hs_tensor *t)
 		}
 	}
 	p->pending++;
-	s->in_flight++;
-	s->topic->in_flight++;
 	if (err) {
-		hsb_log("topic %s: tensor %llu not sent: %s", m.topic,
-			(unsigned long long)m.seq, hs_strerror(err));
-		s->topic->dropped++;
-		/* its credit never comes back: take it back here */
-		s->in_flight--;
-		s->topic->in_flight--;
+		if (s->topic->dropped++ % 1000 == 0)
+			hsb_log("topic %s: tensor %llu not sent: %s (%llu so far)", m.topic,
+				(unsigned long long)m.seq, hs_strerror(err),
+				(unsigned long long)s->topic->dropped);
 		tx_end(x, UCS_ERR_CANCELED);
 		return;
 	}
+	s->in_flight++; /* until its credit comes back */
+	s->topic->in_flight++;
 	void *r = ucp_am_send_nbx(p->ep, HSB_AM_TENSOR, x->hdr, (size_t)hl, data, m.nbytes, &rp);
 	if (r == NULL)
 		tx_end(x, UCS_OK);
