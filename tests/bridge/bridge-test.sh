@@ -17,7 +17,7 @@ export UCX_TLS=tcp UCX_WARN_UNUSED_ENV_VARS=n
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/hsb-test.XXXXXX")
 pids=()
-# shellcheck source=link.sh
+# shellcheck source=tests/bridge/link.sh
 source "$(dirname "$0")/link.sh"
 cleanup() {
 	local rc=$?

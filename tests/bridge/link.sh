@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the variables are for the sourcing script
 # The link between broker A's side and broker B's, for the bridge tests
 # and bench/bridge.sh (sourced by both): two network namespaces joined by
 # a veth pair, addressed NET.1 and NET.2 (/24) inside them only, when this
