@@ -210,6 +210,10 @@ static int turn(struct hsb_bridge *b)
 		b->exit_code = 1;
 		return did;
 	}
+	if (hsb_stage_fd() >= 0) {
+		hsb_stage_drain();
+		did += b->serve ? hsb_send_staged(b) : hsb_recv_landed(b);
+	}
 	if (b->serve) {
 		if (now >= b->next_scan_ms) {
 			hsb_send_scan(b);
@@ -281,17 +285,24 @@ int hsb_bridge_run(struct hsb_bridge *b)
 			break;
 		if (ucp_worker_arm(b->worker) == UCS_ERR_BUSY)
 			continue;
-		struct pollfd fds[4] = { { .fd = b->efd, .events = POLLIN },
+		struct pollfd fds[5] = { { .fd = b->efd, .events = POLLIN },
 					 { .fd = b->ctl_fd, .events = POLLIN },
 					 { .fd = hs_client_get_fd(b->client), .events = POLLIN },
 					 { .fd = b->emitq ? hsb_emitq_fd(b->emitq) : -1,
-					   .events = POLLIN } };
-		if (poll(fds, 4, wait_ms(b)) > 0 && (fds[1].revents & POLLIN))
+					   .events = POLLIN },
+					 { .fd = hsb_stage_fd(), .events = POLLIN } };
+		if (poll(fds, 5, wait_ms(b)) > 0 && (fds[1].revents & POLLIN))
 			control_answer(b);
 	}
 	if (stop_signal)
 		hsb_log("stopping (signal %d)", (int)stop_signal);
-	hsb_peers_close_all(b);
+	/* every peer closed, every operation on them ended (5 s at most) */
+	hsb_peers_fail_all(b);
+	for (uint64_t until = hsb_now_ms() + 5000; b->peers && hsb_now_ms() < until;) {
+		ucp_worker_progress(b->worker);
+		b->serve ? hsb_send_staged(b) : hsb_recv_landed(b);
+		hsb_peers_reap(b);
+	}
 	if (b->emitq) {
 		hsb_emitq_stop(b->emitq); /* emits what was received */
 	}

@@ -7,6 +7,7 @@
 #ifndef HSB_H
 #define HSB_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -133,10 +134,16 @@ void hsb_slabs_free(struct hsb_slabs *s);
  * (no CUDA in this build, or allocation failed). */
 void *hsb_stage_get(uint64_t n);
 void hsb_stage_put(void *buf);
-/* Copies n bytes between a device pointer and pinned memory, waiting for
- * the copy; 0 or HS_ECUDA / HS_ENOCUDA. */
-int hsb_stage_from_device(void *host, const void *dev, uint64_t n);
-int hsb_stage_to_device(void *dev, const void *host, uint64_t n);
+/* The bridge's copy stream (a cudaStream_t), or NULL without CUDA. */
+void *hsb_stage_stream(void);
+/* Queues a copy of n bytes between pinned memory and a device pointer on
+ * that stream; *done becomes true once it is complete, and the fd below
+ * is written then. 0 or HS_ECUDA / HS_ENOCUDA. */
+int hsb_stage_copy(void *dst, const void *src, uint64_t n, bool to_device, atomic_bool *done);
+/* Readable when a copy completed (-1 before the first copy, or without
+ * CUDA); hsb_stage_drain clears it. */
+int hsb_stage_fd(void);
+void hsb_stage_drain(void);
 void hsb_stage_free_all(void);
 
 /* ---- emit.c: a thread that emits received tensors and returns credits ---- */
@@ -229,7 +236,8 @@ int hsb_peer_listen(struct hsb_bridge *b);
 int hsb_peer_connect(struct hsb_bridge *b);
 /* Closes failed peers and frees closed ones; returns how many changed. */
 int hsb_peers_reap(struct hsb_bridge *b);
-void hsb_peers_close_all(struct hsb_bridge *b);
+/* Marks every peer as ending (shutdown); the loop's drain closes them. */
+void hsb_peers_fail_all(struct hsb_bridge *b);
 /* Called when an operation counted in p->pending ends. */
 void hsb_peer_op_done(struct hsb_peer *p);
 /* Sends a message of header bytes only (copied), failing the peer with
@@ -246,12 +254,16 @@ uint64_t hsb_peers_heartbeat(struct hsb_bridge *b, uint64_t now);
 void hsb_send_register(struct hsb_bridge *b);
 void hsb_send_scan(struct hsb_bridge *b);
 int hsb_send_pump(struct hsb_bridge *b);
+/* Sends the staged device tensors whose copy to pinned memory is done. */
+int hsb_send_staged(struct hsb_bridge *b);
 void hsb_send_drop_subs(struct hsb_peer *p);
 
 /* recv.c (connect) */
 void hsb_recv_register(struct hsb_bridge *b);
 int hsb_recv_hello(struct hsb_peer *p);
 int hsb_recv_credits(struct hsb_bridge *b);
+/* Hands on the received device tensors whose copy to the device is done. */
+int hsb_recv_landed(struct hsb_bridge *b);
 
 /* bridge.c */
 void hsb_am_handler(struct hsb_bridge *b, unsigned id, ucp_am_recv_callback_t cb);

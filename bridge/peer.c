@@ -295,14 +295,9 @@ int hsb_peers_reap(struct hsb_bridge *b)
 	return changed;
 }
 
-void hsb_peers_close_all(struct hsb_bridge *b)
+void hsb_peers_fail_all(struct hsb_bridge *b)
 {
 	for (struct hsb_peer *p = b->peers; p; p = p->next)
 		if (!p->failed)
 			p->failed = "shutting down";
-	uint64_t until = hsb_now_ms() + 5000;
-	while (b->peers && hsb_now_ms() < until) {
-		ucp_worker_progress(b->worker);
-		hsb_peers_reap(b);
-	}
 }

@@ -16,8 +16,14 @@ struct rx {
 	hs_tensor *t;
 	void *stage;  /* pinned copy of a device tensor, or NULL */
 	void *dev;    /* the device block the stage is copied to */
+	atomic_bool copied;
+	struct rx *next; /* in the landing queue */
 	uint64_t nbytes;
 };
+
+/* Device tensors being copied from pinned memory to the device, in the
+ * order of their copies on the one stream. One bridge per process. */
+static struct rx *landing_head, **landing_tail = &landing_head;
 
 int hsb_recv_hello(struct hsb_peer *p)
 {
@@ -78,30 +84,56 @@ int hsb_recv_credits(struct hsb_bridge *b)
 	return 0;
 }
 
-static void rx_end(struct rx *x, ucs_status_t st)
+/* The tensor is complete (st == UCS_OK: it goes to the emitter) or lost
+ * (released, counted as dropped). */
+static void rx_finish(struct rx *x, ucs_status_t st)
 {
-	struct hsb_bridge *b = x->peer->b;
-	int err = 0;
-	if (st == UCS_OK && x->stage)
-		err = hsb_stage_to_device(x->dev, x->stage, x->nbytes);
 	if (x->stage)
 		hsb_stage_put(x->stage);
-	if (st == UCS_OK && !err) {
+	if (st == UCS_OK) {
 		x->topic->bytes += x->nbytes;
-		hsb_emitq_push(b->emitq, x->t, x->topic->name, x->peer->gen);
+		hsb_emitq_push(x->peer->b->emitq, x->t, x->topic->name, x->peer->gen);
 	} else {
 		/* lost with its connection (or its copy to the device): the
 		 * tensor goes back to the pool, nothing is emitted */
 		hs_tensor_release(x->t, NULL);
 		x->topic->in_flight--;
 		x->topic->dropped++;
-		if (err) {
-			hsb_log("topic %s: copy to the device: %s", x->topic->name, hs_strerror(err));
-			x->topic->credit_owed++;
-		}
 	}
 	hsb_peer_op_done(x->peer);
 	free(x);
+}
+
+/* The data arrived (or the receive failed). A staged device tensor is
+ * then copied to the device on the bridge's stream, and handed on once
+ * that is done (hsb_recv_landed), while the loop receives the next one. */
+static void rx_end(struct rx *x, ucs_status_t st)
+{
+	if (st == UCS_OK && x->stage) {
+		int err = hsb_stage_copy(x->dev, x->stage, x->nbytes, true, &x->copied);
+		if (!err) {
+			*landing_tail = x;
+			landing_tail = &x->next;
+			return;
+		}
+		hsb_log("topic %s: copy to the device: %s", x->topic->name, hs_strerror(err));
+		x->topic->credit_owed++;
+		st = UCS_ERR_IO_ERROR;
+	}
+	rx_finish(x, st);
+}
+
+int hsb_recv_landed(struct hsb_bridge *b)
+{
+	int n = 0;
+	while (landing_head && atomic_load_explicit(&landing_head->copied, memory_order_acquire)) {
+		struct rx *x = landing_head;
+		if (!(landing_head = x->next))
+			landing_tail = &landing_head;
+		rx_finish(x, UCS_OK);
+		n++;
+	}
+	return n;
 }
 
 static void on_received(void *req, ucs_status_t st, size_t len, void *user)

@@ -20,9 +20,17 @@ struct tx {
 	struct hsb_topic *topic;
 	hs_tensor *t;     /* NULL once staged: the copy is all that is sent */
 	void *stage;
+	atomic_bool copied; /* staged: the copy to stage is done */
+	struct tx *next;  /* in the staged queue */
 	uint64_t nbytes;
+	size_t hlen;
 	uint8_t hdr[HSB_HEADER_MAX]; /* UCX 1.13 reads it until completion */
 };
+
+/* Device tensors being copied to pinned memory, in the order of their
+ * copies on the one stream (so in the order they complete). One bridge
+ * per process. */
+static struct tx *staged_head, **staged_tail = &staged_head;
 
 static void tx_end(struct tx *x, ucs_status_t st)
 {
@@ -65,6 +73,65 @@ static void fill_meta(struct hsb_meta *m, const hs_tensor *t, const char *topic)
 	strcpy(m->topic, topic); /* a topic name the broker accepted */
 }
 
+/* Hands x to UCX; its callback (or this, if it ends at once) ends it. */
+static void tx_post(struct tx *x, void *data, ucp_mem_h memh, bool cuda)
+{
+	ucp_request_param_t rp = {
+		.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
+		.cb.send = on_sent,
+		.user_data = x,
+	};
+	if (cuda) {
+		rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
+		rp.memory_type = UCS_MEMORY_TYPE_CUDA;
+	} else if (memh) {
+		rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+		rp.memh = memh;
+	}
+	void *r = ucp_am_send_nbx(x->peer->ep, HSB_AM_TENSOR, x->hdr, x->hlen, data, x->nbytes, &rp);
+	if (r == NULL)
+		tx_end(x, UCS_OK);
+	else if (UCS_PTR_IS_ERR(r))
+		tx_end(x, UCS_PTR_STATUS(r));
+}
+
+/* A device tensor without UCX's CUDA support: the copy to pinned memory
+ * is queued on the bridge's stream after the writer's ready fence, and the
+ * send waits for it in the staged queue (hsb_send_staged), so the loop
+ * goes on taking and sending other tensors meanwhile. */
+static int stage(struct tx *x, const void *dev)
+{
+	void *stream = hsb_stage_stream();
+	if (!stream || !(x->stage = hsb_stage_get(x->nbytes)))
+		return HS_ENOCUDA;
+	int err = hs_tensor_wait(x->t, stream);
+	if (!err)
+		err = hsb_stage_copy(x->stage, dev, x->nbytes, false, &x->copied);
+	if (err)
+		return err;
+	*staged_tail = x;
+	staged_tail = &x->next;
+	return 0;
+}
+
+int hsb_send_staged(struct hsb_bridge *b)
+{
+	int n = 0;
+	while (staged_head && atomic_load_explicit(&staged_head->copied, memory_order_acquire)) {
+		struct tx *x = staged_head;
+		if (!(staged_head = x->next))
+			staged_tail = &staged_head;
+		hs_tensor_release(x->t, NULL); /* copied: the block may go */
+		x->t = NULL;
+		if (x->peer->failed)
+			tx_end(x, UCS_ERR_CANCELED);
+		else
+			tx_post(x, x->stage, NULL, false);
+		n++;
+	}
+	return n;
+}
+
 /* Sends t (taking over the reference) to p. */
 static void send_tensor(struct hsb_peer *p, struct hsb_sub *s, hs_tensor *t)
 {
@@ -82,36 +149,13 @@ static void send_tensor(struct hsb_peer *p, struct hsb_sub *s, hs_tensor *t)
 	x->topic = s->topic;
 	x->t = t;
 	x->nbytes = m.nbytes;
-	ucp_request_param_t rp = {
-		.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
-		.cb.send = on_sent,
-		.user_data = x,
-	};
+	x->hlen = hl > 0 ? (size_t)hl : 0;
 	void *data = hs_tensor_dltensor(t)->data;
+	bool device = m.device.device_type == kDLCUDA;
 	int err = hl < 0 ? hl : m.nbytes > b->max_bytes ? HS_EMSGSIZE : 0;
-	if (!err && m.device.device_type == kDLCUDA && b->ucx_cuda) {
-		rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMORY_TYPE;
-		rp.memory_type = UCS_MEMORY_TYPE_CUDA;
-	} else if (!err && m.device.device_type == kDLCUDA) {
-		/* staged: wait for the writer's fence, copy, and the
-		 * broker's block is free again before the send */
-		x->stage = hsb_stage_get(m.nbytes);
-		err = !x->stage ? HS_ENOCUDA : hs_tensor_wait(t, NULL);
-		if (!err)
-			err = hsb_stage_from_device(x->stage, data, m.nbytes);
-		data = x->stage;
-		if (!err) {
-			hs_tensor_release(t, NULL);
-			x->t = NULL;
-		}
-	} else if (!err) {
-		ucp_mem_h mh = hsb_slab_memh(&b->slabs, data, m.nbytes);
-		if (mh) {
-			rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-			rp.memh = mh;
-		}
-	}
 	p->pending++;
+	if (!err && device && !b->ucx_cuda)
+		err = stage(x, data);
 	if (err) {
 		if (s->topic->dropped++ % 1000 == 0)
 			hsb_log("topic %s: tensor %llu not sent: %s (%llu so far)", m.topic,
@@ -122,11 +166,11 @@ static void send_tensor(struct hsb_peer *p, struct hsb_sub *s, hs_tensor *t)
 	}
 	s->in_flight++; /* until its credit comes back */
 	s->topic->in_flight++;
-	void *r = ucp_am_send_nbx(p->ep, HSB_AM_TENSOR, x->hdr, (size_t)hl, data, m.nbytes, &rp);
-	if (r == NULL)
-		tx_end(x, UCS_OK);
-	else if (UCS_PTR_IS_ERR(r))
-		tx_end(x, UCS_PTR_STATUS(r));
+	if (!device)
+		tx_post(x, data, hsb_slab_memh(&b->slabs, data, m.nbytes), false);
+	else if (b->ucx_cuda)
+		tx_post(x, data, NULL, true);
+	/* else staged: sent by hsb_send_staged */
 }
 
 static struct hsb_sub *sub_find(struct hsb_peer *p, const char *topic)
