@@ -1,10 +1,13 @@
 /* The receiving side's emitter: a thread that emits each tensor received
  * from a peer on its topic in the local broker, then hands a credit back
- * to the loop (an eventfd wakes it). An emit waits while a local
- * HS_POLICY_BLOCK subscriber is full; doing that here keeps the UCX loop
- * turning (keepalive, other receives), and the credit that comes back
- * only after the emit is what slows the sender. One thread for every
- * topic: a blocked topic holds the others back on this bridge. */
+ * to the loop (an eventfd wakes it). Emits are posted (no seq_out), so
+ * one waits only once 8 are unanswered, which is when a local
+ * HS_POLICY_BLOCK subscriber is full; waiting here keeps the UCX loop
+ * turning (heartbeats, other receives), and the credit that comes back
+ * only after the emit returned is what slows the sender. The loop cannot
+ * emit itself: the public API does not say when a posted emit would wait.
+ * One thread for every topic: a blocked topic holds the others back on
+ * this bridge. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
