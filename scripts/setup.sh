@@ -20,6 +20,7 @@ packages=(
 	python3-mesonpy python3-venv   # pip install . (tests/python/test_install.py)
 	valgrind
 	scdoc groff-base man-db   # manual pages (docs/man), their render test, tests/docs
+	libucx-dev ucx-utils iproute2   # hsbridge, ucx_perftest, its tests' namespaces
 	clang-14 libclang-rt-14-dev   # libFuzzer (scripts/fuzz.sh)
 )
 
