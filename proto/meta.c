@@ -67,27 +67,33 @@ int hs__meta_extent(DLDevice device, DLDataType dtype, int32_t ndim,
 	if (ndim > 0 && !shape)
 		return HS_EINVAL;
 
-	/* Every dimension is checked before any is used; any zero one
-	 * means an empty tensor, whose strides do not matter. */
-	bool empty = false;
-	for (int32_t i = 0; i < ndim; i++) {
+	/* Every dimension is checked before any is used. */
+	for (int32_t i = 0; i < ndim; i++)
 		if (shape[i] < 0)
 			return HS_ESHAPE;
-		if (shape[i] == 0)
+	/* The element count and the bytes it spans fit int64, strides or
+	 * not, as DLPack's int64 shapes and every reader's size arithmetic
+	 * assume. The count is that of the non-zero dimensions, so that an
+	 * empty tensor passes the same test: a reader multiplying its shape
+	 * before it meets the zero must not overflow either. */
+	bool empty = false;
+	uint64_t count = 1, bytes;
+	for (int32_t i = 0; i < ndim; i++) {
+		if (shape[i] == 0) {
 			empty = true;
+			continue;
+		}
+		if (__builtin_mul_overflow(count, (uint64_t)shape[i], &count) ||
+		    count > (uint64_t)INT64_MAX)
+			return HS_EOVERFLOW;
 	}
+	if (__builtin_mul_overflow(count, esize, &bytes) || bytes > (uint64_t)INT64_MAX)
+		return HS_EOVERFLOW;
+	/* Empty: no element, whatever the strides. */
 	if (empty) {
 		*need = byte_offset;
 		return 0;
 	}
-	/* The element count and the bytes it spans must fit, strides or
-	 * not: a reader computing either must not wrap. */
-	uint64_t count = 1, bytes;
-	for (int32_t i = 0; i < ndim; i++)
-		if (__builtin_mul_overflow(count, (uint64_t)shape[i], &count))
-			return HS_EOVERFLOW;
-	if (__builtin_mul_overflow(count, esize, &bytes))
-		return HS_EOVERFLOW;
 
 	/* Highest (hi) and lowest (-lo) element offsets, in elements. */
 	uint64_t hi = 0, lo = 0;

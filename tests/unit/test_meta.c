@@ -68,8 +68,15 @@ START_TEST(test_good_empty)
 	/* strides of an empty tensor do not matter */
 	ck_assert_int_eq(extent(cpu, f32, 2, (int64_t[]){ 5, 0 }, (int64_t[]){ -100, INT64_MAX }, 0, &need), 0);
 	ck_assert_uint_eq(need, 0);
-	/* empty with a huge other dimension: no overflow */
-	ck_assert_int_eq(extent(cpu, f32, 2, (int64_t[]){ 0, INT64_MAX }, NULL, 0, &need), 0);
+	/* empty with a huge other dimension: accepted while the non-zero
+	 * dimensions' bytes fit int64 (as NumPy asks), refused past it */
+	const DLDataType u8 = { kDLUInt, 8, 1 };
+	ck_assert_int_eq(extent(cpu, u8, 2, (int64_t[]){ 0, INT64_MAX }, NULL, 0, &need), 0);
+	ck_assert_uint_eq(need, 0);
+	ck_assert_int_eq(extent(cpu, f32, 2, (int64_t[]){ 0, INT64_MAX }, NULL, 0, &need),
+			 HS_EOVERFLOW);
+	ck_assert_int_eq(extent(cpu, f32, 3, (int64_t[]){ 1ll << 40, 1ll << 40, 0 }, NULL, 0, &need),
+			 HS_EOVERFLOW);
 }
 END_TEST
 
@@ -207,7 +214,7 @@ END_TEST
  * elements, plus a 64-bit byte_offset: below 2^143), so the reference
  * never wraps and needs no overflow reasoning of its own. The element
  * count is the one product that could grow past it (32 dimensions of
- * 2^63); it is compared with 2^64 after every factor, and it only grows
+ * 2^63); it is compared with 2^63 - 1 after every factor, and it only grows
  * (every dimension is >= 1 by then). */
 #define BIG_WORDS 5
 struct big {
@@ -275,20 +282,25 @@ static int extent_ref(DLDevice dev, DLDataType dt, int32_t ndim, const int64_t *
 	for (int32_t i = 0; i < ndim; i++)
 		if (shape[i] < 0)
 			return HS_ESHAPE;
+	/* The count of the non-zero dimensions, and its bytes, within int64
+	 * (an empty tensor too). */
+	struct big count = big_u64(1);
+	bool empty = false;
 	for (int32_t i = 0; i < ndim; i++) {
 		if (shape[i] == 0) {
-			*need = off;
-			return 0;
+			empty = true;
+			continue;
 		}
-	}
-	struct big count = big_u64(1);
-	for (int32_t i = 0; i < ndim; i++) {
 		count = big_mul(count, (uint64_t)shape[i]);
-		if (!big_fits(count))
+		if (big_cmp(count, big_u64(INT64_MAX)) > 0)
 			return HS_EOVERFLOW;
 	}
-	if (!big_fits(big_mul(count, esize)))
+	if (big_cmp(big_mul(count, esize), big_u64(INT64_MAX)) > 0)
 		return HS_EOVERFLOW;
+	if (empty) {
+		*need = off;
+		return 0;
+	}
 	struct big hi = big_u64(0), lo = big_u64(0);
 	if (!strides) {
 		hi = big_u64(count.w[0] - 1);
