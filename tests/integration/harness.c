@@ -694,3 +694,16 @@ int ht_wait_idle(const char *sock, int deadline_ms)
 			backoff *= 2;
 	}
 }
+
+bool ht_log_has(const char *log, const char *a, const char *b)
+{
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return false;
+	char line[1024];
+	bool found = false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, a) && (!b || strstr(line, b));
+	fclose(f);
+	return found;
+}

@@ -106,6 +106,9 @@ int ht_hsctl(const char *sock_or_null, const char *const *args,
  * Returns 0, or -1 at the deadline (printing the last JSON). */
 int ht_wait_idle(const char *sock, int deadline_ms);
 
+/* Whether a line of the file log holds a (and b, when not NULL). */
+bool ht_log_has(const char *log, const char *a, const char *b);
+
 /* Count of open fds of this process (from /proc/self/fd). */
 int ht_count_fds(void);
 

@@ -101,7 +101,7 @@ static void block_timeout_case(const char *config, uint32_t asked_ms)
 	ck_assert_int_eq(ht_wait(cons, HT_DEADLINE_MS), 0);
 	ht_chan_send(&st.go, 'G');
 	ck_assert_int_eq(ht_wait(stalled, HT_DEADLINE_MS), 0);
-	ck_assert_msg(tu_log_has(log, "guards/slow", "block_timeout"),
+	ck_assert_msg(ht_log_has(log, "guards/slow", "block_timeout"),
 		      "no log line about the stalled subscription");
 	ht_chan_close(&st.ready);
 	ht_chan_close(&st.go);
@@ -235,7 +235,7 @@ START_TEST(test_acl)
 	ck_assert_int_eq(run_acl(d.sock, TU_OTHER_UID, TU_OTHER_GID, false, false), 0);
 	/* its group is listed for the shared topics, not for the guarded ones */
 	ck_assert_int_eq(run_acl(d.sock, 4243, 4343, false, true), 0);
-	ck_assert_msg(tu_log_has(log, "refused by [acl]", "uid 65534"),
+	ck_assert_msg(ht_log_has(log, "refused by [acl]", "uid 65534"),
 		      "no log line names the refused uid");
 	HT_END(&d);
 }

@@ -35,19 +35,6 @@ static void start_with_config(struct ht_daemon *d, const char *text, char *log, 
 	ck_assert_int_eq(ht_daemon_start_config(d, text, log, size), 0);
 }
 
-static bool log_has(const char *log, const char *a, const char *b)
-{
-	FILE *f = fopen(log, "r");
-	if (!f)
-		return false;
-	char line[1024];
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f))
-		found = strstr(line, a) && (!b || strstr(line, b));
-	fclose(f);
-	return found;
-}
-
 /* ---- a client that becomes uid/gid first ---- */
 
 static const char *result(int rc)
@@ -117,7 +104,7 @@ START_TEST(test_allow_root_only)
 	ck_assert_int_eq(run_as(d.sock, 0, 0, 0), 0);
 	ck_assert_int_eq(run_as(d.sock, NOBODY, NOBODY, HS_EPERM), 0);
 	ck_assert_int_eq(run_as(d.sock, 0, 0, 0), 0); /* still serving */
-	ck_assert_msg(log_has(log, "denied", "uid 65534"), "no log line names the denied uid");
+	ck_assert_msg(ht_log_has(log, "denied", "uid 65534"), "no log line names the denied uid");
 
 	ck_assert_int_eq(ht_wait_idle(d.sock, HT_DEADLINE_MS), 0); /* hsctl runs as root */
 	HT_STOP(&d);
@@ -139,8 +126,8 @@ START_TEST(test_allow_other_uid)
 	ck_assert_int_eq(run_as(d.sock, NOBODY, NOBODY, 0), 0);
 	ck_assert_int_eq(run_as(d.sock, 4242, 4343, 0), 0);  /* by its gid */
 	ck_assert_int_eq(run_as(d.sock, 4242, 4242, HS_EPERM), 0);
-	ck_assert_msg(log_has(log, "denied", "uid 0 "), "no log line names the denied uid 0");
-	ck_assert_msg(log_has(log, "denied", "uid 4242"), "no log line names the denied uid 4242");
+	ck_assert_msg(ht_log_has(log, "denied", "uid 0 "), "no log line names the denied uid 0");
+	ck_assert_msg(ht_log_has(log, "denied", "uid 4242"), "no log line names the denied uid 4242");
 
 	/* hsctl (root) is refused too: stop without the idle check. */
 	HT_STOP(&d);

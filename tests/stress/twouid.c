@@ -16,19 +16,6 @@ int tu_daemon_start(struct ht_daemon *d, const char *text, char *log, size_t log
 	return ht_daemon_start_config(d, text ? text : "", log, log_size);
 }
 
-bool tu_log_has(const char *log, const char *a, const char *b)
-{
-	FILE *f = fopen(log, "r");
-	if (!f)
-		return false;
-	char line[1024];
-	bool found = false;
-	while (!found && fgets(line, sizeof(line), f))
-		found = strstr(line, a) && (!b || strstr(line, b));
-	fclose(f);
-	return found;
-}
-
 int tu_become(uid_t uid, gid_t gid)
 {
 	if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0)

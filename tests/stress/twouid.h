@@ -37,9 +37,6 @@
  * log; opens the socket's folders to other uids. 0 or -1. */
 int tu_daemon_start(struct ht_daemon *d, const char *text, char *log, size_t log_size);
 
-/* Whether a line of the log holds a (and b, when not NULL). */
-bool tu_log_has(const char *log, const char *a, const char *b);
-
 /* In a child: drops every group and becomes uid/gid. 0 or -1 (printed). */
 int tu_become(uid_t uid, gid_t gid);
 
