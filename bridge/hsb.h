@@ -125,7 +125,7 @@ struct hsb_slabs {
 /* The memory handle of the slab holding [p, p + n), registering the slab
  * on first use; NULL when it cannot be found or registered (the caller
  * sends without one: UCX then registers on its own). */
-ucp_mem_h hsb_slab_memh(struct hsb_slabs *s, const void *p, uint64_t n);
+ucp_mem_h hsb_slab_memh(struct hsb_slabs *s, const hs_tensor *t, const void *p, uint64_t n);
 void hsb_slabs_free(struct hsb_slabs *s);
 
 /* ---- stage.c: device tensors through pinned host memory ---- */

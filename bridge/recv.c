@@ -245,7 +245,7 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 			return UCS_OK;
 		}
 	} else {
-		ucp_mem_h mh = hsb_slab_memh(&b->slabs, dst, m.nbytes);
+		ucp_mem_h mh = hsb_slab_memh(&b->slabs, ten, dst, m.nbytes);
 		if (mh) {
 			rp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
 			rp.memh = mh;

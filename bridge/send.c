@@ -167,7 +167,7 @@ static void send_tensor(struct hsb_peer *p, struct hsb_sub *s, hs_tensor *t)
 	s->in_flight++; /* until its credit comes back */
 	s->topic->in_flight++;
 	if (!device)
-		tx_post(x, data, hsb_slab_memh(&b->slabs, data, m.nbytes), false);
+		tx_post(x, data, hsb_slab_memh(&b->slabs, t, data, m.nbytes), false);
 	else if (b->ucx_cuda)
 		tx_post(x, data, NULL, true);
 	/* else staged: sent by hsb_send_staged */

@@ -4,11 +4,9 @@
  * keeps it mapped until disconnect (client/slab.c), so a registration
  * stays valid for the bridge's whole life.
  *
- * The public API names a tensor's slab (hs_tensor_info.slab_id) but not
- * where the slab is mapped; the mapping holding the tensor is found in
- * /proc/self/maps instead: a slab is one mapping of its own memfd, and the
- * kernel never merges mappings of different files. A tensor whose mapping
- * is not a memfd's gets no handle (UCX registers it by itself). */
+ * The slab's mapping comes from hs_tensor_slab_mapping: the whole slab is
+ * registered at the first tensor in it, and every later tensor of the slab
+ * finds that registration. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,37 +20,18 @@ struct hsb_reg {
 	ucp_mem_h memh;
 };
 
-static bool find_mapping(uintptr_t p, uintptr_t *base, uintptr_t *end)
-{
-	FILE *f = fopen("/proc/self/maps", "re");
-	if (!f)
-		return false;
-	char line[512];
-	bool found = false;
-	while (fgets(line, sizeof(line), f)) {
-		uintptr_t lo, hi;
-		int path_at = 0;
-		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %*s %*s %*s %*s %n", &lo, &hi, &path_at) < 2)
-			continue;
-		if (p < lo || p >= hi)
-			continue;
-		found = path_at > 0 && strncmp(line + path_at, "/memfd:", 7) == 0;
-		*base = lo;
-		*end = hi;
-		break;
-	}
-	fclose(f);
-	return found;
-}
-
-ucp_mem_h hsb_slab_memh(struct hsb_slabs *s, const void *p, uint64_t n)
+ucp_mem_h hsb_slab_memh(struct hsb_slabs *s, const hs_tensor *t, const void *p, uint64_t n)
 {
 	uintptr_t a = (uintptr_t)p;
 	for (struct hsb_reg *r = s->list; r; r = r->next)
 		if (a >= r->base && a + n <= r->end)
 			return r->memh;
-	uintptr_t base, end;
-	if (!find_mapping(a, &base, &end) || a + n > end)
+	void *map;
+	uint64_t size;
+	if (hs_tensor_slab_mapping(t, &map, &size) != 0)
+		return NULL;
+	uintptr_t base = (uintptr_t)map, end = base + size;
+	if (a < base || a + n > end)
 		return NULL;
 	struct hsb_reg *r = calloc(1, sizeof(*r));
 	if (!r)

@@ -208,6 +208,15 @@ HS_EXPORT uint64_t hs_tensor_nbytes(const hs_tensor *tensor)
 	return tensor ? tensor->nbytes : 0;
 }
 
+HS_EXPORT int hs_tensor_slab_mapping(const hs_tensor *tensor, void **base, uint64_t *size)
+{
+	if (!tensor || !base || !size || !tensor->client || !tensor->slab || !tensor->slab->base)
+		return HS_EINVAL;
+	*base = tensor->slab->base;
+	*size = tensor->slab->size;
+	return 0;
+}
+
 HS_EXPORT uint64_t hs_tensor_id(const hs_tensor *tensor)
 {
 	return tensor ? tensor->id : 0;

@@ -470,6 +470,7 @@ START_TEST(t_roundtrip)
 	hs_tensor *t;
 	ck_assert_int_eq(hs_subscription_receive(sub, 0, &t), HS_ETIMEDOUT);
 
+	void *first_base = NULL;
 	for (uint64_t i = 0; i < 200; i++) {
 		uint64_t seq;
 		ck_assert_int_eq(hs_tensor_emit(make(prod, i), "rt/a", NULL, &seq), 0);
@@ -482,8 +483,21 @@ START_TEST(t_roundtrip)
 		ck_assert_int_eq(dl->shape[1], 64);
 		ck_assert_int_eq(dl->strides[0], 64);
 		ck_assert(good(t, i));
+		/* The slab's mapping holds the whole block, and it is the one
+		 * mapping every tensor of this client lies in. */
+		void *base;
+		uint64_t size;
+		ck_assert_int_eq(hs_tensor_slab_mapping(t, &base, &size), 0);
+		uintptr_t data = (uintptr_t)hs_tensor_data(t);
+		ck_assert(data >= (uintptr_t)base &&
+			  data + hs_tensor_nbytes(t) <= (uintptr_t)base + size);
+		if (!first_base)
+			first_base = base;
+		ck_assert_ptr_eq(base, first_base); /* one slab here (slab_opens below) */
+		ck_assert_int_eq(hs_tensor_slab_mapping(t, NULL, &size), HS_EINVAL);
 		hs_tensor_release(t, NULL);
 	}
+	ck_assert_int_eq(hs_tensor_slab_mapping(NULL, NULL, NULL), HS_EINVAL);
 	/* Slabs are mapped once, never per tensor. */
 	hs_client_stats st;
 	ck_assert_int_eq(hs_client_get_stats(cons, &st), 0);

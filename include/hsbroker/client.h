@@ -148,6 +148,15 @@ HS_EXPORT int hs_tensor_writable(const hs_tensor *tensor);
 /* Bytes of the block the tensor lives in. */
 HS_EXPORT uint64_t hs_tensor_nbytes(const hs_tensor *tensor);
 
+/* The whole mapping the tensor's block lies in (its slab, in this
+ * process): *base and *size. For registering broker memory once with a
+ * transport that wants it (RDMA, UCX's ucp_mem_map) instead of once per
+ * tensor. The mapping stays valid until hs_client_disconnect, and other
+ * tensors of the slab lie in it too; a device slab's base is a device
+ * pointer. Returns 0, or HS_EINVAL for a NULL argument or a tensor whose
+ * client is gone. */
+HS_EXPORT int hs_tensor_slab_mapping(const hs_tensor *tensor, void **base, uint64_t *size);
+
 HS_EXPORT uint64_t hs_tensor_id(const hs_tensor *tensor);
 
 /* The topic's sequence number of an emitted tensor (first emit is 1);
