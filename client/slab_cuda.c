@@ -1,11 +1,14 @@
-/* Device slabs in the mapping cache: each opened once with
- * cudaIpcOpenMemHandle, at the first tensor that lives in it, and closed
- * at disconnect. A handle can be open only once per process, so this is
- * the only place that opens one. */
+/* Device slabs in the mapping cache: each opened with cudaIpcOpenMemHandle
+ * at the first tensor that lives in it, and closed at disconnect. CUDA
+ * imports a handle once per process, not per client: several clients of
+ * one process (threads with a client each) share the import, counted
+ * below, and this is the only place that opens or closes one. */
 #include "hs-config.h"
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -28,11 +31,58 @@ static int device_count(void)
 	return n;
 }
 
+/* The handles this process imported, with the clients using each. Two
+ * clients opening one handle at once, or one after the other, would
+ * otherwise get an error for the second open (seen with three clients in
+ * one process on the H200). imports_lock is a leaf: held across the
+ * CUDA open, never while taking another lock. */
+struct import {
+	uint8_t handle[64];
+	void *p;
+	unsigned refs;
+	struct import *next;
+};
+static pthread_mutex_t imports_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct import *imports;
+
+static struct import *import_find(const uint8_t *handle)
+{
+	for (struct import *i = imports; i; i = i->next)
+		if (memcmp(i->handle, handle, sizeof(i->handle)) == 0)
+			return i;
+	return NULL;
+}
+
+static int slab_import(struct hs__slab *s, int n);
+
 int hs__slab_cuda_open(hs_client *c, struct hs__slab *s)
 {
 	int n = device_count();
 	if (n < 0)
 		return s->map_err = n;
+	pthread_mutex_lock(&imports_lock);
+	struct import *i = import_find(s->ipc_handle);
+	int err = 0;
+	if (i) {
+		i->refs++;
+		s->base = i->p;
+	} else {
+		err = slab_import(s, n);
+	}
+	pthread_mutex_unlock(&imports_lock);
+	if (err)
+		return err;
+	c->stats.slab_opens++;
+	c->stats.slabs_mapped++;
+	return 0;
+}
+
+/* The first open of s's handle in this process (imports_lock held). */
+static int slab_import(struct hs__slab *s, int n)
+{
+	struct import *imp = calloc(1, sizeof(*imp));
+	if (!imp)
+		return s->map_err = HS_ENOMEM;
 	/* Opened on the calling thread's current device, with lazy peer
 	 * access: a consumer working on another GPU of the host then reads
 	 * the slab from its own GPU (cudaIpcMemLazyEnablePeerAccess). When
@@ -41,6 +91,7 @@ int hs__slab_cuda_open(hs_client *c, struct hs__slab *s)
 	int cur = 0;
 	if (cudaGetDevice(&cur) != cudaSuccess) {
 		cudaGetLastError();
+		free(imp);
 		return s->map_err = HS_ECUDA;
 	}
 	cudaIpcMemHandle_t h;
@@ -64,11 +115,15 @@ int hs__slab_cuda_open(hs_client *c, struct hs__slab *s)
 			fprintf(stderr, "[hs client %d] cudaIpcOpenMemHandle (slab %llu on cuda:%d): %s\n",
 				(int)getpid(), (unsigned long long)s->id, s->device.device_id,
 				cudaGetErrorString(e));
+		free(imp);
 		return s->map_err = e == cudaErrorMemoryAllocation ? HS_ENOMEM : HS_EIPC;
 	}
+	memcpy(imp->handle, s->ipc_handle, sizeof(imp->handle));
+	imp->p = p;
+	imp->refs = 1;
+	imp->next = imports;
+	imports = imp;
 	s->base = p;
-	c->stats.slab_opens++;
-	c->stats.slabs_mapped++;
 	return 0;
 }
 
@@ -76,8 +131,18 @@ void hs__slab_cuda_close(struct hs__slab *s)
 {
 	if (!s->base)
 		return;
-	if (cudaIpcCloseMemHandle(s->base) != cudaSuccess)
-		cudaGetLastError();
+	pthread_mutex_lock(&imports_lock);
+	struct import **pp = &imports;
+	while (*pp && memcmp((*pp)->handle, s->ipc_handle, sizeof((*pp)->handle)) != 0)
+		pp = &(*pp)->next;
+	struct import *i = *pp;
+	if (i && --i->refs == 0) {
+		*pp = i->next;
+		if (cudaIpcCloseMemHandle(i->p) != cudaSuccess)
+			cudaGetLastError();
+		free(i);
+	}
+	pthread_mutex_unlock(&imports_lock);
 	s->base = NULL;
 }
 
