@@ -270,8 +270,10 @@ static void drain(struct run *r, struct worker *w, hs_subscription *sub, int top
 		hs_tensor *t;
 		int err = hs_subscription_receive(sub, 200, &t);
 		if (err == HS_ETIMEDOUT) {
+			/* Drop-newest may lose the last one; and after a failure
+			 * (reported already) what is missing never comes. */
 			if (atomic_load(&r->producers_left) == 0 &&
-			    policy == HS_POLICY_DROP_NEWEST)
+			    (policy == HS_POLICY_DROP_NEWEST || atomic_load(&r->failures)))
 				break;
 			continue;
 		}
@@ -352,8 +354,11 @@ static void *event_loop(void *arg)
 			fail(r, "event loop: poll: %s", strerror(errno));
 			break;
 		}
-		if (n == 0)
+		if (n == 0) {
+			if (atomic_load(&r->producers_left) == 0 && atomic_load(&r->failures))
+				break; /* reported: what is missing never comes */
 			continue;
+		}
 		int d = hs_client_dispatch(c);
 		if (d < 0) {
 			fail(r, "event loop: dispatch: %s", hs_strerror(d));
