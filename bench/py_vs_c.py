@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -202,24 +201,14 @@ def main():
         finally:
             d.stop()
         if gpu and a.mps in ("on", "both"):
-            ctl = shutil.which("nvidia-cuda-mps-control")
-            if not ctl:
-                run.failures.append("MPS rows: nvidia-cuda-mps-control not found")
-            else:
-                menv = dict(env, CUDA_MPS_PIPE_DIRECTORY=os.path.join(tmp, "mps"),
-                            CUDA_MPS_LOG_DIRECTORY=os.path.join(tmp, "mpslog"))
-                os.makedirs(menv["CUDA_MPS_PIPE_DIRECTORY"], exist_ok=True)
-                os.makedirs(menv["CUDA_MPS_LOG_DIRECTORY"], exist_ok=True)
-                subprocess.run([ctl, "-d"], env=menv, check=True)
-                try:
+            with R.mps(tmp, env, run.failures) as menv:
+                if menv:
                     d = R.Daemon(exe, tmp, "mps", menv, True)
                     try:
                         run.budget = Budget(run, share_s)
                         suite(run, build, d, menv, "cuda", "mps")
                     finally:
                         d.stop()
-                finally:
-                    subprocess.run([ctl], input="quit\n", text=True, env=menv)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     cmdline = "python3 bench/py_vs_c.py " + " ".join(sys.argv[1:])

@@ -15,6 +15,7 @@ a second hsbrokerd so that the daemon is an MPS client too). A case that
 cannot run here prints a skip, and the table says so.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -589,6 +590,27 @@ def machine():
                                                    platform.platform(terse=True))
 
 
+@contextlib.contextmanager
+def mps(tmp, env, failures):
+    """MPS for the rows run inside (nvidia-cuda-mps-control -d, then quit):
+    yields its environment, or None, noted in failures, where the control
+    program is missing. Shared with py_vs_c.py."""
+    ctl = shutil.which("nvidia-cuda-mps-control")
+    if not ctl:
+        failures.append("MPS rows: nvidia-cuda-mps-control not found")
+        yield None
+        return
+    menv = dict(env, CUDA_MPS_PIPE_DIRECTORY=os.path.join(tmp, "mps"),
+                CUDA_MPS_LOG_DIRECTORY=os.path.join(tmp, "mpslog"))
+    os.makedirs(menv["CUDA_MPS_PIPE_DIRECTORY"], exist_ok=True)
+    os.makedirs(menv["CUDA_MPS_LOG_DIRECTORY"], exist_ok=True)
+    subprocess.run([ctl, "-d"], env=menv, check=True)
+    try:
+        yield menv
+    finally:
+        subprocess.run([ctl], input="quit\n", text=True, env=menv)
+
+
 def main():
     ap = argparse.ArgumentParser(description="hsbroker benchmarks (issue 6)")
     ap.add_argument("--build", default=os.path.join(ROOT, "build-bench"),
@@ -635,23 +657,13 @@ def main():
         finally:
             logs.append(d.stop())
         if gpu and a.only in ("all", "gpu") and a.mps in ("on", "both"):
-            ctl = shutil.which("nvidia-cuda-mps-control")
-            if not ctl:
-                R.failures.append("MPS rows: nvidia-cuda-mps-control not found")
-            else:
-                menv = dict(env, CUDA_MPS_PIPE_DIRECTORY=os.path.join(tmp, "mps"),
-                            CUDA_MPS_LOG_DIRECTORY=os.path.join(tmp, "mpslog"))
-                os.makedirs(menv["CUDA_MPS_PIPE_DIRECTORY"], exist_ok=True)
-                os.makedirs(menv["CUDA_MPS_LOG_DIRECTORY"], exist_ok=True)
-                subprocess.run([ctl, "-d"], env=menv, check=True)
-                try:
+            with mps(tmp, env, R.failures) as menv:
+                if menv:
                     d = Daemon(exe, tmp, "mps", menv, True)  # an MPS client too
                     try:
                         run_suite(R, build, d, menv, "cuda", "mps")
                     finally:
                         logs.append(d.stop())
-                finally:
-                    subprocess.run([ctl], input="quit\n", text=True, env=menv)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
