@@ -367,8 +367,8 @@ HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out)
 {
 	if (!client || !out)
 		return HS_EINVAL;
-	/* The message counters move outside the lock (atomically); the rest
-	 * under it. */
+	/* The message counters and spare_hits move outside the lock
+	 * (atomically); the rest under it. */
 	pthread_mutex_lock(&client->lock);
 	out->slabs_mapped = client->stats.slabs_mapped;
 	out->slab_opens = client->stats.slab_opens;
@@ -377,9 +377,10 @@ HS_EXPORT int hs_client_get_stats(hs_client *client, hs_client_stats *out)
 	out->event_opens = client->stats.event_opens;
 	out->emits_refused = client->stats.emits_refused;
 	out->emit_last_error = client->stats.emit_last_error;
-	out->spare_hits = client->stats.spare_hits;
 	out->shared_channel = client->use_chan;
 	pthread_mutex_unlock(&client->lock);
+	/* Counted outside the lock (tensor.c): read atomically. */
+	out->spare_hits = __atomic_load_n(&client->stats.spare_hits, __ATOMIC_RELAXED);
 	out->messages_sent = __atomic_load_n(&client->stats.messages_sent, __ATOMIC_RELAXED);
 	out->messages_received =
 		__atomic_load_n(&client->stats.messages_received, __ATOMIC_RELAXED);
