@@ -219,7 +219,7 @@ class CupyIdioms:
     def __init__(self):
         import cupy
         self.cp = cupy
-        cupy.cuda.Device(0).use()
+        cupy.cuda.Device(READER_GPU).use()
         self.spin = cupy.RawKernel(CUPY_SPIN, "spin")
         self.sink = cupy.zeros(1, cupy.float32)
         self.cycles = int(SPIN_MS * SM_KHZ)
@@ -228,6 +228,11 @@ class CupyIdioms:
 
     def read(self, a, k):
         cp = self.cp
+        if a.device.id != READER_GPU:
+            # A model on another GPU: copy() makes the copy on the
+            # current device, on its current stream.
+            with cp.cuda.Device(READER_GPU):
+                a = a.copy()
         self.spin((1,), (1,), (a, self.sink, cp.int64(self.cycles)))
         return cp.count_nonzero(a != k)
 
@@ -266,7 +271,8 @@ class NumbaIdioms:
         if not cuda.is_available():
             raise ImportError("numba.cuda sees no GPU")
         self.np, self.cuda = np, cuda
-        cuda.select_device(0)
+        # Numba works in one context per device: where the tensors live.
+        cuda.select_device(WRITER_GPU)
 
         @cuda.jit
         def spin(x, sink, us):
@@ -320,6 +326,7 @@ class JaxIdioms:
         if not gpus:
             raise ImportError("jax sees no GPU")
         self.jax, self.jnp = jax, jnp
+        self.dev = gpus[READER_GPU] if READER_GPU < len(gpus) else gpus[0]
         hi = jax.lax.Precision.HIGHEST
 
         def count(x, k):
@@ -331,10 +338,13 @@ class JaxIdioms:
             return jnp.sum((x + 0.0 * z[0, 0]) != k)
 
         self.count = jax.jit(count)
-        self.count(jnp.zeros(N, jnp.float32, device=gpus[0]), 1.0).block_until_ready()
+        self.count(jnp.zeros(N, jnp.float32, device=self.dev), 1.0).block_until_ready()
 
     def helper(self, t, k):
-        return self.count(self.jax.dlpack.from_dlpack(t), float(k))
+        x = self.jax.dlpack.from_dlpack(t)
+        if WRITER_GPU != READER_GPU:
+            x = self.jax.device_put(x, self.dev)  # the model's GPU
+        return self.count(x, float(k))
 
     def run(self, case, t, k):
         with t:
@@ -413,7 +423,7 @@ def main(argv):
         opts[argv[i].lstrip("-")] = argv[i + 1]
     cross = opts["writer-gpu"] != opts["reader-gpu"]
     if "cases" not in opts:
-        opts["cases"] = ",".join(c for c, lib, _ in CASES if lib == "torch" or not cross)
+        opts["cases"] = ",".join(c for c, lib, _ in CASES)
     global WRITER_GPU, READER_GPU
     WRITER_GPU, READER_GPU = int(opts["writer-gpu"]), int(opts["reader-gpu"])
     os.environ["IDIOM_WRITER_GPU"] = str(WRITER_GPU)

@@ -152,7 +152,7 @@ phase() { # mode
 	# The Python idioms (tests/gpu/idiom.py): slow readers, an eager
 	# rewriter, corrupted rounds per idiom; every case but the control 0.
 	run_case "$mode" 240 idiom --rounds "${IDIOM_ROUNDS:-120}"
-	# Two GPUs: the tensors on GPU 1, the PyTorch readers' model on GPU 0.
+	# Two GPUs: the tensors on GPU 1, every library's reader working for GPU 0.
 	if (($(nvidia-smi -L 2>/dev/null | grep -c '^GPU') >= 2)); then
 		run_case "$mode" 180 idiom-cross --rounds "${IDIOM_ROUNDS:-120}" --writer-gpu 1 --reader-gpu 0
 	fi
