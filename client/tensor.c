@@ -70,7 +70,7 @@ int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
 		    fence->device != s->device.device_id)
 			return HS_EPROTO; /* unannounced, or a fence of another GPU */
 	}
-	if (!s->base && !s->map_err && s->kind == HS__SLAB_KIND__SLAB_CUDA_IPC)
+	if (!s->base && !s->map_err && s->device.device_type == kDLCUDA)
 		hs__slab_cuda_open(c, s);
 	if (!s->base)
 		return s->map_err ? s->map_err : HS_ENOTSUP;
@@ -319,7 +319,7 @@ HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream)
 	 * no host function could be queued, hs__release_after has waited for
 	 * the stream on the host instead, and the note goes now. */
 	if (live && stream != HS_STREAM_DONE && tensor->slab &&
-	    tensor->slab->kind == HS__SLAB_KIND__SLAB_CUDA_IPC &&
+	    tensor->slab->device.device_type == kDLCUDA &&
 	    hs__release_after(tensor->client, tensor->id, stream) == 0) {
 		tensor_drop(tensor, false);
 		return;

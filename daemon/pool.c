@@ -118,7 +118,9 @@ int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *ou
 		if (r < 0)
 			return r;
 		list_insert_tail(&p->slabs, &best->link);
-		p->total += size;
+		/* best->size: what was made, maybe rounded up (a VMM
+		 * slab: to the device's granularity). */
+		p->total += best->size;
 		p->nslabs++;
 		log_debug("pool: slab %llu of %llu bytes for uid %u%s", (unsigned long long)id,
 			  (unsigned long long)size, (unsigned)uid, dedicated ? " (dedicated)" : "");
