@@ -1248,7 +1248,7 @@ static int ns_consumer(const char *topic, uint64_t count, bool other_uid)
 	uint64_t i;
 	for (i = 0; i < count; i++) {
 		hs_tensor *t;
-		err = hs_subscription_receive(sub, 60000, &t);
+		err = hs_subscription_receive(sub, 30000, &t);
 		if (err)
 			break;
 		if (wait_err == 1)
@@ -1403,7 +1403,7 @@ static int case_isolated(bool other_uid, uint64_t count)
 	pid_t cpid = ht_spawn(argv, env, -1, -1);
 	struct producer_args pa = { .topic = topic, .count = count };
 	pid_t ppid = ht_fork(synced_producer, &pa);
-	int crc = ht_wait(cpid, 90000);
+	int crc = ht_wait(cpid, 45000);
 	if (crc != 0 && crc != 3)
 		kill(ppid, SIGKILL);
 	int prc = ht_wait(ppid, 30000);
