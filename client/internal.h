@@ -272,6 +272,9 @@ struct hs__event *hs__event_find(hs_client *c, uint64_t id);
 void hs__event_destroy_all(hs_client *c);
 /* Records t's ready fence on stream (emit): 0 or a negative hs code. */
 int hs__fence_record(hs_tensor *t, void *stream);
+/* Waits on the host for the work queued on stream (an emit whose fence
+ * event cannot be opened here): 0 or HS_ECUDA. */
+int hs__fence_sync(void *stream);
 /* Sends t's ReleaseNote once the work queued on stream so far is done
  * (cudaLaunchHostFunc); the handle is the caller's to free. 0, or an
  * error when nothing could be queued (then release at once). */

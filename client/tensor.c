@@ -257,8 +257,16 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	int err = hs__topic_check(topic);
 	/* The fence is recorded before the daemon learns of the emit, so no
 	 * reader can see the tensor before the record is in its stream. */
+	bool fence_done = false;
 	if (!err && tensor->fence)
 		err = hs__fence_record(tensor, stream);
+	/* A fence event this process cannot open (the daemon's, from another
+	 * uid or IPC namespace): wait for the writes here instead, and say
+	 * so, so that readers are given no fence to wait on (docs/gpu.md). */
+	if (err == HS_EIPC && stream != HS_STREAM_DONE) {
+		err = hs__fence_sync(stream);
+		fence_done = !err;
+	}
 	if (err) {
 		tensor_drop(tensor, true);
 		return err;
@@ -266,6 +274,7 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	Hs__EmitReq req = HS__EMIT_REQ__INIT;
 	req.tensor_id = tensor->id;
 	req.topic = (char *)topic;
+	req.fence_done = fence_done;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_EMIT;
 	m.emit = &req;
