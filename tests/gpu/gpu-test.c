@@ -1247,6 +1247,7 @@ static int ns_consumer(const char *topic, uint64_t count, bool other_uid)
 	char kind[16];
 	int wait_err = 1, writable = -1, bad = 0;
 	unsigned long long access = 0;
+	bool write_landed = false;
 	uint64_t i;
 	for (i = 0; i < count; i++) {
 		hs_tensor *t;
@@ -1273,7 +1274,8 @@ static int ns_consumer(const char *topic, uint64_t count, bool other_uid)
 		const char *write = "not-tried";
 		if (other_uid && i + 1 == count) {
 			ce = cudaMemcpy(hs_tensor_data(t), host, 4, cudaMemcpyHostToDevice);
-			write = ce == cudaSuccess ? "succeeded" : cudaGetErrorName(ce);
+			write_landed = ce == cudaSuccess;
+			write = write_landed ? "succeeded" : cudaGetErrorName(ce);
 			printf("%s: a write into the last tensor: %s\n", who, write);
 		}
 		hs_tensor_release(t, HS_STREAM_DONE);
@@ -1287,12 +1289,13 @@ static int ns_consumer(const char *topic, uint64_t count, bool other_uid)
 		 * The producer, of a third uid, could not open the fence
 		 * event: its emits synchronised and carry no fence, so
 		 * hs_tensor_wait has nothing to open and answers 0. */
-		rc = rc ? rc : (vmm && (writable != 0 || access != CU_MEM_ACCESS_FLAGS_PROT_READ)) ||
+		rc = rc ? rc : (vmm && (writable != 0 || access != CU_MEM_ACCESS_FLAGS_PROT_READ ||
+					       write_landed)) ||
 			       wait_err != 0; /* the producer's emits said "done" */
 	printf("RESULT case=%s ok=%d slab_kind=%s pid=%d uid=%d tensors=%" PRIu64 " bad=%d "
-	       "receive=%s fence_wait=%s writable=%d vmm_access=0x%llx\n",
+	       "receive=%s fence_wait=%s writable=%d vmm_access=0x%llx write_landed=%d\n",
 	       other_uid ? "ro-uid" : "pidns", rc == 0, kind, (int)getpid(), (int)getuid(), i,
-	       bad, hs_err_name(err), hs_err_name(wait_err), writable, access);
+	       bad, hs_err_name(err), hs_err_name(wait_err), writable, access, write_landed);
 	fflush(stdout);
 	_exit(rc); /* a refused write may have left CUDA unable to tear down */
 }
@@ -1407,8 +1410,8 @@ static int case_isolated(bool other_uid, uint64_t count, const char *const *extr
 	snprintf(topic, sizeof(topic), "gpu/%s/%d", cname, (int)getpid());
 	snprintf(cnt, sizeof(cnt), "%" PRIu64, count);
 	const char *role = other_uid ? "role-ro-consumer" : "role-ns-consumer";
-	char *ns_argv[] = { "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", exe, (char *)role,
-			    "--topic", topic, "--count", cnt, NULL };
+	char *ns_argv[] = { "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", exe,
+			    (char *)role, "--topic", topic, "--count", cnt, NULL };
 	char *uid_argv[] = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe,
 			     (char *)role, "--topic", topic, "--count", cnt, NULL };
 	/* The ro-uid producer: a third uid, so the reader's slabs are
