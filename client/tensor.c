@@ -258,7 +258,9 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	/* The fence is recorded before the daemon learns of the emit, so no
 	 * reader can see the tensor before the record is in its stream. */
 	bool fence_done = false;
-	if (!err && tensor->fence)
+	if (!err && tensor->fence && stream == HS_STREAM_DONE)
+		fence_done = true; /* the caller's writes are complete already */
+	else if (!err && tensor->fence)
 		err = hs__fence_record(tensor, stream);
 	/* A fence event this process cannot open (the daemon's, from another
 	 * uid or IPC namespace): wait for the writes here instead, and say

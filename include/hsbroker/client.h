@@ -182,7 +182,12 @@ HS_EXPORT const char *hs_tensor_topic(const hs_tensor *tensor);
  * next one waits, a refusal by the daemon is counted in
  * hs_client_stats.emits_refused, and hs_client_disconnect waits for their
  * answers. Topic names: 1..255 bytes of [A-Za-z0-9_./:-]. For a device
- * tensor HS_STREAM_DONE is no stream to record on: HS_EINVAL. */
+ * tensor, HS_STREAM_DONE says its writes are complete (you synchronised):
+ * nothing is recorded and readers are given no fence to wait on, which is
+ * what readers that cannot open the daemon's fence events need (another
+ * uid, another PID or IPC namespace: docs/gpu.md). The same happens by
+ * itself when this process cannot open the event: emit then waits for
+ * stream on the host first. */
 HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic,
 			     void *stream, uint64_t *seq_out);
 

@@ -1282,16 +1282,17 @@ static int ns_consumer(const char *topic, uint64_t count, bool other_uid)
 	}
 	slab_kind(c, kind, sizeof(kind));
 	bool vmm = !strcmp(kind, "cuda-vmm");
-	int rc = err ? 3 : bad ? 1 : 0;
+	/* Both producers' emits said "done" (HS_STREAM_DONE, or by itself for
+	 * a producer that cannot open the event): no fence to wait on. */
+	int rc = err ? 3 : bad || wait_err != 0 ? 1 : 0;
 	if (other_uid)
 		/* VMM: read-only for this uid (where the driver takes
 		 * CU_MEM_ACCESS_FLAGS_PROT_READ); legacy IPC cannot say.
 		 * The producer, of a third uid, could not open the fence
 		 * event: its emits synchronised and carry no fence, so
 		 * hs_tensor_wait has nothing to open and answers 0. */
-		rc = rc ? rc : (vmm && (writable != 0 || access != CU_MEM_ACCESS_FLAGS_PROT_READ ||
-					       write_landed)) ||
-			       wait_err != 0; /* the producer's emits said "done" */
+		rc = rc ? rc : vmm && (writable != 0 || access != CU_MEM_ACCESS_FLAGS_PROT_READ ||
+				       write_landed);
 	printf("RESULT case=%s ok=%d slab_kind=%s pid=%d uid=%d tensors=%" PRIu64 " bad=%d "
 	       "receive=%s fence_wait=%s writable=%d vmm_access=0x%llx write_landed=%d\n",
 	       other_uid ? "ro-uid" : "pidns", rc == 0, kind, (int)getpid(), (int)getuid(), i,
@@ -1300,9 +1301,11 @@ static int ns_consumer(const char *topic, uint64_t count, bool other_uid)
 	_exit(rc); /* a refused write may have left CUDA unable to tear down */
 }
 
-/* A producer for a reader that may not use the ready fence: it
- * synchronises its stream before each emit. Exit 3 when a device tensor
- * cannot be had here (HS_EIPC: the daemon's memory cannot be imported). */
+/* A producer for a reader that cannot open the ready fence's event (in
+ * another PID namespace than the daemon's): it synchronises its stream
+ * and emits with HS_STREAM_DONE, so readers are given no fence. Exit 3
+ * when a device tensor cannot be had here (HS_EIPC: the daemon's memory
+ * cannot be imported). */
 static int synced_producer(void *arg)
 {
 	const struct producer_args *pa = arg;
@@ -1329,7 +1332,7 @@ static int synced_producer(void *arg)
 		CK(cudaMemsetAsync(hs_tensor_data(t), p.a, p.bytes, s));
 		CK(cudaMemsetAsync((uint8_t *)hs_tensor_data(t) + p.off, p.b, p.len, s));
 		CK(cudaStreamSynchronize(s));
-		err = hs_tensor_emit(t, pa->topic, s, NULL);
+		err = hs_tensor_emit(t, pa->topic, HS_STREAM_DONE, NULL);
 		if (err)
 			return ht_child_fail(who, "emit: %s", hs_strerror(err));
 	}
