@@ -400,18 +400,34 @@ static int check_mapcache(const char *who, hs_client *c, hs_tensor **held, size_
 	return 0;
 }
 
+/* Connects as who and subscribes to topic: the subscription, or NULL
+ * (said on stderr; *c is NULL when the connect failed). */
+static hs_subscription *subscriber(const char *who, const char *topic, uint32_t depth,
+				   enum hs_policy policy, hs_client **c)
+{
+	*c = connect_or_die(who);
+	if (!*c)
+		return NULL;
+	hs_subscribe_opts o = { .depth = depth, .policy = policy };
+	hs_subscription *sub;
+	int err = hs_subscribe(*c, topic, &o, &sub);
+	if (err) {
+		ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+		return NULL;
+	}
+	return sub;
+}
+
 static int consumer(void *arg)
 {
 	const struct consumer_args *ca = arg;
 	const char *who = ca->name;
-	hs_client *c = connect_or_die(who);
-	if (!c)
+	hs_client *c;
+	hs_subscription *sub =
+		subscriber(who, ca->topic, ca->depth ? ca->depth : 8, ca->policy, &c);
+	if (!sub)
 		return 1;
-	hs_subscribe_opts o = { .depth = ca->depth ? ca->depth : 8, .policy = ca->policy };
-	hs_subscription *sub;
-	int err = hs_subscribe(c, ca->topic, &o, &sub);
-	if (err)
-		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	int err = 0;
 	if (ca->ready && ht_chan_send(ca->ready, 'r') < 0)
 		return ht_child_fail(who, "ready");
 	CK(cudaSetDevice(ca->device));
@@ -503,14 +519,11 @@ static int forwarder(void *arg)
 {
 	const struct forwarder_args *fa = arg;
 	const char *who = "forwarder";
-	hs_client *c = connect_or_die(who);
-	if (!c)
+	hs_client *c;
+	hs_subscription *sub = subscriber(who, fa->in, 16, HS_POLICY_BLOCK, &c);
+	if (!sub)
 		return 1;
-	hs_subscribe_opts o = { .depth = 16, .policy = HS_POLICY_BLOCK };
-	hs_subscription *sub;
-	int err = hs_subscribe(c, fa->in, &o, &sub);
-	if (err)
-		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	int err = 0;
 	ht_chan_send(fa->ready, 'r');
 	CK(cudaSetDevice(0));
 	cudaStream_t fs;
@@ -924,14 +937,11 @@ static int reuse_consumer(void *arg)
 {
 	const struct reuse_args *ra = arg;
 	const char *who = "reuse-consumer";
-	hs_client *c = connect_or_die(who);
-	if (!c)
+	hs_client *c;
+	hs_subscription *sub = subscriber(who, ra->topic, 2, HS_POLICY_BLOCK, &c);
+	if (!sub)
 		return 1;
-	hs_subscription *sub;
-	hs_subscribe_opts o = { .depth = 2, .policy = HS_POLICY_BLOCK };
-	int err = hs_subscribe(c, ra->topic, &o, &sub);
-	if (err)
-		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	int err = 0;
 	ht_chan_send(ra->ready, 'r');
 	CK(cudaSetDevice(0));
 	cudaStream_t cs;
@@ -1072,14 +1082,11 @@ static int killed_consumer(void *arg)
 {
 	const struct killed_args *ka = arg;
 	const char *who = "consumer";
-	hs_client *c = connect_or_die(who);
-	if (!c)
+	hs_client *c;
+	hs_subscription *sub = subscriber(who, ka->topic, KILLED_COUNT, HS_POLICY_BLOCK, &c);
+	if (!sub)
 		return 1;
-	hs_subscribe_opts o = { .depth = KILLED_COUNT };
-	hs_subscription *sub;
-	int err = hs_subscribe(c, ka->topic, &o, &sub);
-	if (err)
-		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	int err = 0;
 	ht_chan_send(ka->ready, 'r');
 	CK(cudaSetDevice(0));
 	cudaStream_t cs;
@@ -1229,16 +1236,15 @@ out:
 static int ns_consumer(const char *topic, uint64_t count, bool other_uid)
 {
 	const char *who = other_uid ? "reader-of-another-uid" : "consumer-in-pidns";
-	hs_client *c = connect_or_die(who);
+	hs_client *c;
+	hs_subscription *sub = subscriber(who, topic, 8, HS_POLICY_BLOCK, &c);
 	if (!c) {
 		printf("SKIP: %s (uid %d) cannot reach %s\n", who, (int)getuid(), sock_path);
 		return SKIP;
 	}
-	hs_subscribe_opts o = { .depth = 8 };
-	hs_subscription *sub;
-	int err = hs_subscribe(c, topic, &o, &sub);
-	if (err)
-		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	if (!sub)
+		return 1;
+	int err = 0;
 	CK(cudaSetDevice(0));
 	cudaStream_t cs;
 	CK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
