@@ -97,7 +97,7 @@ static int vmm_import(const struct hs__cudrv *d, struct hs__slab *s, int n,
 	/* Where the memory is, in this process's numbering of its GPUs
 	 * (CUDA_VISIBLE_DEVICES may differ from the daemon's), and the size
 	 * to map: the announced one, rounded as the daemon made it. */
-	CUmemAllocationProp prop;
+	CUmemAllocationProp prop = { 0 };
 	size_t g = 0;
 	e = d->mem_get_props(&prop, h);
 	if (e == CUDA_SUCCESS)
