@@ -22,10 +22,11 @@
 #              one of them. Cases of the vmm pass are labelled no-mps-vmm
 #              and mps-vmm; every daemon of a pass gets --cuda-export
 #              (those the cases start, through HS_TEST_DAEMON_ARGS). Each
-#              pass also runs daemon-killed, pidns (root: the reader in a
-#              PID namespace of its own) and ro-uid (root, without MPS: the
-#              reader as uid 65534). The sanitizer and interop steps run
-#              once, in the first mode.
+#              pass also runs daemon-killed, pidns (root: the daemon and
+#              the reader each in a PID namespace of its own) and ro-uid
+#              (root, without MPS: the producer as uid 65533, the reader as
+#              uid 65534). The sanitizer and interop steps run once, in the
+#              first mode.
 #   BUILD_DIR  the build to use (default: build-gpu)
 #   CASES      an extended regex: only the cases whose "MODE NAME" matches
 #              run (e.g. 'no-mps (python|threads)|^mps '); the sanitizer
@@ -177,8 +178,9 @@ phase() { # mps mode (no-mps, mps), export mode (ipc, vmm)
 		run_case "$mode" 180 idiom-cross --rounds "${IDIOM_ROUNDS:-120}" --writer-gpu 1 --reader-gpu 0
 	fi
 	# Export modes, last (a hang costs only the end of the budget): the
-	# reader in a PID namespace of its own (VMM works, legacy IPC fails
-	# clearly), the reader of another uid (VMM: read-only).
+	# daemon and the reader each in a PID namespace of its own (VMM
+	# works, legacy IPC works or fails clearly; pidns starts that daemon
+	# itself), the reader of another uid (VMM: read-only).
 	export HSBROKER_SOCKET=/tmp/hs-gpu-$mode-iso.sock
 	if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M; then
 		run_case "$mode" 60 pidns --count 50
