@@ -248,6 +248,15 @@ int hs__fence_record(hs_tensor *t, void *stream)
 	return fence_op(t, stream, true);
 }
 
+int hs__fence_sync(void *stream)
+{
+	if (cudaStreamSynchronize((cudaStream_t)stream) != cudaSuccess) {
+		cudaGetLastError();
+		return HS_ECUDA;
+	}
+	return 0;
+}
+
 HS_EXPORT int hs_tensor_wait(const hs_tensor *tensor, void *stream)
 {
 	if (!tensor)
@@ -340,6 +349,12 @@ int hs__release_after(hs_client *c, uint64_t id, void *stream)
 int hs__fence_record(hs_tensor *t, void *stream)
 {
 	(void)t;
+	(void)stream;
+	return HS_ENOCUDA;
+}
+
+int hs__fence_sync(void *stream)
+{
 	(void)stream;
 	return HS_ENOCUDA;
 }

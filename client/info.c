@@ -117,6 +117,7 @@ static void pool_info(hs_pool_info *o, const Hs__PoolInfo *p)
 	o->largest_free = p->largest_free;
 	o->cap = p->cap;
 	o->tensors = p->tensors;
+	copy_str(o->slab_kind, sizeof(o->slab_kind), p->slab_kind);
 }
 
 /* Grows *arr (of *n items of size bytes) to hold more items. */

@@ -22,9 +22,12 @@ struct hs__slab {
 	DLDevice device;
 	uint64_t size;
 	void *base;        /* NULL when the slab is not (yet) mapped here */
-	bool readonly;     /* host memory of another uid: mapped PROT_READ */
+	bool readonly;     /* memory of another uid: mapped PROT_READ (host), or
+			    * CU_MEM_ACCESS_FLAGS_PROT_READ (VMM) where the driver allows */
 	int map_err;       /* why base is NULL (e.g. HS_ENOCUDA) */
 	uint8_t ipc_handle[64]; /* SLAB_CUDA_IPC: opened at the first tensor in it */
+	int vmm_fd;        /* SLAB_CUDA_VMM: the fd until it is imported, else -1 */
+	uint64_t epoch;    /* SLAB_CUDA_VMM: with id, the key of the process's import */
 	struct hs__slab *next;
 };
 
@@ -253,6 +256,13 @@ void hs__slab_unmap_all(hs_client *c);
 int hs__slab_cuda_open(hs_client *c, struct hs__slab *s);
 void hs__slab_cuda_close(struct hs__slab *s);
 
+/* ---- slab_vmm.c ---- */
+
+/* The same for a SLAB_CUDA_VMM slab (imported from its fd, which is then
+ * closed), called by the two above; n: the GPUs this process sees. */
+int hs__slab_vmm_open(struct hs__slab *s, int n);
+void hs__slab_vmm_close(struct hs__slab *s);
+
 /* ---- fence.c ---- */
 
 /* Handles an EventAnnounce (lock held). */
@@ -262,6 +272,9 @@ struct hs__event *hs__event_find(hs_client *c, uint64_t id);
 void hs__event_destroy_all(hs_client *c);
 /* Records t's ready fence on stream (emit): 0 or a negative hs code. */
 int hs__fence_record(hs_tensor *t, void *stream);
+/* Waits on the host for the work queued on stream (an emit whose fence
+ * event cannot be opened here): 0 or HS_ECUDA. */
+int hs__fence_sync(void *stream);
 /* Sends t's ReleaseNote once the work queued on stream so far is done
  * (cudaLaunchHostFunc); the handle is the caller's to free. 0, or an
  * error when nothing could be queued (then release at once). */

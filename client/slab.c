@@ -2,7 +2,9 @@
  * kept until disconnect, so no per-tensor path ever maps memory (an mmap
  * or cudaIpcOpenMemHandle costs tens of microseconds). A host slab of
  * another uid comes as a read-only fd and is mapped read-only
- * (docs/security.md). */
+ * (docs/security.md). A device slab is opened at the first tensor in it
+ * (slab_cuda.c: a legacy IPC handle; slab_vmm.c: a VMM fd, kept until
+ * then). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -68,6 +70,7 @@ int hs__slab_announce(hs_client *c, const Hs__SlabAnnounce *a, int *fds, int nfd
 	s->device.device_type = (DLDeviceType)a->device->type;
 	s->device.device_id = a->device->id;
 	s->size = a->size;
+	s->vmm_fd = -1;
 
 	int err = 0;
 	switch (a->kind) {
@@ -96,10 +99,25 @@ int hs__slab_announce(hs_client *c, const Hs__SlabAnnounce *a, int *fds, int nfd
 		memcpy(s->ipc_handle, a->ipc_handle.data, sizeof(s->ipc_handle));
 		s->map_err = HS_HAVE_CUDA ? 0 : HS_ENOCUDA;
 		break;
+	case HS__SLAB_KIND__SLAB_CUDA_VMM:
+		/* Imported lazily too; the fd is kept until then. */
+		if (s->device.device_type != kDLCUDA || s->device.device_id < 0 ||
+		    a->fd_index < 0 || a->fd_index >= nfds || fds[a->fd_index] < 0) {
+			err = HS_EPROTO;
+			break;
+		}
+		s->vmm_fd = fds[a->fd_index];
+		fds[a->fd_index] = -1;
+		s->epoch = c->epoch;
+		s->readonly = a->readonly;
+		s->map_err = HS_HAVE_CUDA ? 0 : HS_ENOCUDA;
+		break;
 	default:
 		err = HS_EPROTO;
 	}
 	if (err) {
+		if (s->vmm_fd >= 0)
+			close(s->vmm_fd);
 		free(s);
 		return err;
 	}
@@ -124,8 +142,10 @@ void hs__slab_unmap_all(hs_client *c)
 		struct hs__slab *next = s->next;
 		if (s->base && s->kind == HS__SLAB_KIND__SLAB_HOST_MEMFD)
 			munmap(s->base, (size_t)s->size);
-		else if (s->base && s->kind == HS__SLAB_KIND__SLAB_CUDA_IPC)
+		else if (s->base && s->device.device_type == kDLCUDA)
 			hs__slab_cuda_close(s);
+		if (s->vmm_fd >= 0)
+			close(s->vmm_fd); /* never opened here */
 		free(s);
 		s = next;
 	}

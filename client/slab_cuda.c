@@ -2,7 +2,8 @@
  * at the first tensor that lives in it, and closed at disconnect. CUDA
  * imports a handle once per process, not per client: several clients of
  * one process (threads with a client each) share the import, counted
- * below, and this is the only place that opens or closes one. */
+ * below, and this is the only place that opens or closes one. VMM slabs
+ * (slab_vmm.c) come through here too and keep their own table. */
 #include "hs-config.h"
 #include "internal.h"
 
@@ -60,6 +61,14 @@ int hs__slab_cuda_open(hs_client *c, struct hs__slab *s)
 	int n = device_count();
 	if (n < 0)
 		return s->map_err = n;
+	if (s->kind == HS__SLAB_KIND__SLAB_CUDA_VMM) {
+		int err = hs__slab_vmm_open(s, n);
+		if (err)
+			return err;
+		c->stats.slab_opens++;
+		c->stats.slabs_mapped++;
+		return 0;
+	}
 	pthread_mutex_lock(&imports_lock);
 	struct import *i = import_find(s->ipc_handle);
 	int err = 0;
@@ -131,6 +140,10 @@ void hs__slab_cuda_close(struct hs__slab *s)
 {
 	if (!s->base)
 		return;
+	if (s->kind == HS__SLAB_KIND__SLAB_CUDA_VMM) {
+		hs__slab_vmm_close(s);
+		return;
+	}
 	pthread_mutex_lock(&imports_lock);
 	struct import **pp = &imports;
 	while (*pp && memcmp((*pp)->handle, s->ipc_handle, sizeof((*pp)->handle)) != 0)

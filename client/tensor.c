@@ -70,7 +70,7 @@ int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
 		    fence->device != s->device.device_id)
 			return HS_EPROTO; /* unannounced, or a fence of another GPU */
 	}
-	if (!s->base && !s->map_err && s->kind == HS__SLAB_KIND__SLAB_CUDA_IPC)
+	if (!s->base && !s->map_err && s->device.device_type == kDLCUDA)
 		hs__slab_cuda_open(c, s);
 	if (!s->base)
 		return s->map_err ? s->map_err : HS_ENOTSUP;
@@ -257,8 +257,18 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	int err = hs__topic_check(topic);
 	/* The fence is recorded before the daemon learns of the emit, so no
 	 * reader can see the tensor before the record is in its stream. */
-	if (!err && tensor->fence)
+	bool fence_done = false;
+	if (!err && tensor->fence && stream == HS_STREAM_DONE)
+		fence_done = true; /* the caller's writes are complete already */
+	else if (!err && tensor->fence)
 		err = hs__fence_record(tensor, stream);
+	/* A fence event this process cannot open (the daemon's, from another
+	 * uid or IPC namespace): wait for the writes here instead, and say
+	 * so, so that readers are given no fence to wait on (docs/gpu.md). */
+	if (err == HS_EIPC && stream != HS_STREAM_DONE) {
+		err = hs__fence_sync(stream);
+		fence_done = !err;
+	}
 	if (err) {
 		tensor_drop(tensor, true);
 		return err;
@@ -266,6 +276,7 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	Hs__EmitReq req = HS__EMIT_REQ__INIT;
 	req.tensor_id = tensor->id;
 	req.topic = (char *)topic;
+	req.fence_done = fence_done;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_EMIT;
 	m.emit = &req;
@@ -319,7 +330,7 @@ HS_EXPORT void hs_tensor_release(hs_tensor *tensor, void *stream)
 	 * no host function could be queued, hs__release_after has waited for
 	 * the stream on the host instead, and the note goes now. */
 	if (live && stream != HS_STREAM_DONE && tensor->slab &&
-	    tensor->slab->kind == HS__SLAB_KIND__SLAB_CUDA_IPC &&
+	    tensor->slab->device.device_type == kDLCUDA &&
 	    hs__release_after(tensor->client, tensor->id, stream) == 0) {
 		tensor_drop(tensor, false);
 		return;

@@ -185,6 +185,12 @@ int broker_reload(struct broker *b, const struct broker_config *cfg)
 		n.cuda_slab_size = b->cfg.cuda_slab_size;
 		kept++;
 	}
+	if (n.cuda_vmm != b->cfg.cuda_vmm) {
+		log_warn("reload: [pool.cuda] export changed: needs a restart (keeping %s)",
+			 b->cfg.cuda_vmm ? "vmm" : "ipc");
+		n.cuda_vmm = b->cfg.cuda_vmm;
+		kept++;
+	}
 	/* Everything else is read where it is used, except what pools and
 	 * topics copied: a lower cap or limit refuses what comes next and
 	 * takes nothing back. */
@@ -313,17 +319,17 @@ int broker_pool_for(struct broker *b, DLDevice device, struct pool **out)
 		cd = calloc(1, sizeof(*cd));
 		if (!cd)
 			return HS_ENOMEM;
-		pool_init(&cd->pool, device, &slab_cuda_ops, b->cfg.cuda_slab_size,
-			  b->cfg.cuda_cap, &b->next_slab_id);
+		pool_init(&cd->pool, device, b->cfg.cuda_vmm ? &slab_cuda_vmm_ops : &slab_cuda_ops,
+			  b->cfg.cuda_slab_size, b->cfg.cuda_cap, &b->next_slab_id);
 		/* Clients keep device slabs open until they disconnect, and
 		 * a killed client's mappings go on the driver's schedule:
 		 * device slabs stay until the daemon exits. */
 		cd->pool.retain_slabs = true;
 		event_pool_init(&cd->events, device.device_id, &b->next_event_id);
 		b->cuda[device.device_id] = cd;
-		log_info("pool cuda:%d: slabs of %llu bytes, cap %llu bytes (0 = none)",
+		log_info("pool cuda:%d: slabs of %llu bytes, cap %llu bytes (0 = none), %s",
 			 device.device_id, (unsigned long long)cd->pool.slab_size,
-			 (unsigned long long)cd->pool.cap);
+			 (unsigned long long)cd->pool.cap, cd->pool.ops->name);
 	}
 	*out = &cd->pool;
 	return 0;

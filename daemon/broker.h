@@ -32,6 +32,9 @@ struct broker_config {
 				      * after this long; 0 = kept (as before) */
 	uint64_t cuda_slab_size;     /* default 64 MiB */
 	uint64_t cuda_cap;           /* bytes per device, 0 = none */
+	bool cuda_vmm;               /* [pool.cuda] export = vmm: device slabs are
+				      * VMM allocations passed as fds (slab_vmm.c);
+				      * false (default): legacy IPC handles */
 	uint32_t max_subscriptions;  /* per session, default 256 -> HS_ELIMIT */
 	uint32_t max_tensors;        /* held per session, default 65536 -> HS_ELIMIT */
 	uint64_t quota_bytes;        /* held per session, 0 = none -> HS_EDQUOT */

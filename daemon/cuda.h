@@ -1,5 +1,5 @@
 /* The daemon's CUDA glue (slab_cuda.c): finding the GPUs once, and the
- * device slabs. Every function exists in a build without CUDA and answers
+ * device slabs (slab_cuda.c: legacy IPC; slab_vmm.c: VMM fds). Every function exists in a build without CUDA and answers
  * HS_ENOCUDA there, so the core never needs an #if. The daemon touches
  * CUDA only when the first device tensor is asked for: a host-only user
  * never pays for (or depends on) a driver. */
@@ -17,7 +17,8 @@
  * (range.h), which is what DLPack and CUDA kernels expect. */
 #define HS_CUDA_ALIGN 256
 
-extern const struct slab_ops slab_cuda_ops;
+extern const struct slab_ops slab_cuda_ops;     /* legacy IPC handles (slab_cuda.c) */
+extern const struct slab_ops slab_cuda_vmm_ops; /* VMM fds (slab_vmm.c) */
 
 /* The number of GPUs this process sees (> 0), probed once and logged
  * once: HS_ENOCUDA (built without CUDA), HS_ENODEV (no driver, no GPU). */

@@ -99,6 +99,7 @@ static void list_pools(struct broker *b, struct page *pg, struct pool_item *pool
 		it->info.cap = p->cap;
 		it->info.tensors = p->blocks;
 		it->info.largest_free = pool_largest_free(p);
+		it->info.slab_kind = (char *)p->ops->name;
 		/* A few dozen bytes each, on an empty page: they fit. */
 		fits(&pg->budget, hs__pool_info__get_packed_size(&it->info));
 		pool_ptrs[pg->lr.n_pools++] = &it->info;

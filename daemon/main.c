@@ -67,6 +67,18 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* [pool.cuda] export / --cuda-export: "ipc" or "vmm". -1 when neither. */
+static int parse_cuda_export(const char *s, bool *vmm)
+{
+	if (!strcmp(s, "ipc"))
+		*vmm = false;
+	else if (!strcmp(s, "vmm"))
+		*vmm = true;
+	else
+		return -1;
+	return 0;
+}
+
 static uint64_t ram_bytes(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGE_SIZE);
@@ -243,6 +255,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	} else if (IS("pool.cuda", "cap")) {
 		if (parse_size(value, &b->cuda_cap) < 0)
 			goto bad;
+	} else if (IS("pool.cuda", "export")) {
+		if (parse_cuda_export(value, &b->cuda_vmm) < 0)
+			goto bad;
 	} else if (IS("access", "socket_mode")) {
 		char *end;
 		errno = 0;
@@ -320,6 +335,9 @@ static void usage(FILE *f)
 		"                       none (default 50%%)\n"
 		"  --cuda-slab-size SIZE  device slab size (default 64M)\n"
 		"  --cuda-cap SIZE      cap on each GPU's pool bytes (0 = none)\n"
+		"  --cuda-export MODE   how device slabs reach clients: ipc (legacy\n"
+		"                       CUDA IPC handles, the default) or vmm (VMM\n"
+		"                       allocations passed as file descriptors)\n"
 		"  --log-level LEVEL    error, warn, info (default) or debug\n"
 		"  --spin-us N          poll the clients' channels N us after traffic\n"
 		"                       before sleeping (default 0: sleep at once)\n"
@@ -337,6 +355,7 @@ static const struct option opts[] = {
 	{ "host-cap", required_argument, NULL, 'C' },
 	{ "cuda-slab-size", required_argument, NULL, 'D' },
 	{ "cuda-cap", required_argument, NULL, 'G' },
+	{ "cuda-export", required_argument, NULL, 'X' },
 	{ "log-level", required_argument, NULL, 'l' },
 	{ "spin-us", required_argument, NULL, 'P' },
 	{ "help", no_argument, NULL, 'h' },
@@ -381,6 +400,13 @@ static int apply_options(int argc, char **argv, struct daemon_config *cfg)
 		case 'G':
 			if (parse_size(optarg, &cfg->broker.cuda_cap) < 0) {
 				fprintf(stderr, "hsbrokerd: bad --cuda-cap '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'X':
+			if (parse_cuda_export(optarg, &cfg->broker.cuda_vmm) < 0) {
+				fprintf(stderr, "hsbrokerd: bad --cuda-export '%s' (ipc or vmm)\n",
+					optarg);
 				return 2;
 			}
 			break;

@@ -79,6 +79,13 @@ static bool within_cap(const struct pool *p, uint64_t size)
 	return !p->cap || (size && size <= p->cap && p->total <= p->cap - size);
 }
 
+/* The size a new slab's memory will have (a VMM slab: a multiple of the
+ * GPU's granularity), so that the cap counts what is made. */
+static int slab_round(const struct pool *p, uint64_t *size)
+{
+	return p->ops->round_size ? p->ops->round_size(p->device, size) : 0;
+}
+
 int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *out)
 {
 	uint64_t need = range_round(len);
@@ -102,23 +109,30 @@ int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *ou
 		uint64_t size = dedicated ? round_up(need, POOL_DEDICATED_ROUND) : p->slab_size;
 		if (!size)
 			return HS_ENOSPC;
+		int r = slab_round(p, &size);
+		if (r < 0)
+			return r;
 		if (!within_cap(p, size))
 			reclaim_idle(p);
 		if (!within_cap(p, size)) {
 			/* A whole slab would pass the cap: a smaller one that
 			 * fits this tensor may still be within it. */
 			uint64_t small = round_up(need, POOL_DEDICATED_ROUND);
+			if ((r = slab_round(p, &small)) < 0)
+				return r;
 			if (!within_cap(p, small))
 				return HS_ENOSPC;
 			size = small;
 			dedicated = true;
 		}
 		uint64_t id = ++*p->next_slab_id;
-		int r = slab_new(p->ops, id, p->device, size, dedicated, uid, &best);
+		r = slab_new(p->ops, id, p->device, size, dedicated, uid, &best);
 		if (r < 0)
 			return r;
 		list_insert_tail(&p->slabs, &best->link);
-		p->total += size;
+		/* best->size: what was made, maybe rounded up (a VMM
+		 * slab: to the device's granularity). */
+		p->total += best->size;
 		p->nslabs++;
 		log_debug("pool: slab %llu of %llu bytes for uid %u%s", (unsigned long long)id,
 			  (unsigned long long)size, (unsigned)uid, dedicated ? " (dedicated)" : "");

@@ -695,6 +695,7 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 		session_error(s, seq, r, "emit: topic: %s", hs__strerror(r));
 		return;
 	}
+	t->fence_done = req->fence_done; /* the writer synchronised instead */
 	/* The reference moves to the topic; on failure it comes back. */
 	unhold(s, t);
 	uint64_t tseq = 0;

@@ -16,6 +16,14 @@ int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
 	s->device = device;
 	s->size = size;
 	s->dedicated = dedicated;
+	if (ops->round_size) {
+		int r = ops->round_size(device, &size);
+		if (r < 0) {
+			free(s);
+			return r;
+		}
+		s->size = size;
+	}
 	s->uid = uid;
 	s->fd = -1;
 	s->ro_fd = -1;

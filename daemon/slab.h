@@ -1,13 +1,16 @@
 /* A slab: one large region a pool carves tensors out of, announced to each
  * session once and referred to by id afterwards. The kind of memory (a host
- * memfd now; CUDA IPC in slab_cuda.c) sits behind an ops table, so pools,
+ * memfd; CUDA IPC in slab_cuda.c; CUDA VMM exported as an fd in
+ * slab_vmm.c) sits behind an ops table, so pools,
  * tensors and sessions never care which it is. Slab ids are unique within
  * one daemon epoch and never reused.
  *
  * A slab belongs to one uid (docs/security.md): only that uid's sessions
  * allocate from it, so a block never passes from one uid to another, and
  * sessions of other uids are given a read-only view of it where the kind
- * of memory allows (host memfds; a CUDA IPC handle cannot be narrowed). */
+ * of memory allows (host memfds get a read-only fd; VMM slabs are
+ * announced read-only and mapped so by the client library; a CUDA IPC
+ * handle cannot be narrowed). */
 #ifndef HS_DAEMON_SLAB_H
 #define HS_DAEMON_SLAB_H
 
@@ -25,6 +28,10 @@ struct slab;
 struct slab_ops {
 	Hs__SlabKind kind;
 	const char *name;
+	/* Optional: rounds *size up to what the memory is made in (a VMM
+	 * allocation is a multiple of the device's granularity), before the
+	 * slab is made: 0 or a negative hs code. */
+	int (*round_size)(DLDevice device, uint64_t *size);
 	/* Creates the memory for s->size bytes on s->device: 0 or a
 	 * negative hs code. */
 	int (*create)(struct slab *s);
@@ -32,7 +39,7 @@ struct slab_ops {
 	 * (freeing CUDA memory another process still maps is undefined). */
 	void (*destroy)(struct slab *s);
 	/* Fills the kind-specific fields of a SlabAnnounce (kind,
-	 * ipc_handle) and sets *fd to the fd to pass with it, or -1: a
+	 * ipc_handle, fd_index, readonly) and sets *fd to the fd to pass with it, or -1: a
 	 * read-write one when writable (the session is of the slab's uid),
 	 * else one that only reads where the kind has such a thing. The fd
 	 * stays owned by the slab; ann's pointers stay valid while s lives.
@@ -51,7 +58,7 @@ struct slab {
 	bool dedicated;      /* made for one large tensor; retired when idle */
 	uint64_t idle_since_us; /* pool_trim: first seen unused, 0 while in use */
 	uint32_t uid;        /* the only uid whose sessions allocate here */
-	int fd;              /* host memfd, else -1 */
+	int fd;              /* host memfd or VMM allocation's fd, else -1 */
 	int ro_fd;           /* the same memfd opened read-only, else -1 */
 	void *priv;          /* for the ops */
 	struct list link;    /* in pool->slabs */
@@ -59,7 +66,8 @@ struct slab {
 
 extern const struct slab_ops slab_host_ops;
 
-/* 0 with *out, or a negative hs code (HS_ENOMEM, the ops' create error). */
+/* 0 with *out, or a negative hs code (HS_ENOMEM, the ops' create error).
+ * The slab's size may be larger than asked (ops->round_size). */
 int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
 	     uint64_t size, bool dedicated, uint32_t uid, struct slab **out);
 void slab_free(struct slab *s);

@@ -202,5 +202,5 @@ void tensor_to_pb(const struct tensor *t, struct tensor_pb *pb)
 	pb->ref.block = &pb->block;
 	pb->ref.seq = t->seq;
 	pb->ref.topic = (char *)(t->topic ? t->topic : "");
-	pb->ref.fence_event = t->fence ? t->fence->id : 0;
+	pb->ref.fence_event = t->fence && !t->fence_done ? t->fence->id : 0;
 }

@@ -38,6 +38,8 @@ struct tensor {
 	uint64_t seq;
 	struct fence_event *fence; /* device tensors: the ready fence, given
 				    * back to its pool when the tensor dies */
+	bool fence_done;          /* its last emit said its writes are complete
+				   * (EmitReq.fence_done): refs name no fence */
 };
 
 struct tensor_table {

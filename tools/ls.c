@@ -135,7 +135,8 @@ static json_t *json_pool(const hs_pool_info *p)
 		  put(o, "total", juint(p->total)) && put(o, "used", juint(p->used)) &&
 		  put(o, "free", juint(p->free)) &&
 		  put(o, "largest_free", juint(p->largest_free)) && put(o, "cap", juint(p->cap)) &&
-		  put(o, "tensors", juint(p->tensors));
+		  put(o, "tensors", juint(p->tensors)) &&
+		  put(o, "slab_kind", json_string(p->slab_kind));
 	if (!ok) {
 		json_decref(o);
 		return NULL;
@@ -311,9 +312,9 @@ static bool print_clients(const hs_info *info)
 static bool print_pools(const hs_info *info)
 {
 	static const char *const hdr[] = { "DEVICE", "SLAB-SIZE", "SLABS", "TOTAL", "USED",
-					   "FREE", "LARGEST-FREE", "CAP", "TENSORS" };
-	static const bool right[] = { false, true, true, true, true, true, true, true, true };
-	struct table *t = table_new(9, hdr, right);
+					   "FREE", "LARGEST-FREE", "CAP", "TENSORS", "SLAB-KIND" };
+	static const bool right[] = { false, true, true, true, true, true, true, true, true, false };
+	struct table *t = table_new(10, hdr, right);
 	if (!t)
 		return false;
 	bool ok = true;
@@ -331,7 +332,8 @@ static bool print_pools(const hs_info *info)
 				      fmt_bytes(x->total, tot, sizeof(tot)),
 				      fmt_bytes(x->used, used, sizeof(used)),
 				      fmt_bytes(x->free, fr, sizeof(fr)),
-				      fmt_bytes(x->largest_free, lf, sizeof(lf)), cap, ten };
+				      fmt_bytes(x->largest_free, lf, sizeof(lf)), cap, ten,
+				      x->slab_kind[0] ? x->slab_kind : "-" };
 		ok = table_row(t, row);
 	}
 	if (ok)

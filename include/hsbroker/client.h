@@ -137,12 +137,15 @@ HS_EXPORT const DLTensor *hs_tensor_dltensor(const hs_tensor *tensor);
  * faults (SIGSEGV). hs_tensor_writable tells which. */
 HS_EXPORT void *hs_tensor_data(const hs_tensor *tensor);
 
-/* 1 when this process can write the tensor's memory: a host tensor
- * allocated by a process of this process' uid, or a device tensor (legacy
- * CUDA IPC maps read-write; writing into a device tensor you received is
- * still not allowed, see docs/security.md). 0 for a host tensor of another
- * uid, mapped read-only here, and for NULL. A read-only tensor may still
- * be emitted again (forwarded) and released like any other. */
+/* 1 when this process can write the tensor's memory: a tensor allocated
+ * by a process of this process' uid, or a device tensor of a daemon that
+ * exports legacy CUDA IPC handles (they map read-write; writing into a
+ * device tensor you received is still not allowed, see docs/security.md).
+ * 0 for a tensor of another uid, mapped read-only here: host memory, or
+ * device memory of a daemon that exports VMM fds (--cuda-export vmm;
+ * read-only where the driver grants CU_MEM_ACCESS_FLAGS_PROT_READ), and
+ * for NULL. A read-only tensor may still be emitted again (forwarded) and
+ * released like any other. */
 HS_EXPORT int hs_tensor_writable(const hs_tensor *tensor);
 
 /* Bytes of the block the tensor lives in. */
@@ -179,7 +182,12 @@ HS_EXPORT const char *hs_tensor_topic(const hs_tensor *tensor);
  * next one waits, a refusal by the daemon is counted in
  * hs_client_stats.emits_refused, and hs_client_disconnect waits for their
  * answers. Topic names: 1..255 bytes of [A-Za-z0-9_./:-]. For a device
- * tensor HS_STREAM_DONE is no stream to record on: HS_EINVAL. */
+ * tensor, HS_STREAM_DONE says its writes are complete (you synchronised):
+ * nothing is recorded and readers are given no fence to wait on, which is
+ * what readers that cannot open the daemon's fence events need (another
+ * uid, another PID or IPC namespace: docs/gpu.md). The same happens by
+ * itself when this process cannot open the event: emit then waits for
+ * stream on the host first. */
 HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic,
 			     void *stream, uint64_t *seq_out);
 

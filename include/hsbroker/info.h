@@ -85,6 +85,10 @@ typedef struct hs_pool_info {
 	uint64_t largest_free;
 	uint64_t cap;        /* 0: no cap */
 	uint32_t tensors;
+	/* How its slabs reach clients (since 0.1): "host-memfd", "cuda-ipc"
+	 * (legacy CUDA IPC handles) or "cuda-vmm" (VMM allocations passed as
+	 * fds); empty from a daemon that does not say. */
+	char slab_kind[16];
 } hs_pool_info;
 
 typedef struct hs_info {

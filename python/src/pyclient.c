@@ -415,7 +415,7 @@ static PyObject *info_to_dict(const hs_info *in)
 	}
 	for (size_t i = 0; i < in->n_pools; i++) {
 		const hs_pool_info *p = &in->pools[i];
-		if (append(pools, Py_BuildValue("{s:N,s:K,s:I,s:K,s:K,s:K,s:K,s:K,s:I}", "device",
+		if (append(pools, Py_BuildValue("{s:N,s:K,s:I,s:K,s:K,s:K,s:K,s:K,s:I,s:s}", "device",
 						device_tuple(p->device), "slab_size",
 						(unsigned long long)p->slab_size, "slabs", p->slabs,
 						"total", (unsigned long long)p->total, "used",
@@ -423,7 +423,7 @@ static PyObject *info_to_dict(const hs_info *in)
 						(unsigned long long)p->free, "largest_free",
 						(unsigned long long)p->largest_free, "cap",
 						(unsigned long long)p->cap, "tensors",
-						p->tensors)) < 0)
+						p->tensors, "slab_kind", p->slab_kind)) < 0)
 			goto fail;
 	}
 	return Py_BuildValue("{s:K,s:K,s:s,s:N,s:N,s:N,s:N}", "epoch",

@@ -19,6 +19,17 @@
  * failed, 77 skipped (meson's code): every GPU case skips where no GPU
  * is found, so CI compiles these and reports them skipped.
  *
+ * Export modes (docs/gpu.md): every case runs against a daemon of either
+ * mode (tests/gpu/run.sh passes --cuda-export through HS_TEST_DAEMON_ARGS
+ * or its own daemon). daemon-killed (hsbrokerd SIGKILLed while a consumer
+ * holds device tensors: they still read right in VMM mode, the next
+ * broker call says HS_EPIPE, a reconnect to a restarted daemon works),
+ * pidns (the daemon and the reader each in a PID namespace of its own:
+ * VMM works, legacy IPC works or fails with HS_EIPC, never a hang) and
+ * ro-uid (the producer as uid 65533, the reader as uid 65534: VMM maps it
+ * read-only; neither can open the daemon's fence events, so the emits
+ * synchronise and carry none) are about them; pidns and ro-uid need root.
+ *
  * Producers write with cudaMemsetAsync on their own stream and never
  * synchronise on the per-tensor path (once at exit, after their last
  * emit); consumers order themselves after the writes with
@@ -47,7 +58,13 @@
 #include "harness.h"
 
 #if HS_HAVE_CUDA
+#include <dlfcn.h>
+#include <limits.h>
+#include <sys/stat.h>
+
 #include <cuda_runtime_api.h>
+
+#include "cudrv.h"
 #endif
 
 #define SKIP 77
@@ -383,18 +400,34 @@ static int check_mapcache(const char *who, hs_client *c, hs_tensor **held, size_
 	return 0;
 }
 
+/* Connects as who and subscribes to topic: the subscription, or NULL
+ * (said on stderr; *c is NULL when the connect failed). */
+static hs_subscription *subscriber(const char *who, const char *topic, uint32_t depth,
+				   enum hs_policy policy, hs_client **c)
+{
+	*c = connect_or_die(who);
+	if (!*c)
+		return NULL;
+	hs_subscribe_opts o = { .depth = depth, .policy = policy };
+	hs_subscription *sub;
+	int err = hs_subscribe(*c, topic, &o, &sub);
+	if (err) {
+		ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+		return NULL;
+	}
+	return sub;
+}
+
 static int consumer(void *arg)
 {
 	const struct consumer_args *ca = arg;
 	const char *who = ca->name;
-	hs_client *c = connect_or_die(who);
-	if (!c)
+	hs_client *c;
+	hs_subscription *sub =
+		subscriber(who, ca->topic, ca->depth ? ca->depth : 8, ca->policy, &c);
+	if (!sub)
 		return 1;
-	hs_subscribe_opts o = { .depth = ca->depth ? ca->depth : 8, .policy = ca->policy };
-	hs_subscription *sub;
-	int err = hs_subscribe(c, ca->topic, &o, &sub);
-	if (err)
-		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	int err = 0;
 	if (ca->ready && ht_chan_send(ca->ready, 'r') < 0)
 		return ht_child_fail(who, "ready");
 	CK(cudaSetDevice(ca->device));
@@ -486,14 +519,11 @@ static int forwarder(void *arg)
 {
 	const struct forwarder_args *fa = arg;
 	const char *who = "forwarder";
-	hs_client *c = connect_or_die(who);
-	if (!c)
+	hs_client *c;
+	hs_subscription *sub = subscriber(who, fa->in, 16, HS_POLICY_BLOCK, &c);
+	if (!sub)
 		return 1;
-	hs_subscribe_opts o = { .depth = 16, .policy = HS_POLICY_BLOCK };
-	hs_subscription *sub;
-	int err = hs_subscribe(c, fa->in, &o, &sub);
-	if (err)
-		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	int err = 0;
 	ht_chan_send(fa->ready, 'r');
 	CK(cudaSetDevice(0));
 	cudaStream_t fs;
@@ -907,14 +937,11 @@ static int reuse_consumer(void *arg)
 {
 	const struct reuse_args *ra = arg;
 	const char *who = "reuse-consumer";
-	hs_client *c = connect_or_die(who);
-	if (!c)
+	hs_client *c;
+	hs_subscription *sub = subscriber(who, ra->topic, 2, HS_POLICY_BLOCK, &c);
+	if (!sub)
 		return 1;
-	hs_subscription *sub;
-	hs_subscribe_opts o = { .depth = 2, .policy = HS_POLICY_BLOCK };
-	int err = hs_subscribe(c, ra->topic, &o, &sub);
-	if (err)
-		return ht_child_fail(who, "subscribe: %s", hs_strerror(err));
+	int err = 0;
 	ht_chan_send(ra->ready, 'r');
 	CK(cudaSetDevice(0));
 	cudaStream_t cs;
@@ -1004,6 +1031,468 @@ static int case_reuse(enum reuse_mode mode, int rounds)
 	return crc != 0 || prc != 0 || full;
 }
 
+
+/* ---- export modes (issue 16): a killed daemon, PID namespaces, a
+ * reader of another uid ---- */
+
+/* The device pools' slab kind, from the daemon ("cuda-ipc", "cuda-vmm";
+ * "" when no device pool exists yet). */
+static void slab_kind(hs_client *c, char *out, size_t len)
+{
+	snprintf(out, len, "%s", "");
+	hs_info *info;
+	if (hs_client_get_info(c, HS_INFO_POOLS, &info))
+		return;
+	for (size_t i = 0; i < info->n_pools; i++)
+		if (info->pools[i].device.device_type == kDLCUDA)
+			snprintf(out, len, "%s", info->pools[i].slab_kind);
+	hs_info_free(info);
+}
+
+/* Copies count bytes of device memory to h on stream s and checks them
+ * against the plan of tensor k; the CUDA error, if any, in *cerr. */
+static bool reread(const void *d, uint8_t *h, cudaStream_t s, uint64_t k, uint64_t sizes,
+		   cudaError_t *cerr)
+{
+	struct plan p;
+	plan_for(k, sizes, &p);
+	cudaError_t e = cudaMemcpyAsync(h, d, p.bytes, cudaMemcpyDeviceToHost, s);
+	if (e == cudaSuccess)
+		e = cudaStreamSynchronize(s);
+	if (e != cudaSuccess) {
+		*cerr = e;
+		return false;
+	}
+	uint64_t bad;
+	return check_bytes(h, &p, false, &bad);
+}
+
+#define KILLED_COUNT 24
+#define KILLED_SIZE (1 * MiB)
+
+struct killed_args {
+	const char *topic;
+	struct ht_chan *ready, *held, *resume, *closed, *restarted;
+};
+
+/* Holds KILLED_COUNT device tensors while the daemon is SIGKILLed: re-reads
+ * them, then expects HS_EPIPE from the broker, then reconnects to the
+ * restarted daemon and makes one device round trip through it. */
+static int killed_consumer(void *arg)
+{
+	const struct killed_args *ka = arg;
+	const char *who = "consumer";
+	hs_client *c;
+	hs_subscription *sub = subscriber(who, ka->topic, KILLED_COUNT, HS_POLICY_BLOCK, &c);
+	if (!sub)
+		return 1;
+	int err = 0;
+	ht_chan_send(ka->ready, 'r');
+	CK(cudaSetDevice(0));
+	cudaStream_t cs;
+	CK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+	uint8_t *host;
+	CK(cudaMallocHost((void **)&host, KILLED_SIZE));
+	struct reader rd = { .cs = cs, .host = host };
+	hs_tensor *held[KILLED_COUNT];
+	for (int i = 0; i < KILLED_COUNT; i++) {
+		err = hs_subscription_receive(sub, RECV_MS, &held[i]);
+		if (err)
+			return ht_child_fail(who, "receive %d: %s", i + 1, hs_strerror(err));
+		if (check_tensor(who, held[i], KILLED_SIZE, &rd))
+			return 1;
+	}
+	char kind[16];
+	slab_kind(c, kind, sizeof(kind));
+	ht_chan_send(ka->held, 'h');
+	if (ht_chan_recv(ka->resume, HT_LONG_DEADLINE_MS) < 0)
+		return ht_child_fail(who, "no resume");
+
+	/* The daemon is gone. What this process maps is still its own. */
+	int ok_reads = 0;
+	cudaError_t cerr = cudaSuccess;
+	for (int i = 0; i < KILLED_COUNT; i++)
+		ok_reads += reread(hs_tensor_data(held[i]), host, cs, hs_tensor_seq(held[i]),
+				   KILLED_SIZE, &cerr);
+	/* The next broker calls: a clear "connection lost". */
+	int perr = hs_client_ping(c);
+	hs_tensor *t = NULL;
+	int rerr = hs_subscription_receive(sub, 1000, &t);
+	int64_t shape[1] = { 1024 };
+	int aerr = hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 0 }, (DLDataType){ kDLUInt, 8, 1 }, 1,
+				   shape, NULL, &t);
+	for (int i = 0; i < KILLED_COUNT; i++)
+		hs_tensor_release(held[i], HS_STREAM_DONE); /* read and synchronised */
+	hs_subscription_close(sub);
+	hs_client_disconnect(c);
+	ht_chan_send(ka->closed, 'x');
+
+	/* A new daemon on the same path: connect again, one tensor through it. */
+	int cerr2 = 0, rt = 0;
+	if (ht_chan_recv(ka->restarted, HT_LONG_DEADLINE_MS) < 0)
+		return ht_child_fail(who, "no restart");
+	c = NULL;
+	for (int tries = 0; tries < 100 && (cerr2 = hs_client_connect(sock_path, who, &c)); tries++)
+		ht_sleep_ms(100);
+	if (!cerr2 && cerr == cudaSuccess) {
+		/* This process's CUDA context is sound: a device round trip. */
+		hs_subscription *s2;
+		hs_tensor *w, *r;
+		uint64_t seq;
+		struct plan p;
+		plan_for(1, KILLED_SIZE, &p);
+		int64_t sh[2] = { (int64_t)KILLED_SIZE, 1 };
+		if (!hs_subscribe(c, "gpu/killed/again", NULL, &s2) &&
+		    !hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 0 }, (DLDataType){ kDLUInt, 8, 1 }, 2, sh,
+				     NULL, &w)) {
+			cudaMemsetAsync(hs_tensor_data(w), p.a, p.bytes, cs);
+			cudaMemsetAsync((uint8_t *)hs_tensor_data(w) + p.off, p.b, p.len, cs);
+			if (!hs_tensor_emit(w, "gpu/killed/again", cs, &seq) &&
+			    !hs_subscription_receive(s2, RECV_MS, &r)) {
+				rt = !hs_tensor_wait(r, cs) &&
+				     reread(hs_tensor_data(r), host, cs, 1, KILLED_SIZE, &cerr);
+				hs_tensor_release(r, cs);
+			}
+			hs_subscription_close(s2);
+		}
+	}
+	if (!cerr2)
+		hs_client_disconnect(c);
+	bool vmm = !strcmp(kind, "cuda-vmm");
+	/* VMM: the mappings hold the memory, so every held tensor reads
+	 * right. Legacy IPC: whatever the driver does, reported. */
+	bool ok = (!vmm || ok_reads == KILLED_COUNT) && perr == HS_EPIPE && rerr == HS_EPIPE &&
+		  aerr == HS_EPIPE && cerr2 == 0 && (cerr != cudaSuccess || rt);
+	printf("RESULT case=daemon-killed ok=%d slab_kind=%s held=%d reread_ok=%d reread_error=%s "
+	       "ping=%s receive=%s alloc=%s reconnect=%s roundtrip=%d\n", ok, kind, KILLED_COUNT,
+	       ok_reads, cerr == cudaSuccess ? "none" : cudaGetErrorName(cerr), hs_err_name(perr),
+	       hs_err_name(rerr), hs_err_name(aerr), hs_err_name(cerr2), rt);
+	cudaFreeHost(host);
+	return ok ? 0 : 1;
+}
+
+static int case_daemon_killed(const char *const *extra)
+{
+	/* A daemon of its own, whatever HSBROKER_SOCKET says: it is killed. */
+	struct ht_daemon d = { 0 };
+	if (ht_daemon_start(&d, extra) < 0)
+		return 1;
+	sock_path = d.sock;
+	setenv("HSBROKER_SOCKET", sock_path, 1);
+	char topic[64];
+	snprintf(topic, sizeof(topic), "gpu/killed/%d", (int)getpid());
+	struct ht_chan ready, go, held, resume, closed, restarted;
+	ht_chan_open(&ready);
+	ht_chan_open(&go);
+	ht_chan_open(&held);
+	ht_chan_open(&resume);
+	ht_chan_open(&closed);
+	ht_chan_open(&restarted);
+	struct killed_args ka = { .topic = topic, .ready = &ready, .held = &held,
+				  .resume = &resume, .closed = &closed, .restarted = &restarted };
+	struct producer_args pa = { .topic = topic, .count = KILLED_COUNT, .sizes = KILLED_SIZE,
+				    .go = &go };
+	pid_t cpid = ht_fork(killed_consumer, &ka);
+	pid_t ppid = -1;
+	int rc = 1;
+	if (ht_chan_recv(&ready, HT_LONG_DEADLINE_MS) < 0)
+		goto out;
+	ppid = ht_fork(producer, &pa);
+	ht_chan_send(&go, 'g');
+	if (ht_wait(ppid, HT_LONG_DEADLINE_MS) != 0) {
+		fprintf(stderr, "producer failed\n");
+		goto out;
+	}
+	if (ht_chan_recv(&held, HT_LONG_DEADLINE_MS) < 0)
+		goto out;
+	kill(d.pid, SIGKILL);
+	int st;
+	waitpid(d.pid, &st, 0);
+	d.pid = 0;
+	printf("daemon-killed: hsbrokerd SIGKILLed while the consumer holds %d device tensors\n",
+	       KILLED_COUNT);
+	ht_chan_send(&resume, 'g');
+	if (ht_chan_recv(&closed, HT_LONG_DEADLINE_MS) < 0)
+		goto out;
+	if (ht_daemon_start_at(&d, d.sock, extra) < 0)
+		goto out;
+	ht_chan_send(&restarted, 'g');
+	rc = ht_wait(cpid, HT_LONG_DEADLINE_MS) != 0;
+	cpid = -1;
+out:
+	if (cpid > 0 && ht_wait(cpid, 5000) != 0)
+		rc = 1;
+	if (d.pid > 0 && ht_daemon_stop(&d) != 0)
+		rc = 1;
+	return rc;
+}
+
+/* The consumer of the pidns case, run in its own PID namespace (and as
+ * the reader of another uid by the ro-uid case): no ready fence (its
+ * interprocess event cannot be opened from another PID namespace, so
+ * the producer synchronises before each emit); reads, checks, releases.
+ * Exit 0, 1 (wrong data or a broker failure), 3 (a device tensor could
+ * not be had here: the error is printed), 77 (cannot run here). */
+static int ns_consumer(const char *topic, uint64_t count, bool other_uid)
+{
+	const char *who = other_uid ? "reader-of-another-uid" : "consumer-in-pidns";
+	hs_client *c;
+	hs_subscription *sub = subscriber(who, topic, 8, HS_POLICY_BLOCK, &c);
+	if (!c) {
+		printf("SKIP: %s (uid %d) cannot reach %s\n", who, (int)getuid(), sock_path);
+		return SKIP;
+	}
+	if (!sub)
+		return 1;
+	int err = 0;
+	CK(cudaSetDevice(0));
+	cudaStream_t cs;
+	CK(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
+	uint8_t *host;
+	CK(cudaMallocHost((void **)&host, KILLED_SIZE));
+	char kind[16];
+	int wait_err = 1, writable = -1, bad = 0;
+	unsigned long long access = 0;
+	bool write_landed = false;
+	uint64_t i;
+	for (i = 0; i < count; i++) {
+		hs_tensor *t;
+		err = hs_subscription_receive(sub, 30000, &t);
+		if (err)
+			break;
+		if (wait_err == 1)
+			wait_err = hs_tensor_wait(t, cs); /* what the fence does here */
+		if (writable < 0) {
+			writable = hs_tensor_writable(t);
+			const struct hs__cudrv *d = hs__cudrv_get();
+			CUmemLocation loc = { CU_MEM_LOCATION_TYPE_DEVICE, 0 };
+			if (d)
+				d->mem_get_access(&access, &loc,
+						  (CUdeviceptr)(uintptr_t)hs_tensor_data(t));
+		}
+		cudaError_t ce = cudaSuccess;
+		bad += !reread(hs_tensor_data(t), host, cs, hs_tensor_seq(t), KILLED_SIZE, &ce);
+		if (ce != cudaSuccess)
+			return ht_child_fail(who, "reading tensor %" PRIu64 ": %s", i + 1,
+					     cudaGetErrorString(ce));
+		/* Another uid's slab: a write must not land. Tried on the
+		 * last tensor only: a refused write may end this context. */
+		const char *write = "not-tried";
+		if (other_uid && i + 1 == count) {
+			ce = cudaMemcpy(hs_tensor_data(t), host, 4, cudaMemcpyHostToDevice);
+			write_landed = ce == cudaSuccess;
+			write = write_landed ? "succeeded" : cudaGetErrorName(ce);
+			printf("%s: a write into the last tensor: %s\n", who, write);
+		}
+		hs_tensor_release(t, HS_STREAM_DONE);
+	}
+	slab_kind(c, kind, sizeof(kind));
+	bool vmm = !strcmp(kind, "cuda-vmm");
+	/* Both producers' emits said "done" (HS_STREAM_DONE, or by itself for
+	 * a producer that cannot open the event): no fence to wait on. */
+	int rc = err ? 3 : bad || wait_err != 0 ? 1 : 0;
+	if (other_uid)
+		/* VMM: read-only for this uid (where the driver takes
+		 * CU_MEM_ACCESS_FLAGS_PROT_READ); legacy IPC cannot say.
+		 * The producer, of a third uid, could not open the fence
+		 * event: its emits synchronised and carry no fence, so
+		 * hs_tensor_wait has nothing to open and answers 0. */
+		rc = rc ? rc : vmm && (writable != 0 || access != CU_MEM_ACCESS_FLAGS_PROT_READ ||
+				       write_landed);
+	printf("RESULT case=%s ok=%d slab_kind=%s pid=%d uid=%d tensors=%" PRIu64 " bad=%d "
+	       "receive=%s fence_wait=%s writable=%d vmm_access=0x%llx write_landed=%d\n",
+	       other_uid ? "ro-uid" : "pidns", rc == 0, kind, (int)getpid(), (int)getuid(), i,
+	       bad, hs_err_name(err), hs_err_name(wait_err), writable, access, write_landed);
+	fflush(stdout);
+	_exit(rc); /* a refused write may have left CUDA unable to tear down */
+}
+
+/* A producer for a reader that cannot open the ready fence's event (in
+ * another PID namespace than the daemon's): it synchronises its stream
+ * and emits with HS_STREAM_DONE, so readers are given no fence. Exit 3
+ * when a device tensor cannot be had here (HS_EIPC: the daemon's memory
+ * cannot be imported). */
+static int synced_producer(void *arg)
+{
+	const struct producer_args *pa = arg;
+	const char *who = "producer";
+	if (wait_subscriber(pa->topic) < 0)
+		return ht_child_fail(who, "nobody subscribed to %s", pa->topic);
+	hs_client *c = connect_or_die(who);
+	if (!c)
+		return 1;
+	CK(cudaSetDevice(0));
+	cudaStream_t s;
+	CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+	for (uint64_t k = 1; k <= pa->count; k++) {
+		struct plan p;
+		plan_for(k, KILLED_SIZE, &p);
+		hs_tensor *t;
+		int err = hs_tensor_alloc(c, (DLDevice){ kDLCUDA, 0 }, p.dtype, 2, p.shape, NULL, &t);
+		if (err == HS_EIPC) {
+			printf("producer: alloc: %s (%s)\n", hs_err_name(err), hs_strerror(err));
+			return 3;
+		}
+		if (err)
+			return ht_child_fail(who, "alloc: %s", hs_strerror(err));
+		CK(cudaMemsetAsync(hs_tensor_data(t), p.a, p.bytes, s));
+		CK(cudaMemsetAsync((uint8_t *)hs_tensor_data(t) + p.off, p.b, p.len, s));
+		CK(cudaStreamSynchronize(s));
+		err = hs_tensor_emit(t, pa->topic, HS_STREAM_DONE, NULL);
+		if (err)
+			return ht_child_fail(who, "emit: %s", hs_strerror(err));
+	}
+	hs_client_disconnect(c);
+	return 0;
+}
+
+/* Copies file from into dir (mode 0755); 0 or -1. */
+static int copy_into(const char *from, const char *dir, char *to, size_t len)
+{
+	const char *base = strrchr(from, '/');
+	snprintf(to, len, "%s/%s", dir, base ? base + 1 : from);
+	FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+	char buf[65536];
+	size_t n;
+	int rc = in && out ? 0 : -1;
+	while (!rc && (n = fread(buf, 1, sizeof(buf), in)) > 0)
+		rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
+	if (in)
+		fclose(in);
+	if (out && fclose(out) != 0)
+		rc = -1;
+	return rc ? rc : chmod(to, 0755);
+}
+
+/* The daemon in a PID namespace of its own: unshare's child. When unshare
+ * is killed its child gets SIGTERM (--kill-child) and exits cleanly,
+ * removing its socket. */
+#define NS_WRAPPER "unshare --pid --fork --mount-proc --kill-child=SIGTERM"
+
+static void ns_daemon_stop(struct ht_daemon *d)
+{
+	kill(d->pid, SIGKILL);
+	ht_wait(d->pid, 5000);
+	d->pid = -1;
+	for (int i = 0; i < 100 && access(d->sock, F_OK) == 0; i++)
+		ht_sleep_ms(50);
+}
+
+/* pidns: containers, in effect: the daemon in a PID namespace of its own,
+ * the consumer in another (unshare), the producer in this one. ro-uid:
+ * the consumer as uid 65534 (setpriv), on the daemon of HSBROKER_SOCKET.
+ * Both watched by deadlines: a hang is a failure. */
+static int case_isolated(bool other_uid, uint64_t count, const char *const *extra)
+{
+	const char *cname = other_uid ? "ro-uid" : "pidns";
+	if (geteuid() != 0) {
+		printf("SKIP: %s needs root (to %s)\n", cname,
+		       other_uid ? "switch uid" : "make a PID namespace");
+		return SKIP;
+	}
+	if (other_uid && getenv("CUDA_MPS_PIPE_DIRECTORY")) {
+		printf("SKIP: %s under MPS: an MPS server serves one uid at a time\n", cname);
+		return SKIP;
+	}
+	char exe[PATH_MAX], lib[PATH_MAX], dir[] = "/tmp/hs-gpu-uid-XXXXXX";
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return 1;
+	exe[n] = 0;
+	char env_lib[PATH_MAX + 32] = "";
+	if (other_uid) {
+		/* uid 65534 may not reach the build tree: a copy of this
+		 * program and of libhsclient in a directory it can read. */
+		Dl_info di;
+		char to[PATH_MAX];
+		if (!mkdtemp(dir) || chmod(dir, 0755) < 0 ||
+		    !dladdr((void *)hs_client_connect, &di) || !di.dli_fname ||
+		    copy_into(di.dli_fname, dir, lib, sizeof(lib)) < 0 ||
+		    copy_into(exe, dir, to, sizeof(to)) < 0) {
+			printf("SKIP: %s: cannot copy the programs into %s\n", cname, dir);
+			return SKIP;
+		}
+		snprintf(exe, sizeof(exe), "%s", to);
+		snprintf(env_lib, sizeof(env_lib), "LD_LIBRARY_PATH=%s", dir);
+	}
+	char topic[64], cnt[32];
+	snprintf(topic, sizeof(topic), "gpu/%s/%d", cname, (int)getpid());
+	snprintf(cnt, sizeof(cnt), "%" PRIu64, count);
+	const char *role = other_uid ? "role-ro-consumer" : "role-ns-consumer";
+	char *ns_argv[] = { "unshare", "--pid", "--fork", "--mount-proc", "--kill-child", exe,
+			    (char *)role, "--topic", topic, "--count", cnt, NULL };
+	char *uid_argv[] = { "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe,
+			     (char *)role, "--topic", topic, "--count", cnt, NULL };
+	/* The ro-uid producer: a third uid, so the reader's slabs are
+	 * another uid's and neither can open the daemon's fence events. */
+	char *puid_argv[] = { "setpriv", "--reuid=65533", "--regid=65533", "--clear-groups", exe,
+			      "role-uid-producer", "--topic", topic, "--count", cnt, NULL };
+	char **argv = other_uid ? uid_argv : ns_argv;
+	/* ht_spawn wants a path: where the tool is */
+	char tool[PATH_MAX] = "";
+	const char *dirs[] = { "/usr/bin", "/bin", "/usr/sbin", "/sbin" };
+	for (size_t i = 0; i < 4 && !tool[0]; i++) {
+		snprintf(tool, sizeof(tool), "%s/%s", dirs[i], argv[0]);
+		if (access(tool, X_OK) != 0)
+			tool[0] = 0;
+	}
+	if (!tool[0]) {
+		printf("SKIP: %s: %s not found\n", cname, argv[0]);
+		return SKIP;
+	}
+	argv[0] = tool;
+	puid_argv[0] = tool;
+	struct ht_daemon nsd = { .pid = -1 };
+	if (!other_uid) {
+		setenv("HS_TEST_DAEMON_WRAPPER", NS_WRAPPER, 1);
+		int r = ht_daemon_start(&nsd, extra);
+		unsetenv("HS_TEST_DAEMON_WRAPPER");
+		if (r < 0) {
+			printf("%s: hsbrokerd did not start under %s\n", cname, NS_WRAPPER);
+			return 1;
+		}
+		sock_path = nsd.sock;
+		setenv("HSBROKER_SOCKET", sock_path, 1);
+	}
+	const char *env[] = { env_lib[0] ? env_lib : NULL, NULL };
+	pid_t cpid = ht_spawn(argv, env, -1, -1);
+	struct producer_args pa = { .topic = topic, .count = count };
+	pid_t ppid = other_uid ? ht_spawn(puid_argv, env, -1, -1) : ht_fork(synced_producer, &pa);
+	/* The producer first: when it cannot have a device tensor, the
+	 * consumer waits for nothing and is stopped. */
+	int prc = ht_wait(ppid, 45000);
+	int crc = prc == 0 ? ht_wait(cpid, 45000) : (kill(cpid, SIGKILL), ht_wait(cpid, 5000), -9);
+	if (other_uid) {
+		char path[PATH_MAX + 8];
+		snprintf(path, sizeof(path), "%s", exe);
+		unlink(path);
+		unlink(lib);
+		rmdir(dir);
+	}
+	/* Which mode ran: VMM must work; legacy IPC must fail clearly
+	 * (exit 3 with the error, not a hang) across PID namespaces. */
+	hs_client *c = connect_or_die("gpu-test");
+	char kind[16] = "";
+	if (c) {
+		slab_kind(c, kind, sizeof(kind));
+		hs_client_disconnect(c);
+	}
+	if (nsd.pid > 0)
+		ns_daemon_stop(&nsd);
+	if (crc == SKIP)
+		return SKIP;
+	bool vmm = !strcmp(kind, "cuda-vmm");
+	/* VMM must work. Legacy IPC either works or says why (exit 3:
+	 * HS_EIPC from the producer's alloc or the consumer's receive):
+	 * never a hang (-1), never wrong data (1). */
+	bool ok = (prc == 0 && crc == 0) ||
+		  (!vmm && !other_uid && (prc == 3 || (prc == 0 && crc == 3)));
+	printf("RESULT case=%s-check ok=%d slab_kind=%s consumer_exit=%d producer_exit=%d%s%s\n",
+	       cname, ok, kind, crc, prc, prc == -1 || crc == -1 ? " (a hang: killed)" : "",
+	       prc == 3 || crc == 3 ? " (a device tensor could not be had: HS_EIPC)" : "");
+	return ok ? 0 : 1;
+}
+
 #endif /* HS_HAVE_CUDA */
 
 /* Where no GPU is (or CUDA is not built in): a device alloc fails with
@@ -1079,11 +1568,24 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		sock_path = sock;
+		if (!strcmp(cname, "role-ns-consumer") || !strcmp(cname, "role-ro-consumer"))
+			return ns_consumer(topic, count ? count : 50, cname[5] == 'r');
+		if (!strcmp(cname, "role-uid-producer")) {
+			/* Another uid than the daemon's: it cannot open the
+			 * fence events, so its emits synchronise instead. */
+			if (wait_subscriber(topic) < 0)
+				return 1;
+			struct producer_args pa = { .topic = topic, .count = count ? count : 50,
+						    .sizes = KILLED_SIZE };
+			return producer(&pa);
+		}
 		return run_role(cname, topic, count ? count : 300);
 	}
 	static const char *const extra[] = { "--cuda-slab-size", "64M", NULL };
 	static const char *const reuse_extra[] = { "--cuda-slab-size", "64M", "--cuda-cap", "128M",
 						   NULL };
+	if (!strcmp(cname, "daemon-killed"))
+		return case_daemon_killed(extra);
 	bool reuse = !strncmp(cname, "reuse", 5) || !strncmp(cname, "idiom-c-", 8);
 	if (daemon_up(reuse ? reuse_extra : extra) < 0)
 		return 1;
@@ -1118,6 +1620,10 @@ int main(int argc, char **argv)
 		rc = case_reuse(REUSE_LEGACY, count ? (int)count : 10);
 	else if (!strcmp(cname, "idiom-c-dlpack"))
 		rc = case_reuse(REUSE_DLPACK, count ? (int)count : 10);
+	else if (!strcmp(cname, "pidns"))
+		rc = case_isolated(false, count ? count : 50, extra);
+	else if (!strcmp(cname, "ro-uid"))
+		rc = case_isolated(true, count ? count : 50, extra);
 	else {
 		fprintf(stderr, "unknown case '%s'\n", cname);
 		rc = 2;

@@ -16,6 +16,17 @@
 # $OUT/gpu-summary.txt (cases passed/failed, opens == slabs, with/without
 # MPS) and logs under $OUT (default /tmp/hs-gpu-out). Exits non-zero if a
 # case failed.
+#   EXPORTS    the daemon's export modes (docs/gpu.md), each a whole pass
+#              of the cases above: "ipc vmm" (default; --cuda-export ipc,
+#              the legacy handles, then vmm, VMM allocations as fds), or
+#              one of them. Cases of the vmm pass are labelled no-mps-vmm
+#              and mps-vmm; every daemon of a pass gets --cuda-export
+#              (those the cases start, through HS_TEST_DAEMON_ARGS). Each
+#              pass also runs daemon-killed, pidns (root: the daemon and
+#              the reader each in a PID namespace of its own) and ro-uid
+#              (root, without MPS: the producer as uid 65533, the reader as
+#              uid 65534). The sanitizer and interop steps run once, in the
+#              first mode.
 #   BUILD_DIR  the build to use (default: build-gpu)
 #   CASES      an extended regex: only the cases whose "MODE NAME" matches
 #              run (e.g. 'no-mps (python|threads)|^mps '); the sanitizer
@@ -26,9 +37,12 @@ cd "$(dirname "$0")/../.."
 B=${BUILD_DIR:-build-gpu}
 OUT=${OUT:-/tmp/hs-gpu-out}
 COUNT=${COUNT:-10000}
+EXPORTS=${EXPORTS:-ipc vmm}
 mkdir -p "$OUT"
 T=$B/tests/gpu/hs-gpu-test
 D=$B/daemon/hsbrokerd
+# the daemon of the cases that start their own (daemon-killed)
+export HSBROKERD=$PWD/$D
 SUMMARY=$OUT/gpu-summary.txt
 LOG=$OUT/gpu-tests.log
 DLOG=$OUT/hsbrokerd.log
@@ -50,8 +64,10 @@ start_daemon() { # socket, args...
 	local sock=$1
 	shift
 	rm -f "$sock"
-	echo "== hsbrokerd --socket $sock $*" >>"$DLOG"
-	"$D" --socket "$sock" "$@" >>"$DLOG" 2>&1 &
+	# shellcheck disable=SC2086 # word-split on purpose: options
+	echo "== hsbrokerd --socket $sock $* ${HS_TEST_DAEMON_ARGS:-}" >>"$DLOG"
+	# shellcheck disable=SC2086
+	"$D" --socket "$sock" "$@" ${HS_TEST_DAEMON_ARGS:-} >>"$DLOG" 2>&1 &
 	dpid=$!
 	for _ in $(seq 100); do
 		[[ -S $sock ]] && return 0
@@ -116,8 +132,10 @@ run_case() { # mode, limit_s, case, args...
 	rm -f "$OUT/case.log"
 }
 
-phase() { # mode
+phase() { # mps mode (no-mps, mps), export mode (ipc, vmm)
 	local mode=$1
+	[[ $2 == ipc ]] || mode=$1-$2
+	export HS_TEST_DAEMON_ARGS="--cuda-export $2"
 	export HSBROKER_SOCKET=/tmp/hs-gpu-$mode.sock
 	if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M --cuda-cap 32G; then
 		run_case "$mode" 200 pipeline --count "$COUNT"
@@ -149,6 +167,9 @@ phase() { # mode
 	else
 		failed=$((failed + 1))
 	fi
+	# The daemon SIGKILLed while a consumer holds device tensors (its
+	# own daemon, restarted on the same socket).
+	HSBROKER_SOCKET= run_case "$mode" 90 daemon-killed
 	# The Python idioms (tests/gpu/idiom.py): slow readers, an eager
 	# rewriter, corrupted rounds per idiom; every case but the control 0.
 	run_case "$mode" 240 idiom --rounds "${IDIOM_ROUNDS:-120}"
@@ -156,16 +177,32 @@ phase() { # mode
 	if (($(nvidia-smi -L 2>/dev/null | grep -c '^GPU') >= 2)); then
 		run_case "$mode" 180 idiom-cross --rounds "${IDIOM_ROUNDS:-120}" --writer-gpu 1 --reader-gpu 0
 	fi
+	# Export modes, last (a hang costs only the end of the budget): the
+	# daemon and the reader each in a PID namespace of its own (VMM
+	# works, legacy IPC works or fails clearly; pidns starts that daemon
+	# itself), the reader of another uid (VMM: read-only).
+	export HSBROKER_SOCKET=/tmp/hs-gpu-$mode-iso.sock
+	if start_daemon "$HSBROKER_SOCKET" --cuda-slab-size 64M; then
+		run_case "$mode" 60 pidns --count 50
+		run_case "$mode" 60 ro-uid --count 50
+		stop_daemon || failed=$((failed + 1))
+	else
+		failed=$((failed + 1))
+	fi
 }
 
 HSBROKER_SOCKET=none run_case all 60 ipc-probe
-phase no-mps
+for ex in $EXPORTS; do
+	phase no-mps "$ex"
+done
 
 export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mpslog
 mkdir -p /tmp/mps /tmp/mpslog
 if command -v nvidia-cuda-mps-control >/dev/null && nvidia-cuda-mps-control -d; then
 	say "MPS started"
-	phase mps
+	for ex in $EXPORTS; do
+		phase mps "$ex"
+	done
 	echo quit | nvidia-cuda-mps-control
 	sleep 1
 	cp /tmp/mpslog/control.log "$OUT/mps-control.log" 2>/dev/null
@@ -175,6 +212,9 @@ else
 	failed=$((failed + 1))
 fi
 
+# The sanitizer and interop steps: once, in the first export mode.
+first_export=${EXPORTS%% *}
+export HS_TEST_DAEMON_ARGS="--cuda-export $first_export"
 SAN=/usr/local/cuda/bin/compute-sanitizer
 command -v compute-sanitizer >/dev/null && SAN=$(command -v compute-sanitizer)
 if [[ -n ${CASES:-} ]]; then
@@ -237,5 +277,9 @@ else
 fi
 
 say "opens == slabs: $(grep -h 'case=mapcache' "$SUMMARY" | grep -c 'ok=1') of $(grep -h 'case=mapcache' "$SUMMARY" | wc -l) mapcache runs"
+for ex in $EXPORTS; do
+	if [[ $ex == ipc ]]; then pat='\[(no-mps|mps)\] '; else pat="\\[(no-mps|mps)-$ex\\] "; fi
+	say "  export $ex: opens == slabs in $(grep -hE "$pat.*case=mapcache" "$SUMMARY" | grep -c 'ok=1') of $(grep -hE "$pat.*case=mapcache" "$SUMMARY" | wc -l) mapcache runs; $(grep -cE "^PASS $pat" "$SUMMARY") cases passed, $(grep -cE "^FAIL $pat" "$SUMMARY") failed"
+done
 say "$passed passed, $failed failed, $skipped skipped ($((SECONDS - START)) s)"
 ((failed == 0))

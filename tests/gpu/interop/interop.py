@@ -574,10 +574,12 @@ def have_gpu():
 
 
 def start_daemon(path, options=("--cuda-slab-size", "64M"), prefix="hs-ix-"):
-    """hsbrokerd with options on a socket of its own (also idiom.py's)."""
+    """hsbrokerd with options on a socket of its own (also idiom.py's), and
+    those of HS_TEST_DAEMON_ARGS (tests/gpu/run.sh: --cuda-export)."""
     sock = os.path.join(tempfile.mkdtemp(prefix=prefix), "hs.sock")
     log = open(sock + ".log", "w")
-    proc = subprocess.Popen([path, "--socket", sock, *options],
+    more = os.environ.get("HS_TEST_DAEMON_ARGS", "").split()
+    proc = subprocess.Popen([path, "--socket", sock, *options, *more],
                             stdout=log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 10
     while not os.path.exists(sock):
