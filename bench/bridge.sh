@@ -12,6 +12,8 @@
 #   BUILD_DIR (build)  OUT (bench/results/bridge.json)  LOOPBACK=1
 #   COUNTS="5000 300 32"  tensors per size; PINGS=2000; WINDOW=4 (connect --window)
 #   REPEAT=3  runs of each throughput figure (the best is shown)
+#   LATENCY_ONLY=1  only the latency figures; BRIDGE_ARGS: more options for
+#   every hsbridge (e.g. "--busy-poll 0")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build}
@@ -45,14 +47,14 @@ bg broker_b "${in_b[@]}" "$HSBROKERD" --socket "$T/b.sock"
 sleep 0.5
 # A -> B carries bench/tput and bench/ping; B -> A carries bench/pong.
 bg serve_a "${in_a[@]}" "$HSBRIDGE" serve --socket "$T/a.sock" --listen "$addr_a:$port" \
-	--topic 'bench/tput' --topic 'bench/ping'
+	--topic 'bench/tput' --topic 'bench/ping' ${BRIDGE_ARGS:-}
 bg serve_b "${in_b[@]}" "$HSBRIDGE" serve --socket "$T/b.sock" --listen "$addr_b:$((port + 1))" \
-	--topic 'bench/pong'
+	--topic 'bench/pong' ${BRIDGE_ARGS:-}
 sleep 0.3
 bg connect_b "${in_b[@]}" "$HSBRIDGE" connect --socket "$T/b.sock" --to "$addr_a:$port" \
-	--topic 'bench/*' --window "${WINDOW:-4}"
+	--topic 'bench/*' --window "${WINDOW:-4}" ${BRIDGE_ARGS:-}
 bg connect_a "${in_a[@]}" "$HSBRIDGE" connect --socket "$T/a.sock" --to "$addr_b:$((port + 1))" \
-	--topic 'bench/pong'
+	--topic 'bench/pong' ${BRIDGE_ARGS:-}
 
 bridge_tput() { # bytes, count
 	local warm=$(($2 / 4 + 12))
@@ -86,7 +88,9 @@ REPEAT=${REPEAT:-3}
 best() { python3 -c "import sys; print(max(float(x) for x in sys.argv[1:]))" "$@"; }
 rows=()
 json="{\"link\": \"$link\", \"ucx\": \"$(ucx_info -v | awk '/^# Version/ {print $3; exit}')\", \"repeat\": $REPEAT, \"sizes\": ["
-for spec in "4096 $n4k" "1048576 $n1m" "67108864 $n64m"; do
+sizes=("4096 $n4k" "1048576 $n1m" "67108864 $n64m")
+[[ ${LATENCY_ONLY:-0} == 1 ]] && sizes=()
+for spec in "${sizes[@]}"; do
 	read -r bytes count <<<"$spec"
 	tps_all=() gbs_all=() pgbs_all=()
 	for _ in $(seq "$REPEAT"); do

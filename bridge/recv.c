@@ -2,9 +2,10 @@
  * large a window, and each tensor received straight into a broker tensor
  * allocated here with the sender's dtype, shape and strides (rendezvous:
  * UCX writes into the block; eager: one copy out of UCX's buffer, which
- * is what eager means). A received tensor goes to the emitter (emit.c);
- * its credit goes back once the local emit returned. Every header is
- * checked before anything is allocated; a bad one ends the connection. */
+ * is what eager means). The tensor is allocated on its topic's lane and
+ * emitted there (emit.c), from this loop when that cannot wait; its credit
+ * goes back once the local emit returned. Every header is checked before
+ * anything is allocated; a bad one ends the connection. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 struct rx {
 	struct hsb_peer *peer;
 	struct hsb_topic *topic;
+	struct hsb_lane *lane;
 	hs_tensor *t;
 	void *stage;  /* pinned copy of a device tensor, or NULL */
 	void *dev;    /* the device block the stage is copied to */
@@ -63,25 +65,29 @@ static void on_emitted(void *arg, const char *topic, uint64_t gen, int status)
 		t->credit_owed++;
 }
 
-static void credit_flush(struct hsb_bridge *b)
+/* Sends the credits owed, one message per topic; returns how many. */
+static int credit_flush(struct hsb_bridge *b)
 {
+	int sent = 0;
 	struct hsb_peer *p = live_peer(b);
 	for (struct hsb_topic *t = b->topics.list; t; t = t->next) {
 		if (!t->credit_owed)
 			continue;
 		uint8_t hdr[HSB_HEADER_MAX];
 		int n = hsb_wire_put_credit(t->name, t->credit_owed, hdr, sizeof(hdr));
-		if (p && n > 0)
+		if (p && n > 0) {
 			hsb_peer_note(p, HSB_AM_CREDIT, hdr, (size_t)n, "sending a credit failed");
+			sent++;
+		}
 		t->credit_owed = 0;
 	}
+	return sent;
 }
 
 int hsb_recv_credits(struct hsb_bridge *b)
 {
-	hsb_emitq_take_credits(b->emitq, on_emitted, b);
-	credit_flush(b);
-	return 0;
+	hsb_emitter_take_credits(b->emitter, on_emitted, b);
+	return credit_flush(b);
 }
 
 /* The tensor is complete (st == UCS_OK: it goes to the emitter) or lost
@@ -91,8 +97,11 @@ static void rx_finish(struct rx *x, ucs_status_t st)
 	if (x->stage)
 		hsb_stage_put(x->stage);
 	if (st == UCS_OK) {
+		struct hsb_bridge *b = x->peer->b;
 		x->topic->bytes += x->nbytes;
-		hsb_emitq_push(x->peer->b->emitq, x->t, x->topic->name, x->peer->gen);
+		int r = hsb_lane_emit(x->lane, x->t, x->topic->name, x->peer->gen);
+		if (r <= 0) /* emitted here (or refused): the credit is owed now */
+			on_emitted(b, x->topic->name, x->peer->gen, r);
 	} else {
 		/* lost with its connection (or its copy to the device): the
 		 * tensor goes back to the pool, nothing is emitted */
@@ -195,8 +204,10 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 	t->in_flight++;
 	DLDevice dev = m.device.device_type == kDLCUDA ? m.device : (DLDevice){ kDLCPU, 0 };
 	hs_tensor *ten;
-	int err = hs_tensor_alloc(b->client, dev, m.dtype, m.ndim, m.shape,
-				  m.has_strides ? m.strides : NULL, &ten);
+	struct hsb_lane *lane = hsb_emitter_lane(b->emitter, m.topic);
+	int err = !lane ? HS_ENOMEM
+			: hs_tensor_alloc(hsb_lane_client(lane), dev, m.dtype, m.ndim, m.shape,
+					  m.has_strides ? m.strides : NULL, &ten);
 	if (err < 0) {
 		t->in_flight--;
 		refuse(b, t, &m, err);
@@ -221,6 +232,7 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 	}
 	x->peer = p;
 	x->topic = t;
+	x->lane = lane;
 	x->t = ten;
 	x->nbytes = m.nbytes;
 	p->pending++;
