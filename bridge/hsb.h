@@ -73,8 +73,11 @@ int hsb_wire_elem_bytes(const struct hsb_meta *m, uint64_t *out);
 
 /* ---- topic.c: glob lists and per-topic counters ---- */
 
+struct hsb_rx;
+
 struct hsb_topic {
 	struct hsb_topic *next;
+	struct hsb_rx *rx_head, *rx_tail; /* connect: being received, in arrival order */
 	char name[HS_MAX_TOPIC + 1];
 	uint64_t tensors;     /* sent (serve) or emitted locally (connect) */
 	uint64_t bytes;

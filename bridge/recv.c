@@ -11,7 +11,9 @@
 
 #include "hsb.h"
 
-struct rx {
+enum { RX_PENDING, RX_READY, RX_LOST };
+
+struct hsb_rx {
 	struct hsb_peer *peer;
 	struct hsb_topic *topic;
 	struct hsb_lane *lane;
@@ -19,13 +21,15 @@ struct rx {
 	void *stage;  /* pinned copy of a device tensor, or NULL */
 	void *dev;    /* the device block the stage is copied to */
 	atomic_bool copied;
-	struct rx *next; /* in the landing queue */
+	struct hsb_rx *next;  /* in the landing queue */
+	struct hsb_rx *qnext; /* in the topic's arrival order */
+	int state;
 	uint64_t nbytes;
 };
 
 /* Device tensors being copied from pinned memory to the device, in the
  * order of their copies on the one stream. One bridge per process. */
-static struct rx *landing_head, **landing_tail = &landing_head;
+static struct hsb_rx *landing_head, **landing_tail = &landing_head;
 
 int hsb_recv_hello(struct hsb_peer *p)
 {
@@ -90,33 +94,48 @@ int hsb_recv_credits(struct hsb_bridge *b)
 	return credit_flush(b);
 }
 
-/* The tensor is complete (st == UCS_OK: it goes to the emitter) or lost
- * (released, counted as dropped). */
-static void rx_finish(struct rx *x, ucs_status_t st)
+/* Hands on, in the order they arrived, the topic's tensors whose data is
+ * all here: receives complete in any order (rendezvous transfers run side
+ * by side), a topic's tensors are emitted in the sender's order. */
+static void rx_drain(struct hsb_topic *t)
+{
+	struct hsb_rx *x;
+	while ((x = t->rx_head) && x->state != RX_PENDING) {
+		if (!(t->rx_head = x->qnext))
+			t->rx_tail = NULL;
+		if (x->state == RX_READY) {
+			struct hsb_bridge *b = x->peer->b;
+			t->bytes += x->nbytes;
+			int r = hsb_lane_emit(x->lane, x->t, t->name, x->peer->gen);
+			if (r <= 0) /* emitted here (or refused): the credit is owed now */
+				on_emitted(b, t->name, x->peer->gen, r);
+		} else {
+			/* lost with its connection (or its copy to the device):
+			 * the tensor goes back to the pool, nothing is emitted */
+			hs_tensor_release(x->t, NULL);
+			t->in_flight--;
+			t->dropped++;
+		}
+		hsb_peer_op_done(x->peer);
+		free(x);
+	}
+}
+
+/* The tensor is complete (st == UCS_OK: it is emitted once those before
+ * it are) or lost (released, counted as dropped). */
+static void rx_finish(struct hsb_rx *x, ucs_status_t st)
 {
 	if (x->stage)
 		hsb_stage_put(x->stage);
-	if (st == UCS_OK) {
-		struct hsb_bridge *b = x->peer->b;
-		x->topic->bytes += x->nbytes;
-		int r = hsb_lane_emit(x->lane, x->t, x->topic->name, x->peer->gen);
-		if (r <= 0) /* emitted here (or refused): the credit is owed now */
-			on_emitted(b, x->topic->name, x->peer->gen, r);
-	} else {
-		/* lost with its connection (or its copy to the device): the
-		 * tensor goes back to the pool, nothing is emitted */
-		hs_tensor_release(x->t, NULL);
-		x->topic->in_flight--;
-		x->topic->dropped++;
-	}
-	hsb_peer_op_done(x->peer);
-	free(x);
+	x->stage = NULL;
+	x->state = st == UCS_OK ? RX_READY : RX_LOST;
+	rx_drain(x->topic);
 }
 
 /* The data arrived (or the receive failed). A staged device tensor is
  * then copied to the device on the bridge's stream, and handed on once
  * that is done (hsb_recv_landed), while the loop receives the next one. */
-static void rx_end(struct rx *x, ucs_status_t st)
+static void rx_end(struct hsb_rx *x, ucs_status_t st)
 {
 	if (st == UCS_OK && x->stage) {
 		int err = hsb_stage_copy(x->dev, x->stage, x->nbytes, true, &x->copied);
@@ -136,7 +155,7 @@ int hsb_recv_landed(struct hsb_bridge *b)
 {
 	int n = 0;
 	while (landing_head && atomic_load_explicit(&landing_head->copied, memory_order_acquire)) {
-		struct rx *x = landing_head;
+		struct hsb_rx *x = landing_head;
 		if (!(landing_head = x->next))
 			landing_tail = &landing_head;
 		rx_finish(x, UCS_OK);
@@ -147,7 +166,7 @@ int hsb_recv_landed(struct hsb_bridge *b)
 
 static void on_received(void *req, ucs_status_t st, size_t len, void *user)
 {
-	struct rx *x = user;
+	struct hsb_rx *x = user;
 	if (st == UCS_OK && len != x->nbytes)
 		st = UCS_ERR_MESSAGE_TRUNCATED;
 	if (st != UCS_OK)
@@ -222,7 +241,7 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 		hsb_peer_fail(p, "block size or offset differs from the local allocation", UCS_OK);
 		return UCS_OK;
 	}
-	struct rx *x = calloc(1, sizeof(*x));
+	struct hsb_rx *x = calloc(1, sizeof(*x));
 	if (!x) {
 		t->in_flight--;
 		hs_tensor_release(ten, NULL);
@@ -235,6 +254,11 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 	x->lane = lane;
 	x->t = ten;
 	x->nbytes = m.nbytes;
+	if (t->rx_tail)
+		t->rx_tail->qnext = x;
+	else
+		t->rx_head = x;
+	t->rx_tail = x;
 	p->pending++;
 	ucp_request_param_t rp = {
 		.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,
