@@ -6,8 +6,9 @@
 # same link, the same sizes, for reference, and both brokers checked to
 # hold nothing at the end. One command, within about 150 s:
 #   bash tests/bridge/gpu.sh
-# Summary: $OUT/bridge-gpu.txt (OUT default /tmp/hsb-gpu-out); the logs
-# beside it. Exit status 0 when every tensor arrived intact and in order,
+# Summary: $OUT/bridge-gpu.txt (OUT default /tmp/hsb-gpu-out); every log
+# in $OUT/bridge-gpu-logs.tgz (two files in all, for a tool that brings
+# back only a few). Exit status 0 when every tensor arrived intact and in order,
 # 1 on a content error or a missing tensor, 2 when something is missing.
 #
 # The GPU machine (Ubuntu 24.04) has no UCX: Debian 12's is carried in
@@ -58,7 +59,7 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	wait 2>/dev/null
-	cp "$T"/*.log "$OUT"/ 2>/dev/null
+	tar czf "$OUT/bridge-gpu-logs.tgz" -C "$T" --exclude='*.sock' --exclude='*.ctl' . 2>/dev/null
 	rm -rf "$T"
 }
 trap cleanup EXIT
