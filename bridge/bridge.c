@@ -288,6 +288,8 @@ static int wait_ms(struct hsb_bridge *b)
 	for (struct hsb_peer *p = b->peers; p; p = p->next)
 		if (p->failed) /* closing: progress it soon */
 			next = now + 10;
+	if (!b->serve && hsb_recv_credit_due(b) && now + HSB_CREDIT_DELAY_US / 1000 < next)
+		next = now + HSB_CREDIT_DELAY_US / 1000;
 	return next > now ? (int)(next - now) : 0;
 }
 

@@ -86,6 +86,7 @@ struct hsb_topic {
 	uint64_t credit_waits; /* times a tensor waited for the peer's credit */
 	uint32_t in_flight;   /* sent or being received, not yet credited */
 	uint32_t credit_owed; /* connect: handed on, credit not yet sent */
+	uint64_t credit_since_us; /* connect: when the oldest of those was owed */
 };
 
 struct hsb_topics {
@@ -292,7 +293,11 @@ void hsb_send_drop_subs(struct hsb_peer *p);
 /* recv.c (connect) */
 void hsb_recv_register(struct hsb_bridge *b);
 int hsb_recv_hello(struct hsb_peer *p);
+/* Takes the lanes' credits and sends those due; returns messages sent. */
 int hsb_recv_credits(struct hsb_bridge *b);
+/* Credits wait to be sent (the loop wakes within HSB_CREDIT_DELAY_US). */
+bool hsb_recv_credit_due(struct hsb_bridge *b);
+#define HSB_CREDIT_DELAY_US 1000
 /* Hands on the received device tensors whose copy to the device is done. */
 int hsb_recv_landed(struct hsb_bridge *b);
 

@@ -65,17 +65,25 @@ static void on_emitted(void *arg, const char *topic, uint64_t gen, int status)
 				hs_strerror(status), (unsigned long long)t->dropped);
 	}
 	struct hsb_peer *p = live_peer(b);
-	if (p && p->gen == gen)
-		t->credit_owed++;
+	if (p && p->gen == gen && t->credit_owed++ == 0)
+		t->credit_since_us = hsb_now_us();
 }
 
-/* Sends the credits owed, one message per topic; returns how many. */
-static int credit_flush(struct hsb_bridge *b)
+/* Sends the credits owed, one message per topic; returns how many. Unless
+ * all, a topic's credits wait until they are half its window, or
+ * HSB_CREDIT_DELAY_US old: the sender needs them only once its window
+ * runs out, and each credit message wakes it (a wake-up that, on a busy
+ * host, takes its time from the tensors still on their way). */
+static int credit_send(struct hsb_bridge *b, bool all)
 {
 	int sent = 0;
 	struct hsb_peer *p = live_peer(b);
+	uint64_t now = all ? 0 : hsb_now_us();
 	for (struct hsb_topic *t = b->topics.list; t; t = t->next) {
 		if (!t->credit_owed)
+			continue;
+		if (!all && t->credit_owed * 2 < b->window &&
+		    now - t->credit_since_us < HSB_CREDIT_DELAY_US)
 			continue;
 		uint8_t hdr[HSB_HEADER_MAX];
 		int n = hsb_wire_put_credit(t->name, t->credit_owed, hdr, sizeof(hdr));
@@ -88,10 +96,23 @@ static int credit_flush(struct hsb_bridge *b)
 	return sent;
 }
 
+static int credit_flush(struct hsb_bridge *b)
+{
+	return credit_send(b, true);
+}
+
+bool hsb_recv_credit_due(struct hsb_bridge *b)
+{
+	for (struct hsb_topic *t = b->topics.list; t; t = t->next)
+		if (t->credit_owed)
+			return true;
+	return false;
+}
+
 int hsb_recv_credits(struct hsb_bridge *b)
 {
 	hsb_emitter_take_credits(b->emitter, on_emitted, b);
-	return credit_flush(b);
+	return credit_send(b, false);
 }
 
 /* Hands on, in the order they arrived, the topic's tensors whose data is
