@@ -69,6 +69,22 @@ static void *host_alloc(size_t n, bool cuda)
 	return malloc(n);
 }
 
+/* A stream of our own for a CUDA run (NULL otherwise). */
+static int stream_new(void **out)
+{
+#if HS_HAVE_CUDA
+	cudaStream_t s;
+	cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+	if (e != cudaSuccess)
+		return cuda_fail("cudaStreamCreate", e);
+	*out = s;
+	return 0;
+#else
+	*out = NULL;
+	return fail("cuda", HS_ENOCUDA);
+#endif
+}
+
 static uint8_t *variants[VARIANTS];
 static int64_t variant_bytes;
 
@@ -95,15 +111,8 @@ static int produce(hs_client *c, const char *topic, uint64_t first, uint64_t las
 	DLDataType u8 = { kDLUInt, 8, 1 };
 	DLDevice dev = { cuda ? kDLCUDA : kDLCPU, 0 };
 	void *stream = NULL;
-#if HS_HAVE_CUDA
-	cudaStream_t s;
-	if (cuda) {
-		cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-		if (e != cudaSuccess)
-			return cuda_fail("cudaStreamCreate", e);
-		stream = s;
-	}
-#endif
+	if (cuda && stream_new(&stream) != 0)
+		return 1;
 	for (uint64_t i = first; i <= last; i++) {
 		hs_tensor *t;
 		if ((err = hs_tensor_alloc(c, dev, u8, 1, &bytes, NULL, &t)) < 0)
@@ -118,9 +127,9 @@ static int produce(hs_client *c, const char *topic, uint64_t first, uint64_t las
 		else {
 			/* the block, then i over its first 8 bytes: from pageable
 			 * memory, so copied out before the call returns */
-			cudaError_t e = cudaMemcpyAsync(p, src, (size_t)bytes, cudaMemcpyHostToDevice, s);
+			cudaError_t e = cudaMemcpyAsync(p, src, (size_t)bytes, cudaMemcpyHostToDevice, stream);
 			if (e == cudaSuccess)
-				e = cudaMemcpyAsync(p, &i, 8, cudaMemcpyHostToDevice, s);
+				e = cudaMemcpyAsync(p, &i, 8, cudaMemcpyHostToDevice, stream);
 			if (e != cudaSuccess)
 				return cuda_fail("cudaMemcpyAsync", e);
 		}
@@ -146,15 +155,8 @@ static int consume(hs_client *c, const char *topic, uint64_t last_want, uint64_t
 	uint8_t *host = NULL;
 	size_t host_size = 0;
 	void *stream = NULL;
-#if HS_HAVE_CUDA
-	cudaStream_t s;
-	if (cuda) {
-		cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-		if (e != cudaSuccess)
-			return cuda_fail("cudaStreamCreate", e);
-		stream = s;
-	}
-#endif
+	if (cuda && stream_new(&stream) != 0)
+		return 1;
 	uint64_t n = 0, first = 0, last = 0, gaps = 0, bad = 0, bytes_timed = 0, timed = 0;
 	double t0 = 0, t1 = 0;
 	while (last < last_want) {
@@ -178,9 +180,9 @@ static int consume(hs_client *c, const char *topic, uint64_t last_want, uint64_t
 			if (e == cudaSuccess && (err = hs_tensor_wait(t, stream)) < 0)
 				return fail("hs_tensor_wait", err);
 			if (e == cudaSuccess)
-				e = cudaMemcpyAsync(host, p, bytes, cudaMemcpyDeviceToHost, s);
+				e = cudaMemcpyAsync(host, p, bytes, cudaMemcpyDeviceToHost, stream);
 			if (e == cudaSuccess)
-				e = cudaStreamSynchronize(s);
+				e = cudaStreamSynchronize(stream);
 			if (e != cudaSuccess)
 				return cuda_fail("copy to the host", e);
 			p = host;
