@@ -57,12 +57,18 @@ ldd "$HSBRIDGE" | grep -E 'libuc[pstm]|libnuma' | awk '{print "uses: " $1 " " $3
 T=$(mktemp -d "${TMPDIR:-/tmp}/hsb-gpu.XXXXXX")
 pids=()
 cleanup() {
+	kill "$watchdog" 2>/dev/null
 	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	wait 2>/dev/null
 	tar czf "$OUT/bridge-gpu-logs.tgz" -C "$T" --exclude='*.sock' --exclude='*.ctl' . 2>/dev/null
 	rm -rf "$T"
 }
 trap cleanup EXIT
+# whatever hangs, the run ends within its budget (BUDGET_S, default 115, plus at most the
+# 30 s of a command in the foreground)
+trap 'say "out of time after $((SECONDS - START)) s: stopped"; exit 1' TERM
+(sleep "${BUDGET_S:-115}" && kill -TERM $$) 2>/dev/null &
+watchdog=$!
 bg() { local name=$1; shift; "$@" >"$T/$name.log" 2>&1 & pids+=($!); }
 wait_for() { # seconds, file, text
 	local until=$((SECONDS + $1))
@@ -94,13 +100,13 @@ for spec in "4096 $n4k" "1048576 $n1m" "67108864 $n64m"; do
 	read -r bytes count <<<"$spec"
 	topic=gpu/$bytes warm=$((count / 4 + 8))
 	last=$((1 + warm + count))
-	bg "consume_$bytes" "$PROBE" consume "$T/b.sock" "$topic" "$last" "$warm" 20 "$DEVICE"
+	bg "consume_$bytes" "$PROBE" consume "$T/b.sock" "$topic" "$last" "$warm" 15 "$DEVICE"
 	wait_for 10 "$T/consume_$bytes.log" subscribed || { rc=1; continue; }
 	# tensor 1 makes the topic in A; serve subscribes within 200 ms and
 	# carries the rest
 	"$PROBE" produce "$T/a.sock" "$topic" 1 1 "$bytes" "$DEVICE" >"$T/prime_$bytes.log" 2>&1
 	wait_for 10 "$T/serve.log" "streaming topic $topic" || { rc=1; continue; }
-	if ! timeout 60 "$PROBE" produce "$T/a.sock" "$topic" 2 "$last" "$bytes" "$DEVICE" \
+	if ! timeout 30 "$PROBE" produce "$T/a.sock" "$topic" 2 "$last" "$bytes" "$DEVICE" \
 		>"$T/produce_$bytes.log" 2>&1; then
 		say "| $bytes | $count | producer failed: $(tail -n 1 "$T/produce_$bytes.log") | | |"
 		rc=1
@@ -117,17 +123,17 @@ print(f\"{r['tensors_per_s']} | {r['GB_per_s']} | {sys.argv[2]}: {r['received']}
 		echo "? | ? | $ok: $(tail -n 2 "$T/consume_$bytes.log" | tr '\n' ' ')")
 	say "| $bytes | $count | $row |"
 	echo "$res" >>"$T/results.jsonl"
-	((SECONDS - START < 120)) || { say "time budget spent: the rest left out"; break; }
+	((SECONDS - START < 90)) || { say "time budget spent: the rest left out"; break; }
 done
 
 # ucx_perftest on the same link (host memory: Debian's UCX has no CUDA
 # transports), as many messages in flight as the bridge's window (4)
-if command -v ucx_perftest >/dev/null && ((SECONDS - START < 110)); then
+if command -v ucx_perftest >/dev/null && ((SECONDS - START < 100)); then
 	say ""
 	say "ucx_perftest ucp_am_bw (host memory, -O 4), same link:"
 	for spec in "4096 $n4k" "1048576 $n1m" "67108864 $n64m"; do
 		read -r bytes count <<<"$spec"
-		ucx_perftest -p $((port + 2)) >"$T/pt-server.log" 2>&1 &
+		timeout 40 ucx_perftest -p $((port + 2)) >"$T/pt-server.log" 2>&1 &
 		spid=$!
 		sleep 0.3
 		line=$(timeout 30 ucx_perftest 127.0.0.1 -p $((port + 2)) -t ucp_am_bw -s "$bytes" \
@@ -136,9 +142,12 @@ if command -v ucx_perftest >/dev/null && ((SECONDS - START < 110)); then
 		read -r mbs msgs <<<"$line"
 		say "  $bytes bytes: ${msgs:-?} msgs/s, $(python3 -c "print(round(${mbs:-0} * 1048576 / 1e9, 3))" 2>/dev/null) GB/s"
 	done
-	lat=$(timeout 20 bash -c "ucx_perftest -p $((port + 3)) >/dev/null 2>&1 & sleep 0.3;
-		ucx_perftest 127.0.0.1 -p $((port + 3)) -t ucp_am_lat -s 4096 -n 10000 2>&1" |
+	timeout 30 ucx_perftest -p $((port + 3)) >"$T/pt-server-lat.log" 2>&1 &
+	spid=$!
+	sleep 0.3
+	lat=$(timeout 20 ucx_perftest 127.0.0.1 -p $((port + 3)) -t ucp_am_lat -s 4096 -n 10000 2>&1 |
 		awk '/^Final:/ { print $3 }')
+	wait "$spid" 2>/dev/null
 	say "  ucp_am_lat 4096 bytes: ${lat:-?} us one way (p50)"
 else
 	say "ucx_perftest: not run (not found, or out of time)"
