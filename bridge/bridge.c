@@ -231,12 +231,11 @@ static bool has_live_peer(struct hsb_bridge *b)
 static int turn(struct hsb_bridge *b, bool client_ready, bool stage_ready)
 {
 	int did = 0;
-	while (ucp_worker_progress(b->worker))
-		did++;
 	uint64_t now = hsb_now_ms();
 	/* The broker's messages are read when its fd says so (its hang-up
 	 * too: how a bridge learns that its broker is gone), and once a
-	 * second whatever it says. */
+	 * second whatever it says; serve sends what they delivered before
+	 * it turns UCX (nothing there is needed first). */
 	if (client_ready || now >= b->next_dispatch_ms) {
 		int n = hs_client_dispatch(b->client);
 		if (n == HS_EPIPE || n == HS_ESHUTDOWN) {
@@ -245,9 +244,14 @@ static int turn(struct hsb_bridge *b, bool client_ready, bool stage_ready)
 			return did;
 		}
 		b->next_dispatch_ms = now + 1000;
-		if (b->serve && client_ready)
+		if (b->serve && client_ready) {
 			hsb_send_ready(b);
+			did += hsb_send_pump(b);
+		}
 	}
+	while (ucp_worker_progress(b->worker))
+		did++;
+	now = hsb_now_ms(); /* what progress did (a peer accepted, heard) is no later */
 	if (stage_ready) {
 		hsb_stage_drain();
 		did += b->serve ? hsb_send_staged(b) : hsb_recv_landed(b);
@@ -257,7 +261,7 @@ static int turn(struct hsb_bridge *b, bool client_ready, bool stage_ready)
 			hsb_send_scan(b);
 			b->next_scan_ms = now + 200;
 		}
-		did += hsb_send_pump(b);
+		did += hsb_send_pump(b); /* what the credits that came let go */
 	} else {
 		did += hsb_recv_credits(b);
 		hsb_emitter_refill(b->emitter); /* after this pass's emits */
