@@ -264,7 +264,6 @@ static int turn(struct hsb_bridge *b, bool client_ready, bool stage_ready)
 		did += hsb_send_pump(b); /* what the credits that came let go */
 	} else {
 		did += hsb_recv_credits(b);
-		hsb_emitter_refill(b->emitter); /* after this pass's emits */
 	}
 	b->next_ping_ms = hsb_peers_heartbeat(b, now);
 	did += hsb_peers_reap(b); /* a lost connect peer sets retry_at_ms */

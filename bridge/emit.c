@@ -24,13 +24,7 @@
  *
  * A credit goes back once the emit returned (from the loop at once, from
  * a thread through the done list and an eventfd); that is what slows the
- * sender when a subscriber here is full.
- *
- * Allocated ahead. A lane whose last tensor was a small host tensor
- * (HSB_AHEAD_MAX) keeps one more of that shape allocated, made after the
- * loop handed the last one on (hsb_emitter_refill), so the next tensor of
- * a steady stream finds its block ready: the allocation (a look at the
- * client's channel, a few system calls) is off the tensor's path. */
+ * sender when a subscriber here is full. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,14 +66,6 @@ struct hsb_lane {
 	/* the loop's own */
 	uint32_t queued;    /* given to the thread, not yet done */
 	uint32_t direct;    /* emitted by the loop since the lane was last answered */
-	struct {            /* allocated ahead: the last small host tensor's shape */
-		bool want;
-		hs_tensor *t;
-		DLDataType dtype;
-		int32_t ndim;
-		bool has_strides;
-		int64_t shape[HS_MAX_NDIM], strides[HS_MAX_NDIM];
-	} ahead;
 };
 
 struct hsb_emitter {
@@ -89,7 +75,6 @@ struct hsb_emitter {
 	pthread_mutex_t lock; /* done */
 	struct list done;
 	atomic_bool any_done; /* the loop reads the eventfd only when set */
-	bool refill;          /* a lane wants a tensor allocated ahead */
 	int fd;
 	uint64_t direct_emits, thread_emits;
 };
@@ -198,60 +183,9 @@ struct hsb_lane *hsb_emitter_lane(struct hsb_emitter *e, const char *topic)
 	return e->shared ? e->shared : lane_new(e, topic, true);
 }
 
-static bool ahead_fits(const struct hsb_lane *l, DLDataType dtype, int32_t ndim,
-		       const int64_t *shape, const int64_t *strides)
+hs_client *hsb_lane_client(struct hsb_lane *l)
 {
-	const size_t n = sizeof(int64_t) * (size_t)ndim;
-	return l->ahead.dtype.code == dtype.code && l->ahead.dtype.bits == dtype.bits &&
-	       l->ahead.dtype.lanes == dtype.lanes && l->ahead.ndim == ndim &&
-	       l->ahead.has_strides == (strides != NULL) && memcmp(l->ahead.shape, shape, n) == 0 &&
-	       (!strides || memcmp(l->ahead.strides, strides, n) == 0);
-}
-
-int hsb_lane_alloc(struct hsb_lane *l, DLDevice dev, DLDataType dtype, int32_t ndim,
-		   const int64_t *shape, const int64_t *strides, hs_tensor **out)
-{
-	bool host = dev.device_type == kDLCPU;
-	if (l->ahead.want && host && ahead_fits(l, dtype, ndim, shape, strides)) {
-		if (l->ahead.t) {
-			*out = l->ahead.t;
-			l->ahead.t = NULL;
-			l->e->refill = true;
-			return 0;
-		}
-	} else if (l->ahead.t) { /* another shape now: that one goes */
-		hs_tensor_release(l->ahead.t, NULL);
-		l->ahead.t = NULL;
-	}
-	int err = hs_tensor_alloc(l->client, dev, dtype, ndim, shape, strides, out);
-	l->ahead.want = err == 0 && host && hs_tensor_nbytes(*out) <= HSB_AHEAD_MAX;
-	if (l->ahead.want) {
-		l->ahead.dtype = dtype;
-		l->ahead.ndim = ndim;
-		l->ahead.has_strides = strides != NULL;
-		memcpy(l->ahead.shape, shape, sizeof(int64_t) * (size_t)ndim);
-		if (strides)
-			memcpy(l->ahead.strides, strides, sizeof(int64_t) * (size_t)ndim);
-		l->e->refill = true;
-	}
-	return err;
-}
-
-void hsb_emitter_refill(struct hsb_emitter *e)
-{
-	if (!e->refill)
-		return;
-	e->refill = false;
-	for (struct hsb_lane *l = e->lanes; l; l = l->next) {
-		if (!l->ahead.want || l->ahead.t)
-			continue;
-		/* a pool that is full now: no tensor ahead until the next
-		 * allocation that works */
-		l->ahead.want = hs_tensor_alloc(l->client, (DLDevice){ kDLCPU, 0 }, l->ahead.dtype,
-						l->ahead.ndim, l->ahead.shape,
-						l->ahead.has_strides ? l->ahead.strides : NULL,
-						&l->ahead.t) == 0;
-	}
+	return l->client;
 }
 
 int hsb_lane_emit(struct hsb_lane *l, hs_tensor *t, const char *topic, uint64_t gen)
@@ -324,8 +258,6 @@ void hsb_emitter_stop(struct hsb_emitter *e)
 		struct hsb_lane *l = e->lanes;
 		e->lanes = l->next;
 		pthread_join(l->thread, NULL);
-		if (l->ahead.t)
-			hs_tensor_release(l->ahead.t, NULL);
 		hs_client_disconnect(l->client);
 		pthread_mutex_destroy(&l->lock);
 		pthread_cond_destroy(&l->cond);

@@ -165,15 +165,8 @@ int hsb_emitter_fd(struct hsb_emitter *e);
 /* The topic's lane (connecting it on first use), or NULL when no
  * connection could be made. */
 struct hsb_lane *hsb_emitter_lane(struct hsb_emitter *e, const char *topic);
-/* hs_tensor_alloc on the lane's client (tensors of its topic are
- * allocated there), served by the tensor allocated
- * ahead when it has this shape (host tensors up to HSB_AHEAD_MAX). */
-int hsb_lane_alloc(struct hsb_lane *l, DLDevice dev, DLDataType dtype, int32_t ndim,
-		   const int64_t *shape, const int64_t *strides, hs_tensor **out);
-#define HSB_AHEAD_MAX (1u << 20)
-/* Allocates ahead for the lanes that used theirs (the loop calls it once
- * a pass has handed its tensors on). */
-void hsb_emitter_refill(struct hsb_emitter *e);
+/* The lane's client: tensors of its topic are allocated on it. */
+hs_client *hsb_lane_client(struct hsb_lane *l);
 /* Emits t (a tensor of the lane's client; the reference is taken over) on
  * topic: from the calling loop when that cannot wait, returning the emit's
  * status (0 or a negative HS_ code; the credit is the caller's to return

@@ -246,8 +246,8 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 	hs_tensor *ten;
 	struct hsb_lane *lane = hsb_emitter_lane(b->emitter, m.topic);
 	int err = !lane ? HS_ENOMEM
-			: hsb_lane_alloc(lane, dev, m.dtype, m.ndim, m.shape,
-					 m.has_strides ? m.strides : NULL, &ten);
+			: hs_tensor_alloc(hsb_lane_client(lane), dev, m.dtype, m.ndim, m.shape,
+					  m.has_strides ? m.strides : NULL, &ten);
 	if (err < 0) {
 		t->in_flight--;
 		refuse(b, t, &m, err);
