@@ -152,8 +152,10 @@ static int consume(hs_client *c, const char *topic, uint64_t last_want, uint64_t
 		return fail("subscribe", err);
 	printf("subscribed\n");
 	fflush(stdout);
-	uint8_t *host = NULL;
+#if HS_HAVE_CUDA
+	uint8_t *host = NULL; /* pinned, for the copies of device tensors */
 	size_t host_size = 0;
+#endif
 	void *stream = NULL;
 	if (cuda && stream_new(&stream) != 0)
 		return 1;
