@@ -12,6 +12,9 @@
 #   BUILD_DIR (build)  OUT (bench/results/bridge.json)  LOOPBACK=1
 #   COUNTS="5000 300 32"  tensors per size; PINGS=2000; WINDOW=4 (connect --window)
 #   REPEAT=3  runs of each throughput figure (the best is shown)
+#   LAT_REPEAT=1  rounds of the latency figures (the median is shown)
+#   LATENCY_ONLY=1  only the latency figures; BRIDGE_ARGS: more options for
+#   every hsbridge (e.g. "--busy-poll 50")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BUILD_DIR:-build}
@@ -45,14 +48,14 @@ bg broker_b "${in_b[@]}" "$HSBROKERD" --socket "$T/b.sock"
 sleep 0.5
 # A -> B carries bench/tput and bench/ping; B -> A carries bench/pong.
 bg serve_a "${in_a[@]}" "$HSBRIDGE" serve --socket "$T/a.sock" --listen "$addr_a:$port" \
-	--topic 'bench/tput' --topic 'bench/ping'
+	--topic 'bench/tput' --topic 'bench/ping' ${BRIDGE_ARGS:-}
 bg serve_b "${in_b[@]}" "$HSBRIDGE" serve --socket "$T/b.sock" --listen "$addr_b:$((port + 1))" \
-	--topic 'bench/pong'
+	--topic 'bench/pong' ${BRIDGE_ARGS:-}
 sleep 0.3
 bg connect_b "${in_b[@]}" "$HSBRIDGE" connect --socket "$T/b.sock" --to "$addr_a:$port" \
-	--topic 'bench/*' --window "${WINDOW:-4}"
+	--topic 'bench/*' --window "${WINDOW:-4}" ${BRIDGE_ARGS:-}
 bg connect_a "${in_a[@]}" "$HSBRIDGE" connect --socket "$T/a.sock" --to "$addr_b:$((port + 1))" \
-	--topic 'bench/pong'
+	--topic 'bench/pong' ${BRIDGE_ARGS:-}
 
 bridge_tput() { # bytes, count
 	local warm=$(($2 / 4 + 12))
@@ -86,7 +89,9 @@ REPEAT=${REPEAT:-3}
 best() { python3 -c "import sys; print(max(float(x) for x in sys.argv[1:]))" "$@"; }
 rows=()
 json="{\"link\": \"$link\", \"ucx\": \"$(ucx_info -v | awk '/^# Version/ {print $3; exit}')\", \"repeat\": $REPEAT, \"sizes\": ["
-for spec in "4096 $n4k" "1048576 $n1m" "67108864 $n64m"; do
+sizes=("4096 $n4k" "1048576 $n1m" "67108864 $n64m")
+[[ ${LATENCY_ONLY:-0} == 1 ]] && sizes=()
+for spec in "${sizes[@]}"; do
 	read -r bytes count <<<"$spec"
 	tps_all=() gbs_all=() pgbs_all=()
 	for _ in $(seq "$REPEAT"); do
@@ -109,14 +114,41 @@ print(round(statistics.median(float(x) / float(y) for x, y in zip(b, p)), 2))" "
 done
 bg echo "${in_b[@]}" "$BENCH" echo "$T/b.sock" 0
 wait_file "$T/echo.log" subscribed
-ping=$("${in_a[@]}" "$BENCH" ping "$T/a.sock" "$PINGS" 4096)
-read -r lat50 latavg _ <<<"$(perftest ucp_am_lat 4096 $((PINGS * 5)))"
-# the same ping and echo on broker A alone: what two local hand-offs cost
 bg echo_local "${in_a[@]}" "$BENCH" echo "$T/a.sock" 0 local
 wait_file "$T/echo_local.log" subscribed
-local_ping=$("${in_a[@]}" "$BENCH" ping "$T/a.sock" "$PINGS" 4096 local)
-# (latency: one run each, the ping's p50 over PINGS round trips)
-json="${json%,}], \"ping_4k\": $ping, \"local_ping_4k\": $local_ping, \"perftest_am_lat_4k_us\": {\"p50\": $lat50, \"mean\": $latavg}}"
+# what the four bridges (two pairs) spend per ping: CPU time and sleeps
+# (voluntary context switches), every thread counted, from the kernel's
+# own accounting (/proc/PID/task/*/schedstat and status)
+bridge_pids=("${pids[2]}" "${pids[3]}" "${pids[4]}" "${pids[5]}")
+proc_snap() { # pids... -> "cpu_ns sleeps"
+	local pid t
+	for pid; do
+		for t in /proc/"$pid"/task/*; do
+			echo "$(cut -d' ' -f1 "$t/schedstat") $(awk '/^voluntary_ctxt/ {print $2}' "$t/status")"
+		done
+	done | awk '{ c += $1; v += $2 } END { print c + 0, v + 0 }'
+}
+# Latency: LAT_REPEAT rounds, each the bridged ping (PINGS round trips, its
+# p50), ucx_perftest's one-way and the same ping on broker A alone (the
+# local hand-offs), back to back so that each round sees one load.
+lat=()
+for _ in $(seq "${LAT_REPEAT:-1}"); do
+	read -r cpu0 sl0 <<<"$(proc_snap "${bridge_pids[@]}")"
+	ping=$("${in_a[@]}" "$BENCH" ping "$T/a.sock" "$PINGS" 4096)
+	read -r cpu1 sl1 <<<"$(proc_snap "${bridge_pids[@]}")"
+	read -r lat50 latavg _ <<<"$(perftest ucp_am_lat 4096 $((PINGS * 5)))"
+	local_ping=$("${in_a[@]}" "$BENCH" ping "$T/a.sock" "$PINGS" 4096 local)
+	# per tensor carried (each round trip crosses two bridge pairs)
+	lat+=("$(python3 -c "import json, sys; p, l = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+c0, c1, s0, s1, n, lat50, latavg = map(float, sys.argv[3:])
+print(json.dumps({'one_way_us': p['rtt_p50_us'] / 2, 'local_one_way_us': l['rtt_p50_us'] / 2,
+	'perftest_one_way_us': lat50, 'perftest_mean_us': latavg,
+	'pair_cpu_us_per_tensor': round((c1 - c0) / 1e3 / (2 * n), 1),
+	'pair_sleeps_per_tensor': round((s1 - s0) / (2 * n), 2), 'ping': p, 'local_ping': l}))" \
+		"$ping" "$local_ping" "$cpu0" "$cpu1" "$sl0" "$sl1" "$PINGS" "$lat50" "$latavg")")
+done
+latency="[$(IFS=,; echo "${lat[*]}")]"
+json="${json%,}], \"latency_4k\": $latency}"
 mkdir -p "$(dirname "$OUT")"
 printf '%s\n' "$json" >"$OUT"
 
@@ -125,12 +157,21 @@ echo "best of $REPEAT runs each"
 echo "| bytes | tensors | bridge tensors/s | bridge GB/s | ucx_perftest msgs/s | ucx_perftest GB/s | bridge / perftest (median of pairs) |"
 echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
-python3 - "$ping" "$local_ping" "$lat50" <<'PY'
-import json, sys
-p, l, lat50 = json.loads(sys.argv[1]), json.loads(sys.argv[2]), float(sys.argv[3])
-one, local = p['rtt_p50_us'] / 2, l['rtt_p50_us'] / 2
-print(f"\n4 KiB one-way latency, p50: through the bridge {one:.1f} µs; ucx_perftest ucp_am_lat"
-      f" {lat50:.1f} µs ({one/lat50:.1f}x); one local hand-off on broker A alone {local:.1f} µs;"
-      f" the bridge's own share (one-way - 2 local hand-offs) {one - 2*local:.1f} µs")
+python3 - "$latency" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY'
+import json, statistics as st, sys
+rounds, load = json.loads(sys.argv[1]), sys.argv[2]
+med = lambda k: st.median(r[k] for r in rounds)
+one, local, pt = med('one_way_us'), med('local_one_way_us'), med('perftest_one_way_us')
+floor = st.median(2 * r['local_one_way_us'] + r['perftest_one_way_us'] for r in rounds)
+ratio = st.median(r['one_way_us'] / (2 * r['local_one_way_us'] + r['perftest_one_way_us']) for r in rounds)
+print(f"\n4 KiB one-way latency, p50, median of {len(rounds)} rounds (load average {load}):")
+each = ', '.join('%.0f' % r['one_way_us'] for r in rounds)
+print(f"  through the bridge {one:.1f} µs (rounds: {each})")
+print(f"  ucx_perftest ucp_am_lat {pt:.1f} µs ({one / pt:.1f}x)")
+print(f"  one local hand-off on broker A alone {local:.1f} µs")
+print(f"  floor (two local hand-offs + one ucx_perftest one-way) {floor:.1f} µs;"
+      f" the bridge / the floor, median of rounds: {ratio:.2f}")
+print(f"  one serve + connect pair per tensor: {med('pair_cpu_us_per_tensor'):.1f} µs of CPU,"
+      f" {med('pair_sleeps_per_tensor'):.2f} sleeps (both processes, every thread)")
 PY
 echo "raw: $OUT"

@@ -1,8 +1,11 @@
 /* The bridge's loop: one thread that turns UCX's worker, the broker
- * client and the control socket, sleeping in poll() on their fds between
- * bursts (UCX's wake-up fd, armed with ucp_worker_arm). Also the counters
- * an operator reads: `hsbridge stats` asks the control socket, which
- * answers with one JSON object and closes; --stats-interval logs them. */
+ * client and the control socket. One poll() per pass tells which of them
+ * has something (the broker client is read only when its fd says so);
+ * between bursts the loop sleeps in that poll (UCX's wake-up fd armed
+ * with ucp_worker_arm), or, while traffic flows, keeps looking for a
+ * short while first (--busy-poll). Also the counters an operator reads:
+ * `hsbridge stats` asks the control socket, which answers with one JSON
+ * object and closes; --stats-interval logs them. */
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
@@ -11,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -27,9 +31,14 @@ static void on_signal(int sig)
 
 uint64_t hsb_now_ms(void)
 {
+	return hsb_now_us() / 1000;
+}
+
+uint64_t hsb_now_us(void)
+{
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 void hsb_log(const char *fmt, ...)
@@ -129,6 +138,26 @@ static json_t *stats_json(struct hsb_bridge *b)
 	json_object_set_new(o, "protocol_errors", json_integer((json_int_t)b->protocol_errors));
 	json_object_set_new(o, "slabs_registered", json_integer((json_int_t)b->slabs.registered));
 	json_object_set_new(o, "ucx_cuda", json_boolean(b->ucx_cuda));
+	/* the loop's own: how often it slept, and what that cost (asked from
+	 * the loop thread, which answers the control socket) */
+	struct rusage ru;
+	getrusage(RUSAGE_THREAD, &ru);
+	json_object_set_new(o, "loop_sleeps", json_integer((json_int_t)b->sleeps));
+	json_object_set_new(o, "loop_wakeups", json_integer((json_int_t)ru.ru_nvcsw));
+	json_object_set_new(o, "loop_preempted", json_integer((json_int_t)ru.ru_nivcsw));
+	json_object_set_new(o, "loop_cpu_us",
+			    json_integer((json_int_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 +
+					 ru.ru_utime.tv_usec + ru.ru_stime.tv_usec));
+	json_object_set_new(o, "busy_poll_us", json_integer(b->busy_poll_us));
+	json_object_set_new(o, "busy_poll_hits", json_integer((json_int_t)b->busy_poll_hits));
+	if (b->emitter) {
+		uint64_t direct, threaded;
+		uint32_t lanes;
+		hsb_emitter_counts(b->emitter, &direct, &threaded, &lanes);
+		json_object_set_new(o, "emits_from_loop", json_integer((json_int_t)direct));
+		json_object_set_new(o, "emits_from_lanes", json_integer((json_int_t)threaded));
+		json_object_set_new(o, "lanes", json_integer(lanes));
+	}
 	for (struct hsb_peer *p = b->peers; p; p = p->next) {
 		json_t *j = json_object();
 		json_object_set_new(j, "address", json_string(p->addr));
@@ -196,21 +225,34 @@ static bool has_live_peer(struct hsb_bridge *b)
 	return false;
 }
 
-/* One pass over everything that may have work; returns how much it did. */
-static int turn(struct hsb_bridge *b)
+/* One pass over everything that may have work; returns how much it did.
+ * client_ready, stage_ready: poll found the broker client's fd, the
+ * staging copies' fd readable. */
+static int turn(struct hsb_bridge *b, bool client_ready, bool stage_ready)
 {
 	int did = 0;
+	uint64_t now = hsb_now_ms();
+	/* The broker's messages are read when its fd says so (its hang-up
+	 * too: how a bridge learns that its broker is gone), and once a
+	 * second whatever it says; serve sends what they delivered before
+	 * it turns UCX (nothing there is needed first). */
+	if (client_ready || now >= b->next_dispatch_ms) {
+		int n = hs_client_dispatch(b->client);
+		if (n == HS_EPIPE || n == HS_ESHUTDOWN) {
+			hsb_log("broker: %s", hs_strerror(n));
+			b->exit_code = 1;
+			return did;
+		}
+		b->next_dispatch_ms = now + 1000;
+		if (b->serve && client_ready) {
+			hsb_send_ready(b);
+			did += hsb_send_pump(b);
+		}
+	}
 	while (ucp_worker_progress(b->worker))
 		did++;
-	uint64_t now = hsb_now_ms();
-	/* also how a bridge with no traffic learns that its broker is gone */
-	int n = hs_client_dispatch(b->client);
-	if (n == HS_EPIPE || n == HS_ESHUTDOWN) {
-		hsb_log("broker: %s", hs_strerror(n));
-		b->exit_code = 1;
-		return did;
-	}
-	if (hsb_stage_fd() >= 0) {
+	now = hsb_now_ms(); /* what progress did (a peer accepted, heard) is no later */
+	if (stage_ready) {
 		hsb_stage_drain();
 		did += b->serve ? hsb_send_staged(b) : hsb_recv_landed(b);
 	}
@@ -219,9 +261,9 @@ static int turn(struct hsb_bridge *b)
 			hsb_send_scan(b);
 			b->next_scan_ms = now + 200;
 		}
-		did += hsb_send_pump(b);
+		did += hsb_send_pump(b); /* what the credits that came let go */
 	} else {
-		hsb_recv_credits(b);
+		did += hsb_recv_credits(b);
 	}
 	b->next_ping_ms = hsb_peers_heartbeat(b, now);
 	did += hsb_peers_reap(b); /* a lost connect peer sets retry_at_ms */
@@ -250,6 +292,8 @@ static int wait_ms(struct hsb_bridge *b)
 	for (struct hsb_peer *p = b->peers; p; p = p->next)
 		if (p->failed) /* closing: progress it soon */
 			next = now + 10;
+	if (!b->serve && hsb_recv_credit_due(b) && now + HSB_CREDIT_DELAY_US / 1000 < next)
+		next = now + HSB_CREDIT_DELAY_US / 1000;
 	return next > now ? (int)(next - now) : 0;
 }
 
@@ -274,25 +318,52 @@ int hsb_bridge_run(struct hsb_bridge *b)
 			return 1;
 	} else {
 		hsb_recv_register(b);
-		if (hsb_emitq_start(b->client, &b->emitq) < 0)
+		if (hsb_emitter_start(b->socket, &b->emitter) < 0)
 			return 1;
 	}
 	b->next_stats_ms = hsb_now_ms() + b->stats_every_ms;
+	/* Busy polling (--busy-poll): after a pass that did something the
+	 * loop keeps looking without sleeping for up to busy_poll_us, but only
+	 * while traffic flows: while the idle gaps it saw lately (an average)
+	 * were shorter than that, so that a look is likely to find the next
+	 * tensor and save a wake-up. Traffic that stops costs one such
+	 * stretch, then the gaps grow and the loop sleeps at once again. */
+	uint64_t idle_since = 0, gap_avg = 0, spin_until = 0;
+	int worked = 1;
 	while (b->exit_code < 0 && !stop_signal) {
-		if (turn(b))
-			continue;
-		if (b->exit_code >= 0)
-			break;
-		if (ucp_worker_arm(b->worker) == UCS_ERR_BUSY)
-			continue;
+		int timeout = 0;
+		bool slept = false, spun = false;
+		if (!worked) {
+			uint64_t now = hsb_now_us();
+			if (!idle_since) {
+				idle_since = now;
+				spin_until = b->busy_poll_us && gap_avg < b->busy_poll_us
+						     ? now + b->busy_poll_us : 0;
+			}
+			if (now < spin_until) {
+				spun = true;
+			} else if (ucp_worker_arm(b->worker) != UCS_ERR_BUSY) {
+				timeout = wait_ms(b);
+				slept = true;
+			}
+		}
 		struct pollfd fds[5] = { { .fd = b->efd, .events = POLLIN },
 					 { .fd = b->ctl_fd, .events = POLLIN },
 					 { .fd = hs_client_get_fd(b->client), .events = POLLIN },
-					 { .fd = b->emitq ? hsb_emitq_fd(b->emitq) : -1,
+					 { .fd = b->emitter ? hsb_emitter_fd(b->emitter) : -1,
 					   .events = POLLIN },
 					 { .fd = hsb_stage_fd(), .events = POLLIN } };
-		if (poll(fds, 5, wait_ms(b)) > 0 && (fds[1].revents & POLLIN))
+		int n = poll(fds, 5, timeout);
+		b->sleeps += slept;
+		if (n > 0 && (fds[1].revents & POLLIN))
 			control_answer(b);
+		worked = turn(b, n > 0 && fds[2].revents, n > 0 && fds[4].revents);
+		if (worked && idle_since) { /* a gap ended: learn its length */
+			uint64_t gap = hsb_now_us() - idle_since;
+			gap_avg = gap_avg ? (gap_avg * 7 + gap) / 8 : gap;
+			b->busy_poll_hits += spun;
+			idle_since = 0;
+		}
 	}
 	if (stop_signal)
 		hsb_log("stopping (signal %d)", (int)stop_signal);
@@ -301,14 +372,16 @@ int hsb_bridge_run(struct hsb_bridge *b)
 	for (uint64_t until = hsb_now_ms() + 5000; b->peers && hsb_now_ms() < until;) {
 		ucp_worker_progress(b->worker);
 		b->serve ? hsb_send_staged(b) : hsb_recv_landed(b);
+		if (!b->serve)
+			hsb_recv_credits(b);
 		hsb_peers_reap(b);
 	}
-	if (b->emitq) {
-		hsb_emitq_stop(b->emitq); /* emits what was received */
-	}
+	/* the registrations go before the lanes' mappings do */
+	hsb_slabs_free(&b->slabs);
+	if (b->emitter)
+		hsb_emitter_stop(b->emitter); /* emits what was received */
 	if (b->listener)
 		ucp_listener_destroy(b->listener);
-	hsb_slabs_free(&b->slabs);
 	hsb_stage_free_all();
 	ucp_worker_destroy(b->worker);
 	ucp_cleanup(b->ucp);

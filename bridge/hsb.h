@@ -2,8 +2,8 @@
  * (public libhsclient API) and peers over UCX (UCP active messages).
  *
  * Threads: everything here runs on the bridge's one loop thread except the
- * emit queue (emit.c), whose worker thread calls hs_tensor_emit and hands
- * credits back through hsb_emitq_take_credits. */
+ * lanes' threads (emit.c), which emit what the loop could not emit without
+ * waiting and hand credits back through hsb_emitter_take_credits. */
 #ifndef HSB_H
 #define HSB_H
 
@@ -73,8 +73,11 @@ int hsb_wire_elem_bytes(const struct hsb_meta *m, uint64_t *out);
 
 /* ---- topic.c: glob lists and per-topic counters ---- */
 
+struct hsb_rx;
+
 struct hsb_topic {
 	struct hsb_topic *next;
+	struct hsb_rx *rx_head, *rx_tail; /* connect: being received, in arrival order */
 	char name[HS_MAX_TOPIC + 1];
 	uint64_t tensors;     /* sent (serve) or emitted locally (connect) */
 	uint64_t bytes;
@@ -83,6 +86,7 @@ struct hsb_topic {
 	uint64_t credit_waits; /* times a tensor waited for the peer's credit */
 	uint32_t in_flight;   /* sent or being received, not yet credited */
 	uint32_t credit_owed; /* connect: handed on, credit not yet sent */
+	uint64_t credit_since_us; /* connect: when the oldest of those was owed */
 };
 
 struct hsb_topics {
@@ -146,21 +150,40 @@ int hsb_stage_fd(void);
 void hsb_stage_drain(void);
 void hsb_stage_free_all(void);
 
-/* ---- emit.c: a thread that emits received tensors and returns credits ---- */
+/* ---- emit.c: received tensors emitted in the local broker, one lane per topic ---- */
 
-struct hsb_emitq;
-/* wake_fd: an eventfd written after each emit, polled by the loop. */
-int hsb_emitq_start(hs_client *client, struct hsb_emitq **out);
-int hsb_emitq_fd(struct hsb_emitq *q);
-/* Takes over the reference t; gen names the connection the credit goes
- * back to. */
-void hsb_emitq_push(struct hsb_emitq *q, hs_tensor *t, const char *topic, uint64_t gen);
-/* Calls fn for each emitted (or refused) tensor since the last call. */
-void hsb_emitq_take_credits(struct hsb_emitq *q,
-			    void (*fn)(void *arg, const char *topic, uint64_t gen, int status),
-			    void *arg);
-/* Emits what is queued, then stops the thread. */
-void hsb_emitq_stop(struct hsb_emitq *q);
+/* Topics with a broker connection and a thread of their own; the later
+ * ones share one more. */
+#define HSB_MAX_LANES 64
+
+struct hsb_emitter;
+struct hsb_lane;
+/* socket: the local broker, as for hs_client_connect. */
+int hsb_emitter_start(const char *socket, struct hsb_emitter **out);
+/* An eventfd written when a lane's thread finished an emit. */
+int hsb_emitter_fd(struct hsb_emitter *e);
+/* The topic's lane (connecting it on first use), or NULL when no
+ * connection could be made. */
+struct hsb_lane *hsb_emitter_lane(struct hsb_emitter *e, const char *topic);
+/* The lane's client: tensors of its topic are allocated on it. */
+hs_client *hsb_lane_client(struct hsb_lane *l);
+/* Emits t (a tensor of the lane's client; the reference is taken over) on
+ * topic: from the calling loop when that cannot wait, returning the emit's
+ * status (0 or a negative HS_ code; the credit is the caller's to return
+ * now), else through the lane's thread, returning 1 (the credit comes
+ * through hsb_emitter_take_credits; gen names the connection it goes
+ * back to). */
+int hsb_lane_emit(struct hsb_lane *l, hs_tensor *t, const char *topic, uint64_t gen);
+/* Calls fn for each tensor a lane's thread emitted (or failed to) since
+ * the last call; costs nothing when there is none. */
+void hsb_emitter_take_credits(struct hsb_emitter *e,
+			      void (*fn)(void *arg, const char *topic, uint64_t gen, int status),
+			      void *arg);
+/* Emits from the loop, through a thread, and lanes open (hsbridge stats). */
+void hsb_emitter_counts(const struct hsb_emitter *e, uint64_t *direct, uint64_t *threaded,
+			uint32_t *lanes);
+/* Each thread emits what it was given, then the lanes close. */
+void hsb_emitter_stop(struct hsb_emitter *e);
 
 /* ---- bridge.c, peer.c, send.c, recv.c: the bridge itself ---- */
 
@@ -170,6 +193,8 @@ struct hsb_sub { /* serve: one local subscription per peer and topic */
 	struct hsb_topic *topic;
 	uint32_t in_flight;    /* sent to the peer, not yet credited */
 	uint64_t dropped_seen; /* hs_subscription_dropped already counted */
+	bool ready;            /* may hold tensors: the client's fd woke since
+				* the subscription was last found empty */
 };
 
 struct hsb_bridge;
@@ -219,16 +244,20 @@ struct hsb_bridge {
 	uint32_t heartbeat_ms;  /* a ping this often; silent 5 times: gone */
 	uint32_t backoff_min_ms, backoff_max_ms, backoff_ms;
 	uint64_t retry_at_ms;   /* connect: when to try again; 0: connected */
-	uint64_t stats_every_ms, next_stats_ms, next_scan_ms, next_ping_ms;
-	struct hsb_emitq *emitq;
+	uint64_t stats_every_ms, next_stats_ms, next_scan_ms, next_ping_ms, next_dispatch_ms;
+	uint32_t busy_poll_us;  /* 0: sleep as soon as there is nothing to do */
+	const char *socket;     /* the local broker (NULL: the default) */
+	struct hsb_emitter *emitter;
 	int ctl_fd;
 	char ctl_path[108];
 	/* counters (hsbridge stats) */
 	uint64_t peers_accepted, peers_refused, peers_lost, protocol_errors, connects;
+	uint64_t sleeps, busy_poll_hits;
 	int exit_code;          /* set (>= 0) when the loop must end */
 };
 
 uint64_t hsb_now_ms(void);
+uint64_t hsb_now_us(void);
 /* Marks the peer as ending (the loop closes it); logs why once. */
 void hsb_peer_fail(struct hsb_peer *p, const char *why, ucs_status_t status);
 struct hsb_peer *hsb_peer_by_ep(struct hsb_bridge *b, ucp_ep_h ep);
@@ -253,6 +282,9 @@ uint64_t hsb_peers_heartbeat(struct hsb_bridge *b, uint64_t now);
 /* send.c (serve) */
 void hsb_send_register(struct hsb_bridge *b);
 void hsb_send_scan(struct hsb_bridge *b);
+/* The client's fd woke: every subscription may hold tensors. */
+void hsb_send_ready(struct hsb_bridge *b);
+/* Sends what the ready subscriptions hold, as far as the windows allow. */
 int hsb_send_pump(struct hsb_bridge *b);
 /* Sends the staged device tensors whose copy to pinned memory is done. */
 int hsb_send_staged(struct hsb_bridge *b);
@@ -261,7 +293,11 @@ void hsb_send_drop_subs(struct hsb_peer *p);
 /* recv.c (connect) */
 void hsb_recv_register(struct hsb_bridge *b);
 int hsb_recv_hello(struct hsb_peer *p);
+/* Takes the lanes' credits and sends those due; returns messages sent. */
 int hsb_recv_credits(struct hsb_bridge *b);
+/* Credits wait to be sent (the loop wakes within HSB_CREDIT_DELAY_US). */
+bool hsb_recv_credit_due(struct hsb_bridge *b);
+#define HSB_CREDIT_DELAY_US 1000
 /* Hands on the received device tensors whose copy to the device is done. */
 int hsb_recv_landed(struct hsb_bridge *b);
 

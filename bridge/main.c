@@ -29,7 +29,9 @@ static void usage(FILE *f)
 	      "  --keepalive INTERVAL   UCX keepalive, e.g. 2s (default 2s)\n"
 	      "  --heartbeat SECONDS    ping the peer this often; 5 silent: gone (default 2)\n"
 	      "  --control PATH         answer `hsbridge stats` on this Unix socket\n"
-	      "  --stats-interval SEC   log per-topic counters this often (default: never)\n",
+	      "  --stats-interval SEC   log per-topic counters this often (default: never)\n"
+	      "  --busy-poll US         while traffic flows, look this long before sleeping\n"
+	      "                         (default 0: off)\n",
 	      f);
 }
 
@@ -102,6 +104,7 @@ int main(int argc, char **argv)
 		{ "heartbeat", required_argument, NULL, 'H' },
 		{ "control", required_argument, NULL, 'c' },
 		{ "stats-interval", required_argument, NULL, 'i' },
+		{ "busy-poll", required_argument, NULL, 'b' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -152,6 +155,7 @@ int main(int argc, char **argv)
 			bad = parse_u32(optarg, 1, 86400, &u) < 0;
 			b.stats_every_ms = (uint64_t)u * 1000;
 			break;
+		case 'b': bad = parse_u32(optarg, 0, 1000000, &b.busy_poll_us) < 0; break;
 		case 'j': as_json = true; break;
 		case 'h': usage(stdout); return 0;
 		default: bad = true; break;
@@ -190,6 +194,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hsbridge %s: broker: %s\n", cmd, hs_strerror(err));
 		return 1;
 	}
+	b.socket = socket;
 	int rc = hsb_bridge_run(&b);
 	hs_client_disconnect(b.client);
 	return rc;

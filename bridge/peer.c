@@ -236,7 +236,7 @@ uint64_t hsb_peers_heartbeat(struct hsb_bridge *b, uint64_t now)
 	for (struct hsb_peer *p = b->peers; p; p = p->next) {
 		if (p->failed)
 			continue;
-		if (now - p->heard_ms > 5 * hb) {
+		if (p->heard_ms < now && now - p->heard_ms > 5 * hb) {
 			hsb_log("peer %s: silent for %llu ms: taken as gone", p->addr,
 				(unsigned long long)(now - p->heard_ms));
 			hsb_peer_fail(p, "no heartbeat", UCS_ERR_TIMED_OUT);

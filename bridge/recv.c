@@ -2,28 +2,34 @@
  * large a window, and each tensor received straight into a broker tensor
  * allocated here with the sender's dtype, shape and strides (rendezvous:
  * UCX writes into the block; eager: one copy out of UCX's buffer, which
- * is what eager means). A received tensor goes to the emitter (emit.c);
- * its credit goes back once the local emit returned. Every header is
- * checked before anything is allocated; a bad one ends the connection. */
+ * is what eager means). The tensor is allocated on its topic's lane and
+ * emitted there (emit.c), from this loop when that cannot wait; its credit
+ * goes back once the local emit returned. Every header is checked before
+ * anything is allocated; a bad one ends the connection. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "hsb.h"
 
-struct rx {
+enum { RX_PENDING, RX_READY, RX_LOST };
+
+struct hsb_rx {
 	struct hsb_peer *peer;
 	struct hsb_topic *topic;
+	struct hsb_lane *lane;
 	hs_tensor *t;
 	void *stage;  /* pinned copy of a device tensor, or NULL */
 	void *dev;    /* the device block the stage is copied to */
 	atomic_bool copied;
-	struct rx *next; /* in the landing queue */
+	struct hsb_rx *next;  /* in the landing queue */
+	struct hsb_rx *qnext; /* in the topic's arrival order */
+	int state;
 	uint64_t nbytes;
 };
 
 /* Device tensors being copied from pinned memory to the device, in the
  * order of their copies on the one stream. One bridge per process. */
-static struct rx *landing_head, **landing_tail = &landing_head;
+static struct hsb_rx *landing_head, **landing_tail = &landing_head;
 
 int hsb_recv_hello(struct hsb_peer *p)
 {
@@ -59,55 +65,98 @@ static void on_emitted(void *arg, const char *topic, uint64_t gen, int status)
 				hs_strerror(status), (unsigned long long)t->dropped);
 	}
 	struct hsb_peer *p = live_peer(b);
-	if (p && p->gen == gen)
-		t->credit_owed++;
+	if (p && p->gen == gen && t->credit_owed++ == 0)
+		t->credit_since_us = hsb_now_us();
 }
 
-static void credit_flush(struct hsb_bridge *b)
+/* Sends the credits owed, one message per topic; returns how many. Unless
+ * all, a topic's credits wait until they are half its window, or
+ * HSB_CREDIT_DELAY_US old: the sender needs them only once its window
+ * runs out, and each credit message wakes it (a wake-up that, on a busy
+ * host, takes its time from the tensors still on their way). */
+static int credit_send(struct hsb_bridge *b, bool all)
 {
+	int sent = 0;
 	struct hsb_peer *p = live_peer(b);
+	uint64_t now = all ? 0 : hsb_now_us();
 	for (struct hsb_topic *t = b->topics.list; t; t = t->next) {
 		if (!t->credit_owed)
 			continue;
+		if (!all && t->credit_owed * 2 < b->window &&
+		    now - t->credit_since_us < HSB_CREDIT_DELAY_US)
+			continue;
 		uint8_t hdr[HSB_HEADER_MAX];
 		int n = hsb_wire_put_credit(t->name, t->credit_owed, hdr, sizeof(hdr));
-		if (p && n > 0)
+		if (p && n > 0) {
 			hsb_peer_note(p, HSB_AM_CREDIT, hdr, (size_t)n, "sending a credit failed");
+			sent++;
+		}
 		t->credit_owed = 0;
 	}
+	return sent;
+}
+
+static int credit_flush(struct hsb_bridge *b)
+{
+	return credit_send(b, true);
+}
+
+bool hsb_recv_credit_due(struct hsb_bridge *b)
+{
+	for (struct hsb_topic *t = b->topics.list; t; t = t->next)
+		if (t->credit_owed)
+			return true;
+	return false;
 }
 
 int hsb_recv_credits(struct hsb_bridge *b)
 {
-	hsb_emitq_take_credits(b->emitq, on_emitted, b);
-	credit_flush(b);
-	return 0;
+	hsb_emitter_take_credits(b->emitter, on_emitted, b);
+	return credit_send(b, false);
 }
 
-/* The tensor is complete (st == UCS_OK: it goes to the emitter) or lost
- * (released, counted as dropped). */
-static void rx_finish(struct rx *x, ucs_status_t st)
+/* Hands on, in the order they arrived, the topic's tensors whose data is
+ * all here: receives complete in any order (rendezvous transfers run side
+ * by side), a topic's tensors are emitted in the sender's order. */
+static void rx_drain(struct hsb_topic *t)
+{
+	struct hsb_rx *x;
+	while ((x = t->rx_head) && x->state != RX_PENDING) {
+		if (!(t->rx_head = x->qnext))
+			t->rx_tail = NULL;
+		if (x->state == RX_READY) {
+			struct hsb_bridge *b = x->peer->b;
+			t->bytes += x->nbytes;
+			int r = hsb_lane_emit(x->lane, x->t, t->name, x->peer->gen);
+			if (r <= 0) /* emitted here (or refused): the credit is owed now */
+				on_emitted(b, t->name, x->peer->gen, r);
+		} else {
+			/* lost with its connection (or its copy to the device):
+			 * the tensor goes back to the pool, nothing is emitted */
+			hs_tensor_release(x->t, NULL);
+			t->in_flight--;
+			t->dropped++;
+		}
+		hsb_peer_op_done(x->peer);
+		free(x);
+	}
+}
+
+/* The tensor is complete (st == UCS_OK: it is emitted once those before
+ * it are) or lost (released, counted as dropped). */
+static void rx_finish(struct hsb_rx *x, ucs_status_t st)
 {
 	if (x->stage)
 		hsb_stage_put(x->stage);
-	if (st == UCS_OK) {
-		x->topic->bytes += x->nbytes;
-		hsb_emitq_push(x->peer->b->emitq, x->t, x->topic->name, x->peer->gen);
-	} else {
-		/* lost with its connection (or its copy to the device): the
-		 * tensor goes back to the pool, nothing is emitted */
-		hs_tensor_release(x->t, NULL);
-		x->topic->in_flight--;
-		x->topic->dropped++;
-	}
-	hsb_peer_op_done(x->peer);
-	free(x);
+	x->stage = NULL;
+	x->state = st == UCS_OK ? RX_READY : RX_LOST;
+	rx_drain(x->topic);
 }
 
 /* The data arrived (or the receive failed). A staged device tensor is
  * then copied to the device on the bridge's stream, and handed on once
  * that is done (hsb_recv_landed), while the loop receives the next one. */
-static void rx_end(struct rx *x, ucs_status_t st)
+static void rx_end(struct hsb_rx *x, ucs_status_t st)
 {
 	if (st == UCS_OK && x->stage) {
 		int err = hsb_stage_copy(x->dev, x->stage, x->nbytes, true, &x->copied);
@@ -127,7 +176,7 @@ int hsb_recv_landed(struct hsb_bridge *b)
 {
 	int n = 0;
 	while (landing_head && atomic_load_explicit(&landing_head->copied, memory_order_acquire)) {
-		struct rx *x = landing_head;
+		struct hsb_rx *x = landing_head;
 		if (!(landing_head = x->next))
 			landing_tail = &landing_head;
 		rx_finish(x, UCS_OK);
@@ -138,7 +187,7 @@ int hsb_recv_landed(struct hsb_bridge *b)
 
 static void on_received(void *req, ucs_status_t st, size_t len, void *user)
 {
-	struct rx *x = user;
+	struct hsb_rx *x = user;
 	if (st == UCS_OK && len != x->nbytes)
 		st = UCS_ERR_MESSAGE_TRUNCATED;
 	if (st != UCS_OK)
@@ -195,8 +244,10 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 	t->in_flight++;
 	DLDevice dev = m.device.device_type == kDLCUDA ? m.device : (DLDevice){ kDLCPU, 0 };
 	hs_tensor *ten;
-	int err = hs_tensor_alloc(b->client, dev, m.dtype, m.ndim, m.shape,
-				  m.has_strides ? m.strides : NULL, &ten);
+	struct hsb_lane *lane = hsb_emitter_lane(b->emitter, m.topic);
+	int err = !lane ? HS_ENOMEM
+			: hs_tensor_alloc(hsb_lane_client(lane), dev, m.dtype, m.ndim, m.shape,
+					  m.has_strides ? m.strides : NULL, &ten);
 	if (err < 0) {
 		t->in_flight--;
 		refuse(b, t, &m, err);
@@ -211,7 +262,7 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 		hsb_peer_fail(p, "block size or offset differs from the local allocation", UCS_OK);
 		return UCS_OK;
 	}
-	struct rx *x = calloc(1, sizeof(*x));
+	struct hsb_rx *x = calloc(1, sizeof(*x));
 	if (!x) {
 		t->in_flight--;
 		hs_tensor_release(ten, NULL);
@@ -221,8 +272,14 @@ static ucs_status_t on_tensor(void *arg, const void *hdr, size_t hlen, void *dat
 	}
 	x->peer = p;
 	x->topic = t;
+	x->lane = lane;
 	x->t = ten;
 	x->nbytes = m.nbytes;
+	if (t->rx_tail)
+		t->rx_tail->qnext = x;
+	else
+		t->rx_head = x;
+	t->rx_tail = x;
 	p->pending++;
 	ucp_request_param_t rp = {
 		.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA,

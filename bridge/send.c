@@ -230,6 +230,7 @@ void hsb_send_scan(struct hsb_bridge *b)
 				free(s);
 				continue;
 			}
+			s->ready = true;
 			s->next = p->subs;
 			p->subs = s;
 			hsb_log("peer %s: streaming topic %s", p->addr, name);
@@ -247,16 +248,29 @@ void hsb_send_scan(struct hsb_bridge *b)
 	hs_info_free(info);
 }
 
+void hsb_send_ready(struct hsb_bridge *b)
+{
+	for (struct hsb_peer *p = b->peers; p; p = p->next)
+		for (struct hsb_sub *s = p->subs; s; s = s->next)
+			s->ready = true;
+}
+
+/* A subscription is asked only while it may hold something (a look at an
+ * empty one costs the client a few system calls): after the client's fd
+ * woke, until it is found empty. A delivery read meanwhile by one of
+ * these looks wakes the fd again (hs_client_get_fd). */
 int hsb_send_pump(struct hsb_bridge *b)
 {
 	int sent = 0;
 	for (struct hsb_peer *p = b->peers; p; p = p->next)
 		for (struct hsb_sub *s = p->subs; s && !p->failed; s = s->next)
-			while (s->in_flight < p->hello.window && !p->failed) {
+			while (s->ready && s->in_flight < p->hello.window && !p->failed) {
 				hs_tensor *t;
 				int err = hs_subscription_receive(s->sub, 0, &t);
-				if (err == HS_ETIMEDOUT)
+				if (err == HS_ETIMEDOUT) {
+					s->ready = false;
 					break;
+				}
 				if (err < 0) {
 					hsb_log("topic %s: %s", s->topic->name, hs_strerror(err));
 					b->exit_code = 1;

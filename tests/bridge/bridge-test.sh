@@ -6,13 +6,14 @@
 # the right to create namespaces, everything runs over loopback instead.
 # UCX is held to TCP (UCX_TLS=tcp), as between two hosts.
 #   bridge-test.sh CASE
-# CASE: stream | restart | refused | block | policy | vanish | corrupt-tensor |
-#       corrupt-control
-# Environment: HSBRIDGE HSBROKERD HSCTL HSB_PROBE HSB_ROGUE (the built programs);
+# CASE: stream | order | restart | refused | block | stall | policy | vanish |
+#       corrupt-tensor | corrupt-control
+# Environment: HSBRIDGE HSBROKERD HSCTL HSB_PROBE HSB_ROGUE HSB_DEVPROBE (the
+# built programs);
 # HSB_TEST_LOOPBACK=1 uses loopback even where namespaces could be made.
 set -euo pipefail
 case_=${1:?usage: bridge-test.sh CASE}
-: "${HSBRIDGE:?}" "${HSBROKERD:?}" "${HSCTL:?}" "${HSB_PROBE:?}" "${HSB_ROGUE:?}"
+: "${HSBRIDGE:?}" "${HSBROKERD:?}" "${HSCTL:?}" "${HSB_PROBE:?}" "${HSB_ROGUE:?}" "${HSB_DEVPROBE:?}"
 export UCX_TLS=tcp UCX_WARN_UNUSED_ENV_VARS=n
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/hsb-test.XXXXXX")
@@ -37,6 +38,9 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 # ---- the link ----
 port=$((20000 + $$ % 20000))
+# order: loopback, where UCX's TCP transport completes large transfers
+# out of order most readily (on the veth pair it seldom does)
+[[ $case_ == order ]] && HSB_TEST_LOOPBACK=1
 hsb_link_up 10.231.0
 stranger=127.0.0.2
 [[ $addr_a == 127.0.0.1 ]] || stranger=10.231.0.99
@@ -142,6 +146,22 @@ stream)
 	finish
 	grep -q "gaps 0 bad 0" "$T/consumer.log" || fail "gaps or bad tensors"
 	;;
+order)
+	# Large tensors as fast as they go: several rendezvous transfers run
+	# side by side and may complete in any order; they are emitted in the
+	# sender's order all the same.
+	# (hsb-devprobe: its producer copies prepared blocks, fast enough to
+	# keep the window full of 64 MiB transfers)
+	serve
+	connect
+	start consumer "${in_b[@]}" "$HSB_DEVPROBE" consume "$T/b.sock" cam/0 40 0 30 cpu
+	wait_for 10 "the consumer's subscription" grep -q subscribed "$T/consumer.log"
+	"${in_a[@]}" "$HSB_DEVPROBE" produce "$T/a.sock" cam/0 1 1 67108864 cpu >"$T/prime.log" 2>&1
+	wait_for 20 "serve to stream cam/0" grep -q "streaming topic cam/0" "$T/serve.log"
+	start producer "${in_a[@]}" "$HSB_DEVPROBE" produce "$T/a.sock" cam/0 2 40 67108864 cpu
+	finish
+	grep -q '"gaps": 0, "bad": 0' "$T/consumer.log" || fail "gaps or bad tensors"
+	;;
 restart)
 	# SIGKILL each bridge mid-stream: its session's references end in its
 	# broker, the other side notices, the stream comes back.
@@ -198,6 +218,42 @@ block)
 		fail "the sender never waited for a credit"
 	[[ $(stat_of "$T/serve.ctl" "sum(t['dropped'] for t in s['topics'])") == 0 ]] ||
 		fail "the sender dropped under the block policy"
+	bridges_done
+	;;
+stall)
+	# Two topics through one pair of bridges; on B, cam/0's only consumer
+	# takes one tensor and stalls (block policy, no block timeout), so
+	# broker B holds cam/0's emits back. cam/1 must keep flowing, intact
+	# and in order, while cam/0 stands still: each topic is emitted on its
+	# own connection to broker B, so cam/0's held-back emits wait alone.
+	serve
+	connect
+	start stalled "${in_b[@]}" "$HSB_PROBE" consume "$T/b.sock" cam/0 100 60 gaps 600000
+	wait_for 10 "the stalled consumer's subscription" grep -q subscribed "$T/stalled.log"
+	start consumer "${in_b[@]}" "$HSB_PROBE" consume "$T/b.sock" cam/1 400 30
+	wait_for 10 "cam/1's consumer" grep -q subscribed "$T/consumer.log"
+	for topic in cam/0 cam/1; do
+		"${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" "$topic" 1 4096 >"$T/prime.log" 2>&1
+		wait_for 20 "serve to stream $topic" grep -q "streaming topic $topic" "$T/serve.log"
+	done
+	# cam/0 first, as fast as it goes: by the time cam/1 starts, B holds
+	# cam/0 back (its producer in A ends up held back too, by the chain)
+	start stalled_producer "${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/0 100 4096 0 2
+	wait_for 30 "cam/0 to stand still" at_least 8 topic_tensors "$T/connect.ctl" cam/0
+	sleep 1
+	held=$(topic_tensors "$T/connect.ctl" cam/0)
+	start producer "${in_a[@]}" "$HSB_PROBE" produce "$T/a.sock" cam/1 400 4096 200 2
+	# (the consumer first: it gives up after 30 s without a tensor, where
+	# a producer held back by the chain would wait for ever)
+	wait "$pid_consumer" || fail "cam/1 did not flow past the stalled cam/0: $(tail -n 3 "$T/consumer.log")"
+	wait "$pid_producer" || fail "cam/1's producer failed"
+	cat "$T/consumer.log"
+	grep -q "gaps 0 bad 0" "$T/consumer.log" || fail "gaps or bad tensors on cam/1"
+	[[ $(topic_tensors "$T/connect.ctl" cam/0) -le $((held + 1)) ]] || fail "cam/0 was not held back"
+	at_least 2 stat_of "$T/connect.ctl" "s['lanes']" || fail "the topics share a lane"
+	# the stalled consumer goes: cam/0's held emits go through, and
+	# both brokers end with nothing
+	kill -9 "$pid_stalled" "$pid_stalled_producer"
 	bridges_done
 	;;
 policy)
