@@ -77,6 +77,7 @@ static int connect_socket(const char *path, int *out)
 static void client_free(hs_client *c)
 {
 	hs__subscription_free_all(c);
+	hs__ring_free_all(c);
 	/* DLPack tensors outlive us as empty shells: their deleter must still
 	 * be callable, though their memory is gone. */
 	for (hs_tensor *t = c->tensors, *next; t; t = next) {
@@ -111,6 +112,7 @@ static void client_free(hs_client *c)
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->send_lock);
 	pthread_mutex_destroy(&c->slots_lock);
+	pthread_mutex_destroy(&c->ring_lock);
 	pthread_cond_destroy(&c->pending_cond);
 	pthread_mutex_destroy(&c->pending_lock);
 	free(c);
@@ -144,7 +146,7 @@ static hs_client *client_new(int fd)
 		return NULL;
 	}
 	if (pthread_mutex_init(&c->lock, NULL) || pthread_mutex_init(&c->send_lock, NULL) ||
-	    pthread_mutex_init(&c->slots_lock, NULL) ||
+	    pthread_mutex_init(&c->slots_lock, NULL) || pthread_mutex_init(&c->ring_lock, NULL) ||
 	    pthread_mutex_init(&c->pending_lock, NULL) ||
 	    pthread_cond_init(&c->pending_cond, NULL)) {
 		pthread_cond_destroy(&c->cond);
@@ -212,6 +214,7 @@ static int hello(hs_client *c, const char *name)
 	h.protocol_version = HS_PROTOCOL_VERSION;
 	h.client_name = cut;
 	h.want_channel = want_channel();
+	h.want_rings = h.want_channel && hs__rings_wanted();
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_HELLO;
 	m.hello = &h;
@@ -250,8 +253,10 @@ static int hello(hs_client *c, const char *name)
 		c->session_id = r->hello_reply->session_id;
 		snprintf(c->daemon_version, sizeof(c->daemon_version), "%s",
 			 r->hello_reply->daemon_version ? r->hello_reply->daemon_version : "");
-		if (h.want_channel && r->hello_reply->channel)
+		if (h.want_channel && r->hello_reply->channel) {
 			err = recv_channel(c);
+			c->rings_on = !err && h.want_rings && r->hello_reply->rings;
+		}
 	}
 	hs__wire_free(r);
 	return err;

@@ -301,6 +301,7 @@ static bool is_reply(Hs__Message__BodyCase b)
 	case HS__MESSAGE__BODY_OK:
 	case HS__MESSAGE__BODY_ERROR:
 	case HS__MESSAGE__BODY_LIST_REPLY:
+	case HS__MESSAGE__BODY_ROUTE_REPLY:
 		return true;
 	default:
 		return false;
@@ -316,6 +317,16 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 	if (is_reply(msg->body_case) && msg->seq != 0) {
 		if (msg->seq > c->synced_seq)
 			c->synced_seq = msg->seq;
+		/* A route's page comes with its reply: mapped here, where its
+		 * fd is, for the emitter waiting on it (ring.c). */
+		if (msg->body_case == HS__MESSAGE__BODY_ROUTE_REPLY && msg->route_reply &&
+		    msg->route_reply->page_fd) {
+			struct hs__pring_page *pg = NULL;
+			if (nfds != 1 || hs__pring_page_map(fds[0], &pg) < 0)
+				err = HS_EPROTO;
+			hs__pring_page_unmap(c->route_page);
+			c->route_page = pg;
+		}
 		pthread_mutex_lock(&c->slots_lock);
 		for (struct hs__reply_slot *s = c->slots; s; s = s->next) {
 			if (s->seq == msg->seq && !s->msg) {
@@ -350,6 +361,17 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 			break;
 		case HS__MESSAGE__BODY_SHUTDOWN:
 			hs__client_fail(c, HS_ESHUTDOWN);
+			break;
+		case HS__MESSAGE__BODY_RING:
+			err = msg->ring ? hs__ring_announce(c, msg->ring, fds, nfds) : HS_EPROTO;
+			if (!err && c->fd_mode && !c->app_reading)
+				c->wake_app = true; /* notes may wait in it already */
+			break;
+		case HS__MESSAGE__BODY_RING_CLOSE:
+			if (!msg->ring_close)
+				err = HS_EPROTO;
+			else
+				hs__ring_closed(c, msg->ring_close->ring_id);
 			break;
 		case HS__MESSAGE__BODY_ERROR:
 			/* seq 0: the daemon refuses this session (protocol
@@ -439,12 +461,13 @@ static int chan_poll(hs_client *c, int timeout_ms)
 			spin = (int64_t)timeout_ms * 1000000;
 		int64_t end = now_ns() + spin;
 		do {
-			if (hs__chan_pending(&c->ch.rx))
+			if (hs__chan_pending(&c->ch.rx) || hs__ring_any_pending(c))
 				return 1;
 			cpu_relax();
 		} while (now_ns() < end);
 	}
-	if (!hs__chan_arm(&c->ch.rx))
+	/* Pair rings kick the same eventfd (ring.c): armed with it. */
+	if (!hs__chan_arm(&c->ch.rx) || !hs__ring_arm_all(c))
 		return 1;
 	struct pollfd p[2] = { { .fd = c->efd_client, .events = POLLIN }, { .fd = c->fd } };
 	int r = poll(p, 2, timeout_ms);
@@ -468,7 +491,7 @@ static void app_wake(hs_client *c)
 static void chan_rearm(hs_client *c)
 {
 	if (c->use_chan && __atomic_load_n(&c->fd_mode, __ATOMIC_ACQUIRE) &&
-	    !hs__chan_arm(&c->ch.rx))
+	    (!hs__chan_arm(&c->ch.rx) || !hs__ring_arm_all(c)))
 		app_wake(c);
 }
 

@@ -16,6 +16,7 @@
 #include "hsbroker/error.h"
 #include "broker.h"
 #include "log.h"
+#include "pair.h"
 #include "range.h"
 #include "session.h"
 
@@ -130,7 +131,7 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 		Hs__TopicInfo *ti = &topics[pg->lr.n_topics];
 		hs__topic_info__init(ti);
 		ti->name = tp->name;
-		ti->emitted = tp->emitted;
+		ti->emitted = topic_emitted(tp);
 		ti->bytes_emitted = tp->bytes_emitted;
 		ti->subscribers = tp->nsubs;
 		ti->dropped = tp->dropped;
@@ -159,7 +160,7 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 			si->name = o->name;
 			si->depth = sub->depth;
 			si->policy = sub->policy;
-			si->queued = sub->count;
+			si->queued = sub->count + pair_queued(sub);
 			si->delivered = sub->delivered;
 			si->dropped = sub->dropped;
 			size_t grown = packed + field_len(hs__subscriber_info__get_packed_size(si));

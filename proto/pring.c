@@ -294,21 +294,36 @@ static int subscriber_sync(struct hs__pring *r, uint64_t *head)
 	return 0;
 }
 
+int hs__pring_peek(struct hs__pring *r, struct hs__pring_note *n)
+{
+	uint64_t head;
+	int err = subscriber_sync(r, &head);
+	if (err)
+		return err == -EAGAIN ? 0 : err;
+	if (head == r->pos)
+		return 0;
+	memcpy(n, &r->notes[r->pos & (r->slots - 1)], sizeof(*n));
+	return 1;
+}
+
+int hs__pring_take(struct hs__pring *r)
+{
+	uint64_t expect = r->pos;
+	if (!__atomic_compare_exchange_n(&r->hdr->tail, &expect, expect + 1, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return 0; /* the producer dropped it */
+	r->pos++;
+	return 1;
+}
+
 int hs__pring_get(struct hs__pring *r, struct hs__pring_note *n)
 {
 	for (;;) {
-		uint64_t head;
-		int err = subscriber_sync(r, &head);
-		if (err)
-			return err == -EAGAIN ? 0 : err;
-		if (head == r->pos)
-			return 0;
-		memcpy(n, &r->notes[r->pos & (r->slots - 1)], sizeof(*n));
-		uint64_t expect = r->pos;
-		if (!__atomic_compare_exchange_n(&r->hdr->tail, &expect, expect + 1, false,
-						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-			continue; /* the producer dropped it: look again */
-		r->pos++;
+		int got = hs__pring_peek(r, n);
+		if (got <= 0)
+			return got;
+		if (!hs__pring_take(r))
+			continue; /* look again */
 		/* Taken: it is ours whether or not it checks out, so a bad
 		 * one is reported once, after it left the ring. */
 		return hs__pring_note_check(n) == 0 ? 1 : -EPROTO;
@@ -388,4 +403,53 @@ int64_t hs__pring_queued(struct hs__pring *r)
 void hs__pring_close(struct hs__pring *r)
 {
 	__atomic_store_n(&r->hdr->closed, 1, __ATOMIC_RELEASE);
+}
+
+int hs__pring_page_create(int *fd, struct hs__pring_page **out)
+{
+	_Static_assert(sizeof(struct hs__pring_page) <= HS__PRING_PAGE_SIZE, "page too big");
+	int f = memfd_create("hsbroker-topic-page", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (f < 0)
+		return -errno;
+	int err = 0;
+	void *p = MAP_FAILED;
+	if (ftruncate(f, HS__PRING_PAGE_SIZE) < 0 ||
+	    fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		err = -errno;
+	if (!err) {
+		p = mmap(NULL, HS__PRING_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+		if (p == MAP_FAILED)
+			err = -errno;
+	}
+	if (err) {
+		close(f);
+		return err;
+	}
+	struct hs__pring_page *pg = p;
+	__atomic_store_n(&pg->magic, HS__PRING_PAGE_MAGIC, __ATOMIC_RELEASE);
+	*fd = f;
+	*out = pg;
+	return 0;
+}
+
+int hs__pring_page_map(int fd, struct hs__pring_page **out)
+{
+	if (lseek(fd, 0, SEEK_END) != (off_t)HS__PRING_PAGE_SIZE)
+		return -EPROTO;
+	void *p = mmap(NULL, HS__PRING_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	struct hs__pring_page *pg = p;
+	if (__atomic_load_n(&pg->magic, __ATOMIC_ACQUIRE) != HS__PRING_PAGE_MAGIC) {
+		munmap(p, HS__PRING_PAGE_SIZE);
+		return -EPROTO;
+	}
+	*out = pg;
+	return 0;
+}
+
+void hs__pring_page_unmap(struct hs__pring_page *p)
+{
+	if (p)
+		munmap(p, HS__PRING_PAGE_SIZE);
 }

@@ -171,6 +171,12 @@ bool hs__pring_want_space(struct hs__pring *r);
  * *n, 0 when there is none, -EPROTO when a cursor or the note is corrupt
  * (the ring is not used again). */
 int hs__pring_get(struct hs__pring *r, struct hs__pring_note *n);
+/* The same in two steps, to look before choosing: peek copies the next
+ * note out (1, 0 when none, -EPROTO; not checked, not taken), take takes
+ * it (1) unless the producer dropped it meanwhile (0: peek again). A
+ * taken note is the caller's to check (hs__pring_note_check). */
+int hs__pring_peek(struct hs__pring *r, struct hs__pring_note *n);
+int hs__pring_take(struct hs__pring *r);
 /* Subscriber: the next id the producer dropped (the subscriber releases
  * it). 1 with *id, 0 when none, -EPROTO. */
 int hs__pring_get_drop(struct hs__pring *r, uint64_t *id);
@@ -195,5 +201,27 @@ int64_t hs__pring_queued(struct hs__pring *r);
 void hs__pring_close(struct hs__pring *r);
 /* Any party: whether the daemon closed the ring. */
 bool hs__pring_closed(const struct hs__pring *r);
+
+/* A topic page: the topic's sequence counter while it has pair rings,
+ * shared by the daemon and the topic's ring producers (all take numbers
+ * with an atomic add), and the route generation the daemon bumps when the
+ * topic's subscriptions change (a producer whose route is older asks the
+ * daemon again before it writes). HS__PRING_GEN_GONE: the topic was
+ * freed; a producer asks again and gets a new page. */
+#define HS__PRING_PAGE_MAGIC 0x31766770737368ULL /* "hsspgv1" */
+#define HS__PRING_PAGE_SIZE 4096u
+#define HS__PRING_GEN_GONE UINT64_MAX
+
+struct hs__pring_page {
+	uint64_t magic;
+	_Alignas(64) uint64_t seq;
+	_Alignas(64) uint64_t gen;
+};
+
+/* Daemon: a sealed page (0 with *fd and *out, or a negative errno). */
+int hs__pring_page_create(int *fd, struct hs__pring_page **out);
+/* Producer: maps a page received from the daemon (0, -EPROTO, -errno). */
+int hs__pring_page_map(int fd, struct hs__pring_page **out);
+void hs__pring_page_unmap(struct hs__pring_page *p);
 
 #endif
