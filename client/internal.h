@@ -333,8 +333,11 @@ void hs__ring_closed(hs_client *c, uint64_t id);
 bool hs__ring_can_carry(const hs_client *c, const hs_tensor *t);
 /* Emits t on topic through this client's rings: 0 with *seq (the caller
  * still holds its reference and releases it), 1 when the topic goes
- * through the daemon, or an error. Takes ring_lock, and lock inside. */
-int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, uint64_t *seq);
+ * through the daemon, or an error. posted: no seq_out (a full BLOCK ring
+ * takes a few more, as the daemon would hold them back). Takes ring_lock,
+ * and lock inside. */
+int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool posted,
+		  uint64_t *seq);
 /* Subscriber (lock held): whether sub's rings / any ring has notes. */
 bool hs__ring_sub_pending(const hs_client *c, const struct hs_subscription *sub);
 bool hs__ring_any_pending(const hs_client *c);

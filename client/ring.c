@@ -234,13 +234,18 @@ static void kick_reader(struct hs__ring *r)
 		hs__chan_kick(r->efd_data);
 }
 
-/* One note into r under its policy (ring_lock held). */
-static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_note *n)
+/* One note into r under its policy (ring_lock held). posted: nobody
+ * waits for this emit's sequence number, so a full BLOCK ring takes up
+ * to HS__PRING_MAX_OVER more, as the daemon holds that many posted emits
+ * back without holding the producer (post.c's window). */
+static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_note *n,
+		    bool posted)
 {
+	uint32_t over = posted && r->r.policy == HS__PRING_BLOCK ? HS__PRING_MAX_OVER : 0;
 	for (;;) {
 		if (r->closed)
 			return;
-		int e = hs__pring_put(&r->r, n);
+		int e = hs__pring_put(&r->r, n, over);
 		if (e == 0) {
 			kick_reader(r);
 			return;
@@ -251,7 +256,7 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 		}
 		if (e == -ENOBUFS) {
 			/* The daemon has not settled a batch: wake it. */
-			if (hs__pring_want_space(&r->r)) {
+			if (hs__pring_want_space(&r->r, over)) {
 				hs__chan_kick(c->efd_daemon);
 				wait_space(c, r, 100);
 			}
@@ -273,9 +278,12 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 			if (e == 0)
 				continue; /* the subscriber took it: room now */
 			if (e == -ENOSPC) {
-				hs__pring_count_dropped(&r->r, 1); /* drops the newest */
-				kick_reader(r);
-				return;
+				/* The daemon has not taken the dropped ids yet. */
+				if (hs__pring_want_space(&r->r, over)) {
+					hs__chan_kick(c->efd_daemon);
+					wait_space(c, r, 100);
+				}
+				continue;
 			}
 			r->closed = true;
 			return;
@@ -292,7 +300,7 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 			return;
 		}
 		r->stalled = false;
-		if (!hs__pring_want_space(&r->r))
+		if (!hs__pring_want_space(&r->r, over))
 			continue;
 		uint64_t tmo = r->r.block_timeout_us;
 		int ms = tmo ? (int)((tmo + 999) / 1000) : -1;
@@ -306,7 +314,8 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 	}
 }
 
-int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, uint64_t *seq)
+int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool posted,
+		  uint64_t *seq)
 {
 	pthread_mutex_lock(&c->ring_lock);
 	adopt(c);
@@ -328,7 +337,7 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, uint64_t 
 	note_from_tensor(t, s, &n);
 	for (struct hs__ring *r = c->out_rings; r; r = r->next)
 		if (!strcmp(r->topic, topic))
-			put_one(c, r, &n);
+			put_one(c, r, &n, posted);
 	pthread_mutex_unlock(&c->ring_lock);
 	*seq = s;
 	return 0;
@@ -395,16 +404,11 @@ static int tensor_from_note(hs_client *c, const struct hs__pring_note *n,
 	return 0;
 }
 
-/* The ids the producers dropped on sub's rings are ours to give back
- * (lock held); their count goes to sub->dropped. */
+/* What the producers dropped on sub's rings counts in sub->dropped
+ * (lock held); the daemon gives the dropped references back. */
 static void take_drops(hs_client *c, struct hs_subscription *sub, struct hs__ring *r)
 {
-	uint64_t id;
-	int e;
-	while ((e = hs__pring_get_drop(&r->r, &id)) == 1)
-		hs__client_orphan(c, id);
-	if (e < 0)
-		r->dead = true;
+	(void)c;
 	sub->dropped += hs__pring_new_drops(&r->r);
 }
 

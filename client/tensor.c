@@ -268,7 +268,7 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	 * (the daemon settles them first). */
 	if (hs__ring_can_carry(c, tensor)) {
 		uint64_t seq = 0;
-		err = hs__ring_emit(c, tensor, topic, &seq);
+		err = hs__ring_emit(c, tensor, topic, seq_out == NULL, &seq);
 		if (err <= 0) {
 			if (!err && seq_out)
 				*seq_out = seq;

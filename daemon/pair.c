@@ -243,6 +243,31 @@ static void pair_settle(struct pair *p)
 		session_kill(prod, NULL);
 		return;
 	}
+	/* Drop-oldest: the ids the producer took back from the queue were
+	 * the subscriber's once settled; the daemon gives them back, so a
+	 * subscriber that does not read does not stop the drops. A drop of
+	 * a note not settled yet (written after the settling above) is
+	 * settled first. */
+	uint64_t id;
+	while ((r = hs__pring_get_drop(&p->r, &id)) == 1) {
+		any = true;
+		if (!session_holds(subs, id)) {
+			pair_settle(p);
+			if (p->broken)
+				return;
+		}
+		if (session_give_back(subs, id) < 0)
+			log_debug("pair ring %llu: dropped id %llu not held by its subscriber",
+				  (unsigned long long)p->id, (unsigned long long)id);
+	}
+	if (r < 0) {
+		p->broken = true;
+		hs__pring_close(&p->r);
+		kick_ends(p);
+		session_violation(prod, HS_EPROTO, "a corrupt drop ring");
+		session_kill(prod, NULL);
+		return;
+	}
 	if (any && hs__pring_space_kick(&p->r))
 		hs__chan_kick(p->efd_space);
 }
@@ -258,12 +283,16 @@ void pair_settle_session(struct session *s)
 			pair_settle(p);
 }
 
-/* Settles p one last time and closes it, waking both ends. */
+/* Settles p one last time and closes it, waking both ends; what its
+ * producer dropped stays counted in the subscription and the topic. */
 static void pair_end(struct pair *p)
 {
 	pair_settle(p);
 	hs__pring_close(&p->r);
 	kick_ends(p);
+	uint64_t d = __atomic_load_n(&p->r.hdr->dropped, __ATOMIC_RELAXED);
+	p->sub->dropped += d;
+	p->sub->topic->dropped += d;
 }
 
 void pair_sub_gone(struct sub *sub)
@@ -296,4 +325,16 @@ uint32_t pair_queued(struct sub *sub)
 			n += (uint64_t)q;
 	}
 	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+uint64_t pair_dropped(struct sub *sub)
+{
+	uint64_t n = 0;
+	struct pair *p;
+	list_for_each(p, &sub->pairs, sub_link) {
+		/* The producer's count, as it says: for hsctl only. */
+		uint64_t d = __atomic_load_n(&p->r.hdr->dropped, __ATOMIC_RELAXED);
+		n = d > UINT64_MAX - n ? UINT64_MAX : n + d;
+	}
+	return n;
 }

@@ -60,4 +60,8 @@ void pair_producer_gone(struct session *s);
 /* Notes written and not taken on sub's rings (hsctl ls). */
 uint32_t pair_queued(struct sub *sub);
 
+/* Notes sub's producers dropped under its policy, as the rings say
+ * (hsctl ls). */
+uint64_t pair_dropped(struct sub *sub);
+
 #endif

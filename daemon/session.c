@@ -265,9 +265,22 @@ static bool unhold(struct session *s, struct tensor *t)
 	return true;
 }
 
+static int held_tensor(struct session *s, uint64_t id, struct tensor **out);
+
 bool session_holds(struct session *s, uint64_t id)
 {
 	return idmap_get(&s->held, id) != NULL;
+}
+
+int session_give_back(struct session *s, uint64_t id)
+{
+	struct tensor *t;
+	int r = held_tensor(s, id, &t);
+	if (r < 0)
+		return r;
+	unhold(s, t);
+	tensor_unref(&s->broker->tensors, t);
+	return 0;
 }
 
 int session_take_ref(struct session *s, struct tensor *t)

@@ -112,6 +112,8 @@ int session_violation(struct session *s, int code, const char *what);
  * code. */
 bool session_holds(struct session *s, uint64_t id);
 int session_take_ref(struct session *s, struct tensor *t);
+/* Drops one of s's references to id: 0, HS_ENOENT, HS_ESTALE. */
+int session_give_back(struct session *s, uint64_t id);
 int session_announce_slabs_of(struct session *s, struct session *from);
 
 /* Marks s dead and tells the I/O layer once; why (may be NULL when it was

@@ -125,10 +125,13 @@ int hs__pring_map(int fd, enum hs__pring_role role, struct hs__pring *r)
 	case HS__PRING_SUBSCRIBER:
 		r->pos = tail;
 		r->drop_pos = __atomic_load_n(&h->drop_tail, __ATOMIC_ACQUIRE);
-		r->seen_dropped = __atomic_load_n(&h->dropped, __ATOMIC_ACQUIRE);
+		/* Drops count from the ring's start: the producer may have
+		 * written (and dropped) before the subscriber mapped it. */
+		r->seen_dropped = 0;
 		break;
 	case HS__PRING_DAEMON:
 		r->pos = acct;
+		r->drop_pos = __atomic_load_n(&h->drop_tail, __ATOMIC_ACQUIRE);
 		break;
 	}
 	return 0;
@@ -173,7 +176,7 @@ bool hs__pring_closed(const struct hs__pring *r)
 }
 
 /* Producer: 0 when a note fits now, else put's error. */
-static int producer_room(struct hs__pring *r)
+static int producer_room(struct hs__pring *r, uint32_t over)
 {
 	if (hs__pring_closed(r))
 		return -EPIPE;
@@ -182,16 +185,18 @@ static int producer_room(struct hs__pring *r)
 	int64_t acct = read_cursor(&r->hdr->acct, &r->seen_acct, lo, r->pos);
 	if (tail < 0 || acct < 0)
 		return -EPROTO;
-	if (r->pos - (uint64_t)tail >= r->depth)
+	if (r->pos - (uint64_t)tail >= (uint64_t)r->depth + over)
 		return -EAGAIN;
 	if (r->pos - (uint64_t)acct >= r->slots)
 		return -ENOBUFS;
 	return 0;
 }
 
-int hs__pring_put(struct hs__pring *r, const struct hs__pring_note *n)
+int hs__pring_put(struct hs__pring *r, const struct hs__pring_note *n, uint32_t over)
 {
-	int err = producer_room(r);
+	if (over > HS__PRING_MAX_OVER)
+		over = HS__PRING_MAX_OVER;
+	int err = producer_room(r, over);
 	if (err)
 		return err;
 	memcpy(&r->notes[r->pos & (r->slots - 1)], n, sizeof(*n));
@@ -248,12 +253,19 @@ bool hs__pring_should_kick(struct hs__pring *r)
 	return __atomic_exchange_n(&r->hdr->armed, 0, __ATOMIC_ACQ_REL) != 0;
 }
 
-bool hs__pring_want_space(struct hs__pring *r)
+bool hs__pring_want_space(struct hs__pring *r, uint32_t over)
 {
+	if (over > HS__PRING_MAX_OVER)
+		over = HS__PRING_MAX_OVER;
 	__atomic_store_n(&r->hdr->want_space, 1, __ATOMIC_RELAXED);
 	hs__chan_fence();
-	int err = producer_room(r);
+	int err = producer_room(r, over);
 	if (err == -EAGAIN || err == -ENOBUFS)
+		return true;
+	/* Drop-oldest also waits for the daemon to take dropped ids. */
+	uint64_t dtail = __atomic_load_n(&r->hdr->drop_tail, __ATOMIC_ACQUIRE);
+	if (r->policy == HS__PRING_DROP_OLDEST && r->drop_pos - dtail >= HS__PRING_DROP_SLOTS &&
+	    dtail <= r->drop_pos)
 		return true;
 	__atomic_store_n(&r->hdr->want_space, 0, __ATOMIC_RELAXED);
 	return false;
@@ -358,7 +370,6 @@ uint64_t hs__pring_new_drops(struct hs__pring *r)
 bool hs__pring_pending(const struct hs__pring *r)
 {
 	return __atomic_load_n(&r->hdr->head, __ATOMIC_ACQUIRE) != r->pos ||
-	       __atomic_load_n(&r->hdr->drop_head, __ATOMIC_ACQUIRE) != r->drop_pos ||
 	       __atomic_load_n(&r->hdr->dropped, __ATOMIC_ACQUIRE) != r->seen_dropped;
 }
 

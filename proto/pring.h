@@ -17,7 +17,8 @@
  * Drop-oldest: the producer moves `tail` on by a compare-and-swap, as the
  * subscriber does when it takes a note, so each note goes to exactly one
  * of them; the producer then puts the dropped id on a small ring of its
- * own (drops) for the subscriber to release.
+ * own (drops) for the daemon to release on the subscriber's behalf (a
+ * subscriber that does not read must not stop the drops).
  *
  * Wake-ups as in proto/chan.h: a sleeper arms its flag, fences, looks
  * again, then sleeps on its eventfd; the other side kicks only when it
@@ -42,6 +43,9 @@
 #define HS__PRING_BATCH 64u
 /* Dropped ids the producer can leave for the subscriber. */
 #define HS__PRING_DROP_SLOTS 64u
+/* Notes a producer may queue past depth (hs__pring_put's over): what
+ * the daemon would hold back of a producer's posted emits. */
+#define HS__PRING_MAX_OVER 8u
 /* The largest depth a pair ring takes (SUB_MAX_DEPTH). */
 #define HS__PRING_MAX_DEPTH 65536u
 #define HS__PRING_HDR_SIZE 4096u
@@ -90,8 +94,9 @@ struct hs__pring_hdr {
 	uint64_t dropped;
 	uint64_t drop_head;
 	/* The subscriber's (the producer moves it too, by CAS, to drop the
-	 * oldest): notes taken; dropped ids read. */
+	 * oldest): notes taken. */
 	_Alignas(64) uint64_t tail;
+	/* The daemon's: dropped ids taken. */
 	_Alignas(64) uint64_t drop_tail;
 	/* The daemon's: notes settled. */
 	_Alignas(64) uint64_t acct;
@@ -121,7 +126,7 @@ struct hs__pring {
 	uint32_t slots, depth, policy;
 	uint64_t block_timeout_us;
 	uint64_t pos;          /* this party's cursor: head, tail or acct */
-	uint64_t drop_pos;     /* drop_head (producer) or drop_tail (subscriber) */
+	uint64_t drop_pos;     /* drop_head (producer) or drop_tail (daemon) */
 	uint64_t seen_tail;    /* the highest tail read (producer, daemon) */
 	uint64_t seen_acct;    /* the highest acct read (producer) */
 	uint64_t seen_dropped; /* the subscriber: dropped already counted */
@@ -148,14 +153,16 @@ void hs__pring_unmap(struct hs__pring *r);
 int hs__pring_note_check(const struct hs__pring_note *n);
 
 /* Producer: writes one note and publishes it. 0; -EAGAIN when the queue
- * holds depth notes (the policy decides); -ENOBUFS when the daemon has
+ * holds depth + over notes (over: at most HS__PRING_MAX_OVER; the policy
+ * decides); -ENOBUFS when the daemon has
  * not settled enough (kick it, then wait for space); -EPIPE when the
  * daemon closed the ring; -EPROTO when a cursor read back is corrupt. */
-int hs__pring_put(struct hs__pring *r, const struct hs__pring_note *n);
+int hs__pring_put(struct hs__pring *r, const struct hs__pring_note *n, uint32_t over);
 /* Producer, drop-oldest on a full queue: takes the oldest note back from
  * the subscriber and leaves its id on the drop ring. 1 with *id when it
  * dropped one, 0 when the subscriber took it first (try the put again),
- * -ENOSPC when the drop ring is full (drop the newest instead), -EPROTO. */
+ * -ENOSPC when the drop ring is full (kick the daemon, wait for space),
+ * -EPROTO. */
 int hs__pring_drop_oldest(struct hs__pring *r, uint64_t *id);
 /* Producer: counts n dropped notes (the subscriber reports them; it
  * wakes for them as for a note: kick if hs__pring_should_kick says so). */
@@ -163,9 +170,10 @@ void hs__pring_count_dropped(struct hs__pring *r, uint64_t n);
 /* Producer, after a put: true when the subscriber sleeps and the caller
  * must kick its data eventfd. */
 bool hs__pring_should_kick(struct hs__pring *r);
-/* Producer that got -EAGAIN or -ENOBUFS: asks to be kicked on its space
- * eventfd. false when room appeared meanwhile (retry at once). */
-bool hs__pring_want_space(struct hs__pring *r);
+/* Producer that got -EAGAIN, -ENOBUFS or (drop_oldest) -ENOSPC: asks
+ * to be kicked on its space eventfd. false when room appeared meanwhile
+ * (retry at once). */
+bool hs__pring_want_space(struct hs__pring *r, uint32_t over);
 
 /* Subscriber: copies the next note out, checks it, and takes it. 1 with
  * *n, 0 when there is none, -EPROTO when a cursor or the note is corrupt
@@ -177,12 +185,12 @@ int hs__pring_get(struct hs__pring *r, struct hs__pring_note *n);
  * taken note is the caller's to check (hs__pring_note_check). */
 int hs__pring_peek(struct hs__pring *r, struct hs__pring_note *n);
 int hs__pring_take(struct hs__pring *r);
-/* Subscriber: the next id the producer dropped (the subscriber releases
- * it). 1 with *id, 0 when none, -EPROTO. */
+/* Daemon: the next id the producer dropped (the daemon releases it for
+ * the subscriber). 1 with *id, 0 when none, -EPROTO. */
 int hs__pring_get_drop(struct hs__pring *r, uint64_t *id);
 /* Subscriber: notes the producer dropped since the last call. */
 uint64_t hs__pring_new_drops(struct hs__pring *r);
-/* Subscriber: true when a note, a dropped id or a new drop count waits. */
+/* Subscriber: true when a note or a new drop count waits. */
 bool hs__pring_pending(const struct hs__pring *r);
 /* Subscriber, before sleeping: arms; false when something arrived
  * meanwhile (do not sleep). */
