@@ -215,16 +215,16 @@ bool hs__ring_can_carry(const hs_client *c, const hs_tensor *t)
 	       t->dl.ndim <= HS__PRING_MAX_NDIM && t->dl.byte_offset == 0;
 }
 
-/* Sleeps until r's space eventfd is kicked, the daemon goes, or
+/* Sleeps until r's space eventfd is kicked, the daemon goes (*gone), or
  * timeout_ms passes (-1: no limit). False on a timeout. */
-static bool wait_space(hs_client *c, struct hs__ring *r, int timeout_ms)
+static bool wait_space(hs_client *c, struct hs__ring *r, int timeout_ms, bool *gone)
 {
 	struct pollfd p[2] = { { .fd = r->efd_space, .events = POLLIN }, { .fd = c->fd } };
 	int n = poll(p, 2, timeout_ms);
 	if (n > 0 && (p[0].revents & POLLIN))
 		hs__chan_clear(r->efd_space);
 	if (n > 0 && (p[1].revents & (POLLHUP | POLLERR)))
-		r->closed = true; /* the daemon is gone: nothing more to write */
+		*gone = true; /* the daemon is gone: the emit fails */
 	return n != 0;
 }
 
@@ -239,11 +239,11 @@ static void kick_reader(struct hs__ring *r)
  * to HS__PRING_MAX_OVER more, as the daemon holds that many posted emits
  * back without holding the producer (post.c's window). */
 static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_note *n,
-		    bool posted)
+		    bool posted, bool *gone)
 {
 	uint32_t over = posted && r->r.policy == HS__PRING_BLOCK ? HS__PRING_MAX_OVER : 0;
 	for (;;) {
-		if (r->closed)
+		if (r->closed || *gone)
 			return;
 		int e = hs__pring_put(&r->r, n, over);
 		if (e == 0) {
@@ -258,7 +258,7 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 			/* The daemon has not settled a batch: wake it. */
 			if (hs__pring_want_space(&r->r, over)) {
 				hs__chan_kick(c->efd_daemon);
-				wait_space(c, r, 100);
+				wait_space(c, r, 100, gone);
 			}
 			continue;
 		}
@@ -281,7 +281,7 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 				/* The daemon has not taken the dropped ids yet. */
 				if (hs__pring_want_space(&r->r, over)) {
 					hs__chan_kick(c->efd_daemon);
-					wait_space(c, r, 100);
+					wait_space(c, r, 100, gone);
 				}
 				continue;
 			}
@@ -304,7 +304,7 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 			continue;
 		uint64_t tmo = r->r.block_timeout_us;
 		int ms = tmo ? (int)((tmo + 999) / 1000) : -1;
-		if (!wait_space(c, r, ms)) {
+		if (!wait_space(c, r, ms, gone)) {
 			r->stalled = true;
 			r->stall_tail = tail;
 			hs__pring_count_dropped(&r->r, 1);
@@ -335,10 +335,17 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool post
 	uint64_t s = __atomic_add_fetch(&rt->page->seq, 1, __ATOMIC_ACQ_REL);
 	struct hs__pring_note n;
 	note_from_tensor(t, s, &n);
-	for (struct hs__ring *r = c->out_rings; r; r = r->next)
+	bool gone = false;
+	for (struct hs__ring *r = c->out_rings; r && !gone; r = r->next)
 		if (!strcmp(r->topic, topic))
-			put_one(c, r, &n, posted);
+			put_one(c, r, &n, posted, &gone);
 	pthread_mutex_unlock(&c->ring_lock);
+	if (gone) {
+		pthread_mutex_lock(&c->lock);
+		hs__client_fail(c, HS_EPIPE);
+		pthread_mutex_unlock(&c->lock);
+		return HS_EPIPE;
+	}
 	*seq = s;
 	return 0;
 }

@@ -273,7 +273,10 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 			if (!err && seq_out)
 				*seq_out = seq;
 			tensor_drop(tensor, !__atomic_load_n(&c->dead, __ATOMIC_RELAXED));
-			return err;
+			/* A client that died meanwhile says so, as a relayed
+			 * emit would. */
+			int dead = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);
+			return err ? err : dead;
 		}
 		err = 0; /* through the daemon */
 	}

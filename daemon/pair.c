@@ -270,6 +270,11 @@ static void pair_settle(struct pair *p)
 	}
 	if (any && hs__pring_space_kick(&p->r))
 		hs__chan_kick(p->efd_space);
+	/* The subscriber's releases of what it read wait in its channel,
+	 * which nothing else wakes us for: drained in this same pass, so
+	 * the daemon's books follow the rings a batch behind. */
+	if (any)
+		chan_activate(subs);
 }
 
 void pair_settle_session(struct session *s)
