@@ -23,6 +23,17 @@
 
 #include "internal.h"
 
+/* dead is written under lock and read by the reader without it. */
+static bool ring_dead(const struct hs__ring *r)
+{
+	return __atomic_load_n(&r->dead, __ATOMIC_RELAXED);
+}
+
+static void ring_kill(struct hs__ring *r)
+{
+	__atomic_store_n(&r->dead, true, __ATOMIC_RELAXED);
+}
+
 static void ring_free(struct hs__ring *r)
 {
 	hs__pring_unmap(&r->r);
@@ -355,7 +366,7 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool post
 bool hs__ring_sub_pending(const hs_client *c, const struct hs_subscription *sub)
 {
 	for (const struct hs__ring *r = c->in_rings; r; r = r->next)
-		if (r->sub == sub && !r->dead && hs__pring_pending(&r->r))
+		if (r->sub == sub && !ring_dead(r) && hs__pring_pending(&r->r))
 			return true;
 	return false;
 }
@@ -363,7 +374,7 @@ bool hs__ring_sub_pending(const hs_client *c, const struct hs_subscription *sub)
 bool hs__ring_any_pending(const hs_client *c)
 {
 	for (const struct hs__ring *r = c->in_rings; r; r = r->next)
-		if (!r->dead && hs__pring_pending(&r->r))
+		if (!ring_dead(r) && hs__pring_pending(&r->r))
 			return true;
 	return false;
 }
@@ -372,7 +383,7 @@ bool hs__ring_arm_all(hs_client *c)
 {
 	bool sleep = true;
 	for (struct hs__ring *r = c->in_rings; r; r = r->next)
-		if (!r->dead && !hs__pring_arm(&r->r))
+		if (!ring_dead(r) && !hs__pring_arm(&r->r))
 			sleep = false;
 	return sleep;
 }
@@ -430,18 +441,18 @@ int hs__ring_sub_take(hs_client *c, struct hs_subscription *sub, uint64_t below,
 		struct hs__ring *best = NULL;
 		struct hs__pring_note bn, n;
 		for (struct hs__ring *r = c->in_rings; r; r = r->next) {
-			if (r->sub != sub || r->dead)
+			if (r->sub != sub || ring_dead(r))
 				continue;
 			take_drops(c, sub, r);
 			int e = hs__pring_peek(&r->r, &n);
 			if (e < 0) {
-				r->dead = true;
+				ring_kill(r);
 				sub->err = HS_EPROTO;
 				continue;
 			}
 			if (e == 0) {
 				if (r->closed)
-					r->dead = true; /* ended and read out */
+					ring_kill(r); /* ended and read out */
 				continue;
 			}
 			if (!best || n.seq < bn.seq) {
@@ -478,7 +489,7 @@ void hs__ring_sub_end(hs_client *c, struct hs_subscription *sub)
 	for (struct hs__ring *r = c->in_rings; r; r = r->next) {
 		if (r->sub != sub)
 			continue;
-		if (!r->dead) {
+		if (!ring_dead(r)) {
 			struct hs__pring_note n;
 			int e;
 			take_drops(c, sub, r);
@@ -488,7 +499,7 @@ void hs__ring_sub_end(hs_client *c, struct hs_subscription *sub)
 				else
 					break;
 		}
-		r->dead = true;
+		ring_kill(r);
 		r->sub = NULL;
 	}
 }
@@ -499,7 +510,7 @@ void hs__ring_reap(hs_client *c)
 		return; /* the reader may be arming them */
 	for (struct hs__ring **p = &c->in_rings; *p;) {
 		struct hs__ring *r = *p;
-		if (r->dead && !r->sub) {
+		if (ring_dead(r) && !r->sub) {
 			*p = r->next;
 			ring_free(r);
 		} else {

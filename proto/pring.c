@@ -302,7 +302,9 @@ static int subscriber_sync(struct hs__pring *r, uint64_t *head)
 		return err;
 	if (tail < r->pos)
 		return -EPROTO;
-	r->pos = tail;
+	/* Stored atomically: a reader thread of the client may look at it
+	 * without the lock the taker holds (hs__pring_pending). */
+	__atomic_store_n(&r->pos, tail, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -324,7 +326,7 @@ int hs__pring_take(struct hs__pring *r)
 	if (!__atomic_compare_exchange_n(&r->hdr->tail, &expect, expect + 1, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return 0; /* the producer dropped it */
-	r->pos++;
+	__atomic_store_n(&r->pos, r->pos + 1, __ATOMIC_RELAXED);
 	return 1;
 }
 
@@ -363,14 +365,16 @@ uint64_t hs__pring_new_drops(struct hs__pring *r)
 	if (v <= r->seen_dropped)
 		return 0; /* never back, and a jump back is ignored */
 	uint64_t n = v - r->seen_dropped;
-	r->seen_dropped = v;
+	__atomic_store_n(&r->seen_dropped, v, __ATOMIC_RELAXED);
 	return n;
 }
 
 bool hs__pring_pending(const struct hs__pring *r)
 {
-	return __atomic_load_n(&r->hdr->head, __ATOMIC_ACQUIRE) != r->pos ||
-	       __atomic_load_n(&r->hdr->dropped, __ATOMIC_ACQUIRE) != r->seen_dropped;
+	return __atomic_load_n(&r->hdr->head, __ATOMIC_ACQUIRE) !=
+		       __atomic_load_n(&r->pos, __ATOMIC_RELAXED) ||
+	       __atomic_load_n(&r->hdr->dropped, __ATOMIC_ACQUIRE) !=
+		       __atomic_load_n(&r->seen_dropped, __ATOMIC_RELAXED);
 }
 
 bool hs__pring_arm(struct hs__pring *r)

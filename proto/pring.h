@@ -190,7 +190,9 @@ int hs__pring_take(struct hs__pring *r);
 int hs__pring_get_drop(struct hs__pring *r, uint64_t *id);
 /* Subscriber: notes the producer dropped since the last call. */
 uint64_t hs__pring_new_drops(struct hs__pring *r);
-/* Subscriber: true when a note or a new drop count waits. */
+/* Subscriber: true when a note or a new drop count waits. May run in
+ * another thread than the one taking notes (it reads their cursor
+ * atomically); only one thread takes at a time. */
 bool hs__pring_pending(const struct hs__pring *r);
 /* Subscriber, before sleeping: arms; false when something arrived
  * meanwhile (do not sleep). */
