@@ -461,7 +461,7 @@ static void sleep_on(int efd)
 }
 
 static struct party prod_party, sub_party;
-static volatile int settler_stop;
+static int settler_stop; /* atomic */
 
 static void *producer_main(void *arg)
 {
@@ -503,7 +503,7 @@ static void *settler_main(void *arg)
 {
 	struct party *prod = arg;
 	struct hs__pring_note n;
-	while (!settler_stop) {
+	while (!__atomic_load_n(&settler_stop, __ATOMIC_ACQUIRE)) {
 		int r;
 		while ((r = hs__pring_settle(&d, &n)) == 1)
 			;
@@ -526,7 +526,7 @@ static void stream(uint32_t depth, uint32_t policy)
 				     eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), 0, 0, 0, false };
 	sub_party = prod_party;
 	sub_party.r = &s;
-	settler_stop = 0;
+	__atomic_store_n(&settler_stop, 0, __ATOMIC_RELEASE);
 	pthread_t tp, td;
 	ck_assert_int_eq(pthread_create(&tp, NULL, producer_main, &prod_party), 0);
 	ck_assert_int_eq(pthread_create(&td, NULL, settler_main, &prod_party), 0);
@@ -552,7 +552,7 @@ static void stream(uint32_t depth, uint32_t policy)
 			sleep_on(sub_party.efd_data);
 	}
 	ck_assert_int_eq(pthread_join(tp, NULL), 0);
-	settler_stop = 1;
+	__atomic_store_n(&settler_stop, 1, __ATOMIC_RELEASE);
 	ck_assert_int_eq(pthread_join(td, NULL), 0);
 	fprintf(stderr, "stream depth %u policy %u: %llu taken, %llu dropped\n", depth, policy,
 		(unsigned long long)seen, (unsigned long long)dropped);
