@@ -329,8 +329,16 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool post
 		  uint64_t *seq)
 {
 	pthread_mutex_lock(&c->ring_lock);
-	adopt(c);
 	struct hs__route *rt = route_find(c, topic);
+	if (!hs__ring_can_carry(c, t)) {
+		/* Through the daemon: so is everything after it on this topic,
+		 * or a later note could overtake it. */
+		if (rt)
+			rt->relay = true;
+		pthread_mutex_unlock(&c->ring_lock);
+		return 1;
+	}
+	adopt(c);
 	int err = 0;
 	if (!rt || !rt->page ||
 	    __atomic_load_n(&rt->page->gen, __ATOMIC_ACQUIRE) != rt->gen) {
