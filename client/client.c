@@ -130,6 +130,7 @@ static hs_client *client_new(int fd)
 	if (spin && *spin) {
 		long us = strtol(spin, NULL, 10);
 		c->spin_ns = us > 0 && us <= 1000000 ? (int64_t)us * 1000 : 0;
+		c->spin_set = true;
 	}
 	c->rbuf = malloc(HS__WIRE_MAX_MSG);
 	pthread_condattr_t ca;

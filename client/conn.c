@@ -15,6 +15,7 @@
  * it said it sleeps; one-way notes do not kick it at all unless it asked
  * for them (notes_wake). */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -448,21 +449,79 @@ static int next_in(hs_client *c, int *fds, int *nfds)
 	}
 }
 
+/* Whether a core is free for a spinner: fewer tasks running than cores
+ * (the load average's running count, this thread included), looked at
+ * every 100 ms at most. */
+static bool core_free(hs_client *c, int64_t now)
+{
+	if (now - c->load_seen_ns < 100000000)
+		return c->core_free;
+	c->load_seen_ns = now;
+	c->core_free = false;
+	static long ncpu;
+	if (!ncpu)
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	char buf[128];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	double l1, l5, l15;
+	long running = 0, total = 0;
+	if (sscanf(buf, "%lf %lf %lf %ld/%ld", &l1, &l5, &l15, &running, &total) == 5)
+		c->core_free = running < ncpu;
+	return c->core_free;
+}
+
+/* How long to look at the rings before sleeping. HSBROKER_SPIN_US
+ * decides when given; otherwise the wait adapts: it spins only while
+ * things arrive quickly (the recent waits that ended with something were
+ * short) and a core is free for it, for up to twice such a wait, at most
+ * ADAPTIVE_SPIN_NS. A spinner on a busy machine takes the CPU its peer
+ * needs, and one on a quiet stream burns a core for nothing. */
+#define ADAPTIVE_SPIN_NS 50000
+static int64_t spin_budget(hs_client *c, int64_t now)
+{
+	if (c->spin_set)
+		return c->spin_ns;
+	int64_t w = c->wait_avg_ns;
+	if (w <= 0 || w > ADAPTIVE_SPIN_NS || !core_free(c, now))
+		return 0;
+	return 2 * w < ADAPTIVE_SPIN_NS ? 2 * w : ADAPTIVE_SPIN_NS;
+}
+
+/* A wait ended with something to read after took ns. */
+static void wait_seen(hs_client *c, int64_t took)
+{
+	/* A quarter of the new one: a burst or a lull moves it within a few
+	 * waits (a long wait counts as a bit past spinning's reach). */
+	if (took > 4 * ADAPTIVE_SPIN_NS)
+		took = 4 * ADAPTIVE_SPIN_NS;
+	c->wait_avg_ns = c->wait_avg_ns ? (3 * c->wait_avg_ns + took) / 4 : took;
+}
+
 /* The reader, before it sleeps with a channel: arms it, then polls the
  * eventfd (and the socket for the daemon's death). Returns as poll does;
  * > 0 without sleeping when a record arrived meanwhile. */
 static int chan_poll(hs_client *c, int timeout_ms)
 {
-	/* HSBROKER_SPIN_US: look at the ring for a while before sleeping, so
-	 * the daemon need not wake us (a core's worth of CPU while waiting). */
-	if (c->spin_ns && timeout_ms != 0) {
-		int64_t spin = c->spin_ns;
+	int64_t start = now_ns();
+	int64_t spin = timeout_ms != 0 ? spin_budget(c, start) : 0;
+	/* Look at the ring for a while before sleeping, so the daemon or the
+	 * producer need not wake us (a core's worth of CPU while waiting). */
+	if (spin) {
 		if (timeout_ms > 0 && spin > (int64_t)timeout_ms * 1000000)
 			spin = (int64_t)timeout_ms * 1000000;
-		int64_t end = now_ns() + spin;
+		int64_t end = start + spin;
 		do {
-			if (hs__chan_pending(&c->ch.rx) || hs__ring_any_pending(c))
+			if (hs__chan_pending(&c->ch.rx) || hs__ring_any_pending(c)) {
+				wait_seen(c, now_ns() - start);
 				return 1;
+			}
 			cpu_relax();
 		} while (now_ns() < end);
 	}
@@ -471,8 +530,12 @@ static int chan_poll(hs_client *c, int timeout_ms)
 		return 1;
 	struct pollfd p[2] = { { .fd = c->efd_client, .events = POLLIN }, { .fd = c->fd } };
 	int r = poll(p, 2, timeout_ms);
-	if (r > 0 && (p[0].revents & POLLIN))
+	if (r > 0 && (p[0].revents & POLLIN)) {
 		hs__chan_clear(c->efd_client);
+		wait_seen(c, now_ns() - start);
+	} else if (r == 0) {
+		wait_seen(c, INT64_MAX); /* nothing came: stop spinning */
+	}
 	if (r > 0 && (p[1].revents & (POLLHUP | POLLERR)))
 		c->chan_hup = true; /* what the daemon wrote before still counts */
 	return r;

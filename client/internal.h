@@ -130,6 +130,13 @@ struct hs_client {
 	bool use_chan;
 	bool spares_on;    /* ask spares ahead (post.c) */
 	int64_t spin_ns;   /* HSBROKER_SPIN_US: poll the ring before sleeping */
+	bool spin_set;     /* ... given: it decides, not the adaptive wait */
+	/* The adaptive wait (conn.c), the reader's alone: how long waits
+	 * that ended with something to read took lately, and whether a core
+	 * was free when last looked (every 100 ms). */
+	int64_t wait_avg_ns;
+	int64_t load_seen_ns;
+	bool core_free;
 	struct hs__chan ch;
 	int efd_daemon;    /* we write it to wake the daemon */
 	int efd_client;    /* the daemon writes it to wake us */
