@@ -75,6 +75,12 @@ struct hs__chan {
 	struct hs__chan_end rx;  /* the ring this side reads */
 };
 
+/* A memfd of size bytes named name, sealed against growing and
+ * shrinking (so no process sharing it can make another fault), mapped
+ * read-write: 0 with *fd and *map, or a negative errno. The channel, pair
+ * rings and topic pages (pring.h) are made with it. */
+int hs__shm_create(const char *name, size_t size, int *fd, void **map);
+
 /* Creates, sizes and seals the memfd and maps it as the daemon's side: 0
  * with *fd and *ch set, or a negative errno. */
 int hs__chan_create(int *fd, struct hs__chan *ch);

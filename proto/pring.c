@@ -6,7 +6,6 @@
 #include "pring.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -54,23 +53,11 @@ int hs__pring_create(uint64_t ring_id, uint32_t depth, uint32_t policy,
 	size_t size = hs__pring_map_size(depth);
 	if (!size || policy > HS__PRING_DROP_NEWEST)
 		return -EINVAL;
-	int f = memfd_create("hsbroker-pair-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (f < 0)
-		return -errno;
-	int err = 0;
-	if (ftruncate(f, (off_t)size) < 0 ||
-	    fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-		err = -errno;
-	void *p = MAP_FAILED;
-	if (!err) {
-		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
-		if (p == MAP_FAILED)
-			err = -errno;
-	}
-	if (err) {
-		close(f);
+	void *p;
+	int f;
+	int err = hs__shm_create("hsbroker-pair-ring", size, &f, &p);
+	if (err)
 		return err;
-	}
 	struct hs__pring_hdr *h = p;
 	h->ring_id = ring_id;
 	h->slots = slots_for(depth);
@@ -423,23 +410,11 @@ void hs__pring_close(struct hs__pring *r)
 int hs__pring_page_create(int *fd, struct hs__pring_page **out)
 {
 	_Static_assert(sizeof(struct hs__pring_page) <= HS__PRING_PAGE_SIZE, "page too big");
-	int f = memfd_create("hsbroker-topic-page", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (f < 0)
-		return -errno;
-	int err = 0;
-	void *p = MAP_FAILED;
-	if (ftruncate(f, HS__PRING_PAGE_SIZE) < 0 ||
-	    fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-		err = -errno;
-	if (!err) {
-		p = mmap(NULL, HS__PRING_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
-		if (p == MAP_FAILED)
-			err = -errno;
-	}
-	if (err) {
-		close(f);
+	void *p;
+	int f;
+	int err = hs__shm_create("hsbroker-topic-page", HS__PRING_PAGE_SIZE, &f, &p);
+	if (err)
 		return err;
-	}
 	struct hs__pring_page *pg = p;
 	__atomic_store_n(&pg->magic, HS__PRING_PAGE_MAGIC, __ATOMIC_RELEASE);
 	*fd = f;
