@@ -338,14 +338,15 @@ int hs__ring_announce(hs_client *c, const Hs__RingAnnounce *a, int *fds, int nfd
 void hs__ring_closed(hs_client *c, uint64_t id);
 /* Whether t can go through rings (host memory of our uid, few dims). */
 bool hs__ring_can_carry(const hs_client *c, const hs_tensor *t);
-/* Emits t on topic through this client's rings: 0 with *seq (the caller
- * still holds its reference and releases it), 1 when it goes through the
+/* Emits t on topic through this client's rings: 0 with *seq and
+ * *ref_moved (the reference went with the last note; else the caller
+ * still holds it and releases it), 1 when it goes through the
  * daemon (a tensor rings cannot carry, or a topic that needs the relay:
  * then every later emit there does too), or an error. posted: no seq_out (a full BLOCK ring
  * takes a few more, as the daemon would hold them back). Takes ring_lock,
  * and lock inside. */
 int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool posted,
-		  uint64_t *seq);
+		  uint64_t *seq, bool *ref_moved);
 /* Subscriber (lock held): whether sub's rings / any ring has notes. */
 bool hs__ring_sub_pending(const hs_client *c, const struct hs_subscription *sub);
 bool hs__ring_any_pending(const hs_client *c);

@@ -249,21 +249,21 @@ static void kick_reader(struct hs__ring *r)
  * waits for this emit's sequence number, so a full BLOCK ring takes up
  * to HS__PRING_MAX_OVER more, as the daemon holds that many posted emits
  * back without holding the producer (post.c's window). */
-static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_note *n,
+static bool put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_note *n,
 		    bool posted, bool *gone)
 {
 	uint32_t over = posted && r->r.policy == HS__PRING_BLOCK ? HS__PRING_MAX_OVER : 0;
 	for (;;) {
 		if (r->closed || *gone)
-			return;
+			return false;
 		int e = hs__pring_put(&r->r, n, over);
 		if (e == 0) {
 			kick_reader(r);
-			return;
+			return true;
 		}
 		if (e == -EPIPE || e == -EPROTO) {
 			r->closed = true; /* ended, or broken: no more notes */
-			return;
+			return false;
 		}
 		if (e == -ENOBUFS) {
 			/* The daemon has not settled a batch: wake it. */
@@ -279,7 +279,7 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 		case HS__PRING_DROP_NEWEST:
 			hs__pring_count_dropped(&r->r, 1);
 			kick_reader(r);
-			return;
+			return false;
 		case HS__PRING_DROP_OLDEST:
 			e = hs__pring_drop_oldest(&r->r, &id);
 			if (e == 1) {
@@ -297,7 +297,7 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 				continue;
 			}
 			r->closed = true;
-			return;
+			return false;
 		default:
 			break;
 		}
@@ -308,7 +308,7 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 		if (r->stalled && tail == r->stall_tail) {
 			hs__pring_count_dropped(&r->r, 1);
 			kick_reader(r);
-			return;
+			return false;
 		}
 		r->stalled = false;
 		if (!hs__pring_want_space(&r->r, over))
@@ -320,13 +320,13 @@ static void put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 			r->stall_tail = tail;
 			hs__pring_count_dropped(&r->r, 1);
 			kick_reader(r);
-			return;
+			return false;
 		}
 	}
 }
 
 int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool posted,
-		  uint64_t *seq)
+		  uint64_t *seq, bool *ref_moved)
 {
 	pthread_mutex_lock(&c->ring_lock);
 	struct hs__route *rt = route_find(c, topic);
@@ -355,9 +355,21 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool post
 	struct hs__pring_note n;
 	note_from_tensor(t, s, &n);
 	bool gone = false;
-	for (struct hs__ring *r = c->out_rings; r && !gone; r = r->next)
+	/* The last ring's note takes our reference with it (the daemon
+	 * drops it once it settled all our rings); if that note is not
+	 * written, the caller releases it. */
+	struct hs__ring *last = NULL;
+	for (struct hs__ring *r = c->out_rings; r; r = r->next)
 		if (!strcmp(r->topic, topic))
-			put_one(c, r, &n, posted, &gone);
+			last = r;
+	*ref_moved = false;
+	for (struct hs__ring *r = c->out_rings; r && !gone; r = r->next) {
+		if (strcmp(r->topic, topic))
+			continue;
+		n.flags = r == last ? HS__PRING_NOTE_LAST : 0;
+		if (put_one(c, r, &n, posted, &gone) && r == last)
+			*ref_moved = true;
+	}
 	pthread_mutex_unlock(&c->ring_lock);
 	if (gone) {
 		pthread_mutex_lock(&c->lock);

@@ -263,16 +263,17 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 		tensor_drop(tensor, true);
 		return err;
 	}
-	/* Pair rings: straight to the subscribers; our reference goes back
-	 * through the release queue, after the notes that hold the tensor
-	 * (the daemon settles them first). */
+	/* Pair rings: straight to the subscribers; our reference goes with
+	 * the last note (the daemon drops it once it settled all of them), or
+	 * back through a release note when that one was not written. */
 	if (c->rings_on) {
 		uint64_t seq = 0;
-		err = hs__ring_emit(c, tensor, topic, seq_out == NULL, &seq);
+		bool moved = false;
+		err = hs__ring_emit(c, tensor, topic, seq_out == NULL, &seq, &moved);
 		if (err <= 0) {
 			if (!err && seq_out)
 				*seq_out = seq;
-			tensor_drop(tensor, !__atomic_load_n(&c->dead, __ATOMIC_RELAXED));
+			tensor_drop(tensor, !moved && !__atomic_load_n(&c->dead, __ATOMIC_RELAXED));
 			/* A client that died meanwhile says so, as a relayed
 			 * emit would. */
 			int dead = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);

@@ -176,20 +176,22 @@ int pair_route(struct session *s, struct topic *tp, bool *relay)
 	return idmap_put(&s->routes, tp->id, 1) < 0 ? HS_ENOMEM : 0;
 }
 
+void pair_subscribing(struct sub *sub)
+{
+	bump_gen(sub->topic);
+}
+
 void pair_subscribed(struct session *s, struct sub *sub)
 {
 	struct topic *tp = sub->topic;
-	if (!tp->page)
-		return; /* no producer asked for a route on it */
-	if (pair_capable(s)) {
-		struct session *o;
-		list_for_each(o, &s->broker->sessions, link) {
-			if (o->uid == s->uid && pair_capable(o) && idmap_get(&o->routes, tp->id) &&
-			    !find_pair(o, sub))
-				pair_make(o, sub);
-		}
+	if (!tp->page || !pair_capable(s))
+		return; /* no producer asked for a route on it, or no rings */
+	struct session *o;
+	list_for_each(o, &s->broker->sessions, link) {
+		if (o->uid == s->uid && pair_capable(o) && idmap_get(&o->routes, tp->id) &&
+		    !find_pair(o, sub))
+			pair_make(o, sub);
 	}
-	bump_gen(tp);
 }
 
 /* Wakes both ends (the ring was closed). */
@@ -199,6 +201,26 @@ static void kick_ends(struct pair *p)
 	if (subs->chan)
 		hs__chan_kick(subs->chan->efd_client);
 	hs__chan_kick(p->efd_space);
+}
+
+static void producer_settle(struct session *prod);
+
+/* The producer's reference to id went with a note (the emit's last):
+ * dropped once every ring of the producer is settled, since its other
+ * notes of the same emit may still be waiting in them (pair_settle_session
+ * checks that the producer holds what a note names). */
+static int ref_drop_later(struct session *prod, uint64_t id)
+{
+	if (prod->n_ref_drops == prod->cap_ref_drops) {
+		size_t cap = prod->cap_ref_drops ? prod->cap_ref_drops * 2 : 64;
+		uint64_t *a = realloc(prod->ref_drops, cap * sizeof(*a));
+		if (!a)
+			return HS_ENOMEM;
+		prod->ref_drops = a;
+		prod->cap_ref_drops = cap;
+	}
+	prod->ref_drops[prod->n_ref_drops++] = id;
+	return 0;
 }
 
 /* Settles what p's producer wrote since the last time. */
@@ -226,6 +248,9 @@ static void pair_settle(struct pair *p)
 			continue;
 		}
 		p->sub->delivered++;
+		if ((n.flags & HS__PRING_NOTE_LAST) && ref_drop_later(prod, n.tensor_id) < 0)
+			log_error("out of memory: producer's reference to tensor %llu kept",
+				  (unsigned long long)n.tensor_id);
 		struct topic *tp = p->sub->topic;
 		if (n.seq > tp->emitted) {
 			tp->emitted = n.seq;
@@ -270,6 +295,11 @@ static void pair_settle(struct pair *p)
 	}
 	if (any && hs__pring_space_kick(&p->r))
 		hs__chan_kick(p->efd_space);
+	/* A producer that went quiet must not keep what it emitted: its
+	 * references that went with notes are dropped now, not at its next
+	 * message. */
+	if (prod->n_ref_drops)
+		producer_settle(prod);
 	/* The subscriber's releases of what it read wait in its channel,
 	 * which nothing else wakes us for: drained in this same pass, so
 	 * the daemon's books follow the rings a batch behind. */
@@ -277,11 +307,39 @@ static void pair_settle(struct pair *p)
 		chan_activate(subs);
 }
 
+/* Settles every ring prod writes, then drops the references that went
+ * with their notes: all of an emit's notes are settled by then. */
+static void producer_settle(struct session *prod)
+{
+	if (prod->pairs_settling)
+		return;
+	prod->pairs_settling = true;
+	struct pair *p;
+	list_for_each(p, &prod->pairs_out, prod_link)
+		pair_settle(p);
+	/* The rings were read one after another: a last note seen in one
+	 * may have siblings published in a ring read before it. A second
+	 * pass, begun after every last note counted so far was read, sees
+	 * all of theirs (a note is published after its siblings); the last
+	 * notes it finds wait for the next time. */
+	size_t k = prod->n_ref_drops;
+	list_for_each(p, &prod->pairs_out, prod_link)
+		pair_settle(p);
+	for (size_t i = 0; i < k; i++)
+		if (session_give_back(prod, prod->ref_drops[i]) < 0)
+			log_debug("producer's reference to tensor %llu not held at its last note",
+				  (unsigned long long)prod->ref_drops[i]);
+	if (k && prod->n_ref_drops > k)
+		memmove(prod->ref_drops, prod->ref_drops + k,
+			(prod->n_ref_drops - k) * sizeof(*prod->ref_drops));
+	prod->n_ref_drops -= k;
+	prod->pairs_settling = false;
+}
+
 void pair_settle_session(struct session *s)
 {
+	producer_settle(s);
 	struct pair *p;
-	list_for_each(p, &s->pairs_out, prod_link)
-		pair_settle(p);
 	struct sub *sub;
 	list_for_each(sub, &s->subs, owner_link)
 		list_for_each(p, &sub->pairs, sub_link)

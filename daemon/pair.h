@@ -42,8 +42,14 @@ bool pair_capable(const struct session *s);
  * Makes the topic page when tp has none. 0 or a negative hs code. */
 int pair_route(struct session *s, struct topic *tp, bool *relay);
 
-/* A subscription was made: rings from every producer of its uid that
- * asked for a route on the topic; the topic's route generation moves. */
+/* A subscription is made: the topic's route generation moves before its
+ * SubscribeReply is sent (pair_subscribing), so that a producer emitting
+ * after the subscriber heard of it asks for its route again; then, after
+ * the reply (which links the subscription in the client), the rings from
+ * every producer of its uid that has a route on the topic
+ * (pair_subscribed). A producer asking in between is answered only after
+ * both: the daemon handles one request at a time. */
+void pair_subscribing(struct sub *sub);
 void pair_subscribed(struct session *s, struct sub *sub);
 
 /* Settles every ring s writes or reads (before handling its input). */

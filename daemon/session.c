@@ -514,6 +514,9 @@ void session_release_all(struct session *s)
 	idmap_fini(&s->slabs);
 	idmap_fini(&s->events);
 	idmap_fini(&s->routes);
+	free(s->ref_drops); /* still held: released with the rest above */
+	s->ref_drops = NULL;
+	s->n_ref_drops = s->cap_ref_drops = 0;
 
 	while (!list_empty(&s->outbox))
 		session_out_pop(s, list_first(&s->outbox, struct out_msg, link));
@@ -873,6 +876,7 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 	list_insert_tail(&s->subs, &sub->owner_link);
 	s->nsubs++;
 	s->usage->subs++;
+	pair_subscribing(sub);
 	Hs__SubscribeReply sr = HS__SUBSCRIBE_REPLY__INIT;
 	sr.subscription = sub->id;
 	Hs__Message m = HS__MESSAGE__INIT;

@@ -66,6 +66,10 @@ struct session {
 	bool rings;              /* pair rings on (pair.h): asked, and allowed */
 	struct list pairs_out;   /* struct pair.prod_link: rings it writes */
 	struct idmap routes;     /* topic ids it asked a route for */
+	uint64_t *ref_drops;     /* its references that went with a ring note */
+	size_t n_ref_drops, cap_ref_drops; /* (HS__PRING_NOTE_LAST), dropped once
+				  * all its rings are settled (pair.c) */
+	bool pairs_settling;     /* inside that settling (pair.c) */
 	uint64_t quiet_seq;      /* the request being handled was posted: its
 				  * reply need not wake the client */
 

@@ -134,7 +134,7 @@ void hs__pring_unmap(struct hs__pring *r)
 int hs__pring_note_check(const struct hs__pring_note *n)
 {
 	if (n->tensor_id == 0 || n->ndim > HS__PRING_MAX_NDIM || n->has_strides > 1 ||
-	    n->pad != 0)
+	    (n->flags & ~HS__PRING_NOTE_LAST) != 0)
 		return -EPROTO;
 	DLDevice dev = { (DLDeviceType)n->device_type, n->device_id };
 	DLDataType dt = { n->dtype_code, n->dtype_bits, n->dtype_lanes };

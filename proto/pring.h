@@ -66,10 +66,14 @@ struct hs__pring_note {
 	uint16_t dtype_lanes;
 	uint8_t ndim;
 	uint8_t has_strides;
-	uint16_t pad;
+	uint16_t flags;        /* HS__PRING_NOTE_* */
 	int64_t shape[HS__PRING_MAX_NDIM];
 	int64_t strides[HS__PRING_MAX_NDIM];
 };
+
+/* The producer's own reference goes with this note: the daemon drops it
+ * once it settled every ring of the producer (the emit's last note). */
+#define HS__PRING_NOTE_LAST 1u
 
 /* Queue policies, as Hs__Policy numbers them. */
 enum {

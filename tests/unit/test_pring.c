@@ -319,6 +319,11 @@ START_TEST(test_note_check)
 	n.device_type = 1000;
 	ck_assert_int_eq(hs__pring_note_check(&n), -EPROTO);
 	n = note(5, 1);
+	n.flags = HS__PRING_NOTE_LAST;
+	ck_assert_int_eq(hs__pring_note_check(&n), 0);
+	n.flags = 2; /* unknown */
+	ck_assert_int_eq(hs__pring_note_check(&n), -EPROTO);
+	n = note(5, 1);
 	n.has_strides = 2;
 	ck_assert_int_eq(hs__pring_note_check(&n), -EPROTO);
 	n = note(5, 1);
