@@ -349,6 +349,11 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool post
 	}
 	if (err || rt->relay) {
 		pthread_mutex_unlock(&c->ring_lock);
+		/* A route refused ([acl], limits) is the emit's to refuse, as
+		 * the daemon does it (a posted one counts in emits_refused). */
+		if (err && err != HS_EPIPE && err != HS_EPROTO && err != HS_ESHUTDOWN &&
+		    err != HS_ENOMEM)
+			return 1;
 		return err ? err : 1;
 	}
 	uint64_t s = __atomic_add_fetch(&rt->page->seq, 1, __ATOMIC_ACQ_REL);
