@@ -220,14 +220,19 @@ bool hs__chan_pending(const struct hs__chan_end *e)
 	return __atomic_load_n(&e->r->head, __ATOMIC_ACQUIRE) != e->pos;
 }
 
+bool hs__chan_flag_take(uint32_t *flag)
+{
+	/* Pairs with the fence of the side that set it: either it sees what
+	 * we published, or we see its flag. */
+	hs__chan_fence();
+	if (!__atomic_load_n(flag, __ATOMIC_RELAXED))
+		return false;
+	return __atomic_exchange_n(flag, 0, __ATOMIC_ACQ_REL) != 0;
+}
+
 bool hs__chan_should_kick(struct hs__chan_end *e)
 {
-	/* Pairs with the fence in hs__chan_arm: either the reader sees our
-	 * record, or we see its flag. */
-	hs__chan_fence();
-	if (!__atomic_load_n(&e->r->armed, __ATOMIC_RELAXED))
-		return false;
-	return __atomic_exchange_n(&e->r->armed, 0, __ATOMIC_ACQ_REL) != 0;
+	return hs__chan_flag_take(&e->r->armed);
 }
 
 bool hs__chan_arm(struct hs__chan_end *e)
@@ -253,10 +258,7 @@ bool hs__chan_want_space(struct hs__chan_end *e, size_t packed_len)
 
 bool hs__chan_space_kick(struct hs__chan_end *e)
 {
-	hs__chan_fence();
-	if (!__atomic_load_n(&e->r->want_space, __ATOMIC_RELAXED))
-		return false;
-	return __atomic_exchange_n(&e->r->want_space, 0, __ATOMIC_ACQ_REL) != 0;
+	return hs__chan_flag_take(&e->r->want_space);
 }
 
 void hs__chan_kick(int efd)

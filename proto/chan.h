@@ -124,6 +124,11 @@ bool hs__chan_want_space(struct hs__chan_end *e, size_t packed_len);
  * caller must kick it. */
 bool hs__chan_space_kick(struct hs__chan_end *e);
 
+/* After publishing: true when the other side had set flag (it sleeps, or
+ * waits for room) and the caller must kick it; whoever swaps it back to
+ * 0 kicks. The channel's and the pair rings' (pring.h) hand-shakes. */
+bool hs__chan_flag_take(uint32_t *flag);
+
 /* Writes 1 to an eventfd (wakes its poller) / empties one (non-blocking). */
 void hs__chan_kick(int efd);
 

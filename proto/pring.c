@@ -233,11 +233,8 @@ void hs__pring_count_dropped(struct hs__pring *r, uint64_t n)
 
 bool hs__pring_should_kick(struct hs__pring *r)
 {
-	/* Pairs with the fence in hs__pring_arm (see hs__chan_should_kick). */
-	hs__chan_fence();
-	if (!__atomic_load_n(&r->hdr->armed, __ATOMIC_RELAXED))
-		return false;
-	return __atomic_exchange_n(&r->hdr->armed, 0, __ATOMIC_ACQ_REL) != 0;
+	/* Pairs with the fence in hs__pring_arm. */
+	return hs__chan_flag_take(&r->hdr->armed);
 }
 
 bool hs__pring_want_space(struct hs__pring *r, uint32_t over)
@@ -376,10 +373,7 @@ bool hs__pring_arm(struct hs__pring *r)
 
 bool hs__pring_space_kick(struct hs__pring *r)
 {
-	hs__chan_fence();
-	if (!__atomic_load_n(&r->hdr->want_space, __ATOMIC_RELAXED))
-		return false;
-	return __atomic_exchange_n(&r->hdr->want_space, 0, __ATOMIC_ACQ_REL) != 0;
+	return hs__chan_flag_take(&r->hdr->want_space);
 }
 
 int hs__pring_settle(struct hs__pring *r, struct hs__pring_note *n)
