@@ -344,7 +344,7 @@ static int poll_fd_make(hs_client *c)
 	 * first dispatch. Never under a reader: its arm is its own, and an
 	 * arm that finds a record takes the flag back, so the daemon would
 	 * not kick the reader sleeping on it. */
-	if (c->use_chan && !c->reading && !hs__chan_arm(&c->ch.rx))
+	if (c->use_chan && !c->reading && (!hs__chan_arm(&c->ch.rx) || !hs__ring_arm_all(c)))
 		hs__chan_kick(c->efd_app);
 	return 0;
 }

@@ -360,7 +360,8 @@ int hs__ring_sub_take(hs_client *c, struct hs_subscription *sub, uint64_t below,
 		      uint64_t *slab_wait, hs_tensor **out);
 /* sub ended (lock held): what its rings hold is given back. */
 void hs__ring_sub_end(hs_client *c, struct hs_subscription *sub);
-/* Frees ended subscriber rings when no reader is arming them (lock). */
+/* Frees dead subscriber rings (read out after they closed, broken, or
+ * of an ended subscription) when no reader is arming them (lock). */
 void hs__ring_reap(hs_client *c);
 void hs__ring_free_all(hs_client *c);
 

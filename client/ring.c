@@ -533,9 +533,12 @@ void hs__ring_reap(hs_client *c)
 {
 	if (c->reading)
 		return; /* the reader may be arming them */
+	/* A ring read out after its producer went (or broken) goes now, not
+	 * with its subscription: a long-lived subscriber of producers that
+	 * come and go would keep a mapping and an fd for each. */
 	for (struct hs__ring **p = &c->in_rings; *p;) {
 		struct hs__ring *r = *p;
-		if (ring_dead(r) && !r->sub) {
+		if (ring_dead(r)) {
 			*p = r->next;
 			ring_free(r);
 		} else {

@@ -14,7 +14,8 @@
  * drop-oldest subscribers that never read. Checked at the end: no victim
  * saw anything wrong (they exit 1 if so; only our SIGKILL may end them),
  * the long-lived subscriber saw only sound tensors, in increasing order
- * per producer, and once everyone is gone the daemon holds no tensor and
+ * per producer, and kept no ring of a producer gone (its fds stay
+ * bounded), and once everyone is gone the daemon holds no tensor and
  * every pool is full again: nothing leaked, nothing freed early. */
 #include <inttypes.h>
 #include <signal.h>
@@ -88,6 +89,7 @@ static int keeper_main(void *arg)
 	if (rc < 0)
 		return ht_child_fail("keeper", "subscribe: %s", hs_strerror(rc));
 	ht_chan_send(&k->ready, 'R');
+	int fds_base = ht_count_fds();
 	static uint32_t last[MAX_PRODUCERS];
 	hs_tensor *kept[KEEP] = { 0 };
 	uint64_t tags[KEEP] = { 0 };
@@ -134,6 +136,12 @@ static int keeper_main(void *arg)
 			return ht_child_fail("keeper", "a tensor it holds changed");
 		hs_tensor_release(kept[i], NULL);
 	}
+	/* The rings of producers that died were let go while subscribed:
+	 * what is open is about what the live ones hold (one fd a ring). */
+	int fds = ht_count_fds();
+	if (fds > fds_base + 2 * VICTIMS + 8)
+		return ht_child_fail("keeper", "%d fds open after the kills, %d before: rings kept",
+				     fds, fds_base);
 	hs_subscription_close(sub);
 	hs_client_disconnect(c);
 	return st_put_u64(k->got.wr, n) == 0 ? 0 : 1;
