@@ -124,6 +124,7 @@ static hs_client *client_new(int fd)
 	if (!c)
 		return NULL;
 	c->fd = fd;
+	hs__client_use_socket(c);
 	c->efd_daemon = c->efd_client = c->efd_app = c->poll_fd = -1;
 	c->spares_on = hs__spares_wanted();
 	const char *spin = getenv("HSBROKER_SPIN_US");
@@ -337,14 +338,14 @@ static int poll_fd_make(hs_client *c)
 	}
 	c->efd_app = app;
 	c->poll_fd = ep;
-	/* Read without lock by the reader letting go (chan_rearm). */
+	/* Read without lock by the reader letting go (conn.c, rearm_app). */
 	__atomic_store_n(&c->fd_mode, true, __ATOMIC_RELEASE);
 	/* From now on the reader re-arms whenever it lets go. With no reader
 	 * (none can start: we hold lock), arm now for what comes before the
 	 * first dispatch. Never under a reader: its arm is its own, and an
 	 * arm that finds a record takes the flag back, so the daemon would
 	 * not kick the reader sleeping on it. */
-	if (c->use_chan && !c->reading && (!hs__chan_arm(&c->ch.rx) || !hs__ring_arm_all(c)))
+	if (!c->reading && !hs__client_arm(c))
 		hs__chan_kick(c->efd_app);
 	return 0;
 }

@@ -63,6 +63,7 @@ struct hs__spare_key {
 };
 
 struct hs__post;
+struct hs__transport;
 
 /* A pair ring this client writes (producer) or reads (subscriber):
  * ring.c. */
@@ -122,6 +123,7 @@ struct hs_subscription {
 
 struct hs_client {
 	int fd;
+	const struct hs__transport *tr; /* conn.c: the socket, then the channel */
 
 	/* The shared-memory channel (proto/chan.h), when the daemon gave
 	 * one: every message goes through it; the socket carries only the
@@ -221,7 +223,15 @@ int hs__client_request(hs_client *c, Hs__Message *msg, Hs__Message **reply);
 int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 			   struct hs_subscription *sub, Hs__Message **reply);
 
-/* Maps the channel of a ChannelAnnounce (its three fds are taken). */
+/* The client starts on the socket transport (conn.c). */
+void hs__client_use_socket(hs_client *c);
+/* The transport's arm (see struct hs__transport in conn.c) and whether
+ * something waits to be read, known without a syscall. */
+bool hs__client_arm(hs_client *c);
+bool hs__client_pending(hs_client *c);
+
+/* Maps the channel of a ChannelAnnounce (its three fds are taken); from
+ * then on the client talks through it. */
 int hs__client_take_channel(hs_client *c, const Hs__Message *msg, int *fds, int nfds);
 
 /* Sends a request whose reply lands in slot, without waiting for it.

@@ -151,7 +151,7 @@ static void reap(hs_client *c)
  * nothing, then reaps (lock held). */
 static void pump(hs_client *c)
 {
-	if (c->use_chan && !c->reading && hs__chan_pending(&c->ch.rx))
+	if (!c->reading && hs__client_pending(c))
 		hs__client_wait(c, never, NULL, 0);
 	reap(c);
 }
