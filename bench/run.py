@@ -226,6 +226,36 @@ def gpu_present(build):
     return False, p.stderr.strip()
 
 
+def run_rings(R, build, d, env):
+    """Pair rings (issue 15, HSBROKER_RINGS=1 for a daemon and its
+    clients): the same host rows next to the default ones, in the same
+    run. Variant 'rings' of each case."""
+    b = lambda name: os.path.join(build, "bench", "hs-bench-" + name)
+    renv = dict(env, HSBROKER_RINGS="1")
+    exe = os.path.join(build, "daemon", "hsbrokerd")
+    dr = Daemon(exe, os.path.dirname(d.socket), "rings", renv, False)
+    try:
+        for size in SIZES:
+            it, wu = R.scale(ITERS[size])
+            R.run("hsbroker C->C %s, pair rings" % fmt_size(size),
+                  [b("handoff"), "--size", str(size), "--iters", str(it),
+                   "--warmup", str(wu), "--socket", dr.socket], renv,
+                  floor=(build, "cpu"), variant="rings")
+        it, wu = R.scale(PY_ITERS[4 * KiB])
+        R.run("hsbroker Py->Py 4 KiB, pair rings",
+              [sys.executable, os.path.join(HERE, "py_handoff.py"), "--size", str(4 * KiB),
+               "--iters", str(it), "--warmup", str(wu), "--socket", dr.socket], renv,
+              floor=(build, "cpu"), variant="rings")
+        for subs in (1, 8):
+            it, wu = R.scale(TP_ITERS[subs])
+            R.run("throughput 1->%d 4 KiB, pair rings" % subs,
+                  [b("throughput"), "--size", "4096", "--subscribers", str(subs),
+                   "--iters", str(it), "--warmup", str(wu), "--socket", dr.socket,
+                   "--daemon-pid", str(dr.pid)], renv, variant="rings")
+    finally:
+        dr.stop()
+
+
 def run_suite(R, build, d, env, device, tag):
     """One pass over every case on one device ('cpu' or 'cuda')."""
     a = R.a
@@ -278,6 +308,8 @@ def run_suite(R, build, d, env, device, tag):
                "--daemon-pid", str(ds.pid)], env, variant="spin")
     finally:
         ds.stop()
+    if device == "cpu":
+        run_rings(R, build, d, env)
     big = find(R.results, "hsbroker-c", 256 * MiB) if device == "cpu" else None
     if big and big.get("write_p50_us", 0) > 1000:
         spin = int(big["write_p50_us"])
@@ -329,7 +361,9 @@ METHODS = [  # (case, label in the table, key of the measure compared with the f
     ("hsbroker-c-socket", "hsbroker C -> C over the socket (HSBROKER_CHANNEL=0)", "bk"),
     ("hsbroker-c-spin", "hsbroker C -> C, daemon --spin-us 50", "bk"),
     ("hsbroker-c-spinboth", "hsbroker C -> C, daemon --spin-us 50 and HSBROKER_SPIN_US=50", "bk"),
+    ("hsbroker-c-rings", "hsbroker C -> C, pair rings (HSBROKER_RINGS=1)", "bk"),
     ("hsbroker-py", "hsbroker Py -> Py (NumPy)", "bk"),
+    ("hsbroker-py-rings", "hsbroker Py -> Py (NumPy), pair rings (HSBROKER_RINGS=1)", "bk"),
     ("copy", "copy through a socket", "bk"),
     ("floor-cuda", "floor: UDS + IPC event + read", "gpu"),
     ("hsbroker-c-cuda", "hsbroker C -> C, CUDA", "gpu"),
@@ -491,6 +525,30 @@ def targets(results):
         out.append(("(1 → 8: daemon CPU per tensor, for reference)", None,
                     "%.2f µs a tensor, %.2f µs a delivery" % (
                         cpu8, tp8["daemon_cpu_ns_per_delivery"] / 1000.0)))
+    # Issue 15: the same with pair rings on.
+    rc = find(results, "hsbroker-c-rings", 4 * KiB)
+    if rc:
+        fl = floor_for(results, rc)
+        if fl:
+            out.append(("pair rings: host C → C 4 KiB ≤ 1.2× the UDS ping-pong (issue 15)",
+                        share(rc) / fl <= 1.2, "%.1f µs vs %.1f µs: %.2f×" % (
+                            share(rc), fl, share(rc) / fl)))
+    rt1 = next((r for r in results if r["case"] == "throughput-rings" and "skipped" not in r
+                and r["subscribers"] == 1), None)
+    rt8 = next((r for r in results if r["case"] == "throughput-rings" and "skipped" not in r
+                and r["subscribers"] == 8), None)
+    if rt1:
+        out.append(("pair rings: ≥ 50k host tensors/s 1 → 1 (issue 15)",
+                    rt1["sub_rate_min"] >= 50000, "%.0f/s (%.2f× the target)" % (
+                        rt1["sub_rate_min"], rt1["sub_rate_min"] / 50000)))
+        cpu = rt1["daemon_cpu_ns_per_tensor"] / 1000.0
+        out.append(("pair rings: ≤ 3 µs daemon CPU per tensor at 1 → 1 (issue 15)",
+                    0 <= cpu <= 3.0, "%.2f µs" % cpu))
+    if rt8:
+        out.append(("pair rings: ≥ 10k host tensors/s per subscriber at 1 → 8 (issue 15)",
+                    rt8["sub_rate_min"] >= 10000, "%.0f/s min, %.0f/s mean; daemon %.2f µs a "
+                    "tensor" % (rt8["sub_rate_min"], rt8["sub_rate_mean"],
+                                rt8["daemon_cpu_ns_per_tensor"] / 1000.0)))
     for mps in ("nomps", "mps"):
         tag = " (MPS)" if mps == "mps" else " (no MPS)"
         if not any(r["case"].endswith("cuda") and "skipped" not in r and mps_of(r) == mps

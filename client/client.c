@@ -77,6 +77,7 @@ static int connect_socket(const char *path, int *out)
 static void client_free(hs_client *c)
 {
 	hs__subscription_free_all(c);
+	hs__ring_free_all(c);
 	/* DLPack tensors outlive us as empty shells: their deleter must still
 	 * be callable, though their memory is gone. */
 	for (hs_tensor *t = c->tensors, *next; t; t = next) {
@@ -111,6 +112,7 @@ static void client_free(hs_client *c)
 	pthread_mutex_destroy(&c->lock);
 	pthread_mutex_destroy(&c->send_lock);
 	pthread_mutex_destroy(&c->slots_lock);
+	pthread_mutex_destroy(&c->ring_lock);
 	pthread_cond_destroy(&c->pending_cond);
 	pthread_mutex_destroy(&c->pending_lock);
 	free(c);
@@ -122,12 +124,14 @@ static hs_client *client_new(int fd)
 	if (!c)
 		return NULL;
 	c->fd = fd;
+	hs__client_use_socket(c);
 	c->efd_daemon = c->efd_client = c->efd_app = c->poll_fd = -1;
 	c->spares_on = hs__spares_wanted();
 	const char *spin = getenv("HSBROKER_SPIN_US");
 	if (spin && *spin) {
 		long us = strtol(spin, NULL, 10);
 		c->spin_ns = us > 0 && us <= 1000000 ? (int64_t)us * 1000 : 0;
+		c->spin_set = true;
 	}
 	c->rbuf = malloc(HS__WIRE_MAX_MSG);
 	pthread_condattr_t ca;
@@ -144,7 +148,7 @@ static hs_client *client_new(int fd)
 		return NULL;
 	}
 	if (pthread_mutex_init(&c->lock, NULL) || pthread_mutex_init(&c->send_lock, NULL) ||
-	    pthread_mutex_init(&c->slots_lock, NULL) ||
+	    pthread_mutex_init(&c->slots_lock, NULL) || pthread_mutex_init(&c->ring_lock, NULL) ||
 	    pthread_mutex_init(&c->pending_lock, NULL) ||
 	    pthread_cond_init(&c->pending_cond, NULL)) {
 		pthread_cond_destroy(&c->cond);
@@ -212,6 +216,7 @@ static int hello(hs_client *c, const char *name)
 	h.protocol_version = HS_PROTOCOL_VERSION;
 	h.client_name = cut;
 	h.want_channel = want_channel();
+	h.want_rings = h.want_channel && hs__rings_wanted();
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_HELLO;
 	m.hello = &h;
@@ -250,8 +255,10 @@ static int hello(hs_client *c, const char *name)
 		c->session_id = r->hello_reply->session_id;
 		snprintf(c->daemon_version, sizeof(c->daemon_version), "%s",
 			 r->hello_reply->daemon_version ? r->hello_reply->daemon_version : "");
-		if (h.want_channel && r->hello_reply->channel)
+		if (h.want_channel && r->hello_reply->channel) {
 			err = recv_channel(c);
+			c->rings_on = !err && h.want_rings && r->hello_reply->rings;
+		}
 	}
 	hs__wire_free(r);
 	return err;
@@ -331,14 +338,14 @@ static int poll_fd_make(hs_client *c)
 	}
 	c->efd_app = app;
 	c->poll_fd = ep;
-	/* Read without lock by the reader letting go (chan_rearm). */
+	/* Read without lock by the reader letting go (conn.c, rearm_app). */
 	__atomic_store_n(&c->fd_mode, true, __ATOMIC_RELEASE);
 	/* From now on the reader re-arms whenever it lets go. With no reader
 	 * (none can start: we hold lock), arm now for what comes before the
 	 * first dispatch. Never under a reader: its arm is its own, and an
 	 * arm that finds a record takes the flag back, so the daemon would
 	 * not kick the reader sleeping on it. */
-	if (c->use_chan && !c->reading && !hs__chan_arm(&c->ch.rx))
+	if (!c->reading && !hs__client_arm(c))
 		hs__chan_kick(c->efd_app);
 	return 0;
 }

@@ -11,10 +11,14 @@
  *
  * With a shared-memory channel the same holds, with the channel's rings
  * in place of the socket: a message is a record, the reader sleeps on the
- * channel's eventfd after arming it, and the daemon is kicked only when
- * it said it sleeps; one-way notes do not kick it at all unless it asked
- * for them (notes_wake). */
+ * channel's eventfd after arming it (and the pair rings, whose producers
+ * kick the same eventfd), and the daemon is kicked only when it said it
+ * sleeps; one-way notes do not kick it at all unless it asked for them
+ * (notes_wake). What differs between the two is one struct hs__transport
+ * each (send, next, sleep, consumed, arm, dispatch_begin, pending), at the
+ * bottom of this file. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +48,30 @@ void hs__client_fail(hs_client *c, int err)
 
 /* How a message sent through the channel wakes the daemon. */
 enum wake { WAKE_ALWAYS, WAKE_NOTES, WAKE_NEVER };
+
+/* A transport: the socket until the daemon gives a channel, then the
+ * channel with the pair rings. Everything in this file that differs
+ * between them goes through these, not through branches. */
+struct hs__transport {
+	/* send_lock held: one message; wake as enum wake says. */
+	int (*send)(hs_client *c, Hs__Message *msg, enum wake wake);
+	/* The reader: the next message into c->rbuf (its length), -EAGAIN
+	 * when none is there now, -EPIPE once the daemon is gone, or another
+	 * negative errno. */
+	int (*next)(hs_client *c, int *fds, int *nfds);
+	/* The reader, with nothing to read: waits up to timeout_ms for
+	 * something (as poll returns). */
+	int (*sleep)(hs_client *c, int timeout_ms);
+	/* The reader handled a batch. */
+	void (*consumed)(hs_client *c);
+	/* Before a sleep of the application's (hs_client_get_fd): whatever
+	 * comes next wakes its fd; false when something came meanwhile. */
+	bool (*arm)(hs_client *c);
+	/* hs_client_dispatch, as the reader, before it reads. */
+	void (*dispatch_begin)(hs_client *c);
+	/* Something to read now, known without a syscall. */
+	bool (*pending)(hs_client *c);
+};
 
 /* send_locked through the channel. */
 static int chan_send(hs_client *c, Hs__Message *msg, enum wake wake)
@@ -83,12 +111,10 @@ static int chan_send(hs_client *c, Hs__Message *msg, enum wake wake)
 	return 0;
 }
 
-/* Sends with send_lock held; waits for room when the socket is full.
- * wake: whether it must wake a sleeping daemon (channel only). */
-static int send_locked(hs_client *c, Hs__Message *msg, enum wake wake)
+/* send_locked on the socket: waits for room when the socket is full. */
+static int sock_send(hs_client *c, Hs__Message *msg, enum wake wake)
 {
-	if (c->use_chan)
-		return chan_send(c, msg, wake);
+	(void)wake; /* every datagram wakes the daemon */
 	for (;;) {
 		int r = hs__wire_send(c->fd, msg, NULL, 0);
 		if (r != -EAGAIN) {
@@ -110,6 +136,16 @@ static int send_locked(hs_client *c, Hs__Message *msg, enum wake wake)
 		if (poll(&p, 1, -1) < 0 && errno != EINTR)
 			return HS_EIO;
 	}
+}
+
+static const struct hs__transport sock_transport, chan_transport;
+static bool chan_arm(hs_client *c);
+
+/* Sends with send_lock held, through the client's transport. wake:
+ * whether it must wake a sleeping daemon (the channel's notes need not). */
+static int send_locked(hs_client *c, Hs__Message *msg, enum wake wake)
+{
+	return c->tr->send(c, msg, wake);
 }
 
 static int send_msg(hs_client *c, Hs__Message *msg, struct hs__reply_slot *slot,
@@ -301,6 +337,7 @@ static bool is_reply(Hs__Message__BodyCase b)
 	case HS__MESSAGE__BODY_OK:
 	case HS__MESSAGE__BODY_ERROR:
 	case HS__MESSAGE__BODY_LIST_REPLY:
+	case HS__MESSAGE__BODY_ROUTE_REPLY:
 		return true;
 	default:
 		return false;
@@ -316,6 +353,16 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 	if (is_reply(msg->body_case) && msg->seq != 0) {
 		if (msg->seq > c->synced_seq)
 			c->synced_seq = msg->seq;
+		/* A route's page comes with its reply: mapped here, where its
+		 * fd is, for the emitter waiting on it (ring.c). */
+		if (msg->body_case == HS__MESSAGE__BODY_ROUTE_REPLY && msg->route_reply &&
+		    msg->route_reply->page_fd) {
+			struct hs__pring_page *pg = NULL;
+			if (nfds != 1 || hs__pring_page_map(fds[0], &pg) < 0)
+				err = HS_EPROTO;
+			hs__pring_page_unmap(c->route_page);
+			c->route_page = pg;
+		}
 		pthread_mutex_lock(&c->slots_lock);
 		for (struct hs__reply_slot *s = c->slots; s; s = s->next) {
 			if (s->seq == msg->seq && !s->msg) {
@@ -351,6 +398,17 @@ static void dispatch(hs_client *c, Hs__Message *msg, int *fds, int nfds)
 		case HS__MESSAGE__BODY_SHUTDOWN:
 			hs__client_fail(c, HS_ESHUTDOWN);
 			break;
+		case HS__MESSAGE__BODY_RING:
+			err = msg->ring ? hs__ring_announce(c, msg->ring, fds, nfds) : HS_EPROTO;
+			if (!err && c->fd_mode && !c->app_reading)
+				c->wake_app = true; /* notes may wait in it already */
+			break;
+		case HS__MESSAGE__BODY_RING_CLOSE:
+			if (!msg->ring_close)
+				err = HS_EPROTO;
+			else
+				hs__ring_closed(c, msg->ring_close->ring_id);
+			break;
 		case HS__MESSAGE__BODY_ERROR:
 			/* seq 0: the daemon refuses this session (protocol
 			 * error, version) and is closing the connection. */
@@ -382,6 +440,7 @@ int hs__client_take_channel(hs_client *c, const Hs__Message *msg, int *fds, int 
 	c->efd_daemon = fds[1];
 	c->efd_client = fds[2];
 	c->use_chan = true;
+	c->tr = &chan_transport;
 	return 0;
 }
 
@@ -406,10 +465,13 @@ static inline void cpu_relax(void)
  * sends right after writing the record). Returns its length in c->rbuf,
  * -EAGAIN when there is none now, -EPIPE once the daemon is gone, or
  * another negative errno. */
-static int next_in(hs_client *c, int *fds, int *nfds)
+static int sock_next(hs_client *c, int *fds, int *nfds)
 {
-	if (!c->use_chan)
-		return hs__wire_recv(c->fd, c->rbuf, fds, nfds);
+	return hs__wire_recv(c->fd, c->rbuf, fds, nfds);
+}
+
+static int chan_next(hs_client *c, int *fds, int *nfds)
+{
 	uint32_t kind;
 	int n = hs__chan_get(&c->ch.rx, c->rbuf, &kind);
 	if (n == -EAGAIN)
@@ -426,30 +488,92 @@ static int next_in(hs_client *c, int *fds, int *nfds)
 	}
 }
 
+/* Whether a core is free for a spinner: fewer tasks running than cores
+ * (the load average's running count, this thread included), looked at
+ * every 100 ms at most. */
+static bool core_free(hs_client *c, int64_t now)
+{
+	if (now - c->load_seen_ns < 100000000)
+		return c->core_free;
+	c->load_seen_ns = now;
+	c->core_free = false;
+	static long ncpu;
+	if (!ncpu)
+		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	char buf[128];
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	double l1, l5, l15;
+	long running = 0, total = 0;
+	if (sscanf(buf, "%lf %lf %lf %ld/%ld", &l1, &l5, &l15, &running, &total) == 5)
+		c->core_free = running < ncpu;
+	return c->core_free;
+}
+
+/* How long to look at the rings before sleeping. HSBROKER_SPIN_US
+ * decides when given; otherwise the wait adapts: it spins only while
+ * things arrive quickly (the recent waits that ended with something were
+ * short) and a core is free for it, for up to twice such a wait, at most
+ * ADAPTIVE_SPIN_NS. A spinner on a busy machine takes the CPU its peer
+ * needs, and one on a quiet stream burns a core for nothing. */
+#define ADAPTIVE_SPIN_NS 50000
+static int64_t spin_budget(hs_client *c, int64_t now)
+{
+	if (c->spin_set)
+		return c->spin_ns;
+	int64_t w = c->wait_avg_ns;
+	if (w <= 0 || w > ADAPTIVE_SPIN_NS || !core_free(c, now))
+		return 0;
+	return 2 * w < ADAPTIVE_SPIN_NS ? 2 * w : ADAPTIVE_SPIN_NS;
+}
+
+/* A wait ended with something to read after took ns. */
+static void wait_seen(hs_client *c, int64_t took)
+{
+	/* A quarter of the new one: a burst or a lull moves it within a few
+	 * waits (a long wait counts as a bit past spinning's reach). */
+	if (took > 4 * ADAPTIVE_SPIN_NS)
+		took = 4 * ADAPTIVE_SPIN_NS;
+	c->wait_avg_ns = c->wait_avg_ns ? (3 * c->wait_avg_ns + took) / 4 : took;
+}
+
 /* The reader, before it sleeps with a channel: arms it, then polls the
  * eventfd (and the socket for the daemon's death). Returns as poll does;
  * > 0 without sleeping when a record arrived meanwhile. */
 static int chan_poll(hs_client *c, int timeout_ms)
 {
-	/* HSBROKER_SPIN_US: look at the ring for a while before sleeping, so
-	 * the daemon need not wake us (a core's worth of CPU while waiting). */
-	if (c->spin_ns && timeout_ms != 0) {
-		int64_t spin = c->spin_ns;
+	int64_t start = now_ns();
+	int64_t spin = timeout_ms != 0 ? spin_budget(c, start) : 0;
+	/* Look at the ring for a while before sleeping, so the daemon or the
+	 * producer need not wake us (a core's worth of CPU while waiting). */
+	if (spin) {
 		if (timeout_ms > 0 && spin > (int64_t)timeout_ms * 1000000)
 			spin = (int64_t)timeout_ms * 1000000;
-		int64_t end = now_ns() + spin;
+		int64_t end = start + spin;
 		do {
-			if (hs__chan_pending(&c->ch.rx))
+			if (hs__chan_pending(&c->ch.rx) || hs__ring_any_pending(c)) {
+				wait_seen(c, now_ns() - start);
 				return 1;
+			}
 			cpu_relax();
 		} while (now_ns() < end);
 	}
-	if (!hs__chan_arm(&c->ch.rx))
+	if (!chan_arm(c))
 		return 1;
 	struct pollfd p[2] = { { .fd = c->efd_client, .events = POLLIN }, { .fd = c->fd } };
 	int r = poll(p, 2, timeout_ms);
-	if (r > 0 && (p[0].revents & POLLIN))
+	if (r > 0 && (p[0].revents & POLLIN)) {
 		hs__chan_clear(c->efd_client);
+		wait_seen(c, now_ns() - start);
+	} else if (r == 0) {
+		wait_seen(c, INT64_MAX); /* nothing came: stop spinning */
+	}
 	if (r > 0 && (p[1].revents & (POLLHUP | POLLERR)))
 		c->chan_hup = true; /* what the daemon wrote before still counts */
 	return r;
@@ -465,11 +589,20 @@ static void app_wake(hs_client *c)
 /* The reader, when it lets go: a client whose fd the application polls
  * stays armed, so the daemon kicks it for what comes next; if something
  * came meanwhile, the fd is made readable at once. */
-static void chan_rearm(hs_client *c)
+static void rearm_app(hs_client *c)
 {
-	if (c->use_chan && __atomic_load_n(&c->fd_mode, __ATOMIC_ACQUIRE) &&
-	    !hs__chan_arm(&c->ch.rx))
+	if (__atomic_load_n(&c->fd_mode, __ATOMIC_ACQUIRE) && !c->tr->arm(c))
 		app_wake(c);
+}
+
+bool hs__client_arm(hs_client *c)
+{
+	return c->tr->arm(c);
+}
+
+bool hs__client_pending(hs_client *c)
+{
+	return c->tr->pending(c);
 }
 
 /* The reader lets go (lock held). A delivery it read for the application
@@ -497,7 +630,7 @@ static int read_batch(hs_client *c, bool (*done)(hs_client *, void *), void *arg
 	while (handled < READ_BATCH) {
 		int fds[HS__WIRE_MAX_FDS];
 		int nfds = 0;
-		int n = next_in(c, fds, &nfds);
+		int n = c->tr->next(c, fds, &nfds);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
@@ -530,9 +663,8 @@ static int read_batch(hs_client *c, bool (*done)(hs_client *, void *), void *arg
 		if (enough)
 			break;
 	}
-	/* The daemon may wait for room in the ring to push more. */
-	if (c->use_chan && handled > 0 && hs__chan_space_kick(&c->ch.rx))
-		hs__chan_kick(c->efd_daemon);
+	if (handled > 0)
+		c->tr->consumed(c);
 	return handled;
 }
 
@@ -565,13 +697,7 @@ int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
 			c->reading = true;
 			read_once = true;
 			pthread_mutex_unlock(&c->lock);
-			int r;
-			if (c->use_chan) {
-				r = chan_poll(c, left);
-			} else {
-				struct pollfd p = { .fd = c->fd, .events = POLLIN };
-				r = poll(&p, 1, left);
-			}
+			int r = c->tr->sleep(c, left);
 			if (r > 0) {
 				read_batch(c, done, arg);
 			} else if (r < 0 && errno != EINTR) {
@@ -579,7 +705,7 @@ int hs__client_wait(hs_client *c, bool (*done)(hs_client *, void *), void *arg,
 				hs__client_fail(c, HS_EIO);
 				pthread_mutex_unlock(&c->lock);
 			}
-			chan_rearm(c);
+			rearm_app(c);
 			hs__client_flush_orphans(c);
 			pthread_mutex_lock(&c->lock);
 			reader_done(c);
@@ -628,18 +754,13 @@ HS_EXPORT int hs_client_dispatch(hs_client *client)
 
 	if (client->efd_app >= 0)
 		hs__chan_clear(client->efd_app);
-	if (client->use_chan) {
-		hs__chan_clear(client->efd_client);
-		struct pollfd p = { .fd = client->fd };
-		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)))
-			client->chan_hup = true;
-	}
+	client->tr->dispatch_begin(client);
 	int handled = 0, r;
 	while ((r = read_batch(client, NULL, NULL)) == READ_BATCH)
 		handled += r;
 	if (r > 0)
 		handled += r;
-	chan_rearm(client);
+	rearm_app(client);
 	hs__client_flush_orphans(client);
 
 	pthread_mutex_lock(&client->lock);
@@ -649,4 +770,83 @@ HS_EXPORT int hs_client_dispatch(hs_client *client)
 	int dead = client->dead;
 	pthread_mutex_unlock(&client->lock);
 	return r < 0 ? r : (dead && handled == 0 ? dead : handled);
+}
+
+/* ---- the two transports ---- */
+
+static int sock_sleep(hs_client *c, int timeout_ms)
+{
+	struct pollfd p = { .fd = c->fd, .events = POLLIN };
+	return poll(&p, 1, timeout_ms);
+}
+
+static void sock_nothing(hs_client *c)
+{
+	(void)c;
+}
+
+static bool sock_arm(hs_client *c)
+{
+	(void)c;
+	return true; /* the socket wakes the application's fd by itself */
+}
+
+static bool sock_pending(hs_client *c)
+{
+	(void)c;
+	return false; /* only a syscall could tell */
+}
+
+/* The daemon may wait for room in the ring to push more. */
+static void chan_consumed(hs_client *c)
+{
+	if (hs__chan_space_kick(&c->ch.rx))
+		hs__chan_kick(c->efd_daemon);
+}
+
+/* Pair rings kick the channel's eventfd (ring.c): armed with it. */
+static bool chan_arm(hs_client *c)
+{
+	return hs__chan_arm(&c->ch.rx) && hs__ring_arm_all(c);
+}
+
+/* hs_client_dispatch: the wake-up the application's fd got is taken, and
+ * the socket's hang-up noted (what the daemon wrote before still
+ * counts). */
+static void chan_dispatch_begin(hs_client *c)
+{
+	hs__chan_clear(c->efd_client);
+	struct pollfd p = { .fd = c->fd };
+	if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)))
+		c->chan_hup = true;
+}
+
+static bool chan_pending(hs_client *c)
+{
+	return hs__chan_pending(&c->ch.rx);
+}
+
+static const struct hs__transport sock_transport = {
+	.send = sock_send,
+	.next = sock_next,
+	.sleep = sock_sleep,
+	.consumed = sock_nothing,
+	.arm = sock_arm,
+	.dispatch_begin = sock_nothing,
+	.pending = sock_pending,
+};
+
+static const struct hs__transport chan_transport = {
+	.send = chan_send,
+	.next = chan_next,
+	.sleep = chan_poll,
+	.consumed = chan_consumed,
+	.arm = chan_arm,
+	.dispatch_begin = chan_dispatch_begin,
+	.pending = chan_pending,
+};
+
+void hs__client_use_socket(hs_client *c)
+{
+	c->tr = &sock_transport;
 }

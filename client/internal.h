@@ -10,6 +10,7 @@
 #include "hsbroker/client.h"
 #include "hsbroker/info.h"
 #include "chan.h"
+#include "pring.h"
 #include "wire.h"
 
 /* A slab of broker memory, mapped once per connection and kept until
@@ -65,6 +66,34 @@ struct hs__spare_key {
 };
 
 struct hs__post;
+struct hs__transport;
+
+/* A pair ring this client writes (producer) or reads (subscriber):
+ * ring.c. */
+struct hs__ring {
+	uint64_t id;
+	bool producer;
+	struct hs__pring r;
+	int efd_data;          /* producer: the subscriber's wake-up */
+	int efd_space;         /* producer: where it waits for room */
+	char topic[HS_MAX_TOPIC + 1];
+	uint64_t subscription;
+	struct hs_subscription *sub; /* subscriber: its subscription, NULL once it ended */
+	bool closed;           /* the daemon ended it (RingClose, or its header) */
+	bool dead;             /* subscriber: read out or broken; freed by hs__ring_reap */
+	bool stalled;          /* producer, BLOCK: waited past its timeout ... */
+	uint64_t stall_tail;   /* ... and it has not taken anything since */
+	struct hs__ring *next;
+};
+
+/* A topic this client emitted on with rings on: its page and route. */
+struct hs__route {
+	char topic[HS_MAX_TOPIC + 1];
+	struct hs__pring_page *page;
+	uint64_t gen;          /* current while the page says so */
+	bool relay;            /* through the daemon, for good */
+	struct hs__route *next;
+};
 
 struct hs_tensor {
 	hs_client *client;     /* NULL once the client is gone (DLPack only) */
@@ -97,6 +126,7 @@ struct hs_subscription {
 
 struct hs_client {
 	int fd;
+	const struct hs__transport *tr; /* conn.c: the socket, then the channel */
 
 	/* The shared-memory channel (proto/chan.h), when the daemon gave
 	 * one: every message goes through it; the socket carries only the
@@ -105,12 +135,31 @@ struct hs_client {
 	bool use_chan;
 	bool spares_on;    /* ask spares ahead (post.c) */
 	int64_t spin_ns;   /* HSBROKER_SPIN_US: poll the ring before sleeping */
+	bool spin_set;     /* ... given: it decides, not the adaptive wait */
+	/* The adaptive wait (conn.c), the reader's alone: how long waits
+	 * that ended with something to read took lately, and whether a core
+	 * was free when last looked (every 100 ms). */
+	int64_t wait_avg_ns;
+	int64_t load_seen_ns;
+	bool core_free;
 	struct hs__chan ch;
 	int efd_daemon;    /* we write it to wake the daemon */
 	int efd_client;    /* the daemon writes it to wake us */
 	int poll_fd;       /* hs_client_get_fd with a channel: an epoll fd */
 	bool fd_mode;      /* the application polls poll_fd: stay armed */
 	bool chan_hup;     /* the reader saw the socket hang up */
+
+	/* Pair rings (ring.c), when HSBROKER_RINGS asked and the daemon
+	 * agreed. out_rings and routes are ring_lock's; ring_news,
+	 * route_page and in_rings are lock's (in_rings: see ring.c). */
+	bool rings_on;
+	pthread_mutex_t ring_lock;
+	struct hs__ring *out_rings;
+	struct hs__ring *ring_news;
+	struct hs__route *routes;
+	struct hs__pring_page *route_page; /* from the last RouteReply */
+	struct hs__ring *in_rings;
+	bool rings_closed;
 
 	/* lock guards everything below except what send_lock and slots_lock
 	 * guard; cond is broadcast whenever the reader dispatched something or
@@ -177,7 +226,15 @@ int hs__client_request(hs_client *c, Hs__Message *msg, Hs__Message **reply);
 int hs__client_request_sub(hs_client *c, Hs__Message *msg,
 			   struct hs_subscription *sub, Hs__Message **reply);
 
-/* Maps the channel of a ChannelAnnounce (its three fds are taken). */
+/* The client starts on the socket transport (conn.c). */
+void hs__client_use_socket(hs_client *c);
+/* The transport's arm (see struct hs__transport in conn.c) and whether
+ * something waits to be read, known without a syscall. */
+bool hs__client_arm(hs_client *c);
+bool hs__client_pending(hs_client *c);
+
+/* Maps the channel of a ChannelAnnounce (its three fds are taken); from
+ * then on the client talks through it. */
 int hs__client_take_channel(hs_client *c, const Hs__Message *msg, int *fds, int nfds);
 
 /* Sends a request whose reply lands in slot, without waiting for it.
@@ -290,6 +347,46 @@ void hs__release_drain(hs_client *c);
 int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out);
 /* Frees the handle only (lock held); sends nothing. */
 void hs__tensor_free_locked(hs_tensor *t);
+
+/* Links a new handle into the client (lock held). */
+void hs__tensor_link(hs_client *c, hs_tensor *t);
+
+/* ---- ring.c ---- */
+
+/* HSBROKER_RINGS=1: ask for pair rings (read at connect). */
+bool hs__rings_wanted(void);
+/* A RingAnnounce (lock held): takes the fds it keeps (sets them to -1). */
+int hs__ring_announce(hs_client *c, const Hs__RingAnnounce *a, int *fds, int nfds);
+/* A RingClose (lock held). */
+void hs__ring_closed(hs_client *c, uint64_t id);
+/* Whether t can go through rings (host memory of our uid, few dims). */
+bool hs__ring_can_carry(const hs_client *c, const hs_tensor *t);
+/* Emits t on topic through this client's rings: 0 with *seq and
+ * *ref_moved (the reference went with the last note; else the caller
+ * still holds it and releases it), 1 when it goes through the
+ * daemon (a tensor rings cannot carry, or a topic that needs the relay:
+ * then every later emit there does too), or an error. posted: no seq_out (a full BLOCK ring
+ * takes a few more, as the daemon would hold them back). Takes ring_lock,
+ * and lock inside. */
+int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool posted,
+		  uint64_t *seq, bool *ref_moved);
+/* Subscriber (lock held): whether sub's rings / any ring has notes. */
+bool hs__ring_sub_pending(const hs_client *c, const struct hs_subscription *sub);
+bool hs__ring_any_pending(const hs_client *c);
+/* The reader, before it sleeps: arms every ring; false when one has
+ * something already. */
+bool hs__ring_arm_all(hs_client *c);
+/* Takes sub's next ring tensor with a sequence number below below (0:
+ * any): 1 with *out, 0 none, 2 when its slab is not known yet (*slab_wait
+ * set: read the channel, then call again with it still set). */
+int hs__ring_sub_take(hs_client *c, struct hs_subscription *sub, uint64_t below,
+		      uint64_t *slab_wait, hs_tensor **out);
+/* sub ended (lock held): what its rings hold is given back. */
+void hs__ring_sub_end(hs_client *c, struct hs_subscription *sub);
+/* Frees dead subscriber rings (read out after they closed, broken, or
+ * of an ended subscription) when no reader is arming them (lock). */
+void hs__ring_reap(hs_client *c);
+void hs__ring_free_all(hs_client *c);
 
 /* ---- subscription.c ---- */
 

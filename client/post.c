@@ -28,6 +28,12 @@
 #define EMIT_WINDOW 8
 /* Shapes remembered, and spares held, at most. */
 #define SPARE_KEYS 4
+/* With pair rings no emit goes to the daemon to carry a spare request:
+ * small tensors get a batch of spares ahead, asked for together with one
+ * wake-up, again when half of them are used. */
+#define SPARE_BATCH 8
+#define SPARE_BATCH_BYTES (1u << 20)
+#define SPARES_MAX (SPARE_KEYS * SPARE_BATCH)
 
 enum { POST_EMIT, POST_SPARE };
 
@@ -145,7 +151,7 @@ static void reap(hs_client *c)
  * nothing, then reaps (lock held). */
 static void pump(hs_client *c)
 {
-	if (c->use_chan && !c->reading && hs__chan_pending(&c->ch.rx))
+	if (!c->reading && hs__client_pending(c))
 		hs__client_wait(c, never, NULL, 0);
 	reap(c);
 }
@@ -229,11 +235,11 @@ static int wait_for(hs_client *c, struct want *w)
 	}
 }
 
-/* Sends a linked post's request; on failure takes it back. */
-static int post_send(hs_client *c, Hs__Message *m, struct hs__post *p)
+/* Sends a linked post's request; on failure takes it back. lazy: it
+ * need not wake the daemon. */
+static int post_send(hs_client *c, Hs__Message *m, struct hs__post *p, bool lazy)
 {
-	/* A spare can wait for the daemon's next wake-up; an emit cannot. */
-	int err = hs__client_send_slot(c, m, &p->slot, p->kind == POST_SPARE);
+	int err = hs__client_send_slot(c, m, &p->slot, lazy);
 	if (err) {
 		pthread_mutex_lock(&c->lock);
 		post_unlink(c, p);
@@ -263,7 +269,7 @@ int hs__post_emit(hs_client *c, Hs__Message *m)
 	if (err)
 		return err;
 	m->emit->posted = true;
-	return post_send(c, m, p);
+	return post_send(c, m, p, false);
 }
 
 static bool key_eq(const struct hs__spare_key *a, const struct hs__spare_key *b)
@@ -339,29 +345,61 @@ Hs__Message *hs__spare_take(hs_client *c, const struct hs__spare_key *k, bool *a
 	return reply;
 }
 
+/* Spares of k not yet taken (lock held). */
+static uint32_t spares_of(hs_client *c, const struct hs__spare_key *k)
+{
+	uint32_t n = 0;
+	for (struct hs__post *p = c->posts; p; p = p->next)
+		if (p->kind == POST_SPARE && !p->discard && !p->claimed && key_eq(&p->key, k))
+			n++;
+	return n;
+}
+
+/* How many spares of k to keep ahead: one, or with pair rings a batch
+ * of small ones. */
+static uint32_t spares_wanted(const hs_client *c, const struct hs__spare_key *k)
+{
+	uint64_t need;
+	if (!c->rings_on || hs__meta_extent(k->device, k->dtype, k->ndim, k->shape,
+					    k->has_strides ? k->strides : NULL, 0, &need) != 0 ||
+	    need > SPARE_BATCH_BYTES)
+		return 1;
+	return SPARE_BATCH;
+}
+
 void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m)
 {
 	pthread_mutex_lock(&c->lock);
-	struct hs__post *p = post_new(c, POST_SPARE);
-	if (!p) {
-		pthread_mutex_unlock(&c->lock);
-		return; /* the next alloc simply waits for the daemon */
+	uint32_t want = spares_wanted(c, k), have = spares_of(c, k);
+	/* One at a time, or a batch once half of one is used. */
+	uint32_t n = have > want / 2 ? 0 : want - have;
+	uint32_t cap = want > 1 ? SPARES_MAX : SPARE_KEYS;
+	struct hs__post *ps[SPARE_BATCH];
+	uint32_t made = 0;
+	for (; made < n; made++) {
+		struct hs__post *p = post_new(c, POST_SPARE);
+		if (!p)
+			break; /* the next alloc simply waits for the daemon */
+		p->key = *k;
+		if (c->spares >= cap) {
+			/* The oldest spare goes; its tensor is given back. */
+			struct hs__post *o = c->posts;
+			while (o && !(o->kind == POST_SPARE && !o->discard && !o->claimed))
+				o = o->next;
+			if (o)
+				o->discard = true;
+			reap(c);
+		}
+		post_link(c, p);
+		ps[made] = p;
 	}
-	p->key = *k;
-	if (c->spares >= SPARE_KEYS) {
-		/* The oldest spare goes; its tensor is given back. */
-		struct hs__post *o = c->posts;
-		while (o && !(o->kind == POST_SPARE && !o->discard && !o->claimed))
-			o = o->next;
-		if (o)
-			o->discard = true;
-		reap(c);
-	}
-	post_link(c, p);
 	pthread_mutex_unlock(&c->lock);
 	hs__client_flush_orphans(c);
 	m->alloc->posted = true;
-	post_send(c, m, p);
+	/* Without rings the emit that follows wakes the daemon for them;
+	 * with rings the last of a batch does. */
+	for (uint32_t i = 0; i < made; i++)
+		post_send(c, m, ps[i], !(want > 1 && i + 1 == made));
 }
 
 void hs__post_flush(hs_client *c)

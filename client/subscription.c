@@ -156,9 +156,53 @@ void hs__subscription_free_queue(struct hs_subscription *sub)
 
 static bool sub_ready(hs_client *c, void *arg)
 {
-	(void)c;
 	hs_subscription *sub = arg;
-	return sub->head != NULL || sub->err != 0;
+	return sub->head != NULL || sub->err != 0 || hs__ring_sub_pending(c, sub);
+}
+
+static bool slab_known(hs_client *c, void *arg)
+{
+	return hs__slab_find(c, *(const uint64_t *)arg) != NULL;
+}
+
+/* The next tensor of sub (lock held): from its pair rings or its local
+ * buffer, the lower sequence number first, waiting up to timeout_ms.
+ * *relayed: it came from the daemon (a credit goes back). */
+static int take_next(hs_client *c, hs_subscription *sub, int timeout_ms, hs_tensor **out,
+		     bool *relayed)
+{
+	uint64_t slab_wait = 0;
+	for (;;) {
+		hs__ring_reap(c);
+		if (c->in_rings) {
+			uint64_t below = sub->head ? sub->head->seq : 0;
+			int r = hs__ring_sub_take(c, sub, below, &slab_wait, out);
+			if (r == 1)
+				return 0;
+			if (r == 2) {
+				/* Its announcement is in the channel, unread. */
+				hs__client_wait(c, slab_known, &slab_wait, 1000);
+				continue;
+			}
+		}
+		if (sub->head) {
+			hs_tensor *t = sub->head;
+			sub->head = t->qnext;
+			if (!sub->head)
+				sub->tail = NULL;
+			t->qnext = NULL;
+			*relayed = true;
+			*out = t;
+			return 0;
+		}
+		if (sub->err)
+			return 0;
+		int err = hs__client_wait(c, sub_ready, sub, timeout_ms);
+		if (err)
+			return err;
+		if (!sub->head && !sub->err && !hs__ring_sub_pending(c, sub) && timeout_ms == 0)
+			return HS_ETIMEDOUT;
+	}
 }
 
 HS_EXPORT int hs_subscription_receive(hs_subscription *sub, int timeout_ms, hs_tensor **out)
@@ -169,27 +213,24 @@ HS_EXPORT int hs_subscription_receive(hs_subscription *sub, int timeout_ms, hs_t
 	pthread_mutex_lock(&c->lock);
 	/* Tensors already here stay valid after the daemon goes: hand them
 	 * out before reporting that. */
-	int err = sub->head ? 0 : hs__client_wait(c, sub_ready, sub, timeout_ms);
 	hs_tensor *t = NULL;
-	bool unusable = false;
-	if (!err && sub->head) {
-		t = sub->head;
-		sub->head = t->qnext;
-		if (!sub->head)
-			sub->tail = NULL;
-		t->qnext = NULL;
-	} else if (!err) {
+	bool relayed = false, unusable = false;
+	int err = take_next(c, sub, timeout_ms, &t, &relayed);
+	if (!err && !t) {
 		err = sub->err;
 		sub->err = 0;
 		unusable = err != 0;
 	}
-	/* A tensor taken out, or one we could not use, frees a credit; it
-	 * counts before the note leaves, so the delivery it allows always
-	 * finds it. */
-	bool credit = (t || unusable) && !c->dead;
+	/* A tensor the daemon delivered, or one we could not use, frees a
+	 * credit; it counts before the note leaves, so the delivery it
+	 * allows always finds it. Ring tensors take no credit. */
+	bool credit = (relayed || (unusable && !c->in_rings)) && !c->dead;
 	if (credit)
 		sub->credits++;
+	bool orphans = c->n_orphans > 0 && !c->reading;
 	pthread_mutex_unlock(&c->lock);
+	if (orphans)
+		hs__client_flush_orphans(c);
 
 	if (credit) {
 		Hs__CreditNote cn = HS__CREDIT_NOTE__INIT;
@@ -235,7 +276,11 @@ HS_EXPORT void hs_subscription_close(hs_subscription *sub)
 	sub->head = sub->tail = NULL;
 	pthread_mutex_unlock(&c->lock);
 
-	if (!dead) {
+	if (dead) {
+		pthread_mutex_lock(&c->lock);
+		hs__ring_sub_end(c, sub);
+		pthread_mutex_unlock(&c->lock);
+	} else {
 		Hs__UnsubscribeReq req = HS__UNSUBSCRIBE_REQ__INIT;
 		req.subscription = sub->id;
 		Hs__Message m = HS__MESSAGE__INIT;
@@ -244,6 +289,11 @@ HS_EXPORT void hs_subscription_close(hs_subscription *sub)
 		Hs__Message *reply;
 		if (hs__client_request(c, &m, &reply) == 0)
 			hs__wire_free(reply);
+		/* The daemon closed and settled its rings before the reply:
+		 * what they still hold is ours to give back. */
+		pthread_mutex_lock(&c->lock);
+		hs__ring_sub_end(c, sub);
+		pthread_mutex_unlock(&c->lock);
 		hs__client_flush_orphans(c);
 	}
 	free(sub);

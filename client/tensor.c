@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-static void link_tensor(hs_client *c, hs_tensor *t)
+void hs__tensor_link(hs_client *c, hs_tensor *t)
 {
 	t->client = c;
 	t->prev = NULL;
@@ -105,7 +105,7 @@ int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
 	t->dl.strides = t->strides;
 	t->dl.byte_offset = m->byte_offset;
 
-	link_tensor(c, t);
+	hs__tensor_link(c, t);
 	*out = t;
 	return 0;
 }
@@ -272,6 +272,24 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	if (err) {
 		tensor_drop(tensor, true);
 		return err;
+	}
+	/* Pair rings: straight to the subscribers; our reference goes with
+	 * the last note (the daemon drops it once it settled all of them), or
+	 * back through a release note when that one was not written. */
+	if (c->rings_on) {
+		uint64_t seq = 0;
+		bool moved = false;
+		err = hs__ring_emit(c, tensor, topic, seq_out == NULL, &seq, &moved);
+		if (err <= 0) {
+			if (!err && seq_out)
+				*seq_out = seq;
+			tensor_drop(tensor, !moved && !__atomic_load_n(&c->dead, __ATOMIC_RELAXED));
+			/* A client that died meanwhile says so, as a relayed
+			 * emit would. */
+			int dead = __atomic_load_n(&c->dead, __ATOMIC_RELAXED);
+			return err ? err : dead;
+		}
+		err = 0; /* through the daemon */
 	}
 	Hs__EmitReq req = HS__EMIT_REQ__INIT;
 	req.tensor_id = tensor->id;

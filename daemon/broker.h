@@ -44,6 +44,8 @@ struct broker_config {
 	uint32_t block_timeout_ms;   /* [subscribe]: default and maximum, 0 = none (default) */
 	uint32_t block_timeout_other_uid_ms; /* [subscribe]: bound for a subscriber of
 					      * another uid than the emitter, 0 = none */
+	bool direct_rings;           /* [subscribe]: pair rings between sessions of one
+				      * uid that ask (pair.h); off by default */
 	uint32_t outbox_max_msgs;    /* a peer that does not read is dropped */
 	uint64_t outbox_max_bytes;
 	uint32_t allow_uids[BROKER_MAX_ALLOW];
@@ -98,6 +100,7 @@ struct broker {
 	uint64_t next_session_id;
 	uint64_t next_slab_id;
 	uint64_t next_event_id;
+	uint64_t next_pair_id;
 	struct pool cpu;
 	struct cuda_device *cuda[HS_CUDA_MAX_DEVICES];
 	struct tensor_table tensors;

@@ -11,6 +11,7 @@
 #include "hsbroker/error.h"
 #include "broker.h"
 #include "log.h"
+#include "pair.h"
 #include "session.h"
 #include "topic.h"
 
@@ -232,11 +233,19 @@ int chan_drain(struct session *s, int budget)
 	struct chan_state *c = s->chan;
 	uint8_t *buf = s->broker->chan_buf;
 	int n = 0;
+	/* Pair rings: settled before each record (a release or an emit may
+	 * name a tensor a note written just before it carries) and once
+	 * without (a producer waiting for settling kicks with no record). */
+	bool pairs = !list_empty(&s->pairs_out) || s->rings;
+	if (pairs)
+		pair_settle_session(s);
 	while (n < budget && !s->dead) {
 		uint32_t kind;
 		int len = hs__chan_get(&c->ch.rx, buf, &kind);
 		if (len == -EAGAIN)
 			break;
+		if (pairs && len >= 0)
+			pair_settle_session(s);
 		if (len < 0 || kind != HS__CHAN_MSG)
 			return session_violation(s, HS_EPROTO,
 						 len < 0 ? "corrupt channel ring"

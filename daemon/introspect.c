@@ -16,6 +16,7 @@
 #include "hsbroker/error.h"
 #include "broker.h"
 #include "log.h"
+#include "pair.h"
 #include "range.h"
 #include "session.h"
 
@@ -131,10 +132,13 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 		Hs__TopicInfo *ti = &topics[pg->lr.n_topics];
 		hs__topic_info__init(ti);
 		ti->name = tp->name;
-		ti->emitted = tp->emitted;
+		ti->emitted = topic_emitted(tp);
 		ti->bytes_emitted = tp->bytes_emitted;
 		ti->subscribers = tp->nsubs;
 		ti->dropped = tp->dropped;
+		struct sub *sub;
+		list_for_each(sub, &tp->subs, topic_link)
+			ti->dropped += pair_dropped(sub);
 		ti->blocked_emits = tp->npending;
 		ti->subs = &sub_ptrs[k];
 		/* Its length without subscribers, then each one's field: a
@@ -146,7 +150,6 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 			page_stop(pg, SEC_TOPICS, tp->id, 0);
 			return 0;
 		}
-		struct sub *sub;
 		uint64_t from = tp->id == key ? sub_key : 0;
 		list_for_each(sub, &tp->subs, topic_link) {
 			if (sub->id < from)
@@ -160,9 +163,9 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 			si->name = o->name;
 			si->depth = sub->depth;
 			si->policy = sub->policy;
-			si->queued = sub->count;
+			si->queued = sub->count + pair_queued(sub);
 			si->delivered = sub->delivered;
-			si->dropped = sub->dropped;
+			si->dropped = sub->dropped + pair_dropped(sub);
 			size_t grown = packed + field_len(hs__subscriber_info__get_packed_size(si));
 			if (field_len(grown) > pg->budget && ti->n_subs > 0) {
 				fits(&pg->budget, packed);

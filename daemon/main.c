@@ -105,6 +105,24 @@ static int parse_cap(const char *s, uint64_t *out)
 	return parse_size(s, out);
 }
 
+/* yes/no, true/false, on/off, 1/0: 0 with *out, or -1. */
+static int parse_flag(const char *v, bool *out)
+{
+	static const char *const on[] = { "1", "yes", "true", "on" };
+	static const char *const off[] = { "0", "no", "false", "off" };
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcasecmp(v, on[i])) {
+			*out = true;
+			return 0;
+		}
+		if (!strcasecmp(v, off[i])) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 static int parse_u32(const char *s, uint32_t *out)
 {
 	uint64_t v;
@@ -300,6 +318,9 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 	} else if (IS("subscribe", "block_timeout_other_uid_ms")) {
 		if (parse_u32(value, &b->block_timeout_other_uid_ms) < 0)
 			goto bad;
+	} else if (IS("subscribe", "direct_rings")) {
+		if (parse_flag(value, &b->direct_rings) < 0)
+			goto bad;
 	} else if (IS("acl", "publish") || IS("acl", "subscribe")) {
 		if (parse_acl(&b->acl, !strcmp(name, "publish") ? ACL_PUBLISH : ACL_SUBSCRIBE,
 			      value) < 0)
@@ -455,6 +476,12 @@ static int load_config(const char *path, int argc, char **argv, struct daemon_co
 	int r = apply_options(argc, argv, cfg);
 	if (r)
 		return r;
+	/* HSBROKER_RINGS, as the clients read it, overrides the file. */
+	const char *rings = getenv("HSBROKER_RINGS");
+	if (rings && *rings && parse_flag(rings, &cfg->broker.direct_rings) < 0) {
+		log_error("HSBROKER_RINGS='%s': not a yes/no", rings);
+		return 2;
+	}
 	if (!cfg->broker.cpu_slab_size || !cfg->broker.cuda_slab_size) {
 		log_error("slab_size must not be 0");
 		return 2;

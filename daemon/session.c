@@ -19,6 +19,7 @@
 #include "channel.h"
 #include "introspect.h"
 #include "log.h"
+#include "pair.h"
 #include "range.h"
 
 void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,
@@ -39,6 +40,8 @@ void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_
 	list_init(&s->pending);
 	list_init(&s->outbox);
 	list_init(&s->link);
+	list_init(&s->pairs_out);
+	idmap_init(&s->routes);
 }
 
 const char *session_describe(const struct session *s, char *buf, size_t size)
@@ -262,6 +265,32 @@ static bool unhold(struct session *s, struct tensor *t)
 	return true;
 }
 
+static int held_tensor(struct session *s, uint64_t id, struct tensor **out);
+
+bool session_holds(struct session *s, uint64_t id)
+{
+	return idmap_get(&s->held, id) != NULL;
+}
+
+int session_give_back(struct session *s, uint64_t id)
+{
+	struct tensor *t;
+	int r = held_tensor(s, id, &t);
+	if (r < 0)
+		return r;
+	unhold(s, t);
+	tensor_unref(&s->broker->tensors, t);
+	return 0;
+}
+
+int session_take_ref(struct session *s, struct tensor *t)
+{
+	int r = hold(s, t);
+	if (r == 0)
+		tensor_ref(t);
+	return r;
+}
+
 /* The tensor with that id if this session holds it: 0, HS_ENOENT or
  * HS_ESTALE. A tensor that exists but is not held is HS_ENOENT, as if
  * absent: sessions cannot probe each other's ids. */
@@ -277,8 +306,42 @@ static int held_tensor(struct session *s, uint64_t id, struct tensor **out)
 	return 0;
 }
 
-/* Pushes SlabAnnounce before the first message naming slab. */
+static int announce_one(struct session *s, struct slab *slab);
+
+/* Pushes SlabAnnounce before the first message naming slab; a host slab
+ * of s's uid also to the subscribers of s's pair rings, first, so a note
+ * never names memory its reader was not told of. */
 static int announce(struct session *s, struct slab *slab)
+{
+	if (idmap_get(&s->slabs, slab->id))
+		return 0;
+	if (slab->uid == (uint32_t)s->uid && slab->device.device_type == kDLCPU) {
+		struct pair *p;
+		list_for_each(p, &s->pairs_out, prod_link) {
+			struct session *o = p->sub->owner;
+			if (!o->dead)
+				announce_one(o, slab);
+		}
+	}
+	return announce_one(s, slab);
+}
+
+int session_announce_slabs_of(struct session *s, struct session *from)
+{
+	for (size_t i = 0; i < from->slabs.cap; i++) {
+		if (!from->slabs.keys[i])
+			continue;
+		struct slab *slab = (struct slab *)(uintptr_t)from->slabs.vals[i];
+		if (slab->uid != (uint32_t)s->uid || slab->device.device_type != kDLCPU)
+			continue;
+		int r = announce_one(s, slab);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int announce_one(struct session *s, struct slab *slab)
 {
 	if (idmap_get(&s->slabs, slab->id))
 		return 0;
@@ -395,6 +458,9 @@ void session_release_all(struct session *s)
 {
 	struct broker *b = s->broker;
 	s->dead = true; /* nothing more is sent while tearing down */
+	/* What its rings carried is settled first: references that moved to
+	 * subscribers are theirs, the rest are released below. */
+	pair_producer_gone(s);
 
 	uint32_t npend = 0, nsubs = 0;
 	struct pending_emit *pe, *pt;
@@ -409,6 +475,7 @@ void session_release_all(struct session *s)
 	 * references are released last. */
 	while (!list_empty(&s->subs)) {
 		struct sub *sub = list_first(&s->subs, struct sub, owner_link);
+		pair_sub_gone(sub);
 		topic_unsubscribe(&b->topics, sub);
 		nsubs++;
 	}
@@ -446,6 +513,10 @@ void session_release_all(struct session *s)
 	}
 	idmap_fini(&s->slabs);
 	idmap_fini(&s->events);
+	idmap_fini(&s->routes);
+	free(s->ref_drops); /* still held: released with the rest above */
+	s->ref_drops = NULL;
+	s->n_ref_drops = s->cap_ref_drops = 0;
 
 	while (!list_empty(&s->outbox))
 		session_out_pop(s, list_first(&s->outbox, struct out_msg, link));
@@ -513,6 +584,8 @@ static int on_hello(struct session *s, uint64_t seq, const Hs__Hello *h)
 	/* A client that gets no channel stays on the socket. */
 	struct chan_state *ch = h->want_channel ? chan_create(s) : NULL;
 	hr.channel = ch != NULL;
+	s->rings = ch && h->want_rings && s->broker->cfg.direct_rings;
+	hr.rings = s->rings;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_HELLO_REPLY;
 	m.hello_reply = &hr;
@@ -724,6 +797,39 @@ static void on_emit(struct session *s, uint64_t seq, const Hs__EmitReq *req)
 	session_emit_accepted(s, seq, tseq);
 }
 
+/* A producer's route on a topic (pair rings, pair.h): its rings are made
+ * and announced before the reply. */
+static void on_route(struct session *s, uint64_t seq, const Hs__RouteReq *req)
+{
+	if (!s->rings) {
+		session_error(s, seq, HS_ENOTSUP, "route: pair rings are off");
+		return;
+	}
+	if (!acl_ok(s, seq, ACL_PUBLISH, req->topic))
+		return;
+	struct topic *tp;
+	int r = session_topic(s, req->topic, &tp);
+	if (r < 0) {
+		session_error(s, seq, r, "route: topic: %s", hs__strerror(r));
+		return;
+	}
+	bool first = !idmap_get(&s->routes, tp->id), relay = false;
+	r = pair_route(s, tp, &relay);
+	if (r < 0) {
+		session_error(s, seq, r, "route on %s: %s", tp->name, hs__strerror(r));
+		return;
+	}
+	Hs__RouteReply rr = HS__ROUTE_REPLY__INIT;
+	rr.gen = tp->gen;
+	rr.relay = relay;
+	rr.page_fd = first;
+	Hs__Message m = HS__MESSAGE__INIT;
+	m.seq = seq;
+	m.body_case = HS__MESSAGE__BODY_ROUTE_REPLY;
+	m.route_reply = &rr;
+	session_send(s, &m, first ? &tp->page_fd : NULL, first ? 1 : 0);
+}
+
 static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq *req)
 {
 	struct broker *b = s->broker;
@@ -771,12 +877,16 @@ static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq
 	list_insert_tail(&s->subs, &sub->owner_link);
 	s->nsubs++;
 	s->usage->subs++;
+	pair_subscribing(sub);
 	Hs__SubscribeReply sr = HS__SUBSCRIBE_REPLY__INIT;
 	sr.subscription = sub->id;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_SUBSCRIBE_REPLY;
 	m.subscribe_reply = &sr;
 	reply(s, seq, &m);
+	/* Its rings come right behind the reply, which links the
+	 * subscription in the client (pair.h). */
+	pair_subscribed(s, sub);
 }
 
 static struct sub *find_sub(struct session *s, uint64_t id)
@@ -796,6 +906,7 @@ static void on_unsubscribe(struct session *s, uint64_t seq, const Hs__Unsubscrib
 			      (unsigned long long)req->subscription);
 		return;
 	}
+	pair_sub_gone(sub);
 	topic_unsubscribe(&s->broker->topics, sub);
 	s->nsubs--;
 	s->usage->subs--;
@@ -942,6 +1053,9 @@ int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, i
 		break;
 	case HS__MESSAGE__BODY_CREDIT:
 		on_credit(s, seq, m->credit);
+		break;
+	case HS__MESSAGE__BODY_ROUTE:
+		on_route(s, seq, m->route);
 		break;
 	case HS__MESSAGE__BODY_LIST:
 		/* Show what clients released, not what their channels

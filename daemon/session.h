@@ -63,6 +63,13 @@ struct session {
 	struct idmap events;     /* fence event ids announced (EventAnnounce) */
 
 	struct chan_state *chan; /* the shared-memory channel, once set up */
+	bool rings;              /* pair rings on (pair.h): asked, and allowed */
+	struct list pairs_out;   /* struct pair.prod_link: rings it writes */
+	struct idmap routes;     /* topic ids it asked a route for */
+	uint64_t *ref_drops;     /* its references that went with a ring note */
+	size_t n_ref_drops, cap_ref_drops; /* (HS__PRING_NOTE_LAST), dropped once
+				  * all its rings are settled (pair.c) */
+	bool pairs_settling;     /* inside that settling (pair.c) */
 	uint64_t quiet_seq;      /* the request being handled was posted: its
 				  * reply need not wake the client */
 
@@ -102,6 +109,16 @@ void session_error(struct session *s, uint64_t seq, int code, const char *fmt, .
 /* A protocol violation: logged at warn, told to the peer; returns code
  * (the caller disconnects). */
 int session_violation(struct session *s, int code, const char *what);
+
+/* For pair rings (pair.c): whether s holds a reference to tensor id; s
+ * takes one more reference to t (counted in t->refs); every host slab of
+ * s's uid that from was told of is announced to s. 0 or a negative hs
+ * code. */
+bool session_holds(struct session *s, uint64_t id);
+int session_take_ref(struct session *s, struct tensor *t);
+/* Drops one of s's references to id: 0, HS_ENOENT, HS_ESTALE. */
+int session_give_back(struct session *s, uint64_t id);
+int session_announce_slabs_of(struct session *s, struct session *from);
 
 /* Marks s dead and tells the I/O layer once; why (may be NULL when it was
  * logged already) goes to the log. */

@@ -3,9 +3,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "hsbroker/error.h"
 #include "wire.h"
+
+static void topic_free(struct topic *tp);
 
 static uint64_t name_hash(const char *s)
 {
@@ -38,8 +41,7 @@ void topics_fini(struct topics *ts)
 		struct pending_emit *pe, *pt;
 		list_for_each_safe(pe, pt, &tp->pending, topic_link)
 			topic_cancel(ts, pe);
-		free(tp->name);
-		free(tp);
+		topic_free(tp);
 	}
 	idmap_fini(&ts->index);
 	list_init(&ts->all);
@@ -93,8 +95,7 @@ uint32_t topics_evict_idle(struct topics *ts)
 			ts->hooks.freed(ts->hooks.data, tp);
 		unindex(ts, tp);
 		list_remove(&tp->link);
-		free(tp->name);
-		free(tp);
+		topic_free(tp);
 		ts->n--;
 		n++;
 	}
@@ -210,11 +211,47 @@ static int enqueue(struct sub *s, struct tensor *t, uint64_t seq)
 	return 0;
 }
 
+/* The topic's next sequence number: from its page once it has pair rings
+ * (their producers take numbers there too). A page scribbled on can make
+ * numbers repeat or jump (docs/design.md); nothing indexes by them. */
+static uint64_t next_seq(struct topic *tp)
+{
+	if (!tp->page)
+		return ++tp->emitted;
+	uint64_t seq = __atomic_add_fetch(&tp->page->seq, 1, __ATOMIC_ACQ_REL);
+	if (seq > tp->emitted)
+		tp->emitted = seq;
+	return seq;
+}
+
+uint64_t topic_emitted(const struct topic *tp)
+{
+	if (!tp->page)
+		return tp->emitted;
+	/* Numbers producers took count at once; a page value below what
+	 * the daemon saw, or absurdly far above it, is not believed. */
+	uint64_t v = __atomic_load_n(&tp->page->seq, __ATOMIC_ACQUIRE);
+	return v > tp->emitted && v - tp->emitted < (1ull << 40) ? v : tp->emitted;
+}
+
+/* Frees tp (unlinked already), its page first: producers that mapped it
+ * see the route gone and ask again. */
+static void topic_free(struct topic *tp)
+{
+	if (tp->page) {
+		__atomic_store_n(&tp->page->gen, HS__PRING_GEN_GONE, __ATOMIC_RELEASE);
+		hs__pring_page_unmap(tp->page);
+		close(tp->page_fd);
+	}
+	free(tp->name);
+	free(tp);
+}
+
 /* Gives t the next sequence number and queues it for every subscriber;
  * the emitter's reference, moved to the topic, is then dropped. */
 static uint64_t accept(struct topics *ts, struct topic *tp, struct tensor *t)
 {
-	uint64_t seq = ++tp->emitted;
+	uint64_t seq = next_seq(tp);
 	tp->bytes_emitted += t->nbytes;
 	t->topic = tp->name;
 	t->seq = seq;
@@ -349,6 +386,7 @@ int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t d
 	s->block_timeout_us = (uint64_t)block_timeout_ms * 1000u;
 	s->credits = credits > SUB_MAX_CREDITS ? SUB_MAX_CREDITS : credits;
 	list_init(&s->owner_link);
+	list_init(&s->pairs);
 	list_insert_tail(&tp->subs, &s->topic_link);
 	tp->nsubs++;
 	*out = s;

@@ -21,6 +21,7 @@
 
 #include "idmap.h"
 #include "list.h"
+#include "pring.h"
 #include "tensor.h"
 
 struct sub;
@@ -61,6 +62,12 @@ struct topic {
 	struct list blocked_link; /* in topics->blocked while npending > 0 */
 	bool charged;          /* counted in its creator uid's usage (usage.h) */
 	uint32_t uid;          /* that uid */
+	/* Pair rings (pair.h): the page its ring producers map, with the
+	 * sequence counter, once a producer asked for a route; the route
+	 * generation the daemon last wrote there. */
+	struct hs__pring_page *page;
+	int page_fd;
+	uint64_t gen;
 };
 
 struct sub_entry {
@@ -85,6 +92,7 @@ struct sub {
 	uint64_t block_timeout_us; /* BLOCK: longest an emit waits for it; 0 = none */
 	uint64_t stalls;           /* times it passed block_timeout */
 	bool stalled;              /* skipped (counted as dropped) while full */
+	struct list pairs;         /* struct pair.sub_link: rings into it (pair.h) */
 };
 
 struct pending_emit {
@@ -159,6 +167,10 @@ void topic_cancel(struct topics *ts, struct pending_emit *pe);
  * emits go on. Returns when it must run again (a tensor_now_us time), or
  * UINT64_MAX when no emit is held back with a timeout pending. */
 uint64_t topics_expire(struct topics *ts, uint64_t now_us);
+
+/* The highest sequence number tp gave (hsctl ls): with a topic page,
+ * counting the numbers its ring producers took. */
+uint64_t topic_emitted(const struct topic *tp);
 
 /* Adds n credits (saturating) and delivers what the credits allow. */
 void sub_credit(struct topics *ts, struct sub *sub, uint32_t n);

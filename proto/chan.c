@@ -32,19 +32,18 @@ static void ends_init(struct hs__chan *ch, uint8_t *base, bool daemon)
 	ch->rx = daemon ? c2d : d2c;
 }
 
-int hs__chan_create(int *fd, struct hs__chan *ch)
+int hs__shm_create(const char *name, size_t size, int *fd, void **map)
 {
-	_Static_assert(sizeof(struct hs__chan_hdr) <= HS__CHAN_HDR_SIZE, "header too big");
-	int f = memfd_create("hsbroker-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	int f = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (f < 0)
 		return -errno;
 	int err = 0;
-	if (ftruncate(f, HS__CHAN_MAP_SIZE) < 0 ||
+	if (ftruncate(f, (off_t)size) < 0 ||
 	    fcntl(f, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
 		err = -errno;
 	void *p = MAP_FAILED;
 	if (!err) {
-		p = mmap(NULL, HS__CHAN_MAP_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
+		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0);
 		if (p == MAP_FAILED)
 			err = -errno;
 	}
@@ -52,6 +51,19 @@ int hs__chan_create(int *fd, struct hs__chan *ch)
 		close(f);
 		return err;
 	}
+	*fd = f;
+	*map = p;
+	return 0;
+}
+
+int hs__chan_create(int *fd, struct hs__chan *ch)
+{
+	_Static_assert(sizeof(struct hs__chan_hdr) <= HS__CHAN_HDR_SIZE, "header too big");
+	void *p;
+	int f;
+	int err = hs__shm_create("hsbroker-channel", HS__CHAN_MAP_SIZE, &f, &p);
+	if (err)
+		return err;
 	struct hs__chan_hdr *h = p;
 	h->magic = HS__CHAN_MAGIC;
 	h->ring_size = HS__CHAN_RING_SIZE;
@@ -208,14 +220,19 @@ bool hs__chan_pending(const struct hs__chan_end *e)
 	return __atomic_load_n(&e->r->head, __ATOMIC_ACQUIRE) != e->pos;
 }
 
+bool hs__chan_flag_take(uint32_t *flag)
+{
+	/* Pairs with the fence of the side that set it: either it sees what
+	 * we published, or we see its flag. */
+	hs__chan_fence();
+	if (!__atomic_load_n(flag, __ATOMIC_RELAXED))
+		return false;
+	return __atomic_exchange_n(flag, 0, __ATOMIC_ACQ_REL) != 0;
+}
+
 bool hs__chan_should_kick(struct hs__chan_end *e)
 {
-	/* Pairs with the fence in hs__chan_arm: either the reader sees our
-	 * record, or we see its flag. */
-	hs__chan_fence();
-	if (!__atomic_load_n(&e->r->armed, __ATOMIC_RELAXED))
-		return false;
-	return __atomic_exchange_n(&e->r->armed, 0, __ATOMIC_ACQ_REL) != 0;
+	return hs__chan_flag_take(&e->r->armed);
 }
 
 bool hs__chan_arm(struct hs__chan_end *e)
@@ -241,10 +258,7 @@ bool hs__chan_want_space(struct hs__chan_end *e, size_t packed_len)
 
 bool hs__chan_space_kick(struct hs__chan_end *e)
 {
-	hs__chan_fence();
-	if (!__atomic_load_n(&e->r->want_space, __ATOMIC_RELAXED))
-		return false;
-	return __atomic_exchange_n(&e->r->want_space, 0, __ATOMIC_ACQ_REL) != 0;
+	return hs__chan_flag_take(&e->r->want_space);
 }
 
 void hs__chan_kick(int efd)

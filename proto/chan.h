@@ -75,6 +75,12 @@ struct hs__chan {
 	struct hs__chan_end rx;  /* the ring this side reads */
 };
 
+/* A memfd of size bytes named name, sealed against growing and
+ * shrinking (so no process sharing it can make another fault), mapped
+ * read-write: 0 with *fd and *map, or a negative errno. The channel, pair
+ * rings and topic pages (pring.h) are made with it. */
+int hs__shm_create(const char *name, size_t size, int *fd, void **map);
+
 /* Creates, sizes and seals the memfd and maps it as the daemon's side: 0
  * with *fd and *ch set, or a negative errno. */
 int hs__chan_create(int *fd, struct hs__chan *ch);
@@ -117,6 +123,11 @@ bool hs__chan_want_space(struct hs__chan_end *e, size_t packed_len);
 /* Reader, after consuming: true when the writer waits for room and the
  * caller must kick it. */
 bool hs__chan_space_kick(struct hs__chan_end *e);
+
+/* After publishing: true when the other side had set flag (it sleeps, or
+ * waits for room) and the caller must kick it; whoever swaps it back to
+ * 0 kicks. The channel's and the pair rings' (pring.h) hand-shakes. */
+bool hs__chan_flag_take(uint32_t *flag);
 
 /* Writes 1 to an eventfd (wakes its poller) / empties one (non-blocking). */
 void hs__chan_kick(int efd);

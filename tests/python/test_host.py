@@ -255,7 +255,10 @@ def test_shared_channel_posted_emits_and_spares(client):
     assert st["emits_refused"] == 0
     mine = [x for x in client.info()["tensors"]
             if x["owner_name"] == "pytest" and tuple(x["shape"]) == (8, 8)]
-    assert len(mine) == 1 and mine[0]["topic"] == ""
+    # One spare of headroom; with pair rings a batch of 8 asked at the
+    # second alloc, one of which the third took (docs/api.md).
+    want = 7 if os.environ.get("HSBROKER_RINGS") == "1" else 1
+    assert len(mine) == want and all(x["topic"] == "" for x in mine)
 
 
 def test_socket_transport_still_works(broker, hs, monkeypatch):
