@@ -223,18 +223,16 @@ static int ref_drop_later(struct session *prod, uint64_t id)
 	return 0;
 }
 
-/* Settles what p's producer wrote since the last time. */
-static void pair_settle(struct pair *p)
+/* Settles the notes p's producer published since the last time: false
+ * when the ring turned out bad (the producer's session is ended). */
+static bool settle_notes(struct pair *p, bool *any)
 {
-	if (p->broken)
-		return;
 	struct session *prod = p->prod, *subs = sub_session(p->sub);
 	struct broker *b = prod->broker;
 	struct hs__pring_note n;
 	int r;
-	bool any = false;
 	while ((r = hs__pring_settle(&p->r, &n)) == 1) {
-		any = true;
+		*any = true;
 		struct tensor *t;
 		if (tensor_lookup(&b->tensors, n.tensor_id, &t) < 0 ||
 		    t->block.slab->uid != (uint32_t)prod->uid ||
@@ -266,21 +264,34 @@ static void pair_settle(struct pair *p)
 		if (!prod->dead)
 			session_violation(prod, HS_EPROTO, "a bad note in a pair ring");
 		session_kill(prod, NULL);
-		return;
+		return false;
 	}
+	return true;
+}
+
+/* Settles what p's producer wrote since the last time. */
+static void pair_settle(struct pair *p)
+{
+	if (p->broken)
+		return;
+	struct session *prod = p->prod, *subs = sub_session(p->sub);
+	bool any = false;
+	int r;
+	if (!settle_notes(p, &any))
+		return;
 	/* Drop-oldest: the ids the producer took back from the queue were
 	 * the subscriber's once settled; the daemon gives them back, so a
-	 * subscriber that does not read does not stop the drops. A drop of
-	 * a note not settled yet (written after the settling above) is
-	 * settled first. */
+	 * subscriber that does not read does not stop the drops. A dropped
+	 * note was published before its drop, but maybe after the settling
+	 * above: the notes are settled again first. Whether the subscriber
+	 * holds the id cannot tell, since a producer subscribing to its own
+	 * topic holds it already as the producer (and giving that reference
+	 * back would leave the note naming a tensor it no longer holds). */
 	uint64_t id;
 	while ((r = hs__pring_get_drop(&p->r, &id)) == 1) {
 		any = true;
-		if (!session_holds(subs, id)) {
-			pair_settle(p);
-			if (p->broken)
-				return;
-		}
+		if (!settle_notes(p, &any))
+			return;
 		if (session_give_back(subs, id) < 0)
 			log_debug("pair ring %llu: dropped id %llu not held by its subscriber",
 				  (unsigned long long)p->id, (unsigned long long)id);

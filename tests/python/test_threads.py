@@ -133,3 +133,50 @@ def run_threads(hs, sock, threads, clients):
 @pytest.mark.parametrize("clients", [1, 3])
 def test_threads_share_clients(broker, hs, threads, clients):
     run_threads(hs, broker.socket, threads, clients)
+
+
+def test_own_topic_drop_oldest_while_settled(broker, hs):
+    """A client subscribed drop-oldest to the topic it emits on, while
+    another thread keeps the daemon settling (info()): with pair rings
+    (HSBROKER_RINGS=1) the daemon once gave back a dropped tensor's
+    reference before settling its note, took the producer's own reference
+    for it, and ended the session for a note naming a tensor it no longer
+    held (HS_EPROTO). Every tensor must be there, then every block back."""
+    stop = threading.Event()
+    errors = []
+
+    def poke():
+        with hs.connect(broker.socket, "poker") as p:
+            while not stop.is_set():
+                try:
+                    p.info()
+                except Exception as e:  # reported below
+                    errors.append("poker: %r" % e)
+                    return
+
+    with hs.connect(broker.socket, "self") as c:
+        sub = c.subscribe("self/t", depth=1, policy="drop-oldest")
+        th = threading.Thread(target=poke)
+        th.start()
+        try:
+            for k in range(1, 20001):
+                t = c.alloc((16,), "uint32")
+                np.asarray(t)[...] = k
+                c.emit("self/t", t)
+                if k % 100 == 0:
+                    r = sub.receive(timeout=10)
+                    assert r.seq <= k and int(np.asarray(r)[0]) == r.seq
+                    r.release()
+            c.ping()
+        finally:
+            stop.set()
+            th.join()
+        assert not errors, errors
+        sub.close()
+        del t, r, sub  # the client disconnects once nothing of it is alive
+    with hs.connect(broker.socket, "check") as chk:
+        deadline = time.monotonic() + 10
+        while chk.info()["tensors"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = [(x["owner_name"], x["refs"]) for x in chk.info()["tensors"]]
+        assert left == [], left
