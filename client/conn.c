@@ -497,9 +497,13 @@ static bool core_free(hs_client *c, int64_t now)
 		return c->core_free;
 	c->load_seen_ns = now;
 	c->core_free = false;
-	static long ncpu;
-	if (!ncpu)
+	/* Once per process; clients on several threads may race to set it. */
+	static long ncpu_seen;
+	long ncpu = __atomic_load_n(&ncpu_seen, __ATOMIC_RELAXED);
+	if (!ncpu) {
 		ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		__atomic_store_n(&ncpu_seen, ncpu, __ATOMIC_RELAXED);
+	}
 	int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return false;

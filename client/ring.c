@@ -61,7 +61,11 @@ int hs__ring_announce(hs_client *c, const Hs__RingAnnounce *a, int *fds, int nfd
 	r->efd_data = r->efd_space = -1;
 	int e = hs__pring_map(fds[0], a->producer ? HS__PRING_PRODUCER : HS__PRING_SUBSCRIBER,
 			      &r->r);
-	if (e < 0 || r->r.ring_id != a->ring_id) {
+	if (e == 0 && r->r.ring_id != a->ring_id) {
+		hs__pring_unmap(&r->r); /* mapped, but not the ring announced */
+		e = -EPROTO;
+	}
+	if (e < 0) {
 		free(r);
 		return e == -ENOMEM ? HS_ENOMEM : HS_EPROTO;
 	}
