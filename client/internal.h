@@ -341,6 +341,20 @@ void hs__release_drain(hs_client *c);
 
 /* ---- tensor.c ---- */
 
+/* What a tensor handle is made of, from a daemon's TensorRef or a ring's
+ * note (already checked for its extent); hs__tensor_make checks it
+ * against the slabs and events this client was told of (lock held). */
+struct hs__tensor_desc {
+	uint64_t id, seq, slab_id, offset, nbytes, fence_event, byte_offset;
+	DLDevice device;
+	DLDataType dtype;
+	int32_t ndim;
+	const int64_t *shape;
+	const int64_t *strides; /* NULL: compact */
+	const char *topic;
+	size_t topic_len;
+};
+int hs__tensor_make(hs_client *c, const struct hs__tensor_desc *d, hs_tensor **out);
 /* Builds a tensor handle from an untrusted TensorRef (lock held).
  * HS_EPROTO for a ref that breaks the protocol, the slab's map_err for
  * one this process cannot map. */
@@ -359,7 +373,7 @@ bool hs__rings_wanted(void);
 int hs__ring_announce(hs_client *c, const Hs__RingAnnounce *a, int *fds, int nfds);
 /* A RingClose (lock held). */
 void hs__ring_closed(hs_client *c, uint64_t id);
-/* Whether t can go through rings (host memory of our uid, few dims). */
+/* Whether t can go through rings (memory of our uid, few dims). */
 bool hs__ring_can_carry(const hs_client *c, const hs_tensor *t);
 /* Emits t on topic through this client's rings: 0 with *seq and
  * *ref_moved (the reference went with the last note; else the caller
@@ -368,8 +382,8 @@ bool hs__ring_can_carry(const hs_client *c, const hs_tensor *t);
  * then every later emit there does too), or an error. posted: no seq_out (a full BLOCK ring
  * takes a few more, as the daemon would hold them back). Takes ring_lock,
  * and lock inside. */
-int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool posted,
-		  uint64_t *seq, bool *ref_moved);
+int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool fence_done,
+		  bool posted, uint64_t *seq, bool *ref_moved);
 /* Subscriber (lock held): whether sub's rings / any ring has notes. */
 bool hs__ring_sub_pending(const hs_client *c, const struct hs_subscription *sub);
 bool hs__ring_any_pending(const hs_client *c);
@@ -377,10 +391,13 @@ bool hs__ring_any_pending(const hs_client *c);
  * something already. */
 bool hs__ring_arm_all(hs_client *c);
 /* Takes sub's next ring tensor with a sequence number below below (0:
- * any): 1 with *out, 0 none, 2 when its slab is not known yet (*slab_wait
- * set: read the channel, then call again with it still set). */
+ * any): 1 with *out, 0 none, 2 when its slab or fence event is not known
+ * yet (*wait set: read the channel, then call again with it still set). */
+struct hs__ann_wait {
+	uint64_t slab, event; /* the ids a note named before they were read */
+};
 int hs__ring_sub_take(hs_client *c, struct hs_subscription *sub, uint64_t below,
-		      uint64_t *slab_wait, hs_tensor **out);
+		      struct hs__ann_wait *wait, hs_tensor **out);
 /* sub ended (lock held): what its rings hold is given back. */
 void hs__ring_sub_end(hs_client *c, struct hs_subscription *sub);
 /* Frees dead subscriber rings (read out after they closed, broken, or

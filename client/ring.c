@@ -204,11 +204,14 @@ static int route_ask(hs_client *c, const char *topic, struct hs__route **out)
 	return err;
 }
 
-static void note_from_tensor(const hs_tensor *t, uint64_t seq, struct hs__pring_note *n)
+static void note_from_tensor(const hs_tensor *t, uint64_t seq, bool fence_done,
+			     struct hs__pring_note *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->tensor_id = t->id;
 	n->seq = seq;
+	/* A writer that synchronised gives readers no fence to wait on. */
+	n->fence_event = t->fence && !fence_done ? t->fence->id : 0;
 	n->slab_id = t->slab->id;
 	n->offset = (uint64_t)((const uint8_t *)t->dl.data - (const uint8_t *)t->slab->base);
 	n->nbytes = t->nbytes;
@@ -225,8 +228,8 @@ static void note_from_tensor(const hs_tensor *t, uint64_t seq, struct hs__pring_
 
 bool hs__ring_can_carry(const hs_client *c, const hs_tensor *t)
 {
-	return c->rings_on && t->slab && t->slab->kind == HS__SLAB_KIND__SLAB_HOST_MEMFD &&
-	       t->slab->base && !t->slab->readonly && !t->fence &&
+	/* A read-only slab is another uid's: its tensors take the relay. */
+	return c->rings_on && t->slab && t->slab->base && !t->slab->readonly &&
 	       t->dl.ndim <= HS__PRING_MAX_NDIM && t->dl.byte_offset == 0;
 }
 
@@ -329,8 +332,8 @@ static bool put_one(hs_client *c, struct hs__ring *r, const struct hs__pring_not
 	}
 }
 
-int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool posted,
-		  uint64_t *seq, bool *ref_moved)
+int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool fence_done,
+		  bool posted, uint64_t *seq, bool *ref_moved)
 {
 	pthread_mutex_lock(&c->ring_lock);
 	struct hs__route *rt = route_find(c, topic);
@@ -362,7 +365,7 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool post
 	}
 	uint64_t s = __atomic_add_fetch(&rt->page->seq, 1, __ATOMIC_ACQ_REL);
 	struct hs__pring_note n;
-	note_from_tensor(t, s, &n);
+	note_from_tensor(t, s, fence_done, &n);
 	bool gone = false;
 	/* The last ring's note takes our reference with it (the daemon
 	 * drops it once it settled all our rings); if that note is not
@@ -422,33 +425,24 @@ bool hs__ring_arm_all(hs_client *c)
 static int tensor_from_note(hs_client *c, const struct hs__pring_note *n,
 			    const char *topic, hs_tensor **out)
 {
-	if (hs__pring_note_check(n) < 0 || n->fence_event || n->device_type != kDLCPU)
+	if (hs__pring_note_check(n) < 0)
 		return HS_EPROTO;
-	struct hs__slab *s = hs__slab_find(c, n->slab_id);
-	if (!s || !s->base || n->offset > s->size || n->nbytes > s->size - n->offset ||
-	    s->device.device_type != kDLCPU)
-		return HS_EPROTO;
-	hs_tensor *t = calloc(1, sizeof(*t));
-	if (!t)
-		return HS_ENOMEM;
-	t->id = n->tensor_id;
-	t->seq = n->seq;
-	t->nbytes = n->nbytes;
-	t->slab = s;
-	snprintf(t->topic, sizeof(t->topic), "%s", topic);
-	memcpy(t->shape, n->shape, sizeof(int64_t) * n->ndim);
-	memcpy(t->strides, n->strides, sizeof(int64_t) * n->ndim);
-	t->dl.data = (uint8_t *)s->base + n->offset;
-	t->dl.device = s->device;
-	t->dl.ndim = n->ndim;
-	t->dl.dtype.code = n->dtype_code;
-	t->dl.dtype.bits = n->dtype_bits;
-	t->dl.dtype.lanes = n->dtype_lanes;
-	t->dl.shape = t->shape;
-	t->dl.strides = t->strides;
-	hs__tensor_link(c, t);
-	*out = t;
-	return 0;
+	struct hs__tensor_desc d = {
+		.id = n->tensor_id,
+		.seq = n->seq,
+		.slab_id = n->slab_id,
+		.offset = n->offset,
+		.nbytes = n->nbytes,
+		.fence_event = n->fence_event,
+		.device = { (DLDeviceType)n->device_type, n->device_id },
+		.dtype = { n->dtype_code, n->dtype_bits, n->dtype_lanes },
+		.ndim = n->ndim,
+		.shape = n->shape,
+		.strides = n->has_strides ? n->strides : NULL,
+		.topic = topic,
+		.topic_len = strlen(topic),
+	};
+	return hs__tensor_make(c, &d, out);
 }
 
 /* What the producers dropped on sub's rings counts in sub->dropped
@@ -460,7 +454,7 @@ static void take_drops(hs_client *c, struct hs_subscription *sub, struct hs__rin
 }
 
 int hs__ring_sub_take(hs_client *c, struct hs_subscription *sub, uint64_t below,
-		      uint64_t *slab_wait, hs_tensor **out)
+		      struct hs__ann_wait *wait, hs_tensor **out)
 {
 	for (;;) {
 		/* The note with the lowest sequence number among the rings
@@ -491,10 +485,14 @@ int hs__ring_sub_take(hs_client *c, struct hs_subscription *sub, uint64_t below,
 		}
 		if (!best || (below && bn.seq > below))
 			return 0;
-		/* Its slab is announced before the note was written, but
-		 * maybe not yet read: the caller reads the channel first. */
-		if (!hs__slab_find(c, bn.slab_id) && !*slab_wait) {
-			*slab_wait = bn.slab_id;
+		/* Its slab and fence are announced before the note was
+		 * written, but maybe not yet read: the caller reads the
+		 * channel first (once; after that the note is refused). */
+		if (!wait->slab && !wait->event &&
+		    (!hs__slab_find(c, bn.slab_id) ||
+		     (bn.fence_event && !hs__event_find(c, bn.fence_event)))) {
+			wait->slab = bn.slab_id;
+			wait->event = bn.fence_event;
 			return 2;
 		}
 		if (!hs__pring_take(&best->r))

@@ -160,9 +160,10 @@ static bool sub_ready(hs_client *c, void *arg)
 	return sub->head != NULL || sub->err != 0 || hs__ring_sub_pending(c, sub);
 }
 
-static bool slab_known(hs_client *c, void *arg)
+static bool announced(hs_client *c, void *arg)
 {
-	return hs__slab_find(c, *(const uint64_t *)arg) != NULL;
+	const struct hs__ann_wait *w = arg;
+	return hs__slab_find(c, w->slab) && (!w->event || hs__event_find(c, w->event));
 }
 
 /* The next tensor of sub (lock held): from its pair rings or its local
@@ -171,17 +172,17 @@ static bool slab_known(hs_client *c, void *arg)
 static int take_next(hs_client *c, hs_subscription *sub, int timeout_ms, hs_tensor **out,
 		     bool *relayed)
 {
-	uint64_t slab_wait = 0;
+	struct hs__ann_wait wait = { 0, 0 };
 	for (;;) {
 		hs__ring_reap(c);
 		if (c->in_rings) {
 			uint64_t below = sub->head ? sub->head->seq : 0;
-			int r = hs__ring_sub_take(c, sub, below, &slab_wait, out);
+			int r = hs__ring_sub_take(c, sub, below, &wait, out);
 			if (r == 1)
 				return 0;
 			if (r == 2) {
 				/* Its announcement is in the channel, unread. */
-				hs__client_wait(c, slab_known, &slab_wait, 1000);
+				hs__client_wait(c, announced, &wait, 1000);
 				continue;
 			}
 		}

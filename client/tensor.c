@@ -43,29 +43,19 @@ static void compact_strides(int32_t ndim, const int64_t *shape, int64_t *strides
 	}
 }
 
-int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
+int hs__tensor_make(hs_client *c, const struct hs__tensor_desc *d, hs_tensor **out)
 {
-	if (!ref->meta || !ref->block)
-		return HS_EPROTO;
-	const Hs__Meta *m = ref->meta;
-	const Hs__Block *b = ref->block;
-	uint64_t need;
-	if (hs__meta_extent_pb(m, &need))
-		return HS_EPROTO;
-	if (need > b->length)
-		return HS_EPROTO;
-	struct hs__slab *s = hs__slab_find(c, b->slab_id);
-	if (!s || b->offset > s->size || b->length > s->size - b->offset)
+	struct hs__slab *s = hs__slab_find(c, d->slab_id);
+	if (!s || d->offset > s->size || d->nbytes > s->size - d->offset)
 		return HS_EPROTO; /* unannounced slab, or a block outside it */
-	if (m->device->type != (int32_t)s->device.device_type ||
-	    m->device->id != s->device.device_id)
+	if (d->device.device_type != s->device.device_type ||
+	    d->device.device_id != s->device.device_id)
 		return HS_EPROTO;
-	size_t tlen = ref->topic ? strnlen(ref->topic, HS_MAX_TOPIC + 1) : 0;
-	if (tlen > HS_MAX_TOPIC)
+	if (d->topic_len > HS_MAX_TOPIC)
 		return HS_EPROTO;
 	struct hs__event *fence = NULL;
-	if (ref->fence_event) {
-		fence = hs__event_find(c, ref->fence_event);
+	if (d->fence_event) {
+		fence = hs__event_find(c, d->fence_event);
 		if (!fence || s->device.device_type != kDLCUDA ||
 		    fence->device != s->device.device_id)
 			return HS_EPROTO; /* unannounced, or a fence of another GPU */
@@ -78,36 +68,63 @@ int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
 	hs_tensor *t = calloc(1, sizeof(*t));
 	if (!t)
 		return HS_ENOMEM;
-	t->id = ref->id;
-	t->seq = ref->seq;
-	t->nbytes = b->length;
+	t->id = d->id;
+	t->seq = d->seq;
+	t->nbytes = d->nbytes;
 	t->slab = s;
 	t->fence = fence;
-	memcpy(t->topic, ref->topic ? ref->topic : "", tlen);
-	t->topic[tlen] = '\0';
-
-	int32_t ndim = (int32_t)m->n_shape;
-	memcpy(t->shape, m->shape, sizeof(int64_t) * (size_t)ndim);
-	if (m->n_strides)
-		memcpy(t->strides, m->strides, sizeof(int64_t) * (size_t)ndim);
+	memcpy(t->topic, d->topic, d->topic_len);
+	t->topic[d->topic_len] = '\0';
+	memcpy(t->shape, d->shape, sizeof(int64_t) * (size_t)d->ndim);
+	if (d->strides)
+		memcpy(t->strides, d->strides, sizeof(int64_t) * (size_t)d->ndim);
 	else
-		compact_strides(ndim, t->shape, t->strides);
+		compact_strides(d->ndim, t->shape, t->strides);
 
 	/* Strides are always filled in: some DLPack consumers do not accept
 	 * NULL for compact tensors. */
-	t->dl.data = (uint8_t *)s->base + b->offset;
+	t->dl.data = (uint8_t *)s->base + d->offset;
 	t->dl.device = s->device;
-	t->dl.ndim = ndim;
-	t->dl.dtype.code = (uint8_t)m->dtype->code;
-	t->dl.dtype.bits = (uint8_t)m->dtype->bits;
-	t->dl.dtype.lanes = (uint16_t)m->dtype->lanes;
+	t->dl.ndim = d->ndim;
+	t->dl.dtype = d->dtype;
 	t->dl.shape = t->shape;
 	t->dl.strides = t->strides;
-	t->dl.byte_offset = m->byte_offset;
+	t->dl.byte_offset = d->byte_offset;
 
 	hs__tensor_link(c, t);
 	*out = t;
 	return 0;
+}
+
+int hs__tensor_from_ref(hs_client *c, const Hs__TensorRef *ref, hs_tensor **out)
+{
+	if (!ref->meta || !ref->block)
+		return HS_EPROTO;
+	const Hs__Meta *m = ref->meta;
+	const Hs__Block *b = ref->block;
+	uint64_t need;
+	if (hs__meta_extent_pb(m, &need))
+		return HS_EPROTO;
+	if (need > b->length)
+		return HS_EPROTO;
+	struct hs__tensor_desc d = {
+		.id = ref->id,
+		.seq = ref->seq,
+		.slab_id = b->slab_id,
+		.offset = b->offset,
+		.nbytes = b->length,
+		.fence_event = ref->fence_event,
+		.byte_offset = m->byte_offset,
+		.device = { (DLDeviceType)m->device->type, m->device->id },
+		.dtype = { (uint8_t)m->dtype->code, (uint8_t)m->dtype->bits,
+			   (uint16_t)m->dtype->lanes },
+		.ndim = (int32_t)m->n_shape,
+		.shape = m->shape,
+		.strides = m->n_strides ? m->strides : NULL,
+		.topic = ref->topic ? ref->topic : "",
+		.topic_len = ref->topic ? strnlen(ref->topic, HS_MAX_TOPIC + 1) : 0,
+	};
+	return hs__tensor_make(c, &d, out);
 }
 
 HS_EXPORT int hs_tensor_alloc(hs_client *client, DLDevice device, DLDataType dtype,
@@ -279,7 +296,8 @@ HS_EXPORT int hs_tensor_emit(hs_tensor *tensor, const char *topic, void *stream,
 	if (c->rings_on) {
 		uint64_t seq = 0;
 		bool moved = false;
-		err = hs__ring_emit(c, tensor, topic, seq_out == NULL, &seq, &moved);
+		err = hs__ring_emit(c, tensor, topic, fence_done, seq_out == NULL, &seq,
+				    &moved);
 		if (err <= 0) {
 			if (!err && seq_out)
 				*seq_out = seq;

@@ -75,8 +75,8 @@ static void send_close(struct pair *p, struct session *to)
 }
 
 /* A ring from prod to sub, announced to both (the subscriber first, with
- * every host slab of the uid that prod was told of, so a note never
- * names memory the subscriber cannot find). */
+ * every slab of the uid and fence event that prod was told of, so a note
+ * never names memory or an event the subscriber cannot find). */
 static int pair_make(struct session *prod, struct sub *sub)
 {
 	struct broker *b = prod->broker;
@@ -108,7 +108,7 @@ static int pair_make(struct session *prod, struct sub *sub)
 	}
 	list_insert_tail(&prod->pairs_out, &p->prod_link);
 	list_insert_tail(&sub->pairs, &p->sub_link);
-	int err = session_announce_slabs_of(subs, prod);
+	int err = session_announce_memory_of(subs, prod);
 	if (!err)
 		err = announce_end(p, subs, false, memfd);
 	if (!err)
@@ -236,7 +236,8 @@ static bool settle_notes(struct pair *p, bool *any)
 		struct tensor *t;
 		if (tensor_lookup(&b->tensors, n.tensor_id, &t) < 0 ||
 		    t->block.slab->uid != (uint32_t)prod->uid ||
-		    !session_holds(prod, n.tensor_id) || t->device.device_type != kDLCPU) {
+		    !session_holds(prod, n.tensor_id) ||
+		    (n.fence_event && (!t->fence || t->fence->id != n.fence_event))) {
 			r = -EPROTO;
 			break;
 		}

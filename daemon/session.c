@@ -307,15 +307,16 @@ static int held_tensor(struct session *s, uint64_t id, struct tensor **out)
 }
 
 static int announce_one(struct session *s, struct slab *slab);
+static int announce_event_one(struct session *s, struct fence_event *ev);
 
-/* Pushes SlabAnnounce before the first message naming slab; a host slab
- * of s's uid also to the subscribers of s's pair rings, first, so a note
+/* Pushes SlabAnnounce before the first message naming slab; a slab of
+ * s's uid also to the subscribers of s's pair rings, first, so a note
  * never names memory its reader was not told of. */
 static int announce(struct session *s, struct slab *slab)
 {
 	if (idmap_get(&s->slabs, slab->id))
 		return 0;
-	if (slab->uid == (uint32_t)s->uid && slab->device.device_type == kDLCPU) {
+	if (slab->uid == (uint32_t)s->uid) {
 		struct pair *p;
 		list_for_each(p, &s->pairs_out, prod_link) {
 			struct session *o = p->sub->owner;
@@ -326,15 +327,22 @@ static int announce(struct session *s, struct slab *slab)
 	return announce_one(s, slab);
 }
 
-int session_announce_slabs_of(struct session *s, struct session *from)
+int session_announce_memory_of(struct session *s, struct session *from)
 {
 	for (size_t i = 0; i < from->slabs.cap; i++) {
 		if (!from->slabs.keys[i])
 			continue;
 		struct slab *slab = (struct slab *)(uintptr_t)from->slabs.vals[i];
-		if (slab->uid != (uint32_t)s->uid || slab->device.device_type != kDLCPU)
+		if (slab->uid != (uint32_t)s->uid)
 			continue;
 		int r = announce_one(s, slab);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < from->events.cap; i++) {
+		if (!from->events.keys[i])
+			continue;
+		int r = announce_event_one(s, (struct fence_event *)(uintptr_t)from->events.vals[i]);
 		if (r < 0)
 			return r;
 	}
@@ -370,13 +378,13 @@ static int announce_one(struct session *s, struct slab *slab)
 }
 
 /* Pushes EventAnnounce before the first TensorRef naming a fence event the
- * session has not seen. Events outlive their tensors (they are reused), so
- * a session learns each one once. */
-static int announce_event(struct session *s, struct fence_event *ev)
+ * session has not seen. Events outlive their tensors (they are reused, and
+ * freed only with the broker), so a session learns each one once. */
+static int announce_event_one(struct session *s, struct fence_event *ev)
 {
 	if (!ev || idmap_get(&s->events, ev->id))
 		return 0;
-	int r = idmap_put(&s->events, ev->id, 1);
+	int r = idmap_put(&s->events, ev->id, (uint64_t)(uintptr_t)ev);
 	if (r < 0)
 		return r;
 	Hs__EventAnnounce ann = HS__EVENT_ANNOUNCE__INIT;
@@ -391,6 +399,21 @@ static int announce_event(struct session *s, struct fence_event *ev)
 	m.body_case = HS__MESSAGE__BODY_EVENT;
 	m.event = &ann;
 	return session_send(s, &m, NULL, 0);
+}
+
+/* announce_event_one, to the subscribers of s's pair rings first, as
+ * announce does for slabs. */
+static int announce_event(struct session *s, struct fence_event *ev)
+{
+	if (!ev || idmap_get(&s->events, ev->id))
+		return 0;
+	struct pair *p;
+	list_for_each(p, &s->pairs_out, prod_link) {
+		struct session *o = p->sub->owner;
+		if (!o->dead)
+			announce_event_one(o, ev);
+	}
+	return announce_event_one(s, ev);
 }
 
 /* Both announcements a TensorRef of t needs. */

@@ -111,14 +111,14 @@ void session_error(struct session *s, uint64_t seq, int code, const char *fmt, .
 int session_violation(struct session *s, int code, const char *what);
 
 /* For pair rings (pair.c): whether s holds a reference to tensor id; s
- * takes one more reference to t (counted in t->refs); every host slab of
- * s's uid that from was told of is announced to s. 0 or a negative hs
- * code. */
+ * takes one more reference to t (counted in t->refs); every slab of s's
+ * uid and every fence event that from was told of is announced to s. 0
+ * or a negative hs code. */
 bool session_holds(struct session *s, uint64_t id);
 int session_take_ref(struct session *s, struct tensor *t);
 /* Drops one of s's references to id: 0, HS_ENOENT, HS_ESTALE. */
 int session_give_back(struct session *s, uint64_t id);
-int session_announce_slabs_of(struct session *s, struct session *from);
+int session_announce_memory_of(struct session *s, struct session *from);
 
 /* Marks s dead and tells the I/O layer once; why (may be NULL when it was
  * logged already) goes to the log. */
