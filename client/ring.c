@@ -46,9 +46,10 @@ static void ring_free(struct hs__ring *r)
 
 bool hs__rings_wanted(void)
 {
+	/* On unless turned off, as the daemon's direct_rings. */
 	const char *e = getenv("HSBROKER_RINGS");
-	return e && (!strcmp(e, "1") || !strcasecmp(e, "yes") || !strcasecmp(e, "true") ||
-		     !strcasecmp(e, "on"));
+	return !e || !(!strcmp(e, "0") || !strcasecmp(e, "no") || !strcasecmp(e, "false") ||
+		       !strcasecmp(e, "off"));
 }
 
 int hs__ring_announce(hs_client *c, const Hs__RingAnnounce *a, int *fds, int nfds)

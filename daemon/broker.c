@@ -30,6 +30,7 @@ void broker_config_defaults(struct broker_config *cfg)
 	cfg->uid_max_subscriptions = 16384;
 	cfg->uid_max_topics = 4096;
 	cfg->outbox_total_bytes = 256ull << 20;
+	cfg->direct_rings = true;
 }
 
 bool broker_uid_capped(const struct broker *b, uid_t uid)

@@ -45,7 +45,7 @@ struct broker_config {
 	uint32_t block_timeout_other_uid_ms; /* [subscribe]: bound for a subscriber of
 					      * another uid than the emitter, 0 = none */
 	bool direct_rings;           /* [subscribe]: pair rings between sessions of one
-				      * uid that ask (pair.h); off by default */
+				      * uid that ask (pair.h); on by default */
 	uint32_t outbox_max_msgs;    /* a peer that does not read is dropped */
 	uint64_t outbox_max_bytes;
 	uint32_t allow_uids[BROKER_MAX_ALLOW];
