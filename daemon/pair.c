@@ -223,6 +223,21 @@ static int ref_drop_later(struct session *prod, uint64_t id)
 	return 0;
 }
 
+static void pair_settle(struct pair *p);
+static void pair_settle_once(struct pair *p);
+
+/* Settles every ring into s's subscriptions but those being settled
+ * already (a chain of stages can come back to its start). */
+static void settle_into(struct session *s)
+{
+	struct pair *p;
+	struct sub *sub;
+	list_for_each(sub, &s->subs, owner_link)
+		list_for_each(p, &sub->pairs, sub_link)
+			if (!p->settling)
+				pair_settle(p);
+}
+
 /* Settles the notes p's producer published since the last time: false
  * when the ring turned out bad (the producer's session is ended). */
 static bool settle_notes(struct pair *p, bool *any)
@@ -236,10 +251,18 @@ static bool settle_notes(struct pair *p, bool *any)
 		struct tensor *t;
 		if (tensor_lookup(&b->tensors, n.tensor_id, &t) < 0 ||
 		    t->block.slab->uid != (uint32_t)prod->uid ||
-		    !session_holds(prod, n.tensor_id) ||
 		    (n.fence_event && (!t->fence || t->fence->id != n.fence_event))) {
 			r = -EPROTO;
 			break;
+		}
+		/* A stage passing on what it read from a ring: that note was
+		 * published before this one, maybe not yet settled. */
+		if (!session_holds(prod, n.tensor_id)) {
+			settle_into(prod);
+			if (!session_holds(prod, n.tensor_id)) {
+				r = -EPROTO;
+				break;
+			}
 		}
 		if (session_take_ref(subs, t) < 0) {
 			log_error("out of memory settling a ring note: tensor %llu kept",
@@ -273,8 +296,15 @@ static bool settle_notes(struct pair *p, bool *any)
 /* Settles what p's producer wrote since the last time. */
 static void pair_settle(struct pair *p)
 {
-	if (p->broken)
+	if (p->broken || p->settling)
 		return;
+	p->settling = true;
+	pair_settle_once(p);
+	p->settling = false;
+}
+
+static void pair_settle_once(struct pair *p)
+{
 	struct session *prod = p->prod, *subs = sub_session(p->sub);
 	bool any = false;
 	int r;
@@ -351,11 +381,7 @@ static void producer_settle(struct session *prod)
 void pair_settle_session(struct session *s)
 {
 	producer_settle(s);
-	struct pair *p;
-	struct sub *sub;
-	list_for_each(sub, &s->subs, owner_link)
-		list_for_each(p, &sub->pairs, sub_link)
-			pair_settle(p);
+	settle_into(s);
 }
 
 /* Settles p one last time and closes it, waking both ends; what its

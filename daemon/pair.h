@@ -31,6 +31,7 @@ struct pair {
 	struct list prod_link;   /* in prod->pairs_out */
 	struct list sub_link;    /* in sub->pairs */
 	bool broken;             /* a bad note: no longer settled */
+	bool settling;           /* being settled (settling may recurse) */
 };
 
 /* Whether s may have rings: it asked and the daemon has them on. */

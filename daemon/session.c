@@ -308,21 +308,26 @@ static int held_tensor(struct session *s, uint64_t id, struct tensor **out)
 
 static int announce_one(struct session *s, struct slab *slab);
 static int announce_event_one(struct session *s, struct fence_event *ev);
+static int announce_event(struct session *s, struct fence_event *ev);
 
 /* Pushes SlabAnnounce before the first message naming slab; a slab of
  * s's uid also to the subscribers of s's pair rings, first, so a note
  * never names memory its reader was not told of. */
 static int announce(struct session *s, struct slab *slab)
 {
-	if (idmap_get(&s->slabs, slab->id))
+	if (idmap_get(&s->slabs, slab->id) || s->announcing)
 		return 0;
+	/* Down the whole chain: a subscriber may pass on what it reads to
+	 * subscribers of its own. announcing stops a chain that comes back. */
 	if (slab->uid == (uint32_t)s->uid) {
+		s->announcing = true;
 		struct pair *p;
 		list_for_each(p, &s->pairs_out, prod_link) {
 			struct session *o = p->sub->owner;
 			if (!o->dead)
-				announce_one(o, slab);
+				announce(o, slab);
 		}
+		s->announcing = false;
 	}
 	return announce_one(s, slab);
 }
@@ -335,14 +340,14 @@ int session_announce_memory_of(struct session *s, struct session *from)
 		struct slab *slab = (struct slab *)(uintptr_t)from->slabs.vals[i];
 		if (slab->uid != (uint32_t)s->uid)
 			continue;
-		int r = announce_one(s, slab);
+		int r = announce(s, slab);
 		if (r < 0)
 			return r;
 	}
 	for (size_t i = 0; i < from->events.cap; i++) {
 		if (!from->events.keys[i])
 			continue;
-		int r = announce_event_one(s, (struct fence_event *)(uintptr_t)from->events.vals[i]);
+		int r = announce_event(s, (struct fence_event *)(uintptr_t)from->events.vals[i]);
 		if (r < 0)
 			return r;
 	}
@@ -405,14 +410,16 @@ static int announce_event_one(struct session *s, struct fence_event *ev)
  * announce does for slabs. */
 static int announce_event(struct session *s, struct fence_event *ev)
 {
-	if (!ev || idmap_get(&s->events, ev->id))
+	if (!ev || idmap_get(&s->events, ev->id) || s->announcing)
 		return 0;
+	s->announcing = true;
 	struct pair *p;
 	list_for_each(p, &s->pairs_out, prod_link) {
 		struct session *o = p->sub->owner;
 		if (!o->dead)
-			announce_event_one(o, ev);
+			announce_event(o, ev);
 	}
+	s->announcing = false;
 	return announce_event_one(s, ev);
 }
 

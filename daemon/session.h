@@ -70,6 +70,7 @@ struct session {
 	size_t n_ref_drops, cap_ref_drops; /* (HS__PRING_NOTE_LAST), dropped once
 				  * all its rings are settled (pair.c) */
 	bool pairs_settling;     /* inside that settling (pair.c) */
+	bool announcing;         /* passing an announcement down its rings */
 	uint64_t quiet_seq;      /* the request being handled was posted: its
 				  * reply need not wake the client */
 

@@ -141,6 +141,39 @@ int ht_role_consumer(void *arg)
 	return ret;
 }
 
+int ht_role_forwarder(void *arg)
+{
+	const struct ht_forwarder *f = arg;
+	hs_client *c;
+	if (ht_connect(f->sock, "it-forwarder", &c) < 0)
+		return 1;
+	hs_subscribe_opts opts = { .depth = 8, .policy = HS_POLICY_BLOCK };
+	hs_subscription *sub;
+	int rc = hs_subscribe(c, f->from, &opts, &sub);
+	if (rc < 0) {
+		hs_client_disconnect(c);
+		return ht_child_fail("forwarder", "subscribe %s: %s", f->from, hs_strerror(rc));
+	}
+	if (f->ready)
+		ht_chan_send(f->ready, 'R');
+	int ret = 0;
+	for (uint64_t k = 1; k <= f->count && !ret; k++) {
+		hs_tensor *t;
+		rc = hs_subscription_receive(sub, HT_DEADLINE_MS, &t);
+		if (rc < 0) {
+			ret = ht_child_fail("forwarder", "receive #%" PRIu64 ": %s", k, hs_strerror(rc));
+			break;
+		}
+		/* The emit takes the reference, whatever it returns. */
+		rc = hs_tensor_emit(t, f->to, HS_STREAM_DONE, NULL);
+		if (rc < 0)
+			ret = ht_child_fail("forwarder", "emit #%" PRIu64 ": %s", k, hs_strerror(rc));
+	}
+	hs_subscription_close(sub);
+	hs_client_disconnect(c);
+	return ret;
+}
+
 int ht_round_trip(hs_client *c, const char *topic)
 {
 	hs_subscribe_opts opts = { .depth = 4, .policy = HS_POLICY_BLOCK };

@@ -50,6 +50,18 @@ struct ht_consumer {
  * Returns 0 or 1. */
 int ht_role_consumer(void *consumer);
 
+struct ht_forwarder {
+	const char *sock;
+	const char *from, *to;    /* receives on from, emits each tensor on to */
+	uint64_t count;
+	struct ht_chan *ready;    /* a byte once subscribed */
+};
+
+/* Subscribes to from (BLOCK), signals ready, re-emits count tensors on to
+ * as they are, without touching them (a pipeline stage that passes frames
+ * on). Returns 0 or 1. */
+int ht_role_forwarder(void *forwarder);
+
 /* Connects (retrying briefly is not needed: the daemon is up) with a
  * message on failure. */
 int ht_connect(const char *sock, const char *name, hs_client **out);

@@ -1,5 +1,6 @@
-/* Streams between processes: one producer and one consumer, fan-out to
- * three blocking subscribers, and the two drop policies. */
+/* Streams between processes: one producer and one consumer, a stage that
+ * passes tensors on, fan-out to three blocking subscribers, and the two
+ * drop policies. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #define PIPE_COUNT 10000
 #define FANOUT_COUNT 3000
+#define FORWARD_COUNT 2000
 #define FANOUT_SUBS 3
 #define DROP_COUNT 500
 #define DROP_DEPTH 4
@@ -33,6 +35,41 @@ START_TEST(test_producer_consumer)
 	ck_assert_int_gt(producer, 0);
 
 	ck_assert_int_eq(ht_wait(producer, HT_LONG_DEADLINE_MS), 0);
+	ck_assert_int_eq(ht_wait(consumer, HT_LONG_DEADLINE_MS), 0);
+	ht_chan_close(&ready);
+	HT_END(&d);
+}
+END_TEST
+
+/* producer -> forwarder -> consumer: the consumer reads memory it learns
+ * of only through the forwarder's emits (with pair rings, the daemon must
+ * tell it of every slab the forwarder was told of, however it was). */
+START_TEST(test_forward)
+{
+	struct ht_daemon d;
+	HT_BEGIN(&d, NULL);
+	struct ht_chan ready;
+	ht_chan_open(&ready);
+
+	struct ht_consumer q = {
+		.sock = d.sock, .topic = "it/fwd-out", .depth = 8,
+		.policy = HS_POLICY_BLOCK, .count = FORWARD_COUNT, .ready = &ready,
+	};
+	pid_t consumer = ht_fork(ht_role_consumer, &q);
+	ck_assert_int_gt(consumer, 0);
+	ck_assert_int_eq(ht_chan_recv(&ready, HT_DEADLINE_MS), 'R');
+	struct ht_forwarder f = { .sock = d.sock, .from = "it/fwd-in", .to = "it/fwd-out",
+				  .count = FORWARD_COUNT, .ready = &ready };
+	pid_t forwarder = ht_fork(ht_role_forwarder, &f);
+	ck_assert_int_gt(forwarder, 0);
+	ck_assert_int_eq(ht_chan_recv(&ready, HT_DEADLINE_MS), 'R');
+
+	struct ht_producer p = { .sock = d.sock, .topic = "it/fwd-in", .count = FORWARD_COUNT };
+	pid_t producer = ht_fork(ht_role_producer, &p);
+	ck_assert_int_gt(producer, 0);
+
+	ck_assert_int_eq(ht_wait(producer, HT_LONG_DEADLINE_MS), 0);
+	ck_assert_int_eq(ht_wait(forwarder, HT_LONG_DEADLINE_MS), 0);
 	ck_assert_int_eq(ht_wait(consumer, HT_LONG_DEADLINE_MS), 0);
 	ht_chan_close(&ready);
 	HT_END(&d);
@@ -216,6 +253,7 @@ int main(void)
 {
 	Suite *s = suite_create("pipeline");
 	ht_case(s, "producer_consumer", test_producer_consumer);
+	ht_case(s, "forward", test_forward);
 	ht_case(s, "fan_out_block", test_fan_out_block);
 	ht_case(s, "drop_oldest", test_drop_oldest);
 	ht_case(s, "drop_newest", test_drop_newest);
