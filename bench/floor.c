@@ -3,12 +3,15 @@
  *
  * --device cuda adds the GPU ordering a hand-off needs, with everything
  * set up once (IPC memory and event handles opened before timing): the
- * producer writes 64 bytes on its stream (cudaMemsetAsync), records an
- * interprocess event and sends the note; the consumer makes its stream
- * wait on the event, reads the 64 bytes back (cudaMemcpyAsync to pinned
- * memory), synchronises and acks.
+ * producer writes --size bytes (default 64) on its stream
+ * (cudaMemsetAsync), records an interprocess event and sends the note;
+ * the consumer makes its stream wait on the event, reads the first and
+ * the last 64 bytes back (cudaMemcpyAsync to pinned memory), synchronises
+ * and acks: hs-bench-handoff's work, without the broker. A large write
+ * is still running when the consumer starts waiting, which a 64-byte one
+ * never is: the wait on it is part of the floor at that size.
  *
- *   hs-bench-floor [--device cpu|cuda] [--iters N] [--warmup N]
+ *   hs-bench-floor [--device cpu|cuda] [--size BYTES] [--iters N] [--warmup N]
  * Prints one JSON line (sample.h). */
 #include <errno.h>
 #include <stdint.h>
@@ -88,6 +91,19 @@ typedef struct gpu_note {
 	uint64_t iter;
 } gpu_note;
 
+/* The consumer's read: the first and the last 64 bytes of n. */
+static int gpu_read_ends(cudaStream_t stream, uint8_t *host, const uint8_t *dev, uint64_t n,
+			 uint64_t iter, long *bad)
+{
+	size_t k = n < NOTE_SIZE ? (size_t)n : NOTE_SIZE;
+	GPU_TRY(cudaMemcpyAsync(host, dev, k, cudaMemcpyDeviceToHost, stream), 1);
+	GPU_TRY(cudaMemcpyAsync(host + NOTE_SIZE, dev + n - k, k, cudaMemcpyDeviceToHost, stream),
+		1);
+	GPU_TRY(cudaStreamSynchronize(stream), 1);
+	*bad += host[0] != payload_byte(iter) || host[NOTE_SIZE + k - 1] != payload_byte(iter);
+	return 0;
+}
+
 static int gpu_consumer(int fd, void *arg)
 {
 	floor_run *r = arg;
@@ -102,7 +118,7 @@ static int gpu_consumer(int fd, void *arg)
 	GPU_TRY(cudaIpcOpenMemHandle(&dev, s.mem, cudaIpcMemLazyEnablePeerAccess), 1);
 	GPU_TRY(cudaIpcOpenEventHandle(&ev, s.event), 1);
 	GPU_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), 1);
-	GPU_TRY(cudaMallocHost((void **)&host, NOTE_SIZE), 1);
+	GPU_TRY(cudaMallocHost((void **)&host, 2 * NOTE_SIZE), 1);
 	char ready = 1;
 	if (peer_send(fd, &ready, 1))
 		return 1;
@@ -112,9 +128,8 @@ static int gpu_consumer(int fd, void *arg)
 		if (peer_recv(fd, &n, sizeof(n)))
 			return 1;
 		GPU_TRY(cudaStreamWaitEvent(stream, ev, 0), 1);
-		GPU_TRY(cudaMemcpyAsync(host, dev, NOTE_SIZE, cudaMemcpyDeviceToHost, stream), 1);
-		GPU_TRY(cudaStreamSynchronize(stream), 1);
-		bad += host[0] != payload_byte(n.iter) || host[NOTE_SIZE - 1] != payload_byte(n.iter);
+		if (gpu_read_ends(stream, host, dev, r->o.size, n.iter, &bad))
+			return 1;
 		if (peer_send(fd, &n, sizeof(n)))
 			return 1;
 	}
@@ -139,7 +154,7 @@ static int floor_cuda(floor_run *r)
 	cudaEvent_t ev;
 	cudaStream_t stream;
 	gpu_setup s;
-	GPU_TRY(cudaMalloc(&dev, 4096), 1);
+	GPU_TRY(cudaMalloc(&dev, r->o.size), 1);
 	GPU_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), 1);
 	GPU_TRY(cudaEventCreateWithFlags(&ev, cudaEventInterprocess | cudaEventDisableTiming), 1);
 	GPU_TRY(cudaIpcGetMemHandle(&s.mem, dev), 1);
@@ -156,21 +171,26 @@ static int floor_cuda(floor_run *r)
 	/* What the write and the read cost without a second process ("local":
 	 * memset, read back, synchronise), as hs-bench-handoff measures it. */
 	uint8_t *host;
-	GPU_TRY(cudaMallocHost((void **)&host, NOTE_SIZE), 1);
+	GPU_TRY(cudaMallocHost((void **)&host, 2 * NOTE_SIZE), 1);
+	long bad = 0;
 	for (long i = 0; i < r->o.warmup + r->o.iters; i++) {
 		uint64_t t0 = bench_now_ns();
-		GPU_TRY(cudaMemsetAsync(dev, payload_byte((uint64_t)i), NOTE_SIZE, stream), 1);
-		GPU_TRY(cudaMemcpyAsync(host, dev, NOTE_SIZE, cudaMemcpyDeviceToHost, stream), 1);
-		GPU_TRY(cudaStreamSynchronize(stream), 1);
+		GPU_TRY(cudaMemsetAsync(dev, payload_byte((uint64_t)i), r->o.size, stream), 1);
+		if (gpu_read_ends(stream, host, dev, r->o.size, (uint64_t)i, &bad))
+			return 1;
 		if (i >= r->o.warmup)
 			sample_add(&ss[1], bench_now_ns() - t0);
 	}
 	GPU_TRY(cudaFreeHost(host), 1);
+	if (bad) {
+		fprintf(stderr, "hs-bench-floor: %ld local reads were wrong\n", bad);
+		return 1;
+	}
 	sample_set *rt = &ss[0];
 	for (long i = 0; i < r->o.warmup + r->o.iters; i++) {
 		gpu_note n = { .iter = (uint64_t)i }, back;
 		uint64_t t0 = bench_now_ns();
-		GPU_TRY(cudaMemsetAsync(dev, payload_byte(n.iter), NOTE_SIZE, stream), 1);
+		GPU_TRY(cudaMemsetAsync(dev, payload_byte(n.iter), r->o.size, stream), 1);
 		GPU_TRY(cudaEventRecord(ev, stream), 1);
 		if (peer_send(p.fd, &n, sizeof(n)) || peer_recv(p.fd, &back, sizeof(back)))
 			return 1;
@@ -185,7 +205,7 @@ static int floor_cuda(floor_run *r)
 		fprintf(stderr, "hs-bench-floor: consumer failed (%d)\n", rc);
 		return 1;
 	}
-	sample_print_json(stdout, "floor-cuda", NOTE_SIZE, ss, 2, NULL);
+	sample_print_json(stdout, "floor-cuda", r->o.size, ss, 2, NULL);
 	sample_free(&ss[0]);
 	sample_free(&ss[1]);
 	return 0;
@@ -197,11 +217,13 @@ int main(int argc, char **argv)
 	floor_run r = { .o = { .iters = 10000, .warmup = 1000 } };
 	if (options_parse(&r.o, argc, argv))
 		return 2;
+	if (!r.o.size)
+		r.o.size = NOTE_SIZE; /* the GPU write; the host note is always 64 B */
 	if (!r.o.cuda)
 		return floor_host(&r);
 	char why[256];
 	if (gpu_probe(why, sizeof(why)))
-		return sample_print_skip("floor-cuda", NOTE_SIZE, why);
+		return sample_print_skip("floor-cuda", r.o.size, why);
 #ifdef HS_HAVE_CUDA
 	return floor_cuda(&r);
 #else

@@ -122,14 +122,17 @@ class Runner:
             return max(5, it // 20), max(2, wu // 20)
         return max(1, int(it * self.a.iter_scale)), wu
 
-    def paired_floor(self, build, device, env):
+    def paired_floor(self, build, device, size=None, env=None):
         """A short floor run right before a case: this machine is shared
         and its load moves, so each ratio compares two numbers taken under
-        the same load."""
+        the same load. On the GPU the floor writes the case's size (a big
+        write is still running when the reader starts waiting on it)."""
         exe = os.path.join(build, "bench", "hs-bench-floor")
         it, wu = self.scale(PAIRED_FLOOR_ITERS)
+        sz = ["--size", str(size)] if device == "cuda" and size else []
         try:
-            p = subprocess.run([exe, "--device", device, "--iters", str(it), "--warmup", str(wu)],
+            p = subprocess.run([exe, "--device", device, *sz, "--iters", str(it),
+                                "--warmup", str(wu)],
                                capture_output=True, text=True, env=env, timeout=300)
             r = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
         except (subprocess.TimeoutExpired, IndexError, ValueError):
@@ -172,7 +175,7 @@ class Runner:
     def run_once(self, label, cmd, env, timeout, floor, k):
         """One run of one program; its last stdout line is its JSON.
         floor: (build, device) to measure a paired floor first."""
-        fl = self.paired_floor(floor[0], floor[1], env) if floor else None
+        fl = self.paired_floor(*floor, env=env) if floor else None
         shown = " ".join(cmd)
         if k == 0:
             self.commands.append(shown)
@@ -239,7 +242,7 @@ def run_relay(R, build, d, env, device, suffix):
         R.run("hsbroker C->C %s, relay%s" % (fmt_size(size), suffix),
               [b("handoff"), *dev, "--size", str(size), "--iters", str(it),
                "--warmup", str(wu), "--socket", d.socket], renv,
-              floor=(build, device), variant="relay")
+              floor=(build, device, size), variant="relay")
     if device == "cpu":
         it, wu = R.scale(PY_ITERS[4 * KiB])
         R.run("hsbroker Py->Py 4 KiB, relay",
@@ -275,7 +278,8 @@ def run_suite(R, build, d, env, device, tag):
         ctl = ["--control", "1"] if device == "cpu" and size > 4 * KiB else []
         R.run("hsbroker C->C %s%s" % (fmt_size(size), suffix),
               [b("handoff"), *dev, "--size", str(size), "--iters", str(it),
-               "--warmup", str(wu), "--socket", d.socket, *ctl], env, floor=(build, device))
+               "--warmup", str(wu), "--socket", d.socket, *ctl], env,
+              floor=(build, device, size))
     # Control for the big rows (hs-bench-handoff --control 1, interleaved
     # in the same run): after each hand-off, one of a 4 KiB tensor whose
     # producer idles as long as the big write took. And the floor with the
@@ -286,7 +290,7 @@ def run_suite(R, build, d, env, device, tag):
     R.run("hsbroker C->C 4 KiB, socket%s" % suffix,
           [b("handoff"), *dev, "--size", str(4 * KiB), "--iters", str(it),
            "--warmup", str(wu), "--socket", d.socket], dict(env, HSBROKER_CHANNEL="0"),
-          floor=(build, device), variant="socket")
+          floor=(build, device, 4 * KiB), variant="socket")
     exe = os.path.join(build, "daemon", "hsbrokerd")
     ds = Daemon(exe, os.path.dirname(d.socket), tag + "spin", env, device == "cuda",
                 extra=["--spin-us", "50"])
@@ -294,11 +298,11 @@ def run_suite(R, build, d, env, device, tag):
         R.run("hsbroker C->C 4 KiB, daemon --spin-us 50%s" % suffix,
               [b("handoff"), *dev, "--size", str(4 * KiB), "--iters", str(it),
                "--warmup", str(wu), "--socket", ds.socket], env,
-              floor=(build, device), variant="spin")
+              floor=(build, device, 4 * KiB), variant="spin")
         R.run("hsbroker C->C 4 KiB, daemon --spin-us 50, HSBROKER_SPIN_US=50%s" % suffix,
               [b("handoff"), *dev, "--size", str(4 * KiB), "--iters", str(it),
                "--warmup", str(wu), "--socket", ds.socket], dict(env, HSBROKER_SPIN_US="50"),
-              floor=(build, device), variant="spinboth")
+              floor=(build, device, 4 * KiB), variant="spinboth")
         it, wu = R.scale(TP_ITERS[1])
         R.run("throughput 1->1 4 KiB, daemon --spin-us 50%s" % suffix,
               [b("throughput"), *dev, "--size", "4096", "--subscribers", "1",
@@ -324,19 +328,20 @@ def run_suite(R, build, d, env, device, tag):
                   py + [os.path.join(HERE, "py_handoff.py"), *dev, "--size", str(size),
                         "--iters", str(it), "--warmup", str(wu), "--socket", d.socket,
                         *(["--flavor", flavor] if flavor else [])], env,
-                  floor=(build, device))
+                  floor=(build, device, size))
     for size in SIZES:
         it, wu = R.scale(COPY_ITERS[size])
         R.run("copy through %s %s%s" % ("socket" if device == "cpu" else "host", fmt_size(size),
                                          suffix),
               [b("copy"), *dev, "--size", str(size), "--iters", str(it), "--warmup", str(wu)], env,
-              floor=(build, device))
+              floor=(build, device, size))
     if device == "cuda":
         for size in SIZES:
             it, wu = R.scale(TORCH_MP_ITERS[size])
             R.run("torch.multiprocessing %s%s" % (fmt_size(size), suffix),
                   py + [os.path.join(HERE, "torch_mp.py"), "--size", str(size),
-                        "--iters", str(it), "--warmup", str(wu)], env, floor=(build, device))
+                        "--iters", str(it), "--warmup", str(wu)], env,
+                  floor=(build, device, size))
     for subs in (1, 8):
         it, wu = R.scale(TP_ITERS[subs])
         R.run("throughput 1->%d 4 KiB%s" % (subs, suffix),
@@ -723,7 +728,8 @@ def main():
           "*hand-off* = round trip − write − read, per iteration (host); GPU rows subtract "
           "the write + read timed in one process (*write* column). *× floor* compares "
           "hand-off p50 with the p50 of a floor run measured right before that row (the "
-          "machine is shared; its load moves). Each row is the median of %d runs by p50 "
+          "machine is shared; its load moves); on the GPU that floor writes the row's size "
+          "and reads the same 128 bytes back (hs-bench-floor --size). Each row is the median of %d runs by p50 "
           "(results.json keeps every run's p50)." % a.repeat, "",
           table(res), "", "## Throughput (4 KiB tensors, depth 64, block policy)", "",
           tp_table(res), "", "## Targets", "",
