@@ -32,8 +32,12 @@
  * small tensors get a batch of spares ahead, asked for together with one
  * wake-up, again when half of them are used. */
 #define SPARE_BATCH 8
+#define SPARE_BATCH_MAX 32
 #define SPARE_BATCH_BYTES (1u << 20)
-#define SPARES_MAX (SPARE_KEYS * SPARE_BATCH)
+/* Tiny shapes get up to SPARE_BATCH_MAX at a time, as long as a batch
+ * holds no more than this: fewer wake-ups of the daemon a tensor. */
+#define SPARE_BATCH_SMALL_BYTES (256u << 10)
+#define SPARES_MAX (SPARE_KEYS * SPARE_BATCH_MAX)
 
 enum { POST_EMIT, POST_SPARE };
 
@@ -356,7 +360,7 @@ static uint32_t spares_of(hs_client *c, const struct hs__spare_key *k)
 }
 
 /* How many spares of k to keep ahead: one, or with pair rings a batch
- * of small ones. */
+ * of small ones (8 up to 1 MiB, up to 32 of tiny ones). */
 static uint32_t spares_wanted(const hs_client *c, const struct hs__spare_key *k)
 {
 	uint64_t need;
@@ -364,7 +368,8 @@ static uint32_t spares_wanted(const hs_client *c, const struct hs__spare_key *k)
 					    k->has_strides ? k->strides : NULL, 0, &need) != 0 ||
 	    need > SPARE_BATCH_BYTES)
 		return 1;
-	return SPARE_BATCH;
+	uint64_t n = need ? SPARE_BATCH_SMALL_BYTES / need : SPARE_BATCH_MAX;
+	return n > SPARE_BATCH_MAX ? SPARE_BATCH_MAX : n < SPARE_BATCH ? SPARE_BATCH : (uint32_t)n;
 }
 
 void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m)
@@ -374,7 +379,7 @@ void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m)
 	/* One at a time, or a batch once half of one is used. */
 	uint32_t n = have > want / 2 ? 0 : want - have;
 	uint32_t cap = want > 1 ? SPARES_MAX : SPARE_KEYS;
-	struct hs__post *ps[SPARE_BATCH];
+	struct hs__post *ps[SPARE_BATCH_MAX];
 	uint32_t made = 0;
 	for (; made < n; made++) {
 		struct hs__post *p = post_new(c, POST_SPARE);
