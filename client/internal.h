@@ -86,12 +86,14 @@ struct hs__ring {
 	struct hs__ring *next;
 };
 
-/* A topic this client emitted on with rings on: its page and route. */
+/* A topic this client emitted on with rings on: its page, route and the
+ * rings it writes there. */
 struct hs__route {
 	char topic[HS_MAX_TOPIC + 1];
 	struct hs__pring_page *page;
 	uint64_t gen;          /* current while the page says so */
 	bool relay;            /* through the daemon, for good */
+	struct hs__ring *rings;
 	struct hs__route *next;
 };
 
@@ -154,7 +156,7 @@ struct hs_client {
 	 * route_page and in_rings are lock's (in_rings: see ring.c). */
 	bool rings_on;
 	pthread_mutex_t ring_lock;
-	struct hs__ring *out_rings;
+	struct hs__ring *out_rings; /* announced for a topic with no route yet */
 	struct hs__ring *ring_news;
 	struct hs__route *routes;
 	struct hs__pring_page *route_page; /* from the last RouteReply */

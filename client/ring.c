@@ -118,8 +118,31 @@ void hs__ring_closed(hs_client *c, uint64_t id)
 
 /* ---- producer ---- */
 
-/* Adopts what the reader announced; drops rings that ended (ring_lock
- * held). */
+static struct hs__route *route_find(hs_client *c, const char *topic)
+{
+	for (struct hs__route *rt = c->routes; rt; rt = rt->next)
+		if (!strcmp(rt->topic, topic))
+			return rt;
+	return NULL;
+}
+
+/* Frees the rings of *list that ended (ring_lock held). */
+static void prune(struct hs__ring **list)
+{
+	for (struct hs__ring **p = list; *p;) {
+		struct hs__ring *r = *p;
+		if (r->closed || hs__pring_closed(&r->r)) {
+			*p = r->next;
+			ring_free(r);
+		} else {
+			p = &r->next;
+		}
+	}
+}
+
+/* Adopts what the reader announced, each ring into its topic's route
+ * (ring_lock held). The rings of every topic are looked at again only
+ * after a RingClose: an emit looks at its own topic's. */
 static void adopt(hs_client *c)
 {
 	pthread_mutex_lock(&c->lock);
@@ -134,21 +157,20 @@ static void adopt(hs_client *c)
 	}
 	for (struct hs__ring **p = &c->out_rings; *p;) {
 		struct hs__ring *r = *p;
-		if (r->closed || hs__pring_closed(&r->r)) {
+		struct hs__route *rt = route_find(c, r->topic);
+		if (rt) {
 			*p = r->next;
-			ring_free(r);
+			r->next = rt->rings;
+			rt->rings = r;
 		} else {
 			p = &r->next;
 		}
 	}
-}
-
-static struct hs__route *route_find(hs_client *c, const char *topic)
-{
-	for (struct hs__route *rt = c->routes; rt; rt = rt->next)
-		if (!strcmp(rt->topic, topic))
-			return rt;
-	return NULL;
+	if (__atomic_exchange_n(&c->rings_closed, false, __ATOMIC_ACQ_REL)) {
+		prune(&c->out_rings);
+		for (struct hs__route *rt = c->routes; rt; rt = rt->next)
+			prune(&rt->rings);
+	}
 }
 
 /* Asks the daemon for the route on topic (ring_lock held): its rings
@@ -364,6 +386,7 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool fenc
 			return 1;
 		return err ? err : 1;
 	}
+	prune(&rt->rings);
 	uint64_t s = __atomic_add_fetch(&rt->page->seq, 1, __ATOMIC_ACQ_REL);
 	struct hs__pring_note n;
 	note_from_tensor(t, s, fence_done, &n);
@@ -371,14 +394,11 @@ int hs__ring_emit(hs_client *c, const hs_tensor *t, const char *topic, bool fenc
 	/* The last ring's note takes our reference with it (the daemon
 	 * drops it once it settled all our rings); if that note is not
 	 * written, the caller releases it. */
-	struct hs__ring *last = NULL;
-	for (struct hs__ring *r = c->out_rings; r; r = r->next)
-		if (!strcmp(r->topic, topic))
-			last = r;
+	struct hs__ring *last = rt->rings;
+	while (last && last->next)
+		last = last->next;
 	*ref_moved = false;
-	for (struct hs__ring *r = c->out_rings; r && !gone; r = r->next) {
-		if (strcmp(r->topic, topic))
-			continue;
+	for (struct hs__ring *r = rt->rings; r && !gone; r = r->next) {
 		n.flags = r == last ? HS__PRING_NOTE_LAST : 0;
 		if (put_one(c, r, &n, posted, &gone) && r == last)
 			*ref_moved = true;
@@ -562,6 +582,10 @@ void hs__ring_free_all(hs_client *c)
 	c->in_rings = c->out_rings = c->ring_news = NULL;
 	for (struct hs__route *rt = c->routes, *next; rt; rt = next) {
 		next = rt->next;
+		for (struct hs__ring *r = rt->rings, *rn; r; r = rn) {
+			rn = r->next;
+			ring_free(r);
+		}
 		hs__pring_page_unmap(rt->page);
 		free(rt);
 	}
