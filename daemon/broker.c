@@ -297,8 +297,8 @@ void broker_shutdown_notice(struct broker *b, const char *reason)
 	m.shutdown = &sn;
 	struct session *s;
 	list_for_each(s, &b->sessions, link) {
-		if (session_send(s, &m, NULL, 0) == 0)
-			session_flush(s);
+		if (outbox_send(s, &m, NULL, 0) == 0)
+			outbox_flush(s);
 	}
 }
 

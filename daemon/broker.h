@@ -127,7 +127,7 @@ void broker_free(struct broker *b);
  * answered ErrorReply{seq 0, HS_ELIMIT} unread and it is closed (so the
  * peer reads why rather than a reset); past BROKER_MAX_REFUSING of those
  * per uid, HS_ELIMIT (logged: the I/O layer tells the peer with
- * session_refuse and hangs up at once). */
+ * outbox_refuse and hangs up at once). */
 #define BROKER_MAX_REFUSING 16
 int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
 			struct session **out);

@@ -1,4 +1,6 @@
-/* The daemon's side of the shared-memory channel. */
+/* The daemon's side of the shared-memory channel: setting it up, draining
+ * what clients write into it, and the passes that arm and kick. What the
+ * daemon writes into it is the outbox's (outbox_chan.c). */
 #include "channel.h"
 
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include "hsbroker/error.h"
 #include "broker.h"
 #include "log.h"
+#include "outbox.h"
 #include "pair.h"
 #include "session.h"
 #include "topic.h"
@@ -70,7 +73,7 @@ void chan_start(struct session *s, struct chan_state *c)
 	int fds[3] = { c->memfd, c->efd_daemon, c->efd_client };
 	/* Still on the socket: the client reads this right after the
 	 * HelloReply that said it comes. */
-	if (session_send(s, &m, fds, 3) < 0) {
+	if (outbox_send(s, &m, fds, 3) < 0) {
 		chan_state_free(c);
 		session_kill(s, "cannot send the channel");
 		return;
@@ -82,6 +85,7 @@ void chan_start(struct session *s, struct chan_state *c)
 	}
 	s->chan = c;
 	c->owner = s;
+	outbox_use(s, &outbox_chan);
 	chan_activate(s);
 }
 
@@ -110,122 +114,6 @@ void chan_close(struct session *s)
 		list_remove(&s->chan->active_link);
 	chan_state_free(s->chan);
 	s->chan = NULL;
-}
-
-static void want_write(struct session *s, bool on)
-{
-	if (s->broker->hooks.want_write)
-		s->broker->hooks.want_write(s->broker->hooks.data, s, on);
-}
-
-static int ring_full(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
-		     size_t len, int route)
-{
-	int r = session_enqueue(s, msg, fds, nfds, route);
-	if (r < 0)
-		return r;
-	chan_activate(s); /* passes flush it */
-	/* The client kicks us once it made room; if it already did, go on. */
-	if (!hs__chan_want_space(&s->chan->ch.tx, route == OUT_RING ? len : 0))
-		chan_flush(s);
-	return 0;
-}
-
-static int send_failed(struct session *s, int err)
-{
-	char why[96];
-	if (err == -EPROTO)
-		snprintf(why, sizeof(why), "corrupt channel indices");
-	else
-		snprintf(why, sizeof(why), "send: %s", strerror(-err));
-	session_kill(s, why);
-	return HS_EPIPE;
-}
-
-int chan_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds)
-{
-	struct chan_state *c = s->chan;
-	size_t len = hs__message__get_packed_size(msg);
-	if (len > HS__WIRE_MAX_MSG) {
-		log_error("message %s too large to send", hs__wire_body_name(msg));
-		return HS_EMSGSIZE;
-	}
-	bool sock = nfds > 0 || len > HS__CHAN_MAX_RECORD;
-	int route = sock ? OUT_MARKED : OUT_RING;
-	if (!list_empty(&s->outbox))
-		return session_enqueue(s, msg, fds, nfds, route); /* keep the order */
-	int r = hs__chan_put(&c->ch.tx, sock ? HS__CHAN_SOCKET : HS__CHAN_MSG, sock ? NULL : msg,
-			     len);
-	if (r == -EAGAIN)
-		return ring_full(s, msg, fds, nfds, len, route);
-	if (r < 0)
-		return send_failed(s, r);
-	/* The reply to a posted request waits for the client's next look. */
-	if (msg->seq == 0 || msg->seq != s->quiet_seq)
-		c->kick = true;
-	chan_activate(s); /* for the kick, and notes_wake may change */
-	if (!sock)
-		return 0;
-	r = hs__wire_send(s->fd, msg, fds, nfds);
-	if (r == 0)
-		return 0;
-	if (r == -EAGAIN) {
-		/* The record is out: the client waits on the socket for it. */
-		r = session_enqueue(s, msg, fds, nfds, OUT_MARK_SENT);
-		if (r == 0)
-			want_write(s, true);
-		return r;
-	}
-	return send_failed(s, r);
-}
-
-int chan_flush(struct session *s)
-{
-	struct chan_state *c = s->chan;
-	while (!list_empty(&s->outbox)) {
-		if (s->dead)
-			return HS_EPIPE;
-		struct out_msg *m = list_first(&s->outbox, struct out_msg, link);
-		int r;
-		if (m->route == OUT_RING || m->route == OUT_MARKED) {
-			/* Queued packed: a record takes the bytes as they are. */
-			bool ring = m->route == OUT_RING;
-			r = hs__chan_put_bytes(&c->ch.tx, ring ? HS__CHAN_MSG : HS__CHAN_SOCKET,
-					       m->data, ring ? m->len : 0);
-			if (r == -EAGAIN) {
-				if (hs__chan_want_space(&c->ch.tx, ring ? m->len : 0))
-					return 1;
-				continue;
-			}
-			if (r < 0)
-				return send_failed(s, r);
-			c->kick = true;
-			chan_activate(s);
-			if (!ring) {
-				m->route = OUT_MARK_SENT;
-				continue; /* its datagram next round */
-			}
-		} else {
-			/* The wire layer sends Messages: decode the copy again.
-			 * Only datagrams behind a full socket come this way. */
-			Hs__Message *msg;
-			if (hs__wire_decode(m->data, m->len, &msg) < 0) {
-				session_kill(s, "undecodable queued message");
-				return HS_EPIPE;
-			}
-			r = hs__wire_send(s->fd, msg, m->fds, m->nfds);
-			hs__wire_free(msg);
-			if (r == -EAGAIN) {
-				want_write(s, true);
-				return 1;
-			}
-			if (r < 0)
-				return send_failed(s, r);
-		}
-		session_out_pop(s, m);
-	}
-	want_write(s, false);
-	return 0;
 }
 
 int chan_drain(struct session *s, int budget)
@@ -280,9 +168,8 @@ static bool pass_input(struct session *s, int *handled)
 {
 	/* A datagram waiting for a full socket is flushed when the socket
 	 * is writable, not retried on every pass. */
-	if (!list_empty(&s->outbox) &&
-	    list_first(&s->outbox, struct out_msg, link)->route != OUT_MARK_SENT)
-		chan_flush(s);
+	if (outbox_chan_waiting(s))
+		outbox_flush(s);
 	int r = chan_drain(s, CHAN_BATCH);
 	if (r < 0)
 		session_kill(s, NULL);
@@ -318,13 +205,6 @@ static bool pass_finish(struct session *s, bool arm, bool *busy, struct session 
 	return armed;
 }
 
-/* Nothing queued for the ring: the pass has nothing to retry for s. */
-static bool ring_idle(const struct session *s)
-{
-	return list_empty(&s->outbox) ||
-	       list_first(&s->outbox, struct out_msg, link)->route == OUT_MARK_SENT;
-}
-
 bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *handled)
 {
 	bool busy = false;
@@ -339,7 +219,7 @@ bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *han
 		struct session *s = c->owner;
 		if (s->dead)
 			continue; /* leaves with chan_close */
-		if (pass_finish(s, arm, &busy, skip) && ring_idle(s)) {
+		if (pass_finish(s, arm, &busy, skip) && !outbox_chan_waiting(s)) {
 			list_remove(&c->active_link);
 			c->active = false;
 		}

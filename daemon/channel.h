@@ -1,5 +1,6 @@
 /* A session's shared-memory channel (proto/chan.h): set up at hello when
- * the client asks, then every message both ways goes through its rings.
+ * the client asks, then every message both ways goes through its rings
+ * (the daemon's way out is the outbox's channel transport, outbox.h).
  * The daemon drains all channels in one pass whenever it wakes, so a
  * client that finds the daemon busy needs no syscall to be heard, and
  * kicks each client at most once per pass. One-way notes (release,
@@ -37,10 +38,6 @@ struct chan_state *chan_create(struct session *s);
 void chan_start(struct session *s, struct chan_state *ch);
 /* Unmaps and closes (broker_session_close). */
 void chan_close(struct session *s);
-
-/* session_send and session_flush for a session with a channel. */
-int chan_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds);
-int chan_flush(struct session *s);
 
 /* Handles up to budget records of s. Returns how many, or a negative hs
  * code meaning "disconnect s" (as session_input). */

@@ -324,7 +324,7 @@ void introspect_reply(struct session *s, uint64_t seq, const Hs__ListReq *req)
 		m.seq = seq;
 		m.body_case = HS__MESSAGE__BODY_LIST_REPLY;
 		m.list_reply = &pg.lr;
-		session_send(s, &m, NULL, 0);
+		outbox_send(s, &m, NULL, 0);
 	}
 	free(topics);
 	free(topic_ptrs);

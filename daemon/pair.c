@@ -59,7 +59,7 @@ static int announce_end(struct pair *p, struct session *to, bool producer, int m
 	m.body_case = HS__MESSAGE__BODY_RING;
 	m.ring = &ra;
 	int fds[3] = { memfd, sub_session(p->sub)->chan->efd_client, p->efd_space };
-	return session_send(to, &m, fds, 3);
+	return outbox_send(to, &m, fds, 3);
 }
 
 static void send_close(struct pair *p, struct session *to)
@@ -71,7 +71,7 @@ static void send_close(struct pair *p, struct session *to)
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_RING_CLOSE;
 	m.ring_close = &rc;
-	session_send(to, &m, NULL, 0);
+	outbox_send(to, &m, NULL, 0);
 }
 
 /* A ring from prod to sub, announced to both (the subscriber first, with

@@ -117,7 +117,7 @@ static void conn_close(struct conn *c)
 		chan_drain(c->s, 4096);
 	/* Best effort: let a final ErrorReply out before the socket goes. */
 	if (!c->s->dead)
-		session_flush(c->s);
+		outbox_flush(c->s);
 	if (c->on_dead_list) {
 		list_remove(&c->dead_link);
 		c->on_dead_list = false;
@@ -335,7 +335,7 @@ static void on_conn(uv_poll_t *h, int status, int events)
 		return;
 	}
 	if (events & UV_WRITABLE) {
-		if (session_flush(s) < 0)
+		if (outbox_flush(s) < 0)
 			return; /* dead: reaped */
 	}
 	if (!(events & UV_READABLE))
@@ -416,7 +416,7 @@ static void accept_one(struct server *srv, int fd)
 			char text[96];
 			snprintf(text, sizeof(text), "uid %u has too many connections open",
 				 (unsigned)cred.uid);
-			session_refuse(fd, r, text);
+			outbox_refuse(fd, r, text);
 		} else {
 			log_error("session: %s", hs__strerror(r));
 		}

@@ -1,15 +1,13 @@
-/* A session: the request handlers for one client, its references and its
- * outbox. Every field from the peer is untrusted and checked here or in
+/* A session: the request handlers for one client and its references (what
+ * it sends goes through its outbox, outbox.h). Every field from the peer is untrusted and checked here or in
  * the noun it is handed to. */
 #include "session.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "hs-config.h"
@@ -38,7 +36,7 @@ void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_
 	idmap_init(&s->events);
 	list_init(&s->subs);
 	list_init(&s->pending);
-	list_init(&s->outbox);
+	outbox_init(&s->out);
 	list_init(&s->link);
 	list_init(&s->pairs_out);
 	idmap_init(&s->routes);
@@ -63,150 +61,6 @@ void session_kill(struct session *s, const char *why)
 		s->broker->hooks.dead(s->broker->hooks.data, s);
 }
 
-/* ---- sending ---- */
-
-void session_out_free(struct out_msg *m)
-{
-	hs__wire_close_fds(m->fds, m->nfds);
-	free(m);
-}
-
-void session_out_pop(struct session *s, struct out_msg *m)
-{
-	list_remove(&m->link);
-	s->out_msgs--;
-	s->out_bytes -= m->len;
-	s->broker->out_bytes -= m->len;
-	session_out_free(m);
-}
-
-/* Every outbox together passed outbox_total_bytes: the session with the
- * largest one is dropped and its outbox freed at once (it is dead: nothing
- * in it will be sent), so one reader that stalls cannot take the memory
- * everyone's replies need. True when s may queue len bytes now. */
-static bool outbox_make_room(struct session *s, size_t len)
-{
-	struct broker *b = s->broker;
-	char d[128];
-	while (b->out_bytes + len > b->cfg.outbox_total_bytes) {
-		struct session *big = s, *o;
-		list_for_each(o, &b->sessions, link)
-			if (o->out_bytes > big->out_bytes)
-				big = o;
-		log_warn("%s: outbox of %llu bytes is the largest while all outboxes hold %llu "
-			 "(outbox_total %llu)", session_describe(big, d, sizeof(d)),
-			 (unsigned long long)big->out_bytes, (unsigned long long)b->out_bytes,
-			 (unsigned long long)b->cfg.outbox_total_bytes);
-		session_kill(big, "peer does not read its socket (largest outbox over outbox_total)");
-		while (!list_empty(&big->outbox))
-			session_out_pop(big, list_first(&big->outbox, struct out_msg, link));
-		if (big == s)
-			return false;
-	}
-	return true;
-}
-
-int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
-		    int route)
-{
-	struct broker_config *cfg = &s->broker->cfg;
-	size_t len = hs__message__get_packed_size(msg);
-	if (len > HS__WIRE_MAX_MSG) {
-		/* As on the direct path: refused here, not a dead session
-		 * when the outbox reaches it. */
-		log_error("message %s too large to send", hs__wire_body_name(msg));
-		return HS_EMSGSIZE;
-	}
-	if (s->out_msgs >= cfg->outbox_max_msgs || s->out_bytes + len > cfg->outbox_max_bytes) {
-		session_kill(s, "peer does not read its socket (outbox full)");
-		return HS_EPIPE;
-	}
-	if (s->broker->out_bytes + len > cfg->outbox_total_bytes && !outbox_make_room(s, len))
-		return HS_EPIPE;
-	struct out_msg *m = malloc(sizeof(*m) + len);
-	if (!m) {
-		session_kill(s, "out of memory queueing a message");
-		return HS_EPIPE;
-	}
-	m->len = len;
-	m->route = route;
-	m->nfds = 0;
-	hs__message__pack(msg, m->data);
-	for (int i = 0; i < nfds; i++) {
-		int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
-		if (fd < 0) {
-			session_out_free(m);
-			session_kill(s, "cannot dup an fd to queue it");
-			return HS_EPIPE;
-		}
-		m->fds[m->nfds++] = fd;
-	}
-	bool was_empty = list_empty(&s->outbox);
-	list_insert_tail(&s->outbox, &m->link);
-	s->out_msgs++;
-	s->out_bytes += len;
-	s->broker->out_bytes += len;
-	if (was_empty && route == OUT_SOCKET && s->broker->hooks.want_write)
-		s->broker->hooks.want_write(s->broker->hooks.data, s, true);
-	return 0;
-}
-
-int session_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds)
-{
-	if (s->dead)
-		return HS_EPIPE;
-	if (hs__wire_debug_enabled())
-		hs__wire_debug("daemon", "->", msg, nfds);
-	if (s->chan)
-		return chan_send(s, msg, fds, nfds);
-	if (!list_empty(&s->outbox))
-		return session_enqueue(s, msg, fds, nfds, OUT_SOCKET); /* keep the order */
-	int r = hs__wire_send(s->fd, msg, fds, nfds);
-	if (r == 0)
-		return 0;
-	if (r == -EAGAIN)
-		return session_enqueue(s, msg, fds, nfds, OUT_SOCKET);
-	if (r == -EMSGSIZE) {
-		log_error("message %s too large to send", hs__wire_body_name(msg));
-		return HS_EMSGSIZE;
-	}
-	char why[96];
-	snprintf(why, sizeof(why), "send: %s", strerror(-r));
-	session_kill(s, why);
-	return HS_EPIPE;
-}
-
-int session_flush(struct session *s)
-{
-	if (s->chan)
-		return chan_flush(s);
-	while (!list_empty(&s->outbox)) {
-		if (s->dead)
-			return HS_EPIPE;
-		struct out_msg *m = list_first(&s->outbox, struct out_msg, link);
-		/* The wire layer sends Messages, not bytes: unpack the copy
-		 * again. Only a slow reader's messages take this path. */
-		Hs__Message *msg;
-		int r = hs__wire_decode(m->data, m->len, &msg);
-		if (r == 0) {
-			r = hs__wire_send(s->fd, msg, m->fds, m->nfds);
-			hs__wire_free(msg);
-		}
-		if (r == -EAGAIN)
-			return 1;
-		session_out_pop(s, m);
-		if (r < 0) {
-			char why[96];
-			snprintf(why, sizeof(why), "send: %s", strerror(-r));
-			session_kill(s, why);
-			return HS_EPIPE;
-		}
-	}
-	if (s->broker->hooks.want_write)
-		s->broker->hooks.want_write(s->broker->hooks.data, s, false);
-	return 0;
-}
-
 void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
 {
 	char text[256];
@@ -221,7 +75,7 @@ void session_error(struct session *s, uint64_t seq, int code, const char *fmt, .
 	m.seq = seq;
 	m.body_case = HS__MESSAGE__BODY_ERROR;
 	m.error = &er;
-	session_send(s, &m, NULL, 0);
+	outbox_send(s, &m, NULL, 0);
 }
 
 int session_violation(struct session *s, int code, const char *what)
@@ -374,7 +228,7 @@ static int announce_one(struct session *s, struct slab *slab)
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_SLAB;
 	m.slab = &ann;
-	return session_send(s, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
+	return outbox_send(s, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
 }
 
 /* Pushes EventAnnounce before the first TensorRef naming a fence event the
@@ -398,7 +252,7 @@ static int announce_event_one(struct session *s, struct fence_event *ev)
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_EVENT;
 	m.event = &ann;
-	return session_send(s, &m, NULL, 0);
+	return outbox_send(s, &m, NULL, 0);
 }
 
 /* announce_event_one, to the subscribers of s's pair rings first, as
@@ -457,7 +311,7 @@ void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint6
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_DELIVER;
 	m.deliver = &d;
-	session_send(s, &m, NULL, 0);
+	outbox_send(s, &m, NULL, 0);
 }
 
 void session_emit_accepted(struct session *s, uint64_t req_seq, uint64_t seq)
@@ -468,7 +322,7 @@ void session_emit_accepted(struct session *s, uint64_t req_seq, uint64_t seq)
 	m.seq = req_seq;
 	m.body_case = HS__MESSAGE__BODY_EMIT_REPLY;
 	m.emit_reply = &er;
-	session_send(s, &m, NULL, 0);
+	outbox_send(s, &m, NULL, 0);
 }
 
 void session_pending_done(struct session *s, uint64_t bytes)
@@ -541,8 +395,7 @@ void session_release_all(struct session *s)
 	s->ref_drops = NULL;
 	s->n_ref_drops = s->cap_ref_drops = 0;
 
-	while (!list_empty(&s->outbox))
-		session_out_pop(s, list_first(&s->outbox, struct out_msg, link));
+	outbox_clear(s);
 
 	/* A client that held nothing (hsctl, a probe) closing is routine:
 	 * debug. One that left tensors or subscriptions behind is worth a
@@ -560,7 +413,7 @@ void session_release_all(struct session *s)
 static void reply(struct session *s, uint64_t seq, Hs__Message *m)
 {
 	m->seq = seq;
-	session_send(s, m, NULL, 0);
+	outbox_send(s, m, NULL, 0);
 }
 
 static bool allowed(const struct broker_config *cfg, uid_t uid, gid_t gid)
@@ -850,7 +703,7 @@ static void on_route(struct session *s, uint64_t seq, const Hs__RouteReq *req)
 	m.seq = seq;
 	m.body_case = HS__MESSAGE__BODY_ROUTE_REPLY;
 	m.route_reply = &rr;
-	session_send(s, &m, first ? &tp->page_fd : NULL, first ? 1 : 0);
+	outbox_send(s, &m, first ? &tp->page_fd : NULL, first ? 1 : 0);
 }
 
 static void on_subscribe(struct session *s, uint64_t seq, const Hs__SubscribeReq *req)
@@ -1005,22 +858,6 @@ static int before_hello(struct session *s, size_t len)
 		return session_violation(s, HS_EMSGSIZE, what);
 	}
 	return 0;
-}
-
-void session_refuse(int fd, int code, const char *text)
-{
-	/* What the peer sent is read first: closing a socket with unread
-	 * data makes the peer's next read a reset, not this reply. */
-	uint8_t junk[64];
-	for (int i = 0; i < 16 && recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0; i++)
-		;
-	Hs__ErrorReply er = HS__ERROR_REPLY__INIT;
-	er.code = code;
-	er.message = (char *)text;
-	Hs__Message m = HS__MESSAGE__INIT;
-	m.body_case = HS__MESSAGE__BODY_ERROR;
-	m.error = &er;
-	hs__wire_send(fd, &m, NULL, 0); /* best effort: the peer is dropped */
 }
 
 int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, int nfds)

@@ -1,7 +1,6 @@
 /* One client connection: its credentials (SO_PEERCRED), name, the
  * references it holds (tensor id -> count), its subscriptions and
- * held-back emits, the slabs already announced to it, and an outbox for
- * when its socket is full. */
+ * held-back emits, the slabs already announced to it, and its outbox. */
 #ifndef HS_DAEMON_SESSION_H
 #define HS_DAEMON_SESSION_H
 
@@ -12,29 +11,12 @@
 
 #include "idmap.h"
 #include "list.h"
+#include "outbox.h"
 #include "wire.h"
 
 struct broker;
 struct tensor;
 struct chan_state;
-
-/* A message waiting in the outbox, packed. route says where it goes once
- * the session uses the shared-memory channel (channel.c). */
-enum out_route {
-	OUT_SOCKET = 0,      /* the socket (no channel) */
-	OUT_RING = 1,        /* a channel record */
-	OUT_MARKED = 2,      /* the socket, after a channel record marks it */
-	OUT_MARK_SENT = 3,   /* that record is written; the datagram is not */
-};
-
-struct out_msg {
-	struct list link;
-	size_t len;
-	int route;
-	int nfds;
-	int fds[HS__WIRE_MAX_FDS];
-	uint8_t data[];
-};
 
 struct session {
 	struct broker *broker;
@@ -73,9 +55,7 @@ struct session {
 	uint64_t quiet_seq;      /* the request being handled was posted: its
 				  * reply need not wake the client */
 
-	struct list outbox;      /* struct out_msg, oldest first */
-	uint32_t out_msgs;
-	uint64_t out_bytes;
+	struct outbox out;       /* what waits to be sent, and how (outbox.h) */
 
 	struct uid_usage *usage; /* its uid's (usage.h): lives while s does */
 	struct list link;        /* in broker->sessions */
@@ -87,20 +67,6 @@ struct session {
  * error). Returns 0, or a negative hs code meaning "disconnect this peer"
  * (an ErrorReply has been sent when one could be). */
 int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, int nfds);
-
-/* Sends msg with fds (borrowed: dup'd when queued). A full socket queues
- * a copy in the outbox and asks the I/O layer for writability; a peer that
- * lets its outbox pass the limits, or is gone, is marked dead. Returns 0
- * (sent or queued), HS_EPIPE (dead), HS_EMSGSIZE. */
-int session_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds);
-
-/* Sends what the outbox holds: 0 when it is empty, 1 when the socket
- * filled again, HS_EPIPE when the peer is gone (marked dead). */
-int session_flush(struct session *s);
-
-/* Sends ErrorReply{seq 0, code, text} on a connection the daemon refuses
- * before it has a session (best effort, nothing queued). */
-void session_refuse(int fd, int code, const char *text);
 
 /* Sends ErrorReply{code, message} echoing seq. */
 void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
@@ -126,15 +92,6 @@ void session_kill(struct session *s, const char *why);
 
 /* "session 3 (pid 12 uid 1000 'name')" for log lines. */
 const char *session_describe(const struct session *s, char *buf, size_t size);
-
-/* Queues a copy of msg (and dups of fds) in the outbox on route; kills a
- * session whose outbox passes the limits. 0, HS_EPIPE or HS_EMSGSIZE. */
-int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
-		    int route);
-void session_out_free(struct out_msg *m);
-/* Takes m (the first in s's outbox, sent or given up) out and frees it,
- * keeping the session's and the broker's counts. */
-void session_out_pop(struct session *s, struct out_msg *m);
 
 /* Internal to the core (broker.c). */
 void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,

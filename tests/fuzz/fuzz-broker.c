@@ -174,9 +174,9 @@ static void fz_drain(struct fz *f, struct fz_peer *p)
 			hs__wire_close_fds(fds, nfds);
 			fz_seen(f, fz_buf, (size_t)n);
 		}
-		if (!p->s || p->s->dead || list_empty(&p->s->outbox))
+		if (!p->s || p->s->dead || !outbox_first(p->s))
 			break;
-		session_flush(p->s);
+		outbox_flush(p->s);
 	}
 }
 
@@ -257,7 +257,7 @@ static void fz_close(struct fz *f, int k)
 	if (!p->s)
 		return;
 	if (!p->s->dead)
-		session_flush(p->s);
+		outbox_flush(p->s);
 	broker_session_close(f->b, p->s);
 	p->s = NULL;
 	fz_discard(p);

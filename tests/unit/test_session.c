@@ -873,7 +873,7 @@ START_TEST(test_outbox)
 		m.seq = 0;
 		ck_assert_int_eq(send_msg(&p, &m), 0);
 	}
-	ck_assert_uint_gt(p.s->out_msgs, 0);
+	ck_assert_uint_gt(p.s->out.nmsgs, 0);
 	uint64_t expect_seq = first;
 	Hs__Message *r;
 	for (;;) {
@@ -881,7 +881,7 @@ START_TEST(test_outbox)
 			ck_assert_uint_eq(r->seq, expect_seq++);
 			hs__wire_free(r);
 		}
-		if (session_flush(p.s) == 0 && !(r = recv_msg(&p, NULL, NULL)))
+		if (outbox_flush(p.s) == 0 && !(r = recv_msg(&p, NULL, NULL)))
 			break;
 		if (r) {
 			ck_assert_uint_eq(r->seq, expect_seq++);
@@ -889,7 +889,7 @@ START_TEST(test_outbox)
 		}
 	}
 	ck_assert_uint_eq(expect_seq, first + 2000);
-	ck_assert_uint_eq(p.s->out_msgs, 0);
+	ck_assert_uint_eq(p.s->out.nmsgs, 0);
 	peer_close(&p);
 }
 END_TEST
@@ -1009,7 +1009,7 @@ START_TEST(test_outbox_total)
 	for (int i = 0; i < 100000 && !slow.s->dead; i++)
 		send_ping(&slow);
 	ck_assert_msg(slow.s->dead, "the largest outbox was not dropped");
-	ck_assert_uint_eq(slow.s->out_bytes, 0); /* freed at once */
+	ck_assert_uint_eq(slow.s->out.bytes, 0); /* freed at once */
 	ck_assert_uint_eq(b->out_bytes, 0);
 	send_ping(&good);
 	hs__wire_free(expect(&good, HS__MESSAGE__BODY_OK));
