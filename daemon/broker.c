@@ -1,6 +1,7 @@
 /* The broker: owns every noun and wires topics to sessions. */
 #include "broker.h"
 #include "channel.h"
+#include "deliver.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -47,7 +48,7 @@ bool broker_uid_capped(const struct broker *b, uid_t uid)
 static void on_deliver(void *data, struct sub *sub, struct tensor *t, uint64_t seq)
 {
 	(void)data;
-	session_deliver(sub->owner, sub->id, t, seq, sub->topic->name, sub->dropped);
+	deliver_tensor(sub->owner, sub->id, t, seq, sub->topic->name, sub->dropped);
 }
 
 static void on_accepted(void *data, struct pending_emit *pe, uint64_t seq)
@@ -56,7 +57,7 @@ static void on_accepted(void *data, struct pending_emit *pe, uint64_t seq)
 	b->topics_accepted++;
 	chan_activate_topic(pe->topic);
 	session_pending_done(pe->owner, pe->bytes);
-	session_emit_accepted(pe->owner, pe->req_seq, seq);
+	deliver_emit_accepted(pe->owner, pe->req_seq, seq);
 }
 
 static void on_stalled(void *data, struct sub *sub)

@@ -1,6 +1,6 @@
 /* The whole broker state, with no I/O loop in it: pools, the tensor table,
  * topics, sessions, the epoch, configuration and limits. The I/O layer
- * (server.c) feeds datagrams to session_input() and learns through hooks
+ * (server.c) feeds datagrams to request_input() and learns through hooks
  * when a session wants to wait for writability or must be closed; unit
  * tests and the fuzzer drive the same core over a socketpair. */
 #ifndef HS_DAEMON_BROKER_H

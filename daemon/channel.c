@@ -15,6 +15,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "pair.h"
+#include "request.h"
 #include "session.h"
 #include "topic.h"
 
@@ -139,7 +140,7 @@ int chan_drain(struct session *s, int budget)
 						 len < 0 ? "corrupt channel ring"
 							 : "a client record that is not a message");
 		n++;
-		int r = session_input(s, buf, (size_t)len, NULL, 0);
+		int r = request_input(s, buf, (size_t)len, NULL, 0);
 		if (r < 0)
 			return r;
 	}

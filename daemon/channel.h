@@ -40,7 +40,7 @@ void chan_start(struct session *s, struct chan_state *ch);
 void chan_close(struct session *s);
 
 /* Handles up to budget records of s. Returns how many, or a negative hs
- * code meaning "disconnect s" (as session_input). */
+ * code meaning "disconnect s" (as request_input). */
 int chan_drain(struct session *s, int budget);
 
 /* Puts s's channel on the broker's active list (no-op without a channel):

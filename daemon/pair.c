@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "hsbroker/error.h"
+#include "announce.h"
 #include "broker.h"
 #include "channel.h"
 #include "log.h"
@@ -108,7 +109,7 @@ static int pair_make(struct session *prod, struct sub *sub)
 	}
 	list_insert_tail(&prod->pairs_out, &p->prod_link);
 	list_insert_tail(&sub->pairs, &p->sub_link);
-	int err = session_announce_memory_of(subs, prod);
+	int err = announce_memory_of(subs, prod);
 	if (!err)
 		err = announce_end(p, subs, false, memfd);
 	if (!err)

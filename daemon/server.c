@@ -23,6 +23,7 @@
 #include "hsbroker/error.h"
 #include "log.h"
 #include "channel.h"
+#include "request.h"
 #include "session.h"
 #include "wire.h"
 
@@ -372,7 +373,7 @@ static void on_conn(uv_poll_t *h, int status, int events)
 			conn_close(c);
 			return;
 		}
-		if (session_input(s, srv->buf, (size_t)n, fds, nfds) < 0) {
+		if (request_input(s, srv->buf, (size_t)n, fds, nfds) < 0) {
 			conn_close(c);
 			return;
 		}

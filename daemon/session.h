@@ -1,6 +1,7 @@
-/* One client connection: its credentials (SO_PEERCRED), name, the
- * references it holds (tensor id -> count), its subscriptions and
- * held-back emits, the slabs already announced to it, and its outbox. */
+/* One client connection (session.c): its credentials (SO_PEERCRED),
+ * name, the references it holds (tensor id -> count), its subscriptions
+ * and held-back emits, the slabs already announced to it (announce.h),
+ * and its outbox (outbox.h). Its requests are request.h's. */
 #ifndef HS_DAEMON_SESSION_H
 #define HS_DAEMON_SESSION_H
 
@@ -62,12 +63,6 @@ struct session {
 	void *io;                /* the I/O layer's */
 };
 
-/* Handles one datagram from the peer (fds it carried, nfds of them, are
- * taken: a client may send none, so they are closed and that is a protocol
- * error). Returns 0, or a negative hs code meaning "disconnect this peer"
- * (an ErrorReply has been sent when one could be). */
-int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, int nfds);
-
 /* Sends ErrorReply{code, message} echoing seq. */
 void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -76,15 +71,21 @@ void session_error(struct session *s, uint64_t seq, int code, const char *fmt, .
  * (the caller disconnects). */
 int session_violation(struct session *s, int code, const char *what);
 
-/* For pair rings (pair.c): whether s holds a reference to tensor id; s
- * takes one more reference to t (counted in t->refs); every slab of s's
- * uid and every fence event that from was told of is announced to s. 0
- * or a negative hs code. */
+/* References (the session's own: counted in t->refs too). session_hold:
+ * s takes over one reference already counted (0 or HS_ENOMEM);
+ * session_unhold: s gives one up, moved elsewhere or to be dropped by the
+ * caller (false when it held none); session_take_ref: s takes one more
+ * (counted in t->refs); session_give_back: drops one of s's references to
+ * id (0, HS_ENOENT, HS_ESTALE); session_holds: whether s holds id. */
+int session_hold(struct session *s, struct tensor *t);
+bool session_unhold(struct session *s, struct tensor *t);
 bool session_holds(struct session *s, uint64_t id);
 int session_take_ref(struct session *s, struct tensor *t);
-/* Drops one of s's references to id: 0, HS_ENOENT, HS_ESTALE. */
 int session_give_back(struct session *s, uint64_t id);
-int session_announce_memory_of(struct session *s, struct session *from);
+/* The tensor with that id if s holds it: 0, HS_ENOENT or HS_ESTALE. A
+ * tensor that exists but is not held is HS_ENOENT, as if absent: sessions
+ * cannot probe each other's ids. */
+int session_held_tensor(struct session *s, uint64_t id, struct tensor **out);
 
 /* Marks s dead and tells the I/O layer once; why (may be NULL when it was
  * logged already) goes to the log. */
@@ -97,9 +98,6 @@ const char *session_describe(const struct session *s, char *buf, size_t size);
 void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,
 		  uid_t uid, gid_t gid);
 void session_release_all(struct session *s);
-void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint64_t seq,
-		     const char *topic, uint64_t dropped);
-void session_emit_accepted(struct session *s, uint64_t req_seq, uint64_t seq);
 /* A held-back emit of s, of a tensor of bytes, was accepted. */
 void session_pending_done(struct session *s, uint64_t bytes);
 

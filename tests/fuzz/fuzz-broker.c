@@ -49,6 +49,7 @@
 #include "channel.h"
 #include "log.h"
 #include "range.h"
+#include "request.h"
 #include "session.h"
 
 #define FZ_SESSIONS 3
@@ -233,7 +234,7 @@ static void fz_open(struct fz *f, int k)
 		m.body_case = HS__MESSAGE__BODY_HELLO;
 		m.hello = &h;
 		size_t len = hs__message__pack(&m, fz_buf);
-		if (session_input(p->s, fz_buf, len, NULL, 0) < 0)
+		if (request_input(p->s, fz_buf, len, NULL, 0) < 0)
 			session_kill(p->s, "hello refused");
 	}
 	p->opened++;
@@ -507,8 +508,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if ((ctl & 0x80) && p->s->chan) {
 				hs__wire_close_fds(fds, nfds);
 				fz_ring_input(p, msg, len);
-			} else if (session_input(p->s, msg, len, fds, nfds) < 0) {
-				session_kill(p->s, "session_input refused the peer");
+			} else if (request_input(p->s, msg, len, fds, nfds) < 0) {
+				session_kill(p->s, "request_input refused the peer");
 			}
 		}
 		for (int j = 0; j < FZ_SESSIONS; j++)

@@ -1,5 +1,5 @@
 /* The session state machine, driven with real encoded messages over a
- * SOCK_SEQPACKET socketpair: the daemon's end goes to session_input, the
+ * SOCK_SEQPACKET socketpair: the daemon's end goes to request_input, the
  * test plays the client on the other end. */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +12,7 @@
 #include "hsbroker/client.h"
 #include "hsbroker/error.h"
 #include "broker.h"
+#include "request.h"
 #include "session.h"
 #include "unit.h"
 
@@ -67,7 +68,7 @@ static void peer_close(struct peer *p)
 	close(p->sp[1]);
 }
 
-/* Feeds what the daemon side received to session_input: its result. */
+/* Feeds what the daemon side received to request_input: its result. */
 static int pump(struct peer *p)
 {
 	int ret = 0;
@@ -78,7 +79,7 @@ static int pump(struct peer *p)
 			return ret;
 		if (n < 0)
 			return n;
-		int r = session_input(p->s, buf, (size_t)n, fds, nfds);
+		int r = request_input(p->s, buf, (size_t)n, fds, nfds);
 		if (r < 0)
 			return r;
 	}
@@ -370,7 +371,7 @@ START_TEST(test_daemon_body_and_fds_rejected)
 	peer_close(&p);
 	peer_open(&p);
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f };
-	ck_assert_int_eq(session_input(p.s, junk, sizeof(junk), NULL, 0), HS_EPROTO);
+	ck_assert_int_eq(request_input(p.s, junk, sizeof(junk), NULL, 0), HS_EPROTO);
 	expect_error(&p, HS_EPROTO);
 	peer_close(&p);
 }
