@@ -9,20 +9,20 @@
 #include "pair.h"
 #include "session.h"
 
-static int announce_one(struct session *s, struct slab *slab);
-static int announce_event_one(struct session *s, struct fence_event *ev);
+static int announce_one(struct hsd_session *s, struct hsd_slab *slab);
+static int announce_event_one(struct hsd_session *s, struct hsd_fence_event *ev);
 
 /* Pushes SlabAnnounce before the first message naming slab; a slab of
  * s's uid also to the subscribers of s's pair rings, first, so a note
  * never names memory its reader was not told of. */
-static int announce(struct session *s, struct slab *slab)
+static int announce(struct hsd_session *s, struct hsd_slab *slab)
 {
-	if (idmap_get(&s->slabs, slab->id))
+	if (hsd_idmap_get(&s->slabs, slab->id))
 		return 0;
 	if (slab->uid == (uint32_t)s->uid) {
-		struct pair *p;
+		struct hsd_pair *p;
 		list_for_each(p, &s->pairs_out, prod_link) {
-			struct session *o = p->sub->owner;
+			struct hsd_session *o = p->sub->owner;
 			if (!o->dead)
 				announce_one(o, slab);
 		}
@@ -30,12 +30,12 @@ static int announce(struct session *s, struct slab *slab)
 	return announce_one(s, slab);
 }
 
-int announce_memory_of(struct session *s, struct session *from)
+int hsd_announce_memory_of(struct hsd_session *s, struct hsd_session *from)
 {
 	for (size_t i = 0; i < from->slabs.cap; i++) {
 		if (!from->slabs.keys[i])
 			continue;
-		struct slab *slab = (struct slab *)(uintptr_t)from->slabs.vals[i];
+		struct hsd_slab *slab = (struct hsd_slab *)(uintptr_t)from->slabs.vals[i];
 		if (slab->uid != (uint32_t)s->uid)
 			continue;
 		int r = announce_one(s, slab);
@@ -45,16 +45,16 @@ int announce_memory_of(struct session *s, struct session *from)
 	for (size_t i = 0; i < from->events.cap; i++) {
 		if (!from->events.keys[i])
 			continue;
-		int r = announce_event_one(s, (struct fence_event *)(uintptr_t)from->events.vals[i]);
+		int r = announce_event_one(s, (struct hsd_fence_event *)(uintptr_t)from->events.vals[i]);
 		if (r < 0)
 			return r;
 	}
 	return 0;
 }
 
-static int announce_one(struct session *s, struct slab *slab)
+static int announce_one(struct hsd_session *s, struct hsd_slab *slab)
 {
-	if (idmap_get(&s->slabs, slab->id))
+	if (hsd_idmap_get(&s->slabs, slab->id))
 		return 0;
 	Hs__SlabAnnounce ann = HS__SLAB_ANNOUNCE__INIT;
 	Hs__Device dev = HS__DEVICE__INIT;
@@ -70,24 +70,24 @@ static int announce_one(struct session *s, struct slab *slab)
 	int r = slab->ops->export_announce(slab, &ann, slab->uid == (uint32_t)s->uid, &fd);
 	if (r < 0)
 		return r;
-	r = idmap_put(&s->slabs, slab->id, (uint64_t)(uintptr_t)slab);
+	r = hsd_idmap_put(&s->slabs, slab->id, (uint64_t)(uintptr_t)slab);
 	if (r < 0)
 		return r;
 	slab->announced++;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_SLAB;
 	m.slab = &ann;
-	return outbox_send(s, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
+	return hsd_outbox_send(s, &m, fd >= 0 ? &fd : NULL, fd >= 0 ? 1 : 0);
 }
 
 /* Pushes EventAnnounce before the first TensorRef naming a fence event the
  * session has not seen. Events outlive their tensors (they are reused, and
  * freed only with the broker), so a session learns each one once. */
-static int announce_event_one(struct session *s, struct fence_event *ev)
+static int announce_event_one(struct hsd_session *s, struct hsd_fence_event *ev)
 {
-	if (!ev || idmap_get(&s->events, ev->id))
+	if (!ev || hsd_idmap_get(&s->events, ev->id))
 		return 0;
-	int r = idmap_put(&s->events, ev->id, (uint64_t)(uintptr_t)ev);
+	int r = hsd_idmap_put(&s->events, ev->id, (uint64_t)(uintptr_t)ev);
 	if (r < 0)
 		return r;
 	Hs__EventAnnounce ann = HS__EVENT_ANNOUNCE__INIT;
@@ -101,18 +101,18 @@ static int announce_event_one(struct session *s, struct fence_event *ev)
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_EVENT;
 	m.event = &ann;
-	return outbox_send(s, &m, NULL, 0);
+	return hsd_outbox_send(s, &m, NULL, 0);
 }
 
 /* announce_event_one, to the subscribers of s's pair rings first, as
  * announce does for slabs. */
-static int announce_event(struct session *s, struct fence_event *ev)
+static int announce_event(struct hsd_session *s, struct hsd_fence_event *ev)
 {
-	if (!ev || idmap_get(&s->events, ev->id))
+	if (!ev || hsd_idmap_get(&s->events, ev->id))
 		return 0;
-	struct pair *p;
+	struct hsd_pair *p;
 	list_for_each(p, &s->pairs_out, prod_link) {
-		struct session *o = p->sub->owner;
+		struct hsd_session *o = p->sub->owner;
 		if (!o->dead)
 			announce_event_one(o, ev);
 	}
@@ -120,7 +120,7 @@ static int announce_event(struct session *s, struct fence_event *ev)
 }
 
 /* Both announcements a TensorRef of t needs. */
-int announce_tensor(struct session *s, struct tensor *t)
+int hsd_announce_tensor(struct hsd_session *s, struct hsd_tensor *t)
 {
 	int r = announce(s, t->block.slab);
 	if (r < 0)

@@ -1,6 +1,6 @@
 /* The daemon's side of the shared-memory channel: setting it up, draining
  * what clients write into it, and the passes that arm and kick. What the
- * daemon writes into it is the outbox's (outbox_chan.c). */
+ * daemon writes into it is the outbox's (hsd_outbox_chan.c). */
 #include "channel.h"
 
 #include <errno.h>
@@ -23,7 +23,7 @@
  * starve the others. */
 #define CHAN_BATCH 64
 
-static void chan_state_free(struct chan_state *c)
+static void chan_state_free(struct hsd_chan_state *c)
 {
 	hs__chan_unmap(&c->ch);
 	if (c->memfd >= 0)
@@ -35,12 +35,12 @@ static void chan_state_free(struct chan_state *c)
 	free(c);
 }
 
-struct chan_state *chan_create(struct session *s)
+struct hsd_chan_state *hsd_chan_create(struct hsd_session *s)
 {
-	struct broker *b = s->broker;
+	struct hsd_broker *b = s->broker;
 	if (!b->chan_buf)
 		b->chan_buf = malloc(HS__CHAN_MAX_RECORD);
-	struct chan_state *c = b->chan_buf ? calloc(1, sizeof(*c)) : NULL;
+	struct hsd_chan_state *c = b->chan_buf ? calloc(1, sizeof(*c)) : NULL;
 	if (!c) {
 		log_warn("out of memory setting up a shared-memory channel; using the socket");
 		return NULL;
@@ -63,9 +63,9 @@ struct chan_state *chan_create(struct session *s)
 	return c;
 }
 
-void chan_start(struct session *s, struct chan_state *c)
+void hsd_chan_start(struct hsd_session *s, struct hsd_chan_state *c)
 {
-	struct broker *b = s->broker;
+	struct hsd_broker *b = s->broker;
 	Hs__ChannelAnnounce ca = HS__CHANNEL_ANNOUNCE__INIT;
 	ca.ring_size = HS__CHAN_RING_SIZE;
 	Hs__Message m = HS__MESSAGE__INIT;
@@ -74,40 +74,40 @@ void chan_start(struct session *s, struct chan_state *c)
 	int fds[3] = { c->memfd, c->efd_daemon, c->efd_client };
 	/* Still on the socket: the client reads this right after the
 	 * HelloReply that said it comes. */
-	if (outbox_send(s, &m, fds, 3) < 0) {
+	if (hsd_outbox_send(s, &m, fds, 3) < 0) {
 		chan_state_free(c);
-		session_kill(s, "cannot send the channel");
+		hsd_session_kill(s, "cannot send the channel");
 		return;
 	}
 	if (b->hooks.chan_open && b->hooks.chan_open(b->hooks.data, s, c->efd_daemon) < 0) {
 		chan_state_free(c);
-		session_kill(s, "cannot watch its channel");
+		hsd_session_kill(s, "cannot watch its channel");
 		return;
 	}
 	s->chan = c;
 	c->owner = s;
-	outbox_use(s, &outbox_chan);
-	chan_activate(s);
+	hsd_outbox_use(s, &hsd_outbox_chan);
+	hsd_chan_activate(s);
 }
 
-void chan_activate(struct session *s)
+void hsd_chan_activate(struct hsd_session *s)
 {
-	struct chan_state *c = s->chan;
+	struct hsd_chan_state *c = s->chan;
 	if (!c || c->active)
 		return;
 	c->active = true;
 	list_insert_tail(&s->broker->chan_active, &c->active_link);
 }
 
-void chan_activate_topic(struct topic *tp)
+void hsd_chan_activate_topic(struct hsd_topic *tp)
 {
-	struct sub *sub;
+	struct hsd_sub *sub;
 	list_for_each(sub, &tp->subs, topic_link)
 		if (sub->count > 0 || tp->npending > 0)
-			chan_activate(sub->owner);
+			hsd_chan_activate(sub->owner);
 }
 
-void chan_close(struct session *s)
+void hsd_chan_close(struct hsd_session *s)
 {
 	if (!s->chan)
 		return;
@@ -117,9 +117,9 @@ void chan_close(struct session *s)
 	s->chan = NULL;
 }
 
-int chan_drain(struct session *s, int budget)
+int hsd_chan_drain(struct hsd_session *s, int budget)
 {
-	struct chan_state *c = s->chan;
+	struct hsd_chan_state *c = s->chan;
 	uint8_t *buf = s->broker->chan_buf;
 	int n = 0;
 	/* Pair rings: settled before each record (a release or an emit may
@@ -127,20 +127,20 @@ int chan_drain(struct session *s, int budget)
 	 * without (a producer waiting for settling kicks with no record). */
 	bool pairs = !list_empty(&s->pairs_out) || s->rings;
 	if (pairs)
-		pair_settle_session(s);
+		hsd_pair_settle_session(s);
 	while (n < budget && !s->dead) {
 		uint32_t kind;
 		int len = hs__chan_get(&c->ch.rx, buf, &kind);
 		if (len == -EAGAIN)
 			break;
 		if (pairs && len >= 0)
-			pair_settle_session(s);
+			hsd_pair_settle_session(s);
 		if (len < 0 || kind != HS__CHAN_MSG)
-			return session_violation(s, HS_EPROTO,
-						 len < 0 ? "corrupt channel ring"
+			return hsd_session_violation(s, HS_EPROTO,
+						     len < 0 ? "corrupt channel ring"
 							 : "a client record that is not a message");
 		n++;
-		int r = request_input(s, buf, (size_t)len, NULL, 0);
+		int r = hsd_request_input(s, buf, (size_t)len, NULL, 0);
 		if (r < 0)
 			return r;
 	}
@@ -153,9 +153,9 @@ int chan_drain(struct session *s, int budget)
 /* Whether something in the daemon waits on this session's one-way notes:
  * a queue holding tensors until the client gives credit, or an emit held
  * back on a topic it subscribes to until it releases or credits. */
-static bool wants_notes(const struct session *s)
+static bool wants_notes(const struct hsd_session *s)
 {
-	const struct sub *sub;
+	const struct hsd_sub *sub;
 	list_for_each(sub, &s->subs, owner_link) {
 		if (sub->count > 0 || sub->topic->npending > 0)
 			return true;
@@ -165,15 +165,15 @@ static bool wants_notes(const struct session *s)
 
 /* The first half of a pass for s: its queued records, then its input.
  * Returns true when s has more input than one batch. */
-static bool pass_input(struct session *s, int *handled)
+static bool pass_input(struct hsd_session *s, int *handled)
 {
 	/* A datagram waiting for a full socket is flushed when the socket
 	 * is writable, not retried on every pass. */
-	if (outbox_chan_waiting(s))
-		outbox_flush(s);
-	int r = chan_drain(s, CHAN_BATCH);
+	if (hsd_outbox_chan_waiting(s))
+		hsd_outbox_flush(s);
+	int r = hsd_chan_drain(s, CHAN_BATCH);
 	if (r < 0)
-		session_kill(s, NULL);
+		hsd_session_kill(s, NULL);
 	if (r > 0 && handled)
 		*handled += r;
 	return r == CHAN_BATCH;
@@ -182,9 +182,9 @@ static bool pass_input(struct session *s, int *handled)
 /* The second half, after everyone's input (so deliveries made for any
  * session are kicked in this pass): notes_wake, arming, the kick.
  * Returns true when s's channel is armed for the daemon's sleep. */
-static bool pass_finish(struct session *s, bool arm, bool *busy, struct session *skip)
+static bool pass_finish(struct hsd_session *s, bool arm, bool *busy, struct hsd_session *skip)
 {
-	struct chan_state *c = s->chan;
+	struct hsd_chan_state *c = s->chan;
 	bool armed = false;
 	if (s != skip) {
 		bool want = wants_notes(s);
@@ -206,21 +206,21 @@ static bool pass_finish(struct session *s, bool arm, bool *busy, struct session 
 	return armed;
 }
 
-bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *handled)
+bool hsd_broker_chan_pass(struct hsd_broker *b, bool arm, struct hsd_session *skip, int *handled)
 {
 	bool busy = false;
-	struct chan_state *c, *ct;
+	struct hsd_chan_state *c, *ct;
 	/* Sessions activated while this runs go to the tail: seen too. */
 	list_for_each(c, &b->chan_active, active_link) {
-		struct session *s = c->owner;
+		struct hsd_session *s = c->owner;
 		if (s != skip && !s->dead && pass_input(s, handled))
 			busy = true;
 	}
 	list_for_each_safe(c, ct, &b->chan_active, active_link) {
-		struct session *s = c->owner;
+		struct hsd_session *s = c->owner;
 		if (s->dead)
-			continue; /* leaves with chan_close */
-		if (pass_finish(s, arm, &busy, skip) && !outbox_chan_waiting(s)) {
+			continue; /* leaves with hsd_chan_close */
+		if (pass_finish(s, arm, &busy, skip) && !hsd_outbox_chan_waiting(s)) {
 			list_remove(&c->active_link);
 			c->active = false;
 		}
@@ -229,10 +229,10 @@ bool broker_chan_pass(struct broker *b, bool arm, struct session *skip, int *han
 }
 
 /* Every channel, active or not, without arming (a catch-up). */
-static void pass_all(struct broker *b, struct session *skip)
+static void pass_all(struct hsd_broker *b, struct hsd_session *skip)
 {
 	bool busy = false;
-	struct session *s;
+	struct hsd_session *s;
 	list_for_each(s, &b->sessions, link)
 		if (s->chan && s != skip && !s->dead)
 			pass_input(s, NULL);
@@ -241,7 +241,7 @@ static void pass_all(struct broker *b, struct session *skip)
 			pass_finish(s, false, &busy, skip);
 }
 
-bool broker_chan_catch_up(struct broker *b, struct session *s)
+bool hsd_broker_chan_catch_up(struct hsd_broker *b, struct hsd_session *s)
 {
 	if (b->chan_nested)
 		return false;

@@ -10,31 +10,31 @@
 #include "log.h"
 #include "session.h"
 
-void outbox_init(struct outbox *o)
+void hsd_outbox_init(struct hsd_outbox *o)
 {
-	*o = (struct outbox){ .tx = &outbox_socket };
+	*o = (struct hsd_outbox){ .tx = &hsd_outbox_socket };
 	list_init(&o->msgs);
 }
 
-void outbox_use(struct session *s, const struct outbox_transport *tx)
+void hsd_outbox_use(struct hsd_session *s, const struct hsd_outbox_transport *tx)
 {
 	s->out.tx = tx;
 }
 
-static void out_free(struct out_msg *m)
+static void out_free(struct hsd_out_msg *m)
 {
 	hs__wire_close_fds(m->fds, m->nfds);
 	free(m);
 }
 
-struct out_msg *outbox_first(struct session *s)
+struct hsd_out_msg *hsd_outbox_first(struct hsd_session *s)
 {
 	if (list_empty(&s->out.msgs))
 		return NULL;
-	return list_first(&s->out.msgs, struct out_msg, link);
+	return list_first(&s->out.msgs, struct hsd_out_msg, link);
 }
 
-void outbox_pop(struct session *s, struct out_msg *m)
+void hsd_outbox_pop(struct hsd_session *s, struct hsd_out_msg *m)
 {
 	list_remove(&m->link);
 	s->out.nmsgs--;
@@ -43,14 +43,14 @@ void outbox_pop(struct session *s, struct out_msg *m)
 	out_free(m);
 }
 
-void outbox_clear(struct session *s)
+void hsd_outbox_clear(struct hsd_session *s)
 {
-	struct out_msg *m;
-	while ((m = outbox_first(s)))
-		outbox_pop(s, m);
+	struct hsd_out_msg *m;
+	while ((m = hsd_outbox_first(s)))
+		hsd_outbox_pop(s, m);
 }
 
-void outbox_want_write(struct session *s, bool on)
+void hsd_outbox_want_write(struct hsd_session *s, bool on)
 {
 	if (s->broker->hooks.want_write)
 		s->broker->hooks.want_write(s->broker->hooks.data, s, on);
@@ -60,31 +60,31 @@ void outbox_want_write(struct session *s, bool on)
  * largest one is dropped and its outbox freed at once (it is dead: nothing
  * in it will be sent), so one reader that stalls cannot take the memory
  * everyone's replies need. True when s may queue len bytes now. */
-static bool make_room(struct session *s, size_t len)
+static bool make_room(struct hsd_session *s, size_t len)
 {
-	struct broker *b = s->broker;
+	struct hsd_broker *b = s->broker;
 	char d[128];
 	while (b->out_bytes + len > b->cfg.outbox_total_bytes) {
-		struct session *big = s, *o;
+		struct hsd_session *big = s, *o;
 		list_for_each(o, &b->sessions, link)
 			if (o->out.bytes > big->out.bytes)
 				big = o;
 		log_warn("%s: outbox of %llu bytes is the largest while all outboxes hold %llu "
-			 "(outbox_total %llu)", session_describe(big, d, sizeof(d)),
+			 "(outbox_total %llu)", hsd_session_describe(big, d, sizeof(d)),
 			 (unsigned long long)big->out.bytes, (unsigned long long)b->out_bytes,
 			 (unsigned long long)b->cfg.outbox_total_bytes);
-		session_kill(big, "peer does not read its socket (largest outbox over outbox_total)");
-		outbox_clear(big);
+		hsd_session_kill(big, "peer does not read its socket (largest outbox over outbox_total)");
+		hsd_outbox_clear(big);
 		if (big == s)
 			return false;
 	}
 	return true;
 }
 
-int outbox_enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
-		   int route)
+int hsd_outbox_enqueue(struct hsd_session *s, const Hs__Message *msg, const int *fds, int nfds,
+		       int route)
 {
-	struct broker_config *cfg = &s->broker->cfg;
+	struct hsd_broker_config *cfg = &s->broker->cfg;
 	size_t len = hs__message__get_packed_size(msg);
 	if (len > HS__WIRE_MAX_MSG) {
 		/* As on the direct path: refused here, not a dead session
@@ -93,14 +93,14 @@ int outbox_enqueue(struct session *s, const Hs__Message *msg, const int *fds, in
 		return HS_EMSGSIZE;
 	}
 	if (s->out.nmsgs >= cfg->outbox_max_msgs || s->out.bytes + len > cfg->outbox_max_bytes) {
-		session_kill(s, "peer does not read its socket (outbox full)");
+		hsd_session_kill(s, "peer does not read its socket (outbox full)");
 		return HS_EPIPE;
 	}
 	if (s->broker->out_bytes + len > cfg->outbox_total_bytes && !make_room(s, len))
 		return HS_EPIPE;
-	struct out_msg *m = malloc(sizeof(*m) + len);
+	struct hsd_out_msg *m = malloc(sizeof(*m) + len);
 	if (!m) {
-		session_kill(s, "out of memory queueing a message");
+		hsd_session_kill(s, "out of memory queueing a message");
 		return HS_EPIPE;
 	}
 	m->len = len;
@@ -111,7 +111,7 @@ int outbox_enqueue(struct session *s, const Hs__Message *msg, const int *fds, in
 		int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
 		if (fd < 0) {
 			out_free(m);
-			session_kill(s, "cannot dup an fd to queue it");
+			hsd_session_kill(s, "cannot dup an fd to queue it");
 			return HS_EPIPE;
 		}
 		m->fds[m->nfds++] = fd;
@@ -122,11 +122,11 @@ int outbox_enqueue(struct session *s, const Hs__Message *msg, const int *fds, in
 	s->out.bytes += len;
 	s->broker->out_bytes += len;
 	if (was_empty && route == OUT_SOCKET)
-		outbox_want_write(s, true);
+		hsd_outbox_want_write(s, true);
 	return 0;
 }
 
-int outbox_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds)
+int hsd_outbox_send(struct hsd_session *s, const Hs__Message *msg, const int *fds, int nfds)
 {
 	if (s->dead)
 		return HS_EPIPE;
@@ -135,7 +135,7 @@ int outbox_send(struct session *s, const Hs__Message *msg, const int *fds, int n
 	return s->out.tx->send(s, msg, fds, nfds);
 }
 
-int outbox_flush(struct session *s)
+int hsd_outbox_flush(struct hsd_session *s)
 {
 	return s->out.tx->flush(s);
 }

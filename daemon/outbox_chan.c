@@ -15,35 +15,35 @@
 #include "log.h"
 #include "session.h"
 
-static int chan_flush(struct session *s);
+static int chan_flush(struct hsd_session *s);
 
-static int ring_full(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
+static int ring_full(struct hsd_session *s, const Hs__Message *msg, const int *fds, int nfds,
 		     size_t len, int route)
 {
-	int r = outbox_enqueue(s, msg, fds, nfds, route);
+	int r = hsd_outbox_enqueue(s, msg, fds, nfds, route);
 	if (r < 0)
 		return r;
-	chan_activate(s); /* passes flush it */
+	hsd_chan_activate(s); /* passes flush it */
 	/* The client kicks us once it made room; if it already did, go on. */
 	if (!hs__chan_want_space(&s->chan->ch.tx, route == OUT_RING ? len : 0))
 		chan_flush(s);
 	return 0;
 }
 
-static int send_failed(struct session *s, int err)
+static int send_failed(struct hsd_session *s, int err)
 {
 	char why[96];
 	if (err == -EPROTO)
 		snprintf(why, sizeof(why), "corrupt channel indices");
 	else
 		snprintf(why, sizeof(why), "send: %s", strerror(-err));
-	session_kill(s, why);
+	hsd_session_kill(s, why);
 	return HS_EPIPE;
 }
 
-static int chan_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds)
+static int chan_send(struct hsd_session *s, const Hs__Message *msg, const int *fds, int nfds)
 {
-	struct chan_state *c = s->chan;
+	struct hsd_chan_state *c = s->chan;
 	size_t len = hs__message__get_packed_size(msg);
 	if (len > HS__WIRE_MAX_MSG) {
 		log_error("message %s too large to send", hs__wire_body_name(msg));
@@ -51,8 +51,8 @@ static int chan_send(struct session *s, const Hs__Message *msg, const int *fds, 
 	}
 	bool sock = nfds > 0 || len > HS__CHAN_MAX_RECORD;
 	int route = sock ? OUT_MARKED : OUT_RING;
-	if (outbox_first(s))
-		return outbox_enqueue(s, msg, fds, nfds, route); /* keep the order */
+	if (hsd_outbox_first(s))
+		return hsd_outbox_enqueue(s, msg, fds, nfds, route); /* keep the order */
 	int r = hs__chan_put(&c->ch.tx, sock ? HS__CHAN_SOCKET : HS__CHAN_MSG, sock ? NULL : msg,
 			     len);
 	if (r == -EAGAIN)
@@ -62,7 +62,7 @@ static int chan_send(struct session *s, const Hs__Message *msg, const int *fds, 
 	/* The reply to a posted request waits for the client's next look. */
 	if (msg->seq == 0 || msg->seq != s->quiet_seq)
 		c->kick = true;
-	chan_activate(s); /* for the kick, and notes_wake may change */
+	hsd_chan_activate(s); /* for the kick, and notes_wake may change */
 	if (!sock)
 		return 0;
 	r = hs__wire_send(s->fd, msg, fds, nfds);
@@ -70,19 +70,19 @@ static int chan_send(struct session *s, const Hs__Message *msg, const int *fds, 
 		return 0;
 	if (r == -EAGAIN) {
 		/* The record is out: the client waits on the socket for it. */
-		r = outbox_enqueue(s, msg, fds, nfds, OUT_MARK_SENT);
+		r = hsd_outbox_enqueue(s, msg, fds, nfds, OUT_MARK_SENT);
 		if (r == 0)
-			outbox_want_write(s, true);
+			hsd_outbox_want_write(s, true);
 		return r;
 	}
 	return send_failed(s, r);
 }
 
-static int chan_flush(struct session *s)
+static int chan_flush(struct hsd_session *s)
 {
-	struct chan_state *c = s->chan;
-	struct out_msg *m;
-	while ((m = outbox_first(s))) {
+	struct hsd_chan_state *c = s->chan;
+	struct hsd_out_msg *m;
+	while ((m = hsd_outbox_first(s))) {
 		if (s->dead)
 			return HS_EPIPE;
 		int r;
@@ -99,7 +99,7 @@ static int chan_flush(struct session *s)
 			if (r < 0)
 				return send_failed(s, r);
 			c->kick = true;
-			chan_activate(s);
+			hsd_chan_activate(s);
 			if (!ring) {
 				m->route = OUT_MARK_SENT;
 				continue; /* its datagram next round */
@@ -109,32 +109,32 @@ static int chan_flush(struct session *s)
 			 * Only datagrams behind a full socket come this way. */
 			Hs__Message *msg;
 			if (hs__wire_decode(m->data, m->len, &msg) < 0) {
-				session_kill(s, "undecodable queued message");
+				hsd_session_kill(s, "undecodable queued message");
 				return HS_EPIPE;
 			}
 			r = hs__wire_send(s->fd, msg, m->fds, m->nfds);
 			hs__wire_free(msg);
 			if (r == -EAGAIN) {
-				outbox_want_write(s, true);
+				hsd_outbox_want_write(s, true);
 				return 1;
 			}
 			if (r < 0)
 				return send_failed(s, r);
 		}
-		outbox_pop(s, m);
+		hsd_outbox_pop(s, m);
 	}
-	outbox_want_write(s, false);
+	hsd_outbox_want_write(s, false);
 	return 0;
 }
 
-const struct outbox_transport outbox_chan = {
+const struct hsd_outbox_transport hsd_outbox_chan = {
 	.name = "channel",
 	.send = chan_send,
 	.flush = chan_flush,
 };
 
-bool outbox_chan_waiting(struct session *s)
+bool hsd_outbox_chan_waiting(struct hsd_session *s)
 {
-	struct out_msg *m = outbox_first(s);
+	struct hsd_out_msg *m = hsd_outbox_first(s);
 	return m && m->route != OUT_MARK_SENT;
 }

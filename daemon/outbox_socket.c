@@ -12,23 +12,23 @@
 #include "log.h"
 #include "session.h"
 
-static int send_failed(struct session *s, int err)
+static int send_failed(struct hsd_session *s, int err)
 {
 	char why[96];
 	snprintf(why, sizeof(why), "send: %s", strerror(-err));
-	session_kill(s, why);
+	hsd_session_kill(s, why);
 	return HS_EPIPE;
 }
 
-static int socket_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds)
+static int socket_send(struct hsd_session *s, const Hs__Message *msg, const int *fds, int nfds)
 {
-	if (outbox_first(s))
-		return outbox_enqueue(s, msg, fds, nfds, OUT_SOCKET); /* keep the order */
+	if (hsd_outbox_first(s))
+		return hsd_outbox_enqueue(s, msg, fds, nfds, OUT_SOCKET); /* keep the order */
 	int r = hs__wire_send(s->fd, msg, fds, nfds);
 	if (r == 0)
 		return 0;
 	if (r == -EAGAIN)
-		return outbox_enqueue(s, msg, fds, nfds, OUT_SOCKET);
+		return hsd_outbox_enqueue(s, msg, fds, nfds, OUT_SOCKET);
 	if (r == -EMSGSIZE) {
 		log_error("message %s too large to send", hs__wire_body_name(msg));
 		return HS_EMSGSIZE;
@@ -36,10 +36,10 @@ static int socket_send(struct session *s, const Hs__Message *msg, const int *fds
 	return send_failed(s, r);
 }
 
-static int socket_flush(struct session *s)
+static int socket_flush(struct hsd_session *s)
 {
-	struct out_msg *m;
-	while ((m = outbox_first(s))) {
+	struct hsd_out_msg *m;
+	while ((m = hsd_outbox_first(s))) {
 		if (s->dead)
 			return HS_EPIPE;
 		/* The wire layer sends Messages, not bytes: unpack the copy
@@ -52,21 +52,21 @@ static int socket_flush(struct session *s)
 		}
 		if (r == -EAGAIN)
 			return 1;
-		outbox_pop(s, m);
+		hsd_outbox_pop(s, m);
 		if (r < 0)
 			return send_failed(s, r);
 	}
-	outbox_want_write(s, false);
+	hsd_outbox_want_write(s, false);
 	return 0;
 }
 
-const struct outbox_transport outbox_socket = {
+const struct hsd_outbox_transport hsd_outbox_socket = {
 	.name = "socket",
 	.send = socket_send,
 	.flush = socket_flush,
 };
 
-void outbox_refuse(int fd, int code, const char *text)
+void hsd_outbox_refuse(int fd, int code, const char *text)
 {
 	/* What the peer sent is read first: closing a socket with unread
 	 * data makes the peer's next read a reset, not this reply. */

@@ -17,48 +17,48 @@
 #include "pair.h"
 #include "range.h"
 
-void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,
-		  uid_t uid, gid_t gid)
+void hsd_session_init(struct hsd_session *s, struct hsd_broker *b, uint64_t id, int fd, pid_t pid,
+		      uid_t uid, gid_t gid)
 {
-	*s = (struct session){ 0 };
+	*s = (struct hsd_session){ 0 };
 	s->broker = b;
 	s->id = id;
 	s->fd = fd;
 	s->pid = pid;
 	s->uid = uid;
 	s->gid = gid;
-	s->created_us = tensor_now_us();
-	idmap_init(&s->held);
-	idmap_init(&s->slabs);
-	idmap_init(&s->events);
+	s->created_us = hsd_tensor_now_us();
+	hsd_idmap_init(&s->held);
+	hsd_idmap_init(&s->slabs);
+	hsd_idmap_init(&s->events);
 	list_init(&s->subs);
 	list_init(&s->pending);
-	outbox_init(&s->out);
+	hsd_outbox_init(&s->out);
 	list_init(&s->link);
 	list_init(&s->pairs_out);
-	idmap_init(&s->routes);
+	hsd_idmap_init(&s->routes);
 }
 
-const char *session_describe(const struct session *s, char *buf, size_t size)
+const char *hsd_session_describe(const struct hsd_session *s, char *buf, size_t size)
 {
 	snprintf(buf, size, "session %llu (pid %d uid %u '%s')", (unsigned long long)s->id,
 		 (int)s->pid, (unsigned)s->uid, s->name);
 	return buf;
 }
 
-void session_kill(struct session *s, const char *why)
+void hsd_session_kill(struct hsd_session *s, const char *why)
 {
 	if (s->dead)
 		return;
 	s->dead = true;
 	char d[128];
 	if (why)
-		log_warn("%s: %s; disconnecting", session_describe(s, d, sizeof(d)), why);
+		log_warn("%s: %s; disconnecting", hsd_session_describe(s, d, sizeof(d)), why);
 	if (s->broker->hooks.dead)
 		s->broker->hooks.dead(s->broker->hooks.data, s);
 }
 
-void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
+void hsd_session_error(struct hsd_session *s, uint64_t seq, int code, const char *fmt, ...)
 {
 	char text[256];
 	va_list ap;
@@ -72,30 +72,30 @@ void session_error(struct session *s, uint64_t seq, int code, const char *fmt, .
 	m.seq = seq;
 	m.body_case = HS__MESSAGE__BODY_ERROR;
 	m.error = &er;
-	outbox_send(s, &m, NULL, 0);
+	hsd_outbox_send(s, &m, NULL, 0);
 }
 
-int session_violation(struct session *s, int code, const char *what)
+int hsd_session_violation(struct hsd_session *s, int code, const char *what)
 {
 	char d[128];
-	log_warn("%s: protocol violation: %s", session_describe(s, d, sizeof(d)), what);
-	session_error(s, 0, code, "%s", what);
+	log_warn("%s: protocol violation: %s", hsd_session_describe(s, d, sizeof(d)), what);
+	hsd_session_error(s, 0, code, "%s", what);
 	return code;
 }
 
 /* ---- references ---- */
 
 /* The session takes over one reference already counted in t->refs. */
-int session_hold(struct session *s, struct tensor *t)
+int hsd_session_hold(struct hsd_session *s, struct hsd_tensor *t)
 {
-	uint64_t *c = idmap_get(&s->held, t->id);
+	uint64_t *c = hsd_idmap_get(&s->held, t->id);
 	if (c) {
 		(*c)++;
 	} else {
-		int r = idmap_put(&s->held, t->id, 1);
+		int r = hsd_idmap_put(&s->held, t->id, 1);
 		if (r < 0)
 			return r;
-		s->bytes_held += range_round(t->block.length);
+		s->bytes_held += hsd_range_round(t->block.length);
 	}
 	s->refs_held++;
 	return 0;
@@ -103,78 +103,78 @@ int session_hold(struct session *s, struct tensor *t)
 
 /* The session gives up one reference (moved elsewhere or to be dropped by
  * the caller). Returns false when it held none. */
-bool session_unhold(struct session *s, struct tensor *t)
+bool hsd_session_unhold(struct hsd_session *s, struct hsd_tensor *t)
 {
-	uint64_t *c = idmap_get(&s->held, t->id);
+	uint64_t *c = hsd_idmap_get(&s->held, t->id);
 	if (!c)
 		return false;
 	if (--*c == 0) {
-		idmap_del(&s->held, t->id);
-		s->bytes_held -= range_round(t->block.length);
+		hsd_idmap_del(&s->held, t->id);
+		s->bytes_held -= hsd_range_round(t->block.length);
 	}
 	s->refs_held--;
 	return true;
 }
 
-bool session_holds(struct session *s, uint64_t id)
+bool hsd_session_holds(struct hsd_session *s, uint64_t id)
 {
-	return idmap_get(&s->held, id) != NULL;
+	return hsd_idmap_get(&s->held, id) != NULL;
 }
 
-int session_give_back(struct session *s, uint64_t id)
+int hsd_session_give_back(struct hsd_session *s, uint64_t id)
 {
-	struct tensor *t;
-	int r = session_held_tensor(s, id, &t);
+	struct hsd_tensor *t;
+	int r = hsd_session_held_tensor(s, id, &t);
 	if (r < 0)
 		return r;
-	session_unhold(s, t);
-	tensor_unref(&s->broker->tensors, t);
+	hsd_session_unhold(s, t);
+	hsd_tensor_unref(&s->broker->tensors, t);
 	return 0;
 }
 
-int session_take_ref(struct session *s, struct tensor *t)
+int hsd_session_take_ref(struct hsd_session *s, struct hsd_tensor *t)
 {
-	int r = session_hold(s, t);
+	int r = hsd_session_hold(s, t);
 	if (r == 0)
-		tensor_ref(t);
+		hsd_tensor_ref(t);
 	return r;
 }
 
 /* The tensor with that id if this session holds it: 0, HS_ENOENT or
  * HS_ESTALE. A tensor that exists but is not held is HS_ENOENT, as if
  * absent: sessions cannot probe each other's ids. */
-int session_held_tensor(struct session *s, uint64_t id, struct tensor **out)
+int hsd_session_held_tensor(struct hsd_session *s, uint64_t id, struct hsd_tensor **out)
 {
-	struct tensor *t;
-	int r = tensor_lookup(&s->broker->tensors, id, &t);
+	struct hsd_tensor *t;
+	int r = hsd_tensor_lookup(&s->broker->tensors, id, &t);
 	if (r < 0)
 		return r;
-	if (!idmap_get(&s->held, id))
+	if (!hsd_idmap_get(&s->held, id))
 		return HS_ENOENT;
 	*out = t;
 	return 0;
 }
 
-void session_pending_done(struct session *s, uint64_t bytes)
+void hsd_session_pending_done(struct hsd_session *s, uint64_t bytes)
 {
 	s->npending--;
-	s->pending_bytes -= range_round(bytes);
+	s->pending_bytes -= hsd_range_round(bytes);
 }
 
 /* ---- teardown ---- */
 
-void session_release_all(struct session *s)
+void hsd_session_release_all(struct hsd_session *s)
 {
-	struct broker *b = s->broker;
+	struct hsd_broker *b = s->broker;
 	s->dead = true; /* nothing more is sent while tearing down */
 	/* What its rings carried is settled first: references that moved to
 	 * subscribers are theirs, the rest are released below. */
-	pair_producer_gone(s);
+	hsd_pair_producer_gone(s);
 
 	uint32_t npend = 0, nsubs = 0;
-	struct pending_emit *pe, *pt;
+	struct hsd_pending_emit *pe, *pt;
 	list_for_each_safe(pe, pt, &s->pending, owner_link) {
-		topic_cancel(&b->topics, pe);
+		hsd_topic_cancel(&b->topics, pe);
 		npend++;
 	}
 	s->npending = 0;
@@ -183,9 +183,9 @@ void session_release_all(struct session *s)
 	 * and they may deliver to this session's remaining subscriptions:
 	 * references are released last. */
 	while (!list_empty(&s->subs)) {
-		struct sub *sub = list_first(&s->subs, struct sub, owner_link);
-		pair_sub_gone(sub);
-		topic_unsubscribe(&b->topics, sub);
+		struct hsd_sub *sub = list_first(&s->subs, struct hsd_sub, owner_link);
+		hsd_pair_sub_gone(sub);
+		hsd_topic_unsubscribe(&b->topics, sub);
 		nsubs++;
 	}
 	s->usage->subs -= s->nsubs;
@@ -195,18 +195,18 @@ void session_release_all(struct session *s)
 	for (size_t i = 0; i < s->held.cap; i++) {
 		if (!s->held.keys[i])
 			continue;
-		struct tensor *t;
+		struct hsd_tensor *t;
 		uint64_t n = s->held.vals[i];
-		if (tensor_lookup(&b->tensors, s->held.keys[i], &t) < 0) {
+		if (hsd_tensor_lookup(&b->tensors, s->held.keys[i], &t) < 0) {
 			log_error("session %llu held unknown tensor %llu",
 				  (unsigned long long)s->id,
 				  (unsigned long long)s->held.keys[i]);
 			continue;
 		}
 		while (n--)
-			tensor_unref(&b->tensors, t);
+			hsd_tensor_unref(&b->tensors, t);
 	}
-	idmap_fini(&s->held);
+	hsd_idmap_fini(&s->held);
 	s->refs_held = 0;
 	s->bytes_held = 0;
 
@@ -214,28 +214,28 @@ void session_release_all(struct session *s)
 	for (size_t i = 0; i < s->slabs.cap; i++) {
 		if (!s->slabs.keys[i])
 			continue;
-		struct slab *slab = (struct slab *)(uintptr_t)s->slabs.vals[i];
-		struct pool *pool;
-		if (broker_pool_for(b, slab->device, &pool) == 0)
-			pool_slab_unannounce(pool, slab);
+		struct hsd_slab *slab = (struct hsd_slab *)(uintptr_t)s->slabs.vals[i];
+		struct hsd_pool *pool;
+		if (hsd_broker_pool_for(b, slab->device, &pool) == 0)
+			hsd_pool_slab_unannounce(pool, slab);
 		nslabs++;
 	}
-	idmap_fini(&s->slabs);
-	idmap_fini(&s->events);
-	idmap_fini(&s->routes);
+	hsd_idmap_fini(&s->slabs);
+	hsd_idmap_fini(&s->events);
+	hsd_idmap_fini(&s->routes);
 	free(s->ref_drops); /* still held: released with the rest above */
 	s->ref_drops = NULL;
 	s->n_ref_drops = s->cap_ref_drops = 0;
 
-	outbox_clear(s);
+	hsd_outbox_clear(s);
 
 	/* A client that held nothing (hsctl, a probe) closing is routine:
 	 * debug. One that left tensors or subscriptions behind is worth a
 	 * line at info. */
 	char d[128];
-	log_msg(refs || nsubs || npend ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
-		"%s closed: released %llu references to %llu tensors (%llu bytes), "
+	hsd_log_msg(refs || nsubs || npend ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG,
+		    "%s closed: released %llu references to %llu tensors (%llu bytes), "
 		 "%u subscriptions, %u held-back emits; %u slabs were mapped",
-		 session_describe(s, d, sizeof(d)), (unsigned long long)refs,
+		 hsd_session_describe(s, d, sizeof(d)), (unsigned long long)refs,
 		 (unsigned long long)tensors, (unsigned long long)bytes, nsubs, npend, nslabs);
 }
