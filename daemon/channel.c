@@ -115,6 +115,9 @@ void hsd_chan_close(struct hsd_session *s)
 		list_remove(&s->chan->active_link);
 	chan_state_free(s->chan);
 	s->chan = NULL;
+	/* Nothing is sent to a closing session, but a flush must not find
+	 * the channel's transport without its channel. */
+	hsd_outbox_use(s, &hsd_outbox_socket);
 }
 
 int hsd_chan_drain(struct hsd_session *s, int budget)

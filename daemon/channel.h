@@ -36,7 +36,8 @@ struct hsd_chan_state *hsd_chan_create(struct hsd_session *s);
 /* Sends ChannelAnnounce on the socket and uses ch from then on (after the
  * HelloReply that said it comes). On failure s is killed. */
 void hsd_chan_start(struct hsd_session *s, struct hsd_chan_state *ch);
-/* Unmaps and closes (hsd_broker_session_close). */
+/* Unmaps and closes (hsd_broker_session_close); s is back on the socket
+ * transport. */
 void hsd_chan_close(struct hsd_session *s);
 
 /* Handles up to budget records of s. Returns how many, or a negative hs
