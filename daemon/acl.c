@@ -4,14 +4,14 @@
 #include <fnmatch.h>
 #include <string.h>
 
-int acl_add(struct acl *a, enum acl_action action, const char *glob, const uint32_t *uids,
-	    uint32_t n_uids, const uint32_t *gids, uint32_t n_gids)
+int hsd_acl_add(struct hsd_acl *a, enum hsd_acl_action action, const char *glob, const uint32_t *uids,
+		uint32_t n_uids, const uint32_t *gids, uint32_t n_gids)
 {
 	size_t len = strlen(glob);
 	if (a->n >= ACL_MAX_RULES || len == 0 || len > HS__MAX_TOPIC || n_uids > ACL_MAX_IDS ||
 	    n_gids > ACL_MAX_IDS)
 		return -1;
-	struct acl_rule *r = &a->rules[a->n++];
+	struct hsd_acl_rule *r = &a->rules[a->n++];
 	memset(r, 0, sizeof(*r));
 	r->action = action;
 	memcpy(r->glob, glob, len + 1);
@@ -32,11 +32,11 @@ static bool listed(const uint32_t *ids, uint32_t n, uint32_t id)
 	return false;
 }
 
-bool acl_allows(const struct acl *a, enum acl_action action, const char *topic, uint32_t uid,
-		uint32_t gid)
+bool hsd_acl_allows(const struct hsd_acl *a, enum hsd_acl_action action, const char *topic, uint32_t uid,
+		    uint32_t gid)
 {
 	for (uint32_t i = 0; i < a->n; i++) {
-		const struct acl_rule *r = &a->rules[i];
+		const struct hsd_acl_rule *r = &a->rules[i];
 		if (r->action != action || fnmatch(r->glob, topic, 0) != 0)
 			continue;
 		return listed(r->uids, r->n_uids, uid) || listed(r->gids, r->n_gids, gid);
@@ -44,7 +44,7 @@ bool acl_allows(const struct acl *a, enum acl_action action, const char *topic, 
 	return true;
 }
 
-const char *acl_action_name(enum acl_action action)
+const char *hsd_acl_action_name(enum hsd_acl_action action)
 {
 	return action == ACL_PUBLISH ? "publish" : "subscribe";
 }

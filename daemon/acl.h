@@ -14,13 +14,13 @@
 #define ACL_MAX_RULES 64
 #define ACL_MAX_IDS 32
 
-enum acl_action {
+enum hsd_acl_action {
 	ACL_PUBLISH = 0,
 	ACL_SUBSCRIBE = 1,
 };
 
-struct acl_rule {
-	enum acl_action action;
+struct hsd_acl_rule {
+	enum hsd_acl_action action;
 	char glob[HS__MAX_TOPIC + 1];
 	uint32_t uids[ACL_MAX_IDS];
 	uint32_t n_uids;
@@ -28,20 +28,20 @@ struct acl_rule {
 	uint32_t n_gids;
 };
 
-struct acl {
-	struct acl_rule rules[ACL_MAX_RULES];
+struct hsd_acl {
+	struct hsd_acl_rule rules[ACL_MAX_RULES];
 	uint32_t n;
 };
 
 /* Appends a rule (ids already resolved): 0, or -1 when the list is full
  * or glob is empty or too long. */
-int acl_add(struct acl *a, enum acl_action action, const char *glob, const uint32_t *uids,
-	    uint32_t n_uids, const uint32_t *gids, uint32_t n_gids);
+int hsd_acl_add(struct hsd_acl *a, enum hsd_acl_action action, const char *glob, const uint32_t *uids,
+		uint32_t n_uids, const uint32_t *gids, uint32_t n_gids);
 
 /* Whether uid/gid may do action on topic. */
-bool acl_allows(const struct acl *a, enum acl_action action, const char *topic, uint32_t uid,
-		uint32_t gid);
+bool hsd_acl_allows(const struct hsd_acl *a, enum hsd_acl_action action, const char *topic, uint32_t uid,
+		    uint32_t gid);
 
-const char *acl_action_name(enum acl_action action);
+const char *hsd_acl_action_name(enum hsd_acl_action action);
 
 #endif

@@ -1,6 +1,7 @@
 /* The broker: owns every noun and wires topics to sessions. */
 #include "broker.h"
 #include "channel.h"
+#include "deliver.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -13,9 +14,9 @@
 #include "log.h"
 #include "session.h"
 
-void broker_config_defaults(struct broker_config *cfg)
+void hsd_broker_config_defaults(struct hsd_broker_config *cfg)
 {
-	*cfg = (struct broker_config){ 0 };
+	*cfg = (struct hsd_broker_config){ 0 };
 	cfg->cpu_slab_size = POOL_DEFAULT_SLAB_SIZE;
 	cfg->cuda_slab_size = POOL_DEFAULT_SLAB_SIZE;
 	cfg->max_subscriptions = 256;
@@ -33,9 +34,9 @@ void broker_config_defaults(struct broker_config *cfg)
 	cfg->direct_rings = true;
 }
 
-bool broker_uid_capped(const struct broker *b, uid_t uid)
+bool hsd_broker_uid_capped(const struct hsd_broker *b, uid_t uid)
 {
-	const struct broker_config *cfg = &b->cfg;
+	const struct hsd_broker_config *cfg = &b->cfg;
 	if (!cfg->exempt_set)
 		return uid != 0 && uid != geteuid();
 	for (uint32_t i = 0; i < cfg->n_exempt_uids; i++)
@@ -44,41 +45,41 @@ bool broker_uid_capped(const struct broker *b, uid_t uid)
 	return true;
 }
 
-static void on_deliver(void *data, struct sub *sub, struct tensor *t, uint64_t seq)
+static void on_deliver(void *data, struct hsd_sub *sub, struct hsd_tensor *t, uint64_t seq)
 {
 	(void)data;
-	session_deliver(sub->owner, sub->id, t, seq, sub->topic->name, sub->dropped);
+	hsd_deliver_tensor(sub->owner, sub->id, t, seq, sub->topic->name, sub->dropped);
 }
 
-static void on_accepted(void *data, struct pending_emit *pe, uint64_t seq)
+static void on_accepted(void *data, struct hsd_pending_emit *pe, uint64_t seq)
 {
-	struct broker *b = data;
+	struct hsd_broker *b = data;
 	b->topics_accepted++;
-	chan_activate_topic(pe->topic);
-	session_pending_done(pe->owner, pe->bytes);
-	session_emit_accepted(pe->owner, pe->req_seq, seq);
+	hsd_chan_activate_topic(pe->topic);
+	hsd_session_pending_done(pe->owner, pe->bytes);
+	hsd_deliver_emit_accepted(pe->owner, pe->req_seq, seq);
 }
 
-static void on_stalled(void *data, struct sub *sub)
+static void on_stalled(void *data, struct hsd_sub *sub)
 {
 	(void)data;
-	struct session *s = sub->owner;
+	struct hsd_session *s = sub->owner;
 	char d[128];
 	/* Once per stall, not per skipped emit: a stalled reader is skipped
 	 * until it reads again. */
 	log_warn("%s: subscription %llu to %s held an emit back past its block_timeout: "
 		 "skipped until it reads (%llu dropped so far)",
-		 session_describe(s, d, sizeof(d)), (unsigned long long)sub->id, sub->topic->name,
+		 hsd_session_describe(s, d, sizeof(d)), (unsigned long long)sub->id, sub->topic->name,
 		 (unsigned long long)sub->dropped);
 }
 
-int64_t broker_expire(struct broker *b)
+int64_t hsd_broker_expire(struct hsd_broker *b)
 {
 	if (list_empty(&b->topics.blocked))
 		return -1;
 	uint64_t accepted = b->topics_accepted;
-	uint64_t now = tensor_now_us();
-	uint64_t next = topics_expire(&b->topics, now);
+	uint64_t now = hsd_tensor_now_us();
+	uint64_t next = hsd_topics_expire(&b->topics, now);
 	if (b->topics_accepted != accepted)
 		return 0;
 	if (next == UINT64_MAX)
@@ -89,18 +90,18 @@ int64_t broker_expire(struct broker *b)
 static uint32_t on_owner_uid(void *data, void *owner)
 {
 	(void)data;
-	return ((struct session *)owner)->uid;
+	return ((struct hsd_session *)owner)->uid;
 }
 
-static void on_topic_freed(void *data, struct topic *tp)
+static void on_topic_freed(void *data, struct hsd_topic *tp)
 {
-	struct broker *b = data;
+	struct hsd_broker *b = data;
 	if (!tp->charged)
 		return;
-	struct uid_usage *u = usage_of(&b->usage, tp->uid);
+	struct hsd_uid_usage *u = hsd_usage_of(&b->usage, tp->uid);
 	if (u) {
 		u->topics--;
-		usage_tidy(&b->usage, tp->uid);
+		hsd_usage_tidy(&b->usage, tp->uid);
 	}
 }
 
@@ -113,16 +114,16 @@ static uint64_t random_epoch(void)
 	while (n < 0 && errno == EINTR);
 	if (n != (ssize_t)sizeof(e)) {
 		/* No entropy source: time and pid still differ per start. */
-		e = tensor_now_us() ^ ((uint64_t)getpid() << 40);
+		e = hsd_tensor_now_us() ^ ((uint64_t)getpid() << 40);
 	}
 	return e ? e : 1;
 }
 
 /* Unset (0) limits, as from a config built by hand: the defaults. */
-static void fill_unset(struct broker_config *c)
+static void fill_unset(struct hsd_broker_config *c)
 {
-	struct broker_config d;
-	broker_config_defaults(&d);
+	struct hsd_broker_config d;
+	hsd_broker_config_defaults(&d);
 	if (!c->outbox_max_msgs)
 		c->outbox_max_msgs = d.outbox_max_msgs;
 	if (!c->outbox_max_bytes)
@@ -139,37 +140,37 @@ static void fill_unset(struct broker_config *c)
 		c->outbox_total_bytes = d.outbox_total_bytes;
 }
 
-int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks,
-	       struct broker **out)
+int hsd_broker_new(const struct hsd_broker_config *cfg, const struct hsd_broker_hooks *hooks,
+		   struct hsd_broker **out)
 {
-	struct broker *b = calloc(1, sizeof(*b));
+	struct hsd_broker *b = calloc(1, sizeof(*b));
 	if (!b)
 		return HS_ENOMEM;
 	b->cfg = *cfg;
 	fill_unset(&b->cfg);
-	usage_init(&b->usage);
+	hsd_usage_init(&b->usage);
 	if (hooks)
 		b->hooks = *hooks;
 	b->epoch = random_epoch();
-	b->start_us = tensor_now_us();
+	b->start_us = hsd_tensor_now_us();
 	list_init(&b->sessions);
 	list_init(&b->chan_active);
-	pool_init(&b->cpu, (DLDevice){ kDLCPU, 0 }, &slab_host_ops, cfg->cpu_slab_size,
-		  cfg->cpu_cap, &b->next_slab_id);
+	hsd_pool_init(&b->cpu, (DLDevice){ kDLCPU, 0 }, &hsd_slab_host_ops, cfg->cpu_slab_size,
+		      cfg->cpu_cap, &b->next_slab_id);
 	b->cpu.idle_release_us = (uint64_t)cfg->idle_release_ms * 1000u;
-	tensor_table_init(&b->tensors, 0);
-	struct topic_hooks th = { .deliver = on_deliver, .accepted = on_accepted,
+	hsd_tensor_table_init(&b->tensors, 0);
+	struct hsd_topic_hooks th = { .deliver = on_deliver, .accepted = on_accepted,
 				  .stalled = on_stalled, .freed = on_topic_freed,
 				  .owner_uid = on_owner_uid, .data = b };
-	topics_init(&b->topics, &b->tensors, cfg->max_topics, cfg->max_pending_emits, &th);
+	hsd_topics_init(&b->topics, &b->tensors, cfg->max_topics, cfg->max_pending_emits, &th);
 	b->topics.other_uid_timeout_us = (uint64_t)cfg->block_timeout_other_uid_ms * 1000u;
 	*out = b;
 	return 0;
 }
 
-int broker_reload(struct broker *b, const struct broker_config *cfg)
+int hsd_broker_reload(struct hsd_broker *b, const struct hsd_broker_config *cfg)
 {
-	struct broker_config n = *cfg;
+	struct hsd_broker_config n = *cfg;
 	fill_unset(&n);
 	int kept = 0;
 	/* A slab's size is fixed when it is made and clients map slabs
@@ -207,52 +208,52 @@ int broker_reload(struct broker *b, const struct broker_config *cfg)
 	return kept;
 }
 
-uint64_t broker_trim(struct broker *b)
+uint64_t hsd_broker_trim(struct hsd_broker *b)
 {
-	return pool_trim(&b->cpu, tensor_now_us());
+	return hsd_pool_trim(&b->cpu, hsd_tensor_now_us());
 }
 
-void broker_free(struct broker *b)
+void hsd_broker_free(struct hsd_broker *b)
 {
 	if (!b)
 		return;
 	while (!list_empty(&b->sessions))
-		broker_session_close(b, list_first(&b->sessions, struct session, link));
-	topics_fini(&b->topics);
-	usage_fini(&b->usage);
-	tensor_table_fini(&b->tensors);
-	pool_fini(&b->cpu);
+		hsd_broker_session_close(b, list_first(&b->sessions, struct hsd_session, link));
+	hsd_topics_fini(&b->topics);
+	hsd_usage_fini(&b->usage);
+	hsd_tensor_table_fini(&b->tensors);
+	hsd_pool_fini(&b->cpu);
 	for (int i = 0; i < HS_CUDA_MAX_DEVICES; i++) {
-		struct cuda_device *cd = b->cuda[i];
+		struct hsd_cuda_device *cd = b->cuda[i];
 		if (!cd)
 			continue;
-		pool_fini(&cd->pool);
-		event_pool_fini(&cd->events);
+		hsd_pool_fini(&cd->pool);
+		hsd_event_pool_fini(&cd->events);
 		free(cd);
 	}
 	free(b->chan_buf);
 	free(b);
 }
 
-int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
-			struct session **out)
+int hsd_broker_session_open(struct hsd_broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
+			    struct hsd_session **out)
 {
-	struct uid_usage *u = usage_of(&b->usage, uid);
+	struct hsd_uid_usage *u = hsd_usage_of(&b->usage, uid);
 	if (!u)
 		return HS_ENOMEM;
-	bool over = u->conns >= b->cfg.uid_max_connections && broker_uid_capped(b, uid);
+	bool over = u->conns >= b->cfg.uid_max_connections && hsd_broker_uid_capped(b, uid);
 	if (over) {
 		log_warn("connection from pid %d uid %u refused: %u connections of that uid "
 			 "(max_connections_per_uid)", (int)pid, (unsigned)uid, u->conns);
 		if (u->refused >= BROKER_MAX_REFUSING)
 			return HS_ELIMIT;
 	}
-	struct session *s = malloc(sizeof(*s));
+	struct hsd_session *s = malloc(sizeof(*s));
 	if (!s) {
-		usage_tidy(&b->usage, uid);
+		hsd_usage_tidy(&b->usage, uid);
 		return HS_ENOMEM;
 	}
-	session_init(s, b, ++b->next_session_id, fd, pid, uid, gid);
+	hsd_session_init(s, b, ++b->next_session_id, fd, pid, uid, gid);
 	s->usage = u;
 	if (over) {
 		s->refuse = HS_ELIMIT;
@@ -274,35 +275,35 @@ int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gi
 	return 0;
 }
 
-void broker_session_close(struct broker *b, struct session *s)
+void hsd_broker_session_close(struct hsd_broker *b, struct hsd_session *s)
 {
-	session_release_all(s);
-	chan_close(s);
+	hsd_session_release_all(s);
+	hsd_chan_close(s);
 	list_remove(&s->link);
 	b->nsessions--;
 	if (s->refuse)
 		s->usage->refused--;
 	else
 		s->usage->conns--;
-	usage_tidy(&b->usage, s->uid);
+	hsd_usage_tidy(&b->usage, s->uid);
 	free(s);
 }
 
-void broker_shutdown_notice(struct broker *b, const char *reason)
+void hsd_broker_shutdown_notice(struct hsd_broker *b, const char *reason)
 {
 	Hs__ShutdownNotice sn = HS__SHUTDOWN_NOTICE__INIT;
 	sn.reason = (char *)reason;
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_SHUTDOWN;
 	m.shutdown = &sn;
-	struct session *s;
+	struct hsd_session *s;
 	list_for_each(s, &b->sessions, link) {
-		if (session_send(s, &m, NULL, 0) == 0)
-			session_flush(s);
+		if (hsd_outbox_send(s, &m, NULL, 0) == 0)
+			hsd_outbox_flush(s);
 	}
 }
 
-int broker_pool_for(struct broker *b, DLDevice device, struct pool **out)
+int hsd_broker_pool_for(struct hsd_broker *b, DLDevice device, struct hsd_pool **out)
 {
 	if (device.device_type == kDLCPU && device.device_id == 0) {
 		*out = &b->cpu;
@@ -310,23 +311,23 @@ int broker_pool_for(struct broker *b, DLDevice device, struct pool **out)
 	}
 	if (device.device_type != kDLCUDA)
 		return HS_ENODEV;
-	int n = cuda_device_count(); /* probes once, logs why there is no GPU */
+	int n = hsd_cuda_device_count(); /* probes once, logs why there is no GPU */
 	if (n < 0)
 		return n;
 	if (device.device_id < 0 || device.device_id >= n)
 		return HS_ENODEV;
-	struct cuda_device *cd = b->cuda[device.device_id];
+	struct hsd_cuda_device *cd = b->cuda[device.device_id];
 	if (!cd) {
 		cd = calloc(1, sizeof(*cd));
 		if (!cd)
 			return HS_ENOMEM;
-		pool_init(&cd->pool, device, b->cfg.cuda_vmm ? &slab_cuda_vmm_ops : &slab_cuda_ops,
-			  b->cfg.cuda_slab_size, b->cfg.cuda_cap, &b->next_slab_id);
+		hsd_pool_init(&cd->pool, device, b->cfg.cuda_vmm ? &hsd_slab_cuda_vmm_ops : &hsd_slab_cuda_ops,
+			      b->cfg.cuda_slab_size, b->cfg.cuda_cap, &b->next_slab_id);
 		/* Clients keep device slabs open until they disconnect, and
 		 * a killed client's mappings go on the driver's schedule:
 		 * device slabs stay until the daemon exits. */
 		cd->pool.retain_slabs = true;
-		event_pool_init(&cd->events, device.device_id, &b->next_event_id);
+		hsd_event_pool_init(&cd->events, device.device_id, &b->next_event_id);
 		b->cuda[device.device_id] = cd;
 		log_info("pool cuda:%d: slabs of %llu bytes, cap %llu bytes (0 = none), %s",
 			 device.device_id, (unsigned long long)cd->pool.slab_size,
@@ -336,15 +337,15 @@ int broker_pool_for(struct broker *b, DLDevice device, struct pool **out)
 	return 0;
 }
 
-int broker_fence_for(struct broker *b, DLDevice device, struct fence_event **out)
+int hsd_broker_fence_for(struct hsd_broker *b, DLDevice device, struct hsd_fence_event **out)
 {
 	if (device.device_type != kDLCUDA || device.device_id < 0 ||
 	    device.device_id >= HS_CUDA_MAX_DEVICES || !b->cuda[device.device_id])
 		return HS_ENODEV;
-	return event_pool_get(&b->cuda[device.device_id]->events, out);
+	return hsd_event_pool_get(&b->cuda[device.device_id]->events, out);
 }
 
-size_t broker_pools(struct broker *b, struct pool **out, size_t max)
+size_t hsd_broker_pools(struct hsd_broker *b, struct hsd_pool **out, size_t max)
 {
 	size_t n = 0;
 	if (n < max)

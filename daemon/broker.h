@@ -1,6 +1,6 @@
 /* The whole broker state, with no I/O loop in it: pools, the tensor table,
  * topics, sessions, the epoch, configuration and limits. The I/O layer
- * (server.c) feeds datagrams to session_input() and learns through hooks
+ * (server.c) feeds datagrams to hsd_request_input() and learns through hooks
  * when a session wants to wait for writability or must be closed; unit
  * tests and the fuzzer drive the same core over a socketpair. */
 #ifndef HS_DAEMON_BROKER_H
@@ -19,13 +19,13 @@
 #include "topic.h"
 #include "usage.h"
 
-struct broker;
-struct session;
+struct hsd_broker;
+struct hsd_session;
 
 #define BROKER_MAX_ALLOW 64
 #define BROKER_DEFAULT_OTHER_UID_BLOCK_TIMEOUT_MS 5000u
 
-struct broker_config {
+struct hsd_broker_config {
 	uint64_t cpu_slab_size;      /* default 64 MiB */
 	uint64_t cpu_cap;            /* bytes, 0 = none (hsbrokerd's default: half of RAM) */
 	uint32_t idle_release_ms;    /* host slabs nothing uses or maps are freed
@@ -52,7 +52,7 @@ struct broker_config {
 	uint32_t n_allow_uids;       /* 0: every uid that can open the socket */
 	uint32_t allow_gids[BROKER_MAX_ALLOW];
 	uint32_t n_allow_gids;
-	struct acl acl;              /* [acl]: per-topic allow lists */
+	struct hsd_acl acl;          /* [acl]: per-topic allow lists */
 
 	/* Against hostile local clients (issue 11; [limits] in the config,
 	 * docs/daemon.md). Per-uid caps count every session of the uid. */
@@ -67,48 +67,48 @@ struct broker_config {
 	bool exempt_set;             /* false: root and the daemon's own uid */
 };
 
-void broker_config_defaults(struct broker_config *cfg);
+void hsd_broker_config_defaults(struct hsd_broker_config *cfg);
 
 /* Whether the per-uid caps hold uid (exempt_uids, by default root and the
  * daemon's own uid: they can stop the daemon anyway). */
-bool broker_uid_capped(const struct broker *b, uid_t uid);
+bool hsd_broker_uid_capped(const struct hsd_broker *b, uid_t uid);
 
-struct broker_hooks {
+struct hsd_broker_hooks {
 	/* The session's outbox became non-empty (on) or empty (off). */
-	void (*want_write)(void *data, struct session *s, bool on);
+	void (*want_write)(void *data, struct hsd_session *s, bool on);
 	/* The session must be closed (its peer is gone or does not read).
 	 * Called once; the I/O layer closes it later, outside the core. */
-	void (*dead)(void *data, struct session *s);
+	void (*dead)(void *data, struct hsd_session *s);
 	/* The session's channel is set up: watch efd (readable when the
-	 * client kicks) and run broker_chan_pass. 0 or a negative code. */
-	int (*chan_open)(void *data, struct session *s, int efd);
+	 * client kicks) and run hsd_broker_chan_pass. 0 or a negative code. */
+	int (*chan_open)(void *data, struct hsd_session *s, int efd);
 	void *data;
 };
 
 /* One GPU's pool of slabs and its ready-fence events, made at the first
  * device tensor asked for on it. */
-struct cuda_device {
-	struct pool pool;
-	struct event_pool events;
+struct hsd_cuda_device {
+	struct hsd_pool pool;
+	struct hsd_event_pool events;
 };
 
-struct broker {
-	struct broker_config cfg;
-	struct broker_hooks hooks;
+struct hsd_broker {
+	struct hsd_broker_config cfg;
+	struct hsd_broker_hooks hooks;
 	uint64_t epoch;
 	uint64_t start_us;
 	uint64_t next_session_id;
 	uint64_t next_slab_id;
 	uint64_t next_event_id;
 	uint64_t next_pair_id;
-	struct pool cpu;
-	struct cuda_device *cuda[HS_CUDA_MAX_DEVICES];
-	struct tensor_table tensors;
-	struct topics topics;
-	struct list sessions;
+	struct hsd_pool cpu;
+	struct hsd_cuda_device *cuda[HS_CUDA_MAX_DEVICES];
+	struct hsd_tensor_table tensors;
+	struct hsd_topics topics;
+	struct hsd_list sessions;
 	uint32_t nsessions;
-	struct list chan_active;     /* struct chan_state.active_link (channel.h) */
-	struct usage_table usage;    /* per uid */
+	struct hsd_list chan_active; /* struct hsd_chan_state.active_link (channel.h) */
+	struct hsd_usage_table usage; /* per uid */
 	uint64_t out_bytes;          /* all sessions' outboxes */
 	uint8_t *chan_buf;           /* one channel record, copied out */
 	bool chan_nested;            /* inside a pass started by a handler */
@@ -116,40 +116,40 @@ struct broker {
 };
 
 /* 0 with *out or a negative hs code. hooks may be NULL. */
-int broker_new(const struct broker_config *cfg, const struct broker_hooks *hooks,
-	       struct broker **out);
+int hsd_broker_new(const struct hsd_broker_config *cfg, const struct hsd_broker_hooks *hooks,
+		   struct hsd_broker **out);
 /* Closes every session (releasing what it held) and frees everything. */
-void broker_free(struct broker *b);
+void hsd_broker_free(struct hsd_broker *b);
 
 /* A new session on the connected socket fd (not owned: the I/O layer
- * closes it after broker_session_close). When uid has uid_max_connections
+ * closes it after hsd_broker_session_close). When uid has uid_max_connections
  * open already the session is made to refuse: its first datagram is
  * answered ErrorReply{seq 0, HS_ELIMIT} unread and it is closed (so the
  * peer reads why rather than a reset); past BROKER_MAX_REFUSING of those
  * per uid, HS_ELIMIT (logged: the I/O layer tells the peer with
- * session_refuse and hangs up at once). */
+ * hsd_outbox_refuse and hangs up at once). */
 #define BROKER_MAX_REFUSING 16
-int broker_session_open(struct broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
-			struct session **out);
+int hsd_broker_session_open(struct hsd_broker *b, int fd, pid_t pid, uid_t uid, gid_t gid,
+			    struct hsd_session **out);
 /* Releases every reference, held-back emit and subscription of s, logs
  * what was released, frees s. */
-void broker_session_close(struct broker *b, struct session *s);
+void hsd_broker_session_close(struct hsd_broker *b, struct hsd_session *s);
 
 /* Pushes ShutdownNotice{reason} to every session (best effort). */
-void broker_shutdown_notice(struct broker *b, const char *reason);
+void hsd_broker_shutdown_notice(struct hsd_broker *b, const char *reason);
 
 /* The pool serving device: 0, HS_ENOCUDA (no CUDA pool in this build),
  * HS_ENODEV (no such device, or no GPU/driver here). A GPU's pool is
  * made the first time it is asked for. */
-int broker_pool_for(struct broker *b, DLDevice device, struct pool **out);
+int hsd_broker_pool_for(struct hsd_broker *b, DLDevice device, struct hsd_pool **out);
 /* A free ready-fence event of a GPU whose pool exists: 0, or
- * event_pool_get's error. */
-int broker_fence_for(struct broker *b, DLDevice device, struct fence_event **out);
-/* Runs the block timeouts that are due (topics_expire). Returns the
+ * hsd_event_pool_get's error. */
+int hsd_broker_fence_for(struct hsd_broker *b, DLDevice device, struct hsd_fence_event **out);
+/* Runs the block timeouts that are due (hsd_topics_expire). Returns the
  * milliseconds until it must run again, 0 when it let emits through (so
  * that what they sent goes out before the loop sleeps), -1 when no
  * timeout is pending. */
-int64_t broker_expire(struct broker *b);
+int64_t hsd_broker_expire(struct hsd_broker *b);
 
 /* Applies a re-read configuration (SIGHUP) to a running broker: limits,
  * quotas, caps, timeouts, access lists and ACLs take effect for what comes
@@ -157,12 +157,12 @@ int64_t broker_expire(struct broker *b);
  * block timeout). Slab sizes cannot change live: they are kept, logged,
  * and counted in the return value (the number of keys that need a
  * restart). */
-int broker_reload(struct broker *b, const struct broker_config *cfg);
-/* Frees host slabs idle past idle_release_ms (pool_trim): returns the
+int hsd_broker_reload(struct hsd_broker *b, const struct hsd_broker_config *cfg);
+/* Frees host slabs idle past idle_release_ms (hsd_pool_trim): returns the
  * bytes given back. */
-uint64_t broker_trim(struct broker *b);
+uint64_t hsd_broker_trim(struct hsd_broker *b);
 
 /* The pools there are, cpu first then GPUs by ordinal: at most max. */
-size_t broker_pools(struct broker *b, struct pool **out, size_t max);
+size_t hsd_broker_pools(struct hsd_broker *b, struct hsd_pool **out, size_t max);
 
 #endif

@@ -17,14 +17,14 @@
  * (range.h), which is what DLPack and CUDA kernels expect. */
 #define HS_CUDA_ALIGN 256
 
-extern const struct slab_ops slab_cuda_ops;     /* legacy IPC handles (slab_cuda.c) */
-extern const struct slab_ops slab_cuda_vmm_ops; /* VMM fds (slab_vmm.c) */
+extern const struct hsd_slab_ops hsd_slab_cuda_ops; /* legacy IPC handles (slab_cuda.c) */
+extern const struct hsd_slab_ops hsd_slab_cuda_vmm_ops; /* VMM fds (slab_vmm.c) */
 
 /* The number of GPUs this process sees (> 0), probed once and logged
  * once: HS_ENOCUDA (built without CUDA), HS_ENODEV (no driver, no GPU). */
-int cuda_device_count(void);
+int hsd_cuda_device_count(void);
 
 /* Makes dev the calling thread's current device: 0, HS_ENODEV, HS_ECUDA. */
-int cuda_use_device(int dev);
+int hsd_cuda_use_device(int dev);
 
 #endif

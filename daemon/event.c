@@ -13,38 +13,38 @@
 #include <cuda_runtime_api.h>
 #endif
 
-void event_pool_init(struct event_pool *p, int device, uint64_t *next_id)
+void hsd_event_pool_init(struct hsd_event_pool *p, int device, uint64_t *next_id)
 {
-	*p = (struct event_pool){ 0 };
+	*p = (struct hsd_event_pool){ 0 };
 	p->device = device;
 	p->next_id = next_id;
 }
 
-void event_pool_fini(struct event_pool *p)
+void hsd_event_pool_fini(struct hsd_event_pool *p)
 {
-	struct fence_event *ev = p->all;
+	struct hsd_fence_event *ev = p->all;
 #if HS_HAVE_CUDA
-	if (ev && cuda_use_device(p->device) < 0)
+	if (ev && hsd_cuda_use_device(p->device) < 0)
 		log_warn("cuda:%d: cannot select the device to destroy its events", p->device);
 #endif
 	while (ev) {
-		struct fence_event *next = ev->next;
+		struct hsd_fence_event *next = ev->next;
 #if HS_HAVE_CUDA
 		cudaEventDestroy((cudaEvent_t)ev->event);
 #endif
 		free(ev);
 		ev = next;
 	}
-	*p = (struct event_pool){ 0 };
+	*p = (struct hsd_event_pool){ 0 };
 }
 
-static int create(struct event_pool *p, struct fence_event **out)
+static int create(struct hsd_event_pool *p, struct hsd_fence_event **out)
 {
 #if HS_HAVE_CUDA
-	int r = cuda_use_device(p->device);
+	int r = hsd_cuda_use_device(p->device);
 	if (r < 0)
 		return r;
-	struct fence_event *ev = calloc(1, sizeof(*ev));
+	struct hsd_fence_event *ev = calloc(1, sizeof(*ev));
 	if (!ev)
 		return HS_ENOMEM;
 	cudaEvent_t e;
@@ -86,9 +86,9 @@ static int create(struct event_pool *p, struct fence_event **out)
 #endif
 }
 
-int event_pool_get(struct event_pool *p, struct fence_event **out)
+int hsd_event_pool_get(struct hsd_event_pool *p, struct hsd_fence_event **out)
 {
-	struct fence_event *ev = p->free;
+	struct hsd_fence_event *ev = p->free;
 	if (ev) {
 		p->free = ev->next_free;
 	} else {
@@ -103,11 +103,11 @@ int event_pool_get(struct event_pool *p, struct fence_event **out)
 	return 0;
 }
 
-void event_put(struct fence_event *ev)
+void hsd_event_put(struct hsd_fence_event *ev)
 {
 	if (!ev || !ev->in_use)
 		return;
-	struct event_pool *p = ev->pool;
+	struct hsd_event_pool *p = ev->pool;
 	ev->in_use = false;
 	ev->next_free = p->free;
 	p->free = ev;

@@ -16,36 +16,36 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct event_pool;
+struct hsd_event_pool;
 
-struct fence_event {
+struct hsd_fence_event {
 	uint64_t id;
 	int device;
 	void *event;              /* cudaEvent_t */
 	uint8_t ipc_handle[64];   /* cudaIpcEventHandle_t: a capability, never logged */
 	bool in_use;
-	struct event_pool *pool;
-	struct fence_event *next; /* all events of the pool */
-	struct fence_event *next_free;
+	struct hsd_event_pool *pool;
+	struct hsd_fence_event *next; /* all events of the pool */
+	struct hsd_fence_event *next_free;
 };
 
-struct event_pool {
+struct hsd_event_pool {
 	int device;
 	uint64_t *next_id;        /* shared by all pools */
-	struct fence_event *all;
-	struct fence_event *free;
+	struct hsd_fence_event *all;
+	struct hsd_fence_event *free;
 	uint32_t count;           /* created */
 	uint32_t live;            /* given to tensors */
 };
 
-void event_pool_init(struct event_pool *p, int device, uint64_t *next_id);
+void hsd_event_pool_init(struct hsd_event_pool *p, int device, uint64_t *next_id);
 /* Destroys every event: only at daemon exit. */
-void event_pool_fini(struct event_pool *p);
+void hsd_event_pool_fini(struct hsd_event_pool *p);
 
 /* A free event (creating and exporting one when none is free): 0 with
  * *out, HS_ENOMEM, HS_EIPC (no legacy IPC here), HS_ECUDA, HS_ENOCUDA. */
-int event_pool_get(struct event_pool *p, struct fence_event **out);
+int hsd_event_pool_get(struct hsd_event_pool *p, struct hsd_fence_event **out);
 /* Its tensor is gone: back to the free list. No CUDA call. */
-void event_put(struct fence_event *ev);
+void hsd_event_put(struct hsd_fence_event *ev);
 
 #endif

@@ -4,25 +4,25 @@
 
 #include "hsbroker/error.h"
 
-static size_t slot_of(const struct idmap *m, uint64_t key)
+static size_t slot_of(const struct hsd_idmap *m, uint64_t key)
 {
 	/* Fibonacci hashing: tensor ids differ in their low bits only. */
 	return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (m->cap - 1);
 }
 
-void idmap_init(struct idmap *m)
+void hsd_idmap_init(struct hsd_idmap *m)
 {
-	*m = (struct idmap){ 0 };
+	*m = (struct hsd_idmap){ 0 };
 }
 
-void idmap_fini(struct idmap *m)
+void hsd_idmap_fini(struct hsd_idmap *m)
 {
 	free(m->keys);
 	free(m->vals);
-	*m = (struct idmap){ 0 };
+	*m = (struct hsd_idmap){ 0 };
 }
 
-uint64_t *idmap_get(const struct idmap *m, uint64_t key)
+uint64_t *hsd_idmap_get(const struct hsd_idmap *m, uint64_t key)
 {
 	if (!m->cap || !key)
 		return NULL;
@@ -34,7 +34,7 @@ uint64_t *idmap_get(const struct idmap *m, uint64_t key)
 	}
 }
 
-static int grow(struct idmap *m)
+static int grow(struct hsd_idmap *m)
 {
 	size_t cap = m->cap ? m->cap * 2 : 16;
 	uint64_t *keys = calloc(cap, sizeof(*keys));
@@ -44,7 +44,7 @@ static int grow(struct idmap *m)
 		free(vals);
 		return HS_ENOMEM;
 	}
-	struct idmap old = *m;
+	struct hsd_idmap old = *m;
 	m->keys = keys;
 	m->vals = vals;
 	m->cap = cap;
@@ -62,11 +62,11 @@ static int grow(struct idmap *m)
 	return 0;
 }
 
-int idmap_put(struct idmap *m, uint64_t key, uint64_t val)
+int hsd_idmap_put(struct hsd_idmap *m, uint64_t key, uint64_t val)
 {
 	if (!key)
 		return HS_EINVAL;
-	uint64_t *v = idmap_get(m, key);
+	uint64_t *v = hsd_idmap_get(m, key);
 	if (v) {
 		*v = val;
 		return 0;
@@ -86,7 +86,7 @@ int idmap_put(struct idmap *m, uint64_t key, uint64_t val)
 	return 0;
 }
 
-bool idmap_del(struct idmap *m, uint64_t key)
+bool hsd_idmap_del(struct hsd_idmap *m, uint64_t key)
 {
 	if (!m->cap || !key)
 		return false;

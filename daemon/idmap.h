@@ -9,20 +9,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct idmap {
+struct hsd_idmap {
 	uint64_t *keys; /* 0 = empty */
 	uint64_t *vals;
 	size_t cap;     /* 0 or a power of two */
 	size_t n;
 };
 
-void idmap_init(struct idmap *m);
-void idmap_fini(struct idmap *m);
+void hsd_idmap_init(struct hsd_idmap *m);
+void hsd_idmap_fini(struct hsd_idmap *m);
 /* The value's slot, or NULL when key is absent. key must not be 0. */
-uint64_t *idmap_get(const struct idmap *m, uint64_t key);
+uint64_t *hsd_idmap_get(const struct hsd_idmap *m, uint64_t key);
 /* Inserts or replaces: 0 or HS_ENOMEM. */
-int idmap_put(struct idmap *m, uint64_t key, uint64_t val);
-bool idmap_del(struct idmap *m, uint64_t key);
+int hsd_idmap_put(struct hsd_idmap *m, uint64_t key, uint64_t val);
+bool hsd_idmap_del(struct hsd_idmap *m, uint64_t key);
 
 /* Iterate with: for (size_t i = 0; i < m->cap; i++) if (m->keys[i]) ... */
 

@@ -78,14 +78,14 @@ static void page_stop(struct page *pg, uint32_t section, uint64_t key, uint64_t 
 	pg->lr.next = &pg->next;
 }
 
-static void list_pools(struct broker *b, struct page *pg, struct pool_item *pools,
+static void list_pools(struct hsd_broker *b, struct page *pg, struct pool_item *pools,
 		       Hs__PoolInfo **pool_ptrs)
 {
-	struct pool *ps[1 + HS_CUDA_MAX_DEVICES];
-	size_t np = broker_pools(b, ps, 1 + HS_CUDA_MAX_DEVICES);
+	struct hsd_pool *ps[1 + HS_CUDA_MAX_DEVICES];
+	size_t np = hsd_broker_pools(b, ps, 1 + HS_CUDA_MAX_DEVICES);
 	pg->lr.pools = pool_ptrs;
 	for (size_t i = 0; i < np; i++) {
-		struct pool *p = ps[i];
+		struct hsd_pool *p = ps[i];
 		struct pool_item *it = &pools[i];
 		hs__pool_info__init(&it->info);
 		hs__device__init(&it->dev);
@@ -99,7 +99,7 @@ static void list_pools(struct broker *b, struct page *pg, struct pool_item *pool
 		it->info.free = p->total - p->used;
 		it->info.cap = p->cap;
 		it->info.tensors = p->blocks;
-		it->info.largest_free = pool_largest_free(p);
+		it->info.largest_free = hsd_pool_largest_free(p);
 		it->info.slab_kind = (char *)p->ops->name;
 		/* A few dozen bytes each, on an empty page: they fit. */
 		fits(&pg->budget, hs__pool_info__get_packed_size(&it->info));
@@ -110,12 +110,12 @@ static void list_pools(struct broker *b, struct page *pg, struct pool_item *pool
 }
 
 /* Topics from the one with id key (its subscribers from id sub_key). */
-static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t sub_key,
+static int list_topics(struct hsd_broker *b, struct page *pg, uint64_t key, uint64_t sub_key,
 		       Hs__TopicInfo **topics_out, Hs__TopicInfo ***ptrs_out,
 		       Hs__SubscriberInfo **subs_out, Hs__SubscriberInfo ***sub_ptrs_out)
 {
 	uint32_t nsubs = 0;
-	struct topic *tp;
+	struct hsd_topic *tp;
 	list_for_each(tp, &b->topics.all, link)
 		nsubs += tp->nsubs;
 	Hs__TopicInfo *topics = *topics_out = calloc(b->topics.n + 1, sizeof(*topics));
@@ -132,13 +132,13 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 		Hs__TopicInfo *ti = &topics[pg->lr.n_topics];
 		hs__topic_info__init(ti);
 		ti->name = tp->name;
-		ti->emitted = topic_emitted(tp);
+		ti->emitted = hsd_topic_emitted(tp);
 		ti->bytes_emitted = tp->bytes_emitted;
 		ti->subscribers = tp->nsubs;
 		ti->dropped = tp->dropped;
-		struct sub *sub;
+		struct hsd_sub *sub;
 		list_for_each(sub, &tp->subs, topic_link)
-			ti->dropped += pair_dropped(sub);
+			ti->dropped += hsd_pair_dropped(sub);
 		ti->blocked_emits = tp->npending;
 		ti->subs = &sub_ptrs[k];
 		/* Its length without subscribers, then each one's field: a
@@ -154,7 +154,7 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 		list_for_each(sub, &tp->subs, topic_link) {
 			if (sub->id < from)
 				continue;
-			struct session *o = sub->owner;
+			struct hsd_session *o = sub->owner;
 			Hs__SubscriberInfo *si = &subs[k];
 			hs__subscriber_info__init(si);
 			si->subscription = sub->id;
@@ -163,9 +163,9 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 			si->name = o->name;
 			si->depth = sub->depth;
 			si->policy = sub->policy;
-			si->queued = sub->count + pair_queued(sub);
+			si->queued = sub->count + hsd_pair_queued(sub);
 			si->delivered = sub->delivered;
-			si->dropped = sub->dropped + pair_dropped(sub);
+			si->dropped = sub->dropped + hsd_pair_dropped(sub);
 			size_t grown = packed + field_len(hs__subscriber_info__get_packed_size(si));
 			if (field_len(grown) > pg->budget && ti->n_subs > 0) {
 				fits(&pg->budget, packed);
@@ -183,7 +183,7 @@ static int list_topics(struct broker *b, struct page *pg, uint64_t key, uint64_t
 	return 0;
 }
 
-static int list_clients(struct broker *b, struct page *pg, uint64_t key,
+static int list_clients(struct hsd_broker *b, struct page *pg, uint64_t key,
 			Hs__ClientInfo **clients_out, Hs__ClientInfo ***ptrs_out)
 {
 	Hs__ClientInfo *clients = *clients_out = calloc(b->nsessions + 1, sizeof(*clients));
@@ -191,7 +191,7 @@ static int list_clients(struct broker *b, struct page *pg, uint64_t key,
 	if (!clients || !client_ptrs)
 		return HS_ENOMEM;
 	pg->lr.clients = client_ptrs;
-	struct session *o;
+	struct hsd_session *o;
 	list_for_each(o, &b->sessions, link) {
 		if (!o->hello_done || o->id < key)
 			continue;
@@ -217,10 +217,10 @@ static int list_clients(struct broker *b, struct page *pg, uint64_t key,
 	return 0;
 }
 
-static int list_tensors(struct broker *b, struct page *pg, uint64_t key,
+static int list_tensors(struct hsd_broker *b, struct page *pg, uint64_t key,
 			struct tensor_item **items_out, Hs__TensorInfo ***ptrs_out)
 {
-	struct tensor_table *tt = &b->tensors;
+	struct hsd_tensor_table *tt = &b->tensors;
 	/* At least ~60 bytes each: no more fit one page. */
 	uint32_t max = HS__WIRE_MAX_MSG / 60;
 	if (tt->live < max)
@@ -231,7 +231,7 @@ static int list_tensors(struct broker *b, struct page *pg, uint64_t key,
 		return HS_ENOMEM;
 	pg->lr.tensors = tensor_ptrs;
 	for (uint64_t i = key; i < tt->n; i++) {
-		struct tensor *t = tt->slots[i];
+		struct hsd_tensor *t = tt->slots[i];
 		if (!t)
 			continue;
 		if (pg->lr.n_tensors >= max) {
@@ -241,7 +241,7 @@ static int list_tensors(struct broker *b, struct page *pg, uint64_t key,
 		struct tensor_item *it = &tensors[pg->lr.n_tensors];
 		Hs__TensorInfo *ti = &it->info;
 		hs__tensor_info__init(ti);
-		tensor_meta_pb(t, &it->meta, &it->dev, &it->dt);
+		hsd_tensor_meta_pb(t, &it->meta, &it->dev, &it->dt);
 		ti->id = t->id;
 		ti->topic = (char *)(t->topic ? t->topic : "");
 		ti->meta = &it->meta;
@@ -262,24 +262,24 @@ static int list_tensors(struct broker *b, struct page *pg, uint64_t key,
 	return 0;
 }
 
-void introspect_reply(struct session *s, uint64_t seq, const Hs__ListReq *req)
+void hsd_introspect_reply(struct hsd_session *s, uint64_t seq, const Hs__ListReq *req)
 {
-	struct broker *b = s->broker;
+	struct hsd_broker *b = s->broker;
 	Hs__ListWhat what = req->what;
 	int w = (int)what;
 	if (w < (int)HS__LIST_WHAT__LIST_ALL || w > (int)HS__LIST_WHAT__LIST_POOLS) {
-		session_error(s, seq, HS_EINVAL, "list: unknown selection %d", w);
+		hsd_session_error(s, seq, HS_EINVAL, "list: unknown selection %d", w);
 		return;
 	}
 	const Hs__ListCursor *from = req->from;
 	uint32_t section = from ? from->section : SEC_POOLS;
 	if (section > SEC_TENSORS) {
-		session_error(s, seq, HS_EINVAL, "list: unknown section %u in the cursor", section);
+		hsd_session_error(s, seq, HS_EINVAL, "list: unknown section %u in the cursor", section);
 		return;
 	}
 	bool all = what == HS__LIST_WHAT__LIST_ALL;
 	struct page pg = { .lr = HS__LIST_REPLY__INIT };
-	pg.now = tensor_now_us();
+	pg.now = hsd_tensor_now_us();
 	pg.budget = HS__WIRE_MAX_MSG - 256; /* header, epoch, uptime, version, cursor */
 	pg.lr.epoch = b->epoch;
 	pg.lr.uptime_us = pg.now - b->start_us;
@@ -315,7 +315,7 @@ void introspect_reply(struct session *s, uint64_t seq, const Hs__ListReq *req)
 		r = list_tensors(b, &pg, section == SEC_TENSORS ? key : 0, &tensors, &tensor_ptrs);
 
 	if (r < 0) {
-		session_error(s, seq, r, "list: out of memory");
+		hsd_session_error(s, seq, r, "list: out of memory");
 	} else {
 		if (pg.full)
 			log_debug("list: page full at section %u key %llu", pg.next.section,
@@ -324,7 +324,7 @@ void introspect_reply(struct session *s, uint64_t seq, const Hs__ListReq *req)
 		m.seq = seq;
 		m.body_case = HS__MESSAGE__BODY_LIST_REPLY;
 		m.list_reply = &pg.lr;
-		session_send(s, &m, NULL, 0);
+		hsd_outbox_send(s, &m, NULL, 0);
 	}
 	free(topics);
 	free(topic_ptrs);

@@ -9,9 +9,9 @@
 
 #include "wire.h"
 
-struct session;
+struct hsd_session;
 
 /* Builds and sends the page of the listing req asks for, answering seq. */
-void introspect_reply(struct session *s, uint64_t seq, const Hs__ListReq *req);
+void hsd_introspect_reply(struct hsd_session *s, uint64_t seq, const Hs__ListReq *req);
 
 #endif

@@ -6,21 +6,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct list {
-	struct list *prev, *next;
+struct hsd_list {
+	struct hsd_list *prev, *next;
 };
 
-static inline void list_init(struct list *l)
+static inline void list_init(struct hsd_list *l)
 {
 	l->prev = l->next = l;
 }
 
-static inline bool list_empty(const struct list *l)
+static inline bool list_empty(const struct hsd_list *l)
 {
 	return l->next == l;
 }
 
-static inline void list_insert_tail(struct list *head, struct list *e)
+static inline void list_insert_tail(struct hsd_list *head, struct hsd_list *e)
 {
 	e->prev = head->prev;
 	e->next = head;
@@ -29,7 +29,7 @@ static inline void list_insert_tail(struct list *head, struct list *e)
 }
 
 /* Unlinks e and leaves it self-linked, so a second removal is harmless. */
-static inline void list_remove(struct list *e)
+static inline void list_remove(struct hsd_list *e)
 {
 	e->prev->next = e->next;
 	e->next->prev = e->prev;

@@ -30,26 +30,26 @@ static bool stderr_is_journal(void)
 	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
-static enum log_level current = LOG_LEVEL_INFO;
+static enum hsd_log_level current = LOG_LEVEL_INFO;
 static int journal = -1;
 
-void log_set_level(enum log_level level)
+void hsd_log_set_level(enum hsd_log_level level)
 {
 	current = level;
 }
 
-enum log_level log_get_level(void)
+enum hsd_log_level hsd_log_get_level(void)
 {
 	return current;
 }
 
-const char *log_level_name(enum log_level level)
+const char *hsd_log_level_name(enum hsd_log_level level)
 {
 	static const char *const names[] = { "error", "warn", "info", "debug" };
 	return level <= LOG_LEVEL_DEBUG ? names[level] : "?";
 }
 
-int log_level_parse(const char *name)
+int hsd_log_level_parse(const char *name)
 {
 	if (!name)
 		return -1;
@@ -64,7 +64,7 @@ int log_level_parse(const char *name)
 	return -1;
 }
 
-void log_msg(enum log_level level, const char *fmt, ...)
+void hsd_log_msg(enum hsd_log_level level, const char *fmt, ...)
 {
 	/* syslog priorities: err, warning, info, debug */
 	static const int prio[] = { 3, 4, 6, 7 };
@@ -87,7 +87,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
 		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 		strftime(zone, sizeof(zone), "%z", &tm);
 		n = snprintf(line, sizeof(line), "%s.%03ld%.3s:%.2s hsbrokerd %s: ", when,
-			     ts.tv_nsec / 1000000, zone, zone + 3, log_level_name(level));
+			     ts.tv_nsec / 1000000, zone, zone + 3, hsd_log_level_name(level));
 	}
 	if (n < 0)
 		return;

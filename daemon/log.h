@@ -5,29 +5,29 @@
 #ifndef HS_DAEMON_LOG_H
 #define HS_DAEMON_LOG_H
 
-enum log_level {
+enum hsd_log_level {
 	LOG_LEVEL_ERROR = 0,
 	LOG_LEVEL_WARN,
 	LOG_LEVEL_INFO,
 	LOG_LEVEL_DEBUG,
 };
 
-void log_set_level(enum log_level level);
-enum log_level log_get_level(void);
-const char *log_level_name(enum log_level level);
+void hsd_log_set_level(enum hsd_log_level level);
+enum hsd_log_level hsd_log_get_level(void);
+const char *hsd_log_level_name(enum hsd_log_level level);
 /* "error", "warn", "info", "debug" (also "warning"); -1 when unknown. */
-int log_level_parse(const char *name);
+int hsd_log_level_parse(const char *name);
 
-void log_msg(enum log_level level, const char *fmt, ...)
+void hsd_log_msg(enum hsd_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-#define log_error(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
-#define log_warn(...) log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
-#define log_info(...) log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define log_error(...) hsd_log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define log_warn(...) hsd_log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define log_info(...) hsd_log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
 #define log_debug(...)                                       \
 	do {                                                 \
-		if (log_get_level() >= LOG_LEVEL_DEBUG)      \
-			log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); \
+		if (hsd_log_get_level() >= LOG_LEVEL_DEBUG)      \
+			hsd_log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__); \
 	} while (0)
 
 #endif

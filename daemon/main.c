@@ -25,8 +25,8 @@
 #define DEFAULT_CONFIG HS_CONFIG_FILE
 
 struct daemon_config {
-	struct broker_config broker;
-	struct server_config server;
+	struct hsd_broker_config broker;
+	struct hsd_server_config server;
 	char socket[PATH_MAX];
 	int log_level;
 	bool cpu_cap_set;    /* else the default: DEFAULT_HOST_CAP_PERCENT of RAM */
@@ -177,7 +177,7 @@ static int parse_ids(const char *value, uint32_t *ids, uint32_t *n, bool gid)
 }
 
 /* An [acl] line: "GLOB: ids", ids being uids, user names and @groups. */
-static int parse_acl(struct acl *acl, enum acl_action action, const char *value)
+static int parse_acl(struct hsd_acl *acl, enum hsd_acl_action action, const char *value)
 {
 	char buf[1024];
 	snprintf(buf, sizeof(buf), "%s", value);
@@ -201,7 +201,7 @@ static int parse_acl(struct acl *acl, enum acl_action action, const char *value)
 			return -1;
 		}
 	}
-	return acl_add(acl, action, glob, uids, nu, gids, ng);
+	return hsd_acl_add(acl, action, glob, uids, nu, gids, ng);
 }
 
 /* [limits] against hostile local clients (issue 11, docs/daemon.md):
@@ -209,7 +209,7 @@ static int parse_acl(struct acl *acl, enum acl_action action, const char *value)
 static bool on_ini_hostile(struct daemon_config *c, const char *section, const char *name,
 			   const char *value, bool *ok)
 {
-	struct broker_config *b = &c->broker;
+	struct hsd_broker_config *b = &c->broker;
 	uint64_t size;
 	*ok = true;
 	if (strcmp(section, "limits"))
@@ -244,7 +244,7 @@ static bool on_ini_hostile(struct daemon_config *c, const char *section, const c
 static int on_ini(void *user, const char *section, const char *name, const char *value)
 {
 	struct daemon_config *c = user;
-	struct broker_config *b = &c->broker;
+	struct hsd_broker_config *b = &c->broker;
 	uint32_t u32;
 	bool ok;
 #define IS(sec, key) (!strcmp(section, sec) && !strcmp(name, key))
@@ -252,7 +252,7 @@ static int on_ini(void *user, const char *section, const char *name, const char 
 		snprintf(c->socket, sizeof(c->socket), "%s", value);
 		c->server.socket_path = c->socket;
 	} else if (IS("daemon", "log_level")) {
-		if ((c->log_level = log_level_parse(value)) < 0)
+		if ((c->log_level = hsd_log_level_parse(value)) < 0)
 			goto bad;
 	} else if (IS("daemon", "spin_us")) {
 		if (parse_u32(value, &c->server.spin_us) < 0 || c->server.spin_us > 1000000)
@@ -440,7 +440,7 @@ static int apply_options(int argc, char **argv, struct daemon_config *cfg)
 			}
 			break;
 		case 'l':
-			if ((cfg->log_level = log_level_parse(optarg)) < 0) {
+			if ((cfg->log_level = hsd_log_level_parse(optarg)) < 0) {
 				fprintf(stderr, "hsbrokerd: bad --log-level '%s'\n", optarg);
 				return 2;
 			}
@@ -458,7 +458,7 @@ static int apply_options(int argc, char **argv, struct daemon_config *cfg)
 static int load_config(const char *path, int argc, char **argv, struct daemon_config *cfg)
 {
 	*cfg = (struct daemon_config){ 0 };
-	broker_config_defaults(&cfg->broker);
+	hsd_broker_config_defaults(&cfg->broker);
 	cfg->broker.idle_release_ms = DEFAULT_IDLE_RELEASE_MS;
 	cfg->server.socket_mode = -1;
 	cfg->log_level = -1;
@@ -497,7 +497,7 @@ static struct {
 	const char *path;
 	int argc;
 	char **argv;
-	struct server *srv;
+	struct hsd_server *srv;
 } the;
 
 /* The keys only a restart applies: the listening socket is made once. */
@@ -542,12 +542,12 @@ static void on_hup(uv_signal_t *h, int signum)
 		return;
 	}
 	int kept = restart_only(&the.cfg, next);
-	log_set_level(next->log_level >= 0 ? (enum log_level)next->log_level : LOG_LEVEL_INFO);
-	kept += server_reload(the.srv, &next->broker, &next->server);
+	hsd_log_set_level(next->log_level >= 0 ? (enum hsd_log_level)next->log_level : LOG_LEVEL_INFO);
+	kept += hsd_server_reload(the.srv, &next->broker, &next->server);
 	/* What was kept stays as it ran, so the next reload compares with
 	 * what is in force. */
 	snprintf(next->socket, sizeof(next->socket), "%s", the.cfg.socket);
-	next->server = (struct server_config){
+	next->server = (struct hsd_server_config){
 		.socket_path = the.cfg.server.socket_path ? next->socket : NULL,
 		.socket_mode = the.cfg.server.socket_mode,
 		.socket_group = the.cfg.server.socket_group,
@@ -561,7 +561,7 @@ static void on_hup(uv_signal_t *h, int signum)
 	free(next);
 	log_info("reload done: host cap %llu bytes, log level %s%s",
 		 (unsigned long long)the.cfg.broker.cpu_cap,
-		 log_level_name(log_get_level()),
+		 hsd_log_level_name(hsd_log_get_level()),
 		 kept ? "; some changes need a restart (above)" : "");
 }
 
@@ -572,7 +572,7 @@ static void on_signal(uv_signal_t *h, int signum)
 	log_info("%s", reason);
 	if (!the.srv)
 		return; /* a second signal while the loop winds down */
-	server_stop(the.srv, reason);
+	hsd_server_stop(the.srv, reason);
 	the.srv = NULL;
 	uv_signal_t *sigs = h->data;
 	for (int i = 0; i < 3; i++)
@@ -631,7 +631,7 @@ int main(int argc, char **argv)
 	if (r)
 		return r;
 	if (cfg->log_level >= 0)
-		log_set_level((enum log_level)cfg->log_level);
+		hsd_log_set_level((enum hsd_log_level)cfg->log_level);
 
 	/* A peer that hangs up must not kill the daemon; sends use
 	 * MSG_NOSIGNAL, this covers everything else. */
@@ -648,7 +648,7 @@ int main(int argc, char **argv)
 
 	uv_loop_t *loop = uv_default_loop();
 	/* Signals first: a supervisor may send SIGTERM as soon as it reads
-	 * READY=1, which server_start reports. */
+	 * READY=1, which hsd_server_start reports. */
 	uv_signal_t sigs[3];
 	int signums[3] = { SIGINT, SIGTERM, SIGHUP };
 	for (int i = 0; i < 3; i++) {
@@ -664,8 +664,8 @@ int main(int argc, char **argv)
 		}
 	}
 
-	struct server *srv;
-	r = server_start(loop, &cfg->broker, &cfg->server, &srv);
+	struct hsd_server *srv;
+	r = hsd_server_start(loop, &cfg->broker, &cfg->server, &srv);
 	if (r < 0)
 		return 1;
 	the.srv = srv;

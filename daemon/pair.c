@@ -12,32 +12,33 @@
 #include <unistd.h>
 
 #include "hsbroker/error.h"
+#include "announce.h"
 #include "broker.h"
 #include "channel.h"
 #include "log.h"
 #include "session.h"
 #include "topic.h"
 
-bool pair_capable(const struct session *s)
+bool hsd_pair_capable(const struct hsd_session *s)
 {
 	return s->rings && !s->dead;
 }
 
-static struct session *sub_session(const struct sub *sub)
+static struct hsd_session *sub_session(const struct hsd_sub *sub)
 {
 	return sub->owner;
 }
 
-static struct pair *find_pair(struct session *prod, struct sub *sub)
+static struct hsd_pair *find_pair(struct hsd_session *prod, struct hsd_sub *sub)
 {
-	struct pair *p;
+	struct hsd_pair *p;
 	list_for_each(p, &sub->pairs, sub_link)
 		if (p->prod == prod)
 			return p;
 	return NULL;
 }
 
-static void pair_free(struct pair *p)
+static void pair_free(struct hsd_pair *p)
 {
 	list_remove(&p->prod_link);
 	list_remove(&p->sub_link);
@@ -48,7 +49,7 @@ static void pair_free(struct pair *p)
 }
 
 /* Tells one end of p about it: RingAnnounce with the ring's three fds. */
-static int announce_end(struct pair *p, struct session *to, bool producer, int memfd)
+static int announce_end(struct hsd_pair *p, struct hsd_session *to, bool producer, int memfd)
 {
 	Hs__RingAnnounce ra = HS__RING_ANNOUNCE__INIT;
 	ra.ring_id = p->id;
@@ -59,10 +60,10 @@ static int announce_end(struct pair *p, struct session *to, bool producer, int m
 	m.body_case = HS__MESSAGE__BODY_RING;
 	m.ring = &ra;
 	int fds[3] = { memfd, sub_session(p->sub)->chan->efd_client, p->efd_space };
-	return session_send(to, &m, fds, 3);
+	return hsd_outbox_send(to, &m, fds, 3);
 }
 
-static void send_close(struct pair *p, struct session *to)
+static void send_close(struct hsd_pair *p, struct hsd_session *to)
 {
 	if (to->dead)
 		return;
@@ -71,17 +72,17 @@ static void send_close(struct pair *p, struct session *to)
 	Hs__Message m = HS__MESSAGE__INIT;
 	m.body_case = HS__MESSAGE__BODY_RING_CLOSE;
 	m.ring_close = &rc;
-	session_send(to, &m, NULL, 0);
+	hsd_outbox_send(to, &m, NULL, 0);
 }
 
 /* A ring from prod to sub, announced to both (the subscriber first, with
  * every slab of the uid and fence event that prod was told of, so a note
  * never names memory or an event the subscriber cannot find). */
-static int pair_make(struct session *prod, struct sub *sub)
+static int pair_make(struct hsd_session *prod, struct hsd_sub *sub)
 {
-	struct broker *b = prod->broker;
-	struct session *subs = sub_session(sub);
-	struct pair *p = calloc(1, sizeof(*p));
+	struct hsd_broker *b = prod->broker;
+	struct hsd_session *subs = sub_session(sub);
+	struct hsd_pair *p = calloc(1, sizeof(*p));
 	if (!p)
 		return HS_ENOMEM;
 	p->efd_space = -1;
@@ -108,7 +109,7 @@ static int pair_make(struct session *prod, struct sub *sub)
 	}
 	list_insert_tail(&prod->pairs_out, &p->prod_link);
 	list_insert_tail(&sub->pairs, &p->sub_link);
-	int err = session_announce_memory_of(subs, prod);
+	int err = hsd_announce_memory_of(subs, prod);
 	if (!err)
 		err = announce_end(p, subs, false, memfd);
 	if (!err)
@@ -122,7 +123,7 @@ static int pair_make(struct session *prod, struct sub *sub)
 	return 0;
 }
 
-static int topic_page(struct topic *tp)
+static int topic_page(struct hsd_topic *tp)
 {
 	if (tp->page)
 		return 0;
@@ -137,7 +138,7 @@ static int topic_page(struct topic *tp)
 	return 0;
 }
 
-static void bump_gen(struct topic *tp)
+static void bump_gen(struct hsd_topic *tp)
 {
 	if (!tp->page)
 		return;
@@ -150,7 +151,7 @@ static void bump_gen(struct topic *tp)
 	__atomic_store_n(&tp->page->gen, tp->gen, __ATOMIC_RELEASE);
 }
 
-int pair_route(struct session *s, struct topic *tp, bool *relay)
+int hsd_pair_route(struct hsd_session *s, struct hsd_topic *tp, bool *relay)
 {
 	int r = topic_page(tp);
 	if (r < 0)
@@ -158,10 +159,10 @@ int pair_route(struct session *s, struct topic *tp, bool *relay)
 	if (!tp->gen)
 		tp->gen = 1;
 	*relay = false;
-	struct sub *sub, *st;
+	struct hsd_sub *sub, *st;
 	list_for_each_safe(sub, st, &tp->subs, topic_link) {
-		struct session *o = sub_session(sub);
-		if (o->uid != s->uid || !pair_capable(o) || !pair_capable(s)) {
+		struct hsd_session *o = sub_session(sub);
+		if (o->uid != s->uid || !hsd_pair_capable(o) || !hsd_pair_capable(s)) {
 			*relay = true;
 			continue;
 		}
@@ -173,43 +174,43 @@ int pair_route(struct session *s, struct topic *tp, bool *relay)
 	/* Re-read by the producer against the page: the page may have been
 	 * scribbled on; put the daemon's value back. */
 	__atomic_store_n(&tp->page->gen, tp->gen, __ATOMIC_RELEASE);
-	return idmap_put(&s->routes, tp->id, 1) < 0 ? HS_ENOMEM : 0;
+	return hsd_idmap_put(&s->routes, tp->id, 1) < 0 ? HS_ENOMEM : 0;
 }
 
-void pair_subscribing(struct sub *sub)
+void hsd_pair_subscribing(struct hsd_sub *sub)
 {
 	bump_gen(sub->topic);
 }
 
-void pair_subscribed(struct session *s, struct sub *sub)
+void hsd_pair_subscribed(struct hsd_session *s, struct hsd_sub *sub)
 {
-	struct topic *tp = sub->topic;
-	if (!tp->page || !pair_capable(s))
+	struct hsd_topic *tp = sub->topic;
+	if (!tp->page || !hsd_pair_capable(s))
 		return; /* no producer asked for a route on it, or no rings */
-	struct session *o;
+	struct hsd_session *o;
 	list_for_each(o, &s->broker->sessions, link) {
-		if (o->uid == s->uid && pair_capable(o) && idmap_get(&o->routes, tp->id) &&
+		if (o->uid == s->uid && hsd_pair_capable(o) && hsd_idmap_get(&o->routes, tp->id) &&
 		    !find_pair(o, sub))
 			pair_make(o, sub);
 	}
 }
 
 /* Wakes both ends (the ring was closed). */
-static void kick_ends(struct pair *p)
+static void kick_ends(struct hsd_pair *p)
 {
-	struct session *subs = sub_session(p->sub);
+	struct hsd_session *subs = sub_session(p->sub);
 	if (subs->chan)
 		hs__chan_kick(subs->chan->efd_client);
 	hs__chan_kick(p->efd_space);
 }
 
-static void producer_settle(struct session *prod);
+static void producer_settle(struct hsd_session *prod);
 
 /* The producer's reference to id went with a note (the emit's last):
  * dropped once every ring of the producer is settled, since its other
- * notes of the same emit may still be waiting in them (pair_settle_session
+ * notes of the same emit may still be waiting in them (hsd_pair_settle_session
  * checks that the producer holds what a note names). */
-static int ref_drop_later(struct session *prod, uint64_t id)
+static int ref_drop_later(struct hsd_session *prod, uint64_t id)
 {
 	if (prod->n_ref_drops == prod->cap_ref_drops) {
 		size_t cap = prod->cap_ref_drops ? prod->cap_ref_drops * 2 : 64;
@@ -223,15 +224,15 @@ static int ref_drop_later(struct session *prod, uint64_t id)
 	return 0;
 }
 
-static void pair_settle(struct pair *p);
-static void pair_settle_once(struct pair *p);
+static void pair_settle(struct hsd_pair *p);
+static void pair_settle_once(struct hsd_pair *p);
 
 /* Settles every ring into s's subscriptions but those being settled
  * already (a chain of stages can come back to its start). */
-static void settle_into(struct session *s)
+static void settle_into(struct hsd_session *s)
 {
-	struct pair *p;
-	struct sub *sub;
+	struct hsd_pair *p;
+	struct hsd_sub *sub;
 	list_for_each(sub, &s->subs, owner_link)
 		list_for_each(p, &sub->pairs, sub_link)
 			if (!p->settling)
@@ -240,16 +241,16 @@ static void settle_into(struct session *s)
 
 /* Settles the notes p's producer published since the last time: false
  * when the ring turned out bad (the producer's session is ended). */
-static bool settle_notes(struct pair *p, bool *any)
+static bool settle_notes(struct hsd_pair *p, bool *any)
 {
-	struct session *prod = p->prod, *subs = sub_session(p->sub);
-	struct broker *b = prod->broker;
+	struct hsd_session *prod = p->prod, *subs = sub_session(p->sub);
+	struct hsd_broker *b = prod->broker;
 	struct hs__pring_note n;
 	int r;
 	while ((r = hs__pring_settle(&p->r, &n)) == 1) {
 		*any = true;
-		struct tensor *t;
-		if (tensor_lookup(&b->tensors, n.tensor_id, &t) < 0 ||
+		struct hsd_tensor *t;
+		if (hsd_tensor_lookup(&b->tensors, n.tensor_id, &t) < 0 ||
 		    t->block.slab->uid != (uint32_t)prod->uid ||
 		    (n.fence_event && (!t->fence || t->fence->id != n.fence_event))) {
 			r = -EPROTO;
@@ -257,14 +258,14 @@ static bool settle_notes(struct pair *p, bool *any)
 		}
 		/* A stage passing on what it read from a ring: that note was
 		 * published before this one, maybe not yet settled. */
-		if (!session_holds(prod, n.tensor_id)) {
+		if (!hsd_session_holds(prod, n.tensor_id)) {
 			settle_into(prod);
-			if (!session_holds(prod, n.tensor_id)) {
+			if (!hsd_session_holds(prod, n.tensor_id)) {
 				r = -EPROTO;
 				break;
 			}
 		}
-		if (session_take_ref(subs, t) < 0) {
+		if (hsd_session_take_ref(subs, t) < 0) {
 			log_error("out of memory settling a ring note: tensor %llu kept",
 				  (unsigned long long)t->id);
 			continue;
@@ -273,7 +274,7 @@ static bool settle_notes(struct pair *p, bool *any)
 		if ((n.flags & HS__PRING_NOTE_LAST) && ref_drop_later(prod, n.tensor_id) < 0)
 			log_error("out of memory: producer's reference to tensor %llu kept",
 				  (unsigned long long)n.tensor_id);
-		struct topic *tp = p->sub->topic;
+		struct hsd_topic *tp = p->sub->topic;
 		if (n.seq > tp->emitted) {
 			tp->emitted = n.seq;
 			tp->bytes_emitted += t->nbytes;
@@ -286,15 +287,15 @@ static bool settle_notes(struct pair *p, bool *any)
 		hs__pring_close(&p->r);
 		kick_ends(p);
 		if (!prod->dead)
-			session_violation(prod, HS_EPROTO, "a bad note in a pair ring");
-		session_kill(prod, NULL);
+			hsd_session_violation(prod, HS_EPROTO, "a bad note in a pair ring");
+		hsd_session_kill(prod, NULL);
 		return false;
 	}
 	return true;
 }
 
 /* Settles what p's producer wrote since the last time. */
-static void pair_settle(struct pair *p)
+static void pair_settle(struct hsd_pair *p)
 {
 	if (p->broken || p->settling)
 		return;
@@ -303,9 +304,9 @@ static void pair_settle(struct pair *p)
 	p->settling = false;
 }
 
-static void pair_settle_once(struct pair *p)
+static void pair_settle_once(struct hsd_pair *p)
 {
-	struct session *prod = p->prod, *subs = sub_session(p->sub);
+	struct hsd_session *prod = p->prod, *subs = sub_session(p->sub);
 	bool any = false;
 	int r;
 	if (!settle_notes(p, &any))
@@ -323,7 +324,7 @@ static void pair_settle_once(struct pair *p)
 		any = true;
 		if (!settle_notes(p, &any))
 			return;
-		if (session_give_back(subs, id) < 0)
+		if (hsd_session_give_back(subs, id) < 0)
 			log_debug("pair ring %llu: dropped id %llu not held by its subscriber",
 				  (unsigned long long)p->id, (unsigned long long)id);
 	}
@@ -331,8 +332,8 @@ static void pair_settle_once(struct pair *p)
 		p->broken = true;
 		hs__pring_close(&p->r);
 		kick_ends(p);
-		session_violation(prod, HS_EPROTO, "a corrupt drop ring");
-		session_kill(prod, NULL);
+		hsd_session_violation(prod, HS_EPROTO, "a corrupt drop ring");
+		hsd_session_kill(prod, NULL);
 		return;
 	}
 	if (any && hs__pring_space_kick(&p->r))
@@ -346,17 +347,17 @@ static void pair_settle_once(struct pair *p)
 	 * which nothing else wakes us for: drained in this same pass, so
 	 * the daemon's books follow the rings a batch behind. */
 	if (any)
-		chan_activate(subs);
+		hsd_chan_activate(subs);
 }
 
 /* Settles every ring prod writes, then drops the references that went
  * with their notes: all of an emit's notes are settled by then. */
-static void producer_settle(struct session *prod)
+static void producer_settle(struct hsd_session *prod)
 {
 	if (prod->pairs_settling)
 		return;
 	prod->pairs_settling = true;
-	struct pair *p;
+	struct hsd_pair *p;
 	list_for_each(p, &prod->pairs_out, prod_link)
 		pair_settle(p);
 	/* The rings were read one after another: a last note seen in one
@@ -368,7 +369,7 @@ static void producer_settle(struct session *prod)
 	list_for_each(p, &prod->pairs_out, prod_link)
 		pair_settle(p);
 	for (size_t i = 0; i < k; i++)
-		if (session_give_back(prod, prod->ref_drops[i]) < 0)
+		if (hsd_session_give_back(prod, prod->ref_drops[i]) < 0)
 			log_debug("producer's reference to tensor %llu not held at its last note",
 				  (unsigned long long)prod->ref_drops[i]);
 	if (k && prod->n_ref_drops > k)
@@ -378,7 +379,7 @@ static void producer_settle(struct session *prod)
 	prod->pairs_settling = false;
 }
 
-void pair_settle_session(struct session *s)
+void hsd_pair_settle_session(struct hsd_session *s)
 {
 	producer_settle(s);
 	settle_into(s);
@@ -386,7 +387,7 @@ void pair_settle_session(struct session *s)
 
 /* Settles p one last time and closes it, waking both ends; what its
  * producer dropped stays counted in the subscription and the topic. */
-static void pair_end(struct pair *p)
+static void pair_end(struct hsd_pair *p)
 {
 	pair_settle(p);
 	hs__pring_close(&p->r);
@@ -396,30 +397,30 @@ static void pair_end(struct pair *p)
 	p->sub->topic->dropped += d;
 }
 
-void pair_sub_gone(struct sub *sub)
+void hsd_pair_sub_gone(struct hsd_sub *sub)
 {
 	while (!list_empty(&sub->pairs)) {
-		struct pair *p = list_first(&sub->pairs, struct pair, sub_link);
+		struct hsd_pair *p = list_first(&sub->pairs, struct hsd_pair, sub_link);
 		pair_end(p);
 		send_close(p, p->prod);
 		pair_free(p);
 	}
 }
 
-void pair_producer_gone(struct session *s)
+void hsd_pair_producer_gone(struct hsd_session *s)
 {
 	while (!list_empty(&s->pairs_out)) {
-		struct pair *p = list_first(&s->pairs_out, struct pair, prod_link);
+		struct hsd_pair *p = list_first(&s->pairs_out, struct hsd_pair, prod_link);
 		pair_end(p);
 		send_close(p, sub_session(p->sub));
 		pair_free(p);
 	}
 }
 
-uint32_t pair_queued(struct sub *sub)
+uint32_t hsd_pair_queued(struct hsd_sub *sub)
 {
 	uint64_t n = 0;
-	struct pair *p;
+	struct hsd_pair *p;
 	list_for_each(p, &sub->pairs, sub_link) {
 		int64_t q = hs__pring_queued(&p->r);
 		if (q > 0)
@@ -428,10 +429,10 @@ uint32_t pair_queued(struct sub *sub)
 	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
-uint64_t pair_dropped(struct sub *sub)
+uint64_t hsd_pair_dropped(struct hsd_sub *sub)
 {
 	uint64_t n = 0;
-	struct pair *p;
+	struct hsd_pair *p;
 	list_for_each(p, &sub->pairs, sub_link) {
 		/* The producer's count, as it says: for hsctl only. */
 		uint64_t d = __atomic_load_n(&p->r.hdr->dropped, __ATOMIC_RELAXED);

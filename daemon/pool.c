@@ -17,10 +17,10 @@ static uint64_t round_up(uint64_t v, uint64_t to)
 	return (v + to - 1) / to * to;
 }
 
-void pool_init(struct pool *p, DLDevice device, const struct slab_ops *ops,
-	       uint64_t slab_size, uint64_t cap, uint64_t *next_slab_id)
+void hsd_pool_init(struct hsd_pool *p, DLDevice device, const struct hsd_slab_ops *ops,
+		   uint64_t slab_size, uint64_t cap, uint64_t *next_slab_id)
 {
-	*p = (struct pool){ 0 };
+	*p = (struct hsd_pool){ 0 };
 	p->device = device;
 	p->ops = ops;
 	if (slab_size < POOL_MIN_SLAB_SIZE)
@@ -33,24 +33,24 @@ void pool_init(struct pool *p, DLDevice device, const struct slab_ops *ops,
 	list_init(&p->slabs);
 }
 
-static void drop_slab(struct pool *p, struct slab *s)
+static void drop_slab(struct hsd_pool *p, struct hsd_slab *s)
 {
 	list_remove(&s->link);
 	p->total -= s->size;
 	p->nslabs--;
 	log_debug("pool: slab %llu (%llu bytes) freed", (unsigned long long)s->id,
 		  (unsigned long long)s->size);
-	slab_free(s);
+	hsd_slab_free(s);
 }
 
-void pool_fini(struct pool *p)
+void hsd_pool_fini(struct hsd_pool *p)
 {
-	struct slab *s, *t;
+	struct hsd_slab *s, *t;
 	list_for_each_safe(s, t, &p->slabs, link)
 		drop_slab(p, s);
 }
 
-static void maybe_retire(struct pool *p, struct slab *s)
+static void maybe_retire(struct hsd_pool *p, struct hsd_slab *s)
 {
 	if (!p->retain_slabs && s->dedicated && s->blocks == 0 && s->announced == 0)
 		drop_slab(p, s);
@@ -58,12 +58,12 @@ static void maybe_retire(struct pool *p, struct slab *s)
 
 /* At the cap: frees the slabs that nothing uses, whoever's they were
  * (device pools keep theirs: see retain_slabs). True if any went. */
-static bool reclaim_idle(struct pool *p)
+static bool reclaim_idle(struct hsd_pool *p)
 {
 	if (p->retain_slabs)
 		return false;
 	bool any = false;
-	struct slab *s, *t;
+	struct hsd_slab *s, *t;
 	list_for_each_safe(s, t, &p->slabs, link) {
 		if (s->blocks == 0 && s->announced == 0) {
 			drop_slab(p, s);
@@ -74,30 +74,30 @@ static bool reclaim_idle(struct pool *p)
 }
 
 /* Whether a new slab of size bytes stays within the cap. */
-static bool within_cap(const struct pool *p, uint64_t size)
+static bool within_cap(const struct hsd_pool *p, uint64_t size)
 {
 	return !p->cap || (size && size <= p->cap && p->total <= p->cap - size);
 }
 
 /* The size a new slab's memory will have (a VMM slab: a multiple of the
  * GPU's granularity), so that the cap counts what is made. */
-static int slab_round(const struct pool *p, uint64_t *size)
+static int slab_round(const struct hsd_pool *p, uint64_t *size)
 {
 	return p->ops->round_size ? p->ops->round_size(p->device, size) : 0;
 }
 
-int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *out)
+int hsd_pool_alloc(struct hsd_pool *p, uint64_t len, uint32_t uid, struct hsd_pool_block *out)
 {
-	uint64_t need = range_round(len);
+	uint64_t need = hsd_range_round(len);
 	if (!need)
 		return HS_ENOSPC;
 
-	struct slab *best = NULL, *s;
+	struct hsd_slab *best = NULL, *s;
 	uint64_t best_len = 0;
 	list_for_each(s, &p->slabs, link) {
 		if (s->uid != uid)
 			continue;
-		uint64_t fit = range_best_fit(s->range, need);
+		uint64_t fit = hsd_range_best_fit(s->range, need);
 		if (fit && (!best || fit < best_len)) {
 			best = s;
 			best_len = fit;
@@ -126,7 +126,7 @@ int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *ou
 			dedicated = true;
 		}
 		uint64_t id = ++*p->next_slab_id;
-		r = slab_new(p->ops, id, p->device, size, dedicated, uid, &best);
+		r = hsd_slab_new(p->ops, id, p->device, size, dedicated, uid, &best);
 		if (r < 0)
 			return r;
 		list_insert_tail(&p->slabs, &best->link);
@@ -139,7 +139,7 @@ int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *ou
 	}
 
 	uint64_t off;
-	int r = range_alloc(best->range, need, &off);
+	int r = hsd_range_alloc(best->range, need, &off);
 	if (r < 0) {
 		maybe_retire(p, best);
 		return r;
@@ -147,14 +147,14 @@ int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *ou
 	best->blocks++;
 	p->blocks++;
 	p->used += need;
-	*out = (struct pool_block){ .slab = best, .offset = off, .length = len };
+	*out = (struct hsd_pool_block){ .slab = best, .offset = off, .length = len };
 	return 0;
 }
 
-void pool_release(struct pool *p, const struct pool_block *b)
+void hsd_pool_release(struct hsd_pool *p, const struct hsd_pool_block *b)
 {
-	struct slab *s = b->slab;
-	if (range_release(s->range, b->offset, b->length) < 0) {
+	struct hsd_slab *s = b->slab;
+	if (hsd_range_release(s->range, b->offset, b->length) < 0) {
 		/* Bookkeeping bug, not a peer's doing: say so, keep going. */
 		log_error("pool: bad release of slab %llu offset %llu length %llu",
 			  (unsigned long long)s->id, (unsigned long long)b->offset,
@@ -163,35 +163,35 @@ void pool_release(struct pool *p, const struct pool_block *b)
 	}
 	s->blocks--;
 	p->blocks--;
-	p->used -= range_round(b->length);
+	p->used -= hsd_range_round(b->length);
 	maybe_retire(p, s);
 }
 
-void pool_slab_unannounce(struct pool *p, struct slab *s)
+void hsd_pool_slab_unannounce(struct hsd_pool *p, struct hsd_slab *s)
 {
 	if (s->announced > 0)
 		s->announced--;
 	maybe_retire(p, s);
 }
 
-uint64_t pool_largest_free(const struct pool *p)
+uint64_t hsd_pool_largest_free(const struct hsd_pool *p)
 {
 	uint64_t m = 0;
-	struct slab *s;
+	struct hsd_slab *s;
 	list_for_each(s, &p->slabs, link) {
-		uint64_t l = range_largest_free(s->range);
+		uint64_t l = hsd_range_largest_free(s->range);
 		if (l > m)
 			m = l;
 	}
 	return m;
 }
 
-uint64_t pool_trim(struct pool *p, uint64_t now_us)
+uint64_t hsd_pool_trim(struct hsd_pool *p, uint64_t now_us)
 {
 	if (!p->idle_release_us || p->retain_slabs)
 		return 0;
 	uint64_t freed = 0;
-	struct slab *s, *t;
+	struct hsd_slab *s, *t;
 	list_for_each_safe(s, t, &p->slabs, link) {
 		if (s->blocks || s->announced) {
 			s->idle_since_us = 0;

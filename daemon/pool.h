@@ -19,15 +19,15 @@
 #define POOL_DEDICATED_ROUND (2ull << 20)
 #define POOL_MIN_SLAB_SIZE (64ull << 10)
 
-struct pool_block {
-	struct slab *slab;
+struct hsd_pool_block {
+	struct hsd_slab *slab;
 	uint64_t offset;
 	uint64_t length; /* as asked; the range rounds it the same way on release */
 };
 
-struct pool {
+struct hsd_pool {
 	DLDevice device;
-	const struct slab_ops *ops;
+	const struct hsd_slab_ops *ops;
 	uint64_t slab_size;
 	uint64_t cap;           /* 0: none */
 	uint64_t total;         /* bytes of all slabs */
@@ -36,32 +36,32 @@ struct pool {
 	uint32_t blocks;
 	uint64_t *next_slab_id; /* shared by all pools: ids are unique per epoch */
 	bool retain_slabs;      /* never retire idle dedicated slabs (device pools) */
-	uint64_t idle_release_us; /* pool_trim frees slabs idle this long; 0: never */
-	struct list slabs;
+	uint64_t idle_release_us; /* hsd_pool_trim frees slabs idle this long; 0: never */
+	struct hsd_list slabs;
 };
 
 /* slab_size is rounded up to 4 KiB and at least POOL_MIN_SLAB_SIZE. */
-void pool_init(struct pool *p, DLDevice device, const struct slab_ops *ops,
-	       uint64_t slab_size, uint64_t cap, uint64_t *next_slab_id);
+void hsd_pool_init(struct hsd_pool *p, DLDevice device, const struct hsd_slab_ops *ops,
+		   uint64_t slab_size, uint64_t cap, uint64_t *next_slab_id);
 /* Frees every slab, whatever it holds: only at daemon exit. */
-void pool_fini(struct pool *p);
+void hsd_pool_fini(struct hsd_pool *p);
 
 /* A block for uid, from that uid's slabs: 0 with *out, HS_ENOSPC (cap
  * reached or size too large), HS_ENOMEM, or the slab's create error. At
  * the cap, slabs no session maps and no block uses (of any uid) are freed
  * first. */
-int pool_alloc(struct pool *p, uint64_t len, uint32_t uid, struct pool_block *out);
-void pool_release(struct pool *p, const struct pool_block *b);
+int hsd_pool_alloc(struct hsd_pool *p, uint64_t len, uint32_t uid, struct hsd_pool_block *out);
+void hsd_pool_release(struct hsd_pool *p, const struct hsd_pool_block *b);
 
 /* A session that had s announced is gone: the slab may be retired. */
-void pool_slab_unannounce(struct pool *p, struct slab *s);
+void hsd_pool_slab_unannounce(struct hsd_pool *p, struct hsd_slab *s);
 
-uint64_t pool_largest_free(const struct pool *p);
+uint64_t hsd_pool_largest_free(const struct hsd_pool *p);
 
 /* Gives idle slabs back to the system: a slab no block uses and no
  * session has announced since idle_release_us before now_us is freed (its
  * memfd closed, so the kernel drops its pages). Nothing happens with
  * idle_release_us 0 or retain_slabs. Returns the bytes freed. */
-uint64_t pool_trim(struct pool *p, uint64_t now_us);
+uint64_t hsd_pool_trim(struct hsd_pool *p, uint64_t now_us);
 
 #endif

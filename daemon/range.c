@@ -13,18 +13,18 @@ struct seg {
 	uint64_t off, len;
 };
 
-struct range {
+struct hsd_range {
 	uint64_t size;
 	uint64_t used;
 	struct seg *free;
 	uint32_t n, cap;
 };
 
-int range_new(uint64_t size, struct range **out)
+int hsd_range_new(uint64_t size, struct hsd_range **out)
 {
 	if (size == 0 || size % RANGE_ALIGN)
 		return HS_EINVAL;
-	struct range *r = calloc(1, sizeof(*r));
+	struct hsd_range *r = calloc(1, sizeof(*r));
 	if (!r)
 		return HS_ENOMEM;
 	r->cap = 8;
@@ -40,7 +40,7 @@ int range_new(uint64_t size, struct range **out)
 	return 0;
 }
 
-void range_free(struct range *r)
+void hsd_range_free(struct hsd_range *r)
 {
 	if (!r)
 		return;
@@ -48,7 +48,7 @@ void range_free(struct range *r)
 	free(r);
 }
 
-uint64_t range_round(uint64_t len)
+uint64_t hsd_range_round(uint64_t len)
 {
 	if (len == 0)
 		return RANGE_ALIGN;
@@ -57,7 +57,7 @@ uint64_t range_round(uint64_t len)
 	return (len + RANGE_ALIGN - 1) & ~(uint64_t)(RANGE_ALIGN - 1);
 }
 
-static int64_t best_index(const struct range *r, uint64_t need)
+static int64_t best_index(const struct hsd_range *r, uint64_t need)
 {
 	int64_t best = -1;
 	for (uint32_t i = 0; i < r->n; i++) {
@@ -72,18 +72,18 @@ static int64_t best_index(const struct range *r, uint64_t need)
 	return best;
 }
 
-uint64_t range_best_fit(const struct range *r, uint64_t len)
+uint64_t hsd_range_best_fit(const struct hsd_range *r, uint64_t len)
 {
-	uint64_t need = range_round(len);
+	uint64_t need = hsd_range_round(len);
 	if (!need)
 		return 0;
 	int64_t i = best_index(r, need);
 	return i < 0 ? 0 : r->free[i].len;
 }
 
-int range_alloc(struct range *r, uint64_t len, uint64_t *off)
+int hsd_range_alloc(struct hsd_range *r, uint64_t len, uint64_t *off)
 {
-	uint64_t need = range_round(len);
+	uint64_t need = hsd_range_round(len);
 	if (!need)
 		return HS_ENOSPC;
 	int64_t i = best_index(r, need);
@@ -101,9 +101,9 @@ int range_alloc(struct range *r, uint64_t len, uint64_t *off)
 	return 0;
 }
 
-int range_release(struct range *r, uint64_t off, uint64_t len)
+int hsd_range_release(struct hsd_range *r, uint64_t off, uint64_t len)
 {
-	uint64_t need = range_round(len);
+	uint64_t need = hsd_range_round(len);
 	if (!need || off % RANGE_ALIGN || off > r->size || need > r->size - off)
 		return HS_EINVAL;
 	uint64_t end = off + need;
@@ -152,22 +152,22 @@ int range_release(struct range *r, uint64_t off, uint64_t len)
 	return 0;
 }
 
-uint64_t range_size(const struct range *r)
+uint64_t hsd_range_size(const struct hsd_range *r)
 {
 	return r->size;
 }
 
-uint64_t range_used(const struct range *r)
+uint64_t hsd_range_used(const struct hsd_range *r)
 {
 	return r->used;
 }
 
-uint64_t range_free_bytes(const struct range *r)
+uint64_t hsd_range_free_bytes(const struct hsd_range *r)
 {
 	return r->size - r->used;
 }
 
-uint64_t range_largest_free(const struct range *r)
+uint64_t hsd_range_largest_free(const struct hsd_range *r)
 {
 	uint64_t m = 0;
 	for (uint32_t i = 0; i < r->n; i++)
@@ -176,7 +176,7 @@ uint64_t range_largest_free(const struct range *r)
 	return m;
 }
 
-uint32_t range_free_blocks(const struct range *r)
+uint32_t hsd_range_free_blocks(const struct hsd_range *r)
 {
 	return r->n;
 }

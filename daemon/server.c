@@ -23,6 +23,7 @@
 #include "hsbroker/error.h"
 #include "log.h"
 #include "channel.h"
+#include "request.h"
 #include "session.h"
 #include "wire.h"
 
@@ -37,22 +38,22 @@
 struct conn {
 	uv_poll_t poll;
 	uv_poll_t cpoll;           /* the channel's eventfd, once there is one */
-	struct server *srv;
-	struct session *s;
+	struct hsd_server *srv;
+	struct hsd_session *s;
 	int fd;
 	int cfd;                   /* our dup of that eventfd, or -1 */
 	int refs;                  /* open handles */
 	int events;
 	bool closing;              /* in conn_close: no longer reapable */
 	bool on_dead_list;
-	struct list dead_link;
+	struct hsd_list dead_link;
 	uint64_t hello_by;         /* uv_now() deadline for its hello */
-	struct list hello_link;    /* in server->unhello until it says hello */
+	struct hsd_list hello_link; /* in server->unhello until it says hello */
 };
 
-struct server {
+struct hsd_server {
 	uv_loop_t *loop;
-	struct broker *broker;
+	struct hsd_broker *broker;
 	int lfd;
 	uv_poll_t lpoll;
 	uv_idle_t reaper;
@@ -68,8 +69,8 @@ struct server {
 	int reserve_fd;            /* spent to accept and drop a peer under EMFILE */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char lock_path[PATH_MAX];
-	struct list dead;          /* conns to close outside the core */
-	struct list unhello;       /* conns before hello, oldest first */
+	struct hsd_list dead;      /* conns to close outside the core */
+	struct hsd_list unhello;   /* conns before hello, oldest first */
 	uv_timer_t hello_timer;    /* fires at the oldest one's deadline */
 	uint64_t hello_timeout_ms;
 	int handles;               /* open uv handles; freed at 0 after stop */
@@ -78,9 +79,9 @@ struct server {
 
 static void handle_closed(uv_handle_t *h)
 {
-	struct server *srv = h->data;
+	struct hsd_server *srv = h->data;
 	if (--srv->handles == 0 && srv->stopping) {
-		broker_free(srv->broker);
+		hsd_broker_free(srv->broker);
 		free(srv);
 	}
 }
@@ -88,7 +89,7 @@ static void handle_closed(uv_handle_t *h)
 static void conn_closed(uv_handle_t *h)
 {
 	struct conn *c = h->data;
-	struct server *srv = c->srv;
+	struct hsd_server *srv = c->srv;
 	if (--c->refs == 0) {
 		close(c->fd);
 		if (c->cfd >= 0)
@@ -96,7 +97,7 @@ static void conn_closed(uv_handle_t *h)
 		free(c);
 	}
 	if (--srv->handles == 0 && srv->stopping) {
-		broker_free(srv->broker);
+		hsd_broker_free(srv->broker);
 		free(srv);
 	}
 }
@@ -114,16 +115,16 @@ static void conn_close(struct conn *c)
 	/* What the peer put in its channel before it hung up still counts
 	 * (an emit, say), as datagrams left in its socket would. */
 	if (c->s->chan && !c->s->dead)
-		chan_drain(c->s, 4096);
+		hsd_chan_drain(c->s, 4096);
 	/* Best effort: let a final ErrorReply out before the socket goes. */
 	if (!c->s->dead)
-		session_flush(c->s);
+		hsd_outbox_flush(c->s);
 	if (c->on_dead_list) {
 		list_remove(&c->dead_link);
 		c->on_dead_list = false;
 	}
 	list_remove(&c->hello_link);
-	broker_session_close(c->srv->broker, c->s);
+	hsd_broker_session_close(c->srv->broker, c->s);
 	c->s = NULL;
 	uv_poll_stop(&c->poll);
 	c->poll.data = c;
@@ -142,7 +143,7 @@ static void on_conn(uv_poll_t *h, int status, int events);
 
 static void on_hello_timer(uv_timer_t *h);
 
-static void hello_arm(struct server *srv)
+static void hello_arm(struct hsd_server *srv)
 {
 	if (list_empty(&srv->unhello)) {
 		uv_timer_stop(&srv->hello_timer);
@@ -156,7 +157,7 @@ static void hello_arm(struct server *srv)
 
 static void on_hello_timer(uv_timer_t *h)
 {
-	struct server *srv = h->data;
+	struct hsd_server *srv = h->data;
 	uint64_t now = uv_now(srv->loop);
 	char d[128];
 	while (!list_empty(&srv->unhello)) {
@@ -165,13 +166,13 @@ static void on_hello_timer(uv_timer_t *h)
 			break;
 		list_remove(&c->hello_link);
 		log_warn("%s: no hello within %llu ms; disconnecting",
-			 session_describe(c->s, d, sizeof(d)),
+			 hsd_session_describe(c->s, d, sizeof(d)),
 			 (unsigned long long)srv->hello_timeout_ms);
 		if (c->s->refuse)
-			session_error(c->s, 0, c->s->refuse, "refused: %s", hs__strerror(c->s->refuse));
+			hsd_session_error(c->s, 0, c->s->refuse, "refused: %s", hs__strerror(c->s->refuse));
 		else
-			session_error(c->s, 0, HS_ETIMEDOUT, "no hello within %llu ms",
-				      (unsigned long long)srv->hello_timeout_ms);
+			hsd_session_error(c->s, 0, HS_ETIMEDOUT, "no hello within %llu ms",
+					  (unsigned long long)srv->hello_timeout_ms);
 		conn_close(c);
 	}
 	hello_arm(srv);
@@ -194,12 +195,12 @@ static void on_chan(uv_poll_t *h, int status, int events)
 	 * them. */
 	hs__chan_clear(c->cfd);
 	if (c->s)
-		chan_activate(c->s);
+		hsd_chan_activate(c->s);
 }
 
-static int hook_chan_open(void *data, struct session *s, int efd)
+static int hook_chan_open(void *data, struct hsd_session *s, int efd)
 {
-	struct server *srv = data;
+	struct hsd_server *srv = data;
 	struct conn *c = s->io;
 	if (!c || c->cfd >= 0)
 		return HS_EINVAL;
@@ -231,8 +232,8 @@ static void on_chan_spin(uv_idle_t *h)
 
 static void on_trim(uv_timer_t *h)
 {
-	struct server *srv = h->data;
-	uint64_t freed = broker_trim(srv->broker);
+	struct hsd_server *srv = h->data;
+	uint64_t freed = hsd_broker_trim(srv->broker);
 	if (freed)
 		log_debug("gave %llu bytes of idle host slabs back to the system",
 			  (unsigned long long)freed);
@@ -240,7 +241,7 @@ static void on_trim(uv_timer_t *h)
 
 /* A scan every quarter of the idle time (within 250 ms..30 s): a slab
  * goes at most a quarter late, and an idle daemon wakes rarely. */
-static void trim_schedule(struct server *srv, uint32_t idle_ms)
+static void trim_schedule(struct hsd_server *srv, uint32_t idle_ms)
 {
 	uv_timer_stop(&srv->trim);
 	if (!idle_ms)
@@ -258,12 +259,12 @@ static void on_expiry(uv_timer_t *h)
 
 static void on_chan_pass(uv_prepare_t *h)
 {
-	struct server *srv = h->data;
+	struct hsd_server *srv = h->data;
 	uint64_t now = uv_hrtime();
 	/* Spinning: the channels stay unarmed, so clients do not kick. */
 	bool spin = srv->spin_ns && now - srv->last_traffic < srv->spin_ns;
 	int handled = 0;
-	bool busy = broker_chan_pass(srv->broker, !spin, NULL, &handled);
+	bool busy = hsd_broker_chan_pass(srv->broker, !spin, NULL, &handled);
 	if (handled)
 		srv->last_traffic = now;
 	if (busy || spin)
@@ -272,7 +273,7 @@ static void on_chan_pass(uv_prepare_t *h)
 		uv_idle_stop(&srv->chan_spin);
 	/* Block timeouts: after the pass, which may have held emits back.
 	 * The timer only wakes the loop; this pass runs them. */
-	int64_t ms = broker_expire(srv->broker);
+	int64_t ms = hsd_broker_expire(srv->broker);
 	if (ms >= 0)
 		uv_timer_start(&srv->expiry, on_expiry, (uint64_t)ms, 0);
 	else
@@ -286,13 +287,13 @@ static void conn_update(struct conn *c, int events)
 	int r = uv_poll_start(&c->poll, events, on_conn);
 	if (r < 0) {
 		log_error("uv_poll_start: %s", uv_strerror(r));
-		session_kill(c->s, "cannot watch its socket");
+		hsd_session_kill(c->s, "cannot watch its socket");
 		return;
 	}
 	c->events = events;
 }
 
-static void hook_want_write(void *data, struct session *s, bool on)
+static void hook_want_write(void *data, struct hsd_session *s, bool on)
 {
 	struct conn *c = s->io;
 	if (!c || !c->s)
@@ -302,7 +303,7 @@ static void hook_want_write(void *data, struct session *s, bool on)
 
 static void on_reap(uv_idle_t *h)
 {
-	struct server *srv = h->data;
+	struct hsd_server *srv = h->data;
 	while (!list_empty(&srv->dead)) {
 		struct conn *c = list_first(&srv->dead, struct conn, dead_link);
 		conn_close(c);
@@ -310,9 +311,9 @@ static void on_reap(uv_idle_t *h)
 	uv_idle_stop(h);
 }
 
-static void hook_dead(void *data, struct session *s)
+static void hook_dead(void *data, struct hsd_session *s)
 {
-	struct server *srv = data;
+	struct hsd_server *srv = data;
 	struct conn *c = s->io;
 	if (!c || c->closing || c->on_dead_list)
 		return;
@@ -324,18 +325,18 @@ static void hook_dead(void *data, struct session *s)
 static void on_conn(uv_poll_t *h, int status, int events)
 {
 	struct conn *c = h->data;
-	struct server *srv = c->srv;
-	struct session *s = c->s;
+	struct hsd_server *srv = c->srv;
+	struct hsd_session *s = c->s;
 	char d[128];
 	if (!s || s->dead)
 		return;
 	if (status < 0) {
-		log_info("%s: poll: %s", session_describe(s, d, sizeof(d)), uv_strerror(status));
+		log_info("%s: poll: %s", hsd_session_describe(s, d, sizeof(d)), uv_strerror(status));
 		conn_close(c);
 		return;
 	}
 	if (events & UV_WRITABLE) {
-		if (session_flush(s) < 0)
+		if (hsd_outbox_flush(s) < 0)
 			return; /* dead: reaped */
 	}
 	if (!(events & UV_READABLE))
@@ -347,7 +348,7 @@ static void on_conn(uv_poll_t *h, int status, int events)
 		if (n == -EAGAIN)
 			break;
 		if (n == -EPIPE) {
-			log_debug("%s: peer closed", session_describe(s, d, sizeof(d)));
+			log_debug("%s: peer closed", hsd_session_describe(s, d, sizeof(d)));
 			conn_close(c);
 			return;
 		}
@@ -355,24 +356,24 @@ static void on_conn(uv_poll_t *h, int status, int events)
 			const char *what = n == -EMSGSIZE ? "datagram larger than the protocol allows"
 							  : "too many file descriptors";
 			log_warn("%s: protocol violation: %s; disconnecting",
-				 session_describe(s, d, sizeof(d)), what);
-			session_error(s, 0, HS_EPROTO, "%s", what);
+				 hsd_session_describe(s, d, sizeof(d)), what);
+			hsd_session_error(s, 0, HS_EPROTO, "%s", what);
 			conn_close(c);
 			return;
 		}
 		if (n < 0) {
-			log_info("%s: recv: %s", session_describe(s, d, sizeof(d)), strerror(-n));
+			log_info("%s: recv: %s", hsd_session_describe(s, d, sizeof(d)), strerror(-n));
 			conn_close(c);
 			return;
 		}
 		if (s->chan) {
 			hs__wire_close_fds(fds, nfds);
-			session_violation(s, HS_EPROTO, "a datagram on the socket after the "
+			hsd_session_violation(s, HS_EPROTO, "a datagram on the socket after the "
 						       "switch to the shared-memory channel");
 			conn_close(c);
 			return;
 		}
-		if (session_input(s, srv->buf, (size_t)n, fds, nfds) < 0) {
+		if (hsd_request_input(s, srv->buf, (size_t)n, fds, nfds) < 0) {
 			conn_close(c);
 			return;
 		}
@@ -380,7 +381,7 @@ static void on_conn(uv_poll_t *h, int status, int events)
 	}
 }
 
-static void accept_one(struct server *srv, int fd)
+static void accept_one(struct hsd_server *srv, int fd)
 {
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
@@ -410,13 +411,13 @@ static void accept_one(struct server *srv, int fd)
 	list_init(&c->dead_link);
 	list_init(&c->hello_link);
 	srv->handles++;
-	r = broker_session_open(srv->broker, fd, cred.pid, cred.uid, cred.gid, &c->s);
+	r = hsd_broker_session_open(srv->broker, fd, cred.pid, cred.uid, cred.gid, &c->s);
 	if (r < 0) {
 		if (r == HS_ELIMIT) {
 			char text[96];
 			snprintf(text, sizeof(text), "uid %u has too many connections open",
 				 (unsigned)cred.uid);
-			session_refuse(fd, r, text);
+			hsd_outbox_refuse(fd, r, text);
 		} else {
 			log_error("session: %s", hs__strerror(r));
 		}
@@ -440,7 +441,7 @@ static void accept_one(struct server *srv, int fd)
 
 static void on_listen(uv_poll_t *h, int status, int events)
 {
-	struct server *srv = h->data;
+	struct hsd_server *srv = h->data;
 	if (status < 0) {
 		log_error("listening socket: %s", uv_strerror(status));
 		return;
@@ -473,7 +474,7 @@ static void on_listen(uv_poll_t *h, int status, int events)
 
 /* ---- the listening socket ---- */
 
-static int resolve_path(const struct server_config *cfg, char *out, size_t size)
+static int resolve_path(const struct hsd_server_config *cfg, char *out, size_t size)
 {
 	const char *p = cfg->socket_path;
 	int n;
@@ -581,7 +582,7 @@ static int remove_stale(const char *path)
 	return HS_EBUSY;
 }
 
-static int make_socket(struct server *srv, const struct server_config *cfg)
+static int make_socket(struct hsd_server *srv, const struct hsd_server_config *cfg)
 {
 	int r = resolve_path(cfg, srv->path, sizeof(srv->path));
 	if (r < 0)
@@ -659,7 +660,7 @@ static int make_socket(struct server *srv, const struct server_config *cfg)
 
 #if HS_HAVE_SYSTEMD
 /* 1 when systemd passed the listening socket, 0 when not, or an error. */
-static int take_activated(struct server *srv)
+static int take_activated(struct hsd_server *srv)
 {
 	int n = sd_listen_fds(1);
 	if (n < 0) {
@@ -697,7 +698,7 @@ static int take_activated(struct server *srv)
 }
 #endif
 
-static void server_cleanup_socket(struct server *srv)
+static void server_cleanup_socket(struct hsd_server *srv)
 {
 	if (srv->lfd >= 0)
 		close(srv->lfd);
@@ -712,10 +713,10 @@ static void server_cleanup_socket(struct server *srv)
 	srv->lock_fd = -1;
 }
 
-int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
-		 const struct server_config *cfg, struct server **out)
+int hsd_server_start(uv_loop_t *loop, const struct hsd_broker_config *bcfg,
+		     const struct hsd_server_config *cfg, struct hsd_server **out)
 {
-	struct server *srv = calloc(1, sizeof(*srv));
+	struct hsd_server *srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return HS_ENOMEM;
 	srv->loop = loop;
@@ -727,9 +728,9 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 	srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
 	srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-	struct broker_hooks hooks = { .want_write = hook_want_write, .dead = hook_dead,
+	struct hsd_broker_hooks hooks = { .want_write = hook_want_write, .dead = hook_dead,
 				      .chan_open = hook_chan_open, .data = srv };
-	int r = broker_new(bcfg, &hooks, &srv->broker);
+	int r = hsd_broker_new(bcfg, &hooks, &srv->broker);
 	if (r < 0)
 		goto fail;
 
@@ -815,14 +816,14 @@ int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
 fail:
 	server_cleanup_socket(srv);
 	if (srv->broker)
-		broker_free(srv->broker);
+		hsd_broker_free(srv->broker);
 	if (srv->reserve_fd >= 0)
 		close(srv->reserve_fd);
 	free(srv);
 	return r < 0 ? r : HS_EINVAL;
 }
 
-void server_stop(struct server *srv, const char *reason)
+void hsd_server_stop(struct hsd_server *srv, const char *reason)
 {
 	if (srv->stopping)
 		return;
@@ -831,14 +832,14 @@ void server_stop(struct server *srv, const char *reason)
 	sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
 #endif
 	log_info("shutting down: %s (%u sessions)", reason, srv->broker->nsessions);
-	broker_shutdown_notice(srv->broker, reason);
+	hsd_broker_shutdown_notice(srv->broker, reason);
 	while (!list_empty(&srv->broker->sessions)) {
-		struct session *s = list_first(&srv->broker->sessions, struct session, link);
+		struct hsd_session *s = list_first(&srv->broker->sessions, struct hsd_session, link);
 		struct conn *c = s->io;
 		if (c) {
 			conn_close(c);
 		} else {
-			broker_session_close(srv->broker, s);
+			hsd_broker_session_close(srv->broker, s);
 		}
 	}
 	uv_poll_stop(&srv->lpoll);
@@ -855,8 +856,8 @@ void server_stop(struct server *srv, const char *reason)
 	srv->reserve_fd = -1;
 }
 
-int server_reload(struct server *srv, const struct broker_config *bcfg,
-		  const struct server_config *cfg)
+int hsd_server_reload(struct hsd_server *srv, const struct hsd_broker_config *bcfg,
+		      const struct hsd_server_config *cfg)
 {
 #if HS_HAVE_SYSTEMD
 	/* systemd (253 and later) wants the time with RELOADING=1. */
@@ -865,7 +866,7 @@ int server_reload(struct server *srv, const struct broker_config *bcfg,
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading the configuration",
 		   (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u);
 #endif
-	int kept = broker_reload(srv->broker, bcfg);
+	int kept = hsd_broker_reload(srv->broker, bcfg);
 	srv->hello_timeout_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : SERVER_HELLO_TIMEOUT_MS;
 	srv->spin_ns = (uint64_t)cfg->spin_us * 1000u;
 	trim_schedule(srv, srv->broker->cfg.idle_release_ms);

@@ -10,7 +10,7 @@
 
 #include "broker.h"
 
-struct server_config {
+struct hsd_server_config {
 	const char *socket_path;  /* NULL: $HSBROKER_SOCKET, $XDG_RUNTIME_DIR/..., /run/... */
 	int socket_mode;          /* -1: 0660 with a group, else 0666 */
 	gid_t socket_group;
@@ -27,24 +27,24 @@ struct server_config {
 
 #define SERVER_HELLO_TIMEOUT_MS 5000u
 
-struct server;
+struct hsd_server;
 
 /* Creates the broker, takes the listening socket (from systemd, or makes
  * it: parent directory, lock file, stale socket removed), and reports
  * readiness. 0 or a negative hs code, with the reason logged. */
-int server_start(uv_loop_t *loop, const struct broker_config *bcfg,
-		 const struct server_config *cfg, struct server **out);
+int hsd_server_start(uv_loop_t *loop, const struct hsd_broker_config *bcfg,
+		     const struct hsd_server_config *cfg, struct hsd_server **out);
 
-/* Applies a re-read configuration (broker_reload, plus the hello
+/* Applies a re-read configuration (hsd_broker_reload, plus the hello
  * timeout and spin_us); the socket's path, mode and group are not looked
  * at (the caller says they need a restart). Returns the number of keys
  * kept for want of a restart. */
-int server_reload(struct server *srv, const struct broker_config *bcfg,
-		  const struct server_config *cfg);
+int hsd_server_reload(struct hsd_server *srv, const struct hsd_broker_config *bcfg,
+		      const struct hsd_server_config *cfg);
 
 /* Tells every session (ShutdownNotice{reason}), closes them and the
  * listener, removes the socket (unless socket-activated). The server
  * is freed once its handles are closed (the loop then ends). */
-void server_stop(struct server *srv, const char *reason);
+void hsd_server_stop(struct hsd_server *srv, const char *reason);
 
 #endif

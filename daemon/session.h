@@ -1,7 +1,7 @@
-/* One client connection: its credentials (SO_PEERCRED), name, the
- * references it holds (tensor id -> count), its subscriptions and
- * held-back emits, the slabs already announced to it, and an outbox for
- * when its socket is full. */
+/* One client connection (session.c): its credentials (SO_PEERCRED),
+ * name, the references it holds (tensor id -> count), its subscriptions
+ * and held-back emits, the slabs already announced to it (announce.h),
+ * and its outbox (outbox.h). Its requests are request.h's. */
 #ifndef HS_DAEMON_SESSION_H
 #define HS_DAEMON_SESSION_H
 
@@ -12,32 +12,15 @@
 
 #include "idmap.h"
 #include "list.h"
+#include "outbox.h"
 #include "wire.h"
 
-struct broker;
-struct tensor;
-struct chan_state;
+struct hsd_broker;
+struct hsd_tensor;
+struct hsd_chan_state;
 
-/* A message waiting in the outbox, packed. route says where it goes once
- * the session uses the shared-memory channel (channel.c). */
-enum out_route {
-	OUT_SOCKET = 0,      /* the socket (no channel) */
-	OUT_RING = 1,        /* a channel record */
-	OUT_MARKED = 2,      /* the socket, after a channel record marks it */
-	OUT_MARK_SENT = 3,   /* that record is written; the datagram is not */
-};
-
-struct out_msg {
-	struct list link;
-	size_t len;
-	int route;
-	int nfds;
-	int fds[HS__WIRE_MAX_FDS];
-	uint8_t data[];
-};
-
-struct session {
-	struct broker *broker;
+struct hsd_session {
+	struct hsd_broker *broker;
 	uint64_t id;
 	int fd;                  /* not owned */
 	pid_t pid;
@@ -51,21 +34,21 @@ struct session {
 				  * max_connections_per_uid) */
 	uint64_t created_us;
 
-	struct idmap held;       /* tensor id -> references held */
+	struct hsd_idmap held;   /* tensor id -> references held */
 	uint64_t refs_held;      /* sum of the counts */
 	uint64_t bytes_held;     /* block bytes of distinct tensors held */
-	struct list subs;        /* struct sub.owner_link */
+	struct hsd_list subs;    /* struct hsd_sub.owner_link */
 	uint32_t nsubs;
-	struct list pending;     /* struct pending_emit.owner_link */
+	struct hsd_list pending; /* struct hsd_pending_emit.owner_link */
 	uint32_t npending;       /* held-back emits: their references still */
 	uint64_t pending_bytes;  /* count against this session's limits */
-	struct idmap slabs;      /* slab id -> struct slab *, announced */
-	struct idmap events;     /* fence event ids announced (EventAnnounce) */
+	struct hsd_idmap slabs;  /* slab id -> struct hsd_slab *, announced */
+	struct hsd_idmap events; /* fence event ids announced (EventAnnounce) */
 
-	struct chan_state *chan; /* the shared-memory channel, once set up */
+	struct hsd_chan_state *chan; /* the shared-memory channel, once set up */
 	bool rings;              /* pair rings on (pair.h): asked, and allowed */
-	struct list pairs_out;   /* struct pair.prod_link: rings it writes */
-	struct idmap routes;     /* topic ids it asked a route for */
+	struct hsd_list pairs_out; /* struct hsd_pair.prod_link: rings it writes */
+	struct hsd_idmap routes; /* topic ids it asked a route for */
 	uint64_t *ref_drops;     /* its references that went with a ring note */
 	size_t n_ref_drops, cap_ref_drops; /* (HS__PRING_NOTE_LAST), dropped once
 				  * all its rings are settled (pair.c) */
@@ -74,77 +57,49 @@ struct session {
 	uint64_t quiet_seq;      /* the request being handled was posted: its
 				  * reply need not wake the client */
 
-	struct list outbox;      /* struct out_msg, oldest first */
-	uint32_t out_msgs;
-	uint64_t out_bytes;
+	struct hsd_outbox out;   /* what waits to be sent, and how (outbox.h) */
 
-	struct uid_usage *usage; /* its uid's (usage.h): lives while s does */
-	struct list link;        /* in broker->sessions */
+	struct hsd_uid_usage *usage; /* its uid's (usage.h): lives while s does */
+	struct hsd_list link;    /* in broker->sessions */
 	void *io;                /* the I/O layer's */
 };
 
-/* Handles one datagram from the peer (fds it carried, nfds of them, are
- * taken: a client may send none, so they are closed and that is a protocol
- * error). Returns 0, or a negative hs code meaning "disconnect this peer"
- * (an ErrorReply has been sent when one could be). */
-int session_input(struct session *s, const uint8_t *buf, size_t len, int *fds, int nfds);
-
-/* Sends msg with fds (borrowed: dup'd when queued). A full socket queues
- * a copy in the outbox and asks the I/O layer for writability; a peer that
- * lets its outbox pass the limits, or is gone, is marked dead. Returns 0
- * (sent or queued), HS_EPIPE (dead), HS_EMSGSIZE. */
-int session_send(struct session *s, const Hs__Message *msg, const int *fds, int nfds);
-
-/* Sends what the outbox holds: 0 when it is empty, 1 when the socket
- * filled again, HS_EPIPE when the peer is gone (marked dead). */
-int session_flush(struct session *s);
-
-/* Sends ErrorReply{seq 0, code, text} on a connection the daemon refuses
- * before it has a session (best effort, nothing queued). */
-void session_refuse(int fd, int code, const char *text);
-
 /* Sends ErrorReply{code, message} echoing seq. */
-void session_error(struct session *s, uint64_t seq, int code, const char *fmt, ...)
+void hsd_session_error(struct hsd_session *s, uint64_t seq, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 /* A protocol violation: logged at warn, told to the peer; returns code
  * (the caller disconnects). */
-int session_violation(struct session *s, int code, const char *what);
+int hsd_session_violation(struct hsd_session *s, int code, const char *what);
 
-/* For pair rings (pair.c): whether s holds a reference to tensor id; s
- * takes one more reference to t (counted in t->refs); every slab of s's
- * uid and every fence event that from was told of is announced to s. 0
- * or a negative hs code. */
-bool session_holds(struct session *s, uint64_t id);
-int session_take_ref(struct session *s, struct tensor *t);
-/* Drops one of s's references to id: 0, HS_ENOENT, HS_ESTALE. */
-int session_give_back(struct session *s, uint64_t id);
-int session_announce_memory_of(struct session *s, struct session *from);
+/* References (the session's own: counted in t->refs too). hsd_session_hold:
+ * s takes over one reference already counted (0 or HS_ENOMEM);
+ * hsd_session_unhold: s gives one up, moved elsewhere or to be dropped by the
+ * caller (false when it held none); hsd_session_take_ref: s takes one more
+ * (counted in t->refs); hsd_session_give_back: drops one of s's references to
+ * id (0, HS_ENOENT, HS_ESTALE); hsd_session_holds: whether s holds id. */
+int hsd_session_hold(struct hsd_session *s, struct hsd_tensor *t);
+bool hsd_session_unhold(struct hsd_session *s, struct hsd_tensor *t);
+bool hsd_session_holds(struct hsd_session *s, uint64_t id);
+int hsd_session_take_ref(struct hsd_session *s, struct hsd_tensor *t);
+int hsd_session_give_back(struct hsd_session *s, uint64_t id);
+/* The tensor with that id if s holds it: 0, HS_ENOENT or HS_ESTALE. A
+ * tensor that exists but is not held is HS_ENOENT, as if absent: sessions
+ * cannot probe each other's ids. */
+int hsd_session_held_tensor(struct hsd_session *s, uint64_t id, struct hsd_tensor **out);
 
 /* Marks s dead and tells the I/O layer once; why (may be NULL when it was
  * logged already) goes to the log. */
-void session_kill(struct session *s, const char *why);
+void hsd_session_kill(struct hsd_session *s, const char *why);
 
 /* "session 3 (pid 12 uid 1000 'name')" for log lines. */
-const char *session_describe(const struct session *s, char *buf, size_t size);
-
-/* Queues a copy of msg (and dups of fds) in the outbox on route; kills a
- * session whose outbox passes the limits. 0, HS_EPIPE or HS_EMSGSIZE. */
-int session_enqueue(struct session *s, const Hs__Message *msg, const int *fds, int nfds,
-		    int route);
-void session_out_free(struct out_msg *m);
-/* Takes m (the first in s's outbox, sent or given up) out and frees it,
- * keeping the session's and the broker's counts. */
-void session_out_pop(struct session *s, struct out_msg *m);
+const char *hsd_session_describe(const struct hsd_session *s, char *buf, size_t size);
 
 /* Internal to the core (broker.c). */
-void session_init(struct session *s, struct broker *b, uint64_t id, int fd, pid_t pid,
-		  uid_t uid, gid_t gid);
-void session_release_all(struct session *s);
-void session_deliver(struct session *s, uint64_t sub_id, struct tensor *t, uint64_t seq,
-		     const char *topic, uint64_t dropped);
-void session_emit_accepted(struct session *s, uint64_t req_seq, uint64_t seq);
+void hsd_session_init(struct hsd_session *s, struct hsd_broker *b, uint64_t id, int fd, pid_t pid,
+		      uid_t uid, gid_t gid);
+void hsd_session_release_all(struct hsd_session *s);
 /* A held-back emit of s, of a tensor of bytes, was accepted. */
-void session_pending_done(struct session *s, uint64_t bytes);
+void hsd_session_pending_done(struct hsd_session *s, uint64_t bytes);
 
 #endif

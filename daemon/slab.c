@@ -5,10 +5,10 @@
 #include "hsbroker/error.h"
 #include "range.h"
 
-int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
-	     uint64_t size, bool dedicated, uint32_t uid, struct slab **out)
+int hsd_slab_new(const struct hsd_slab_ops *ops, uint64_t id, DLDevice device,
+		 uint64_t size, bool dedicated, uint32_t uid, struct hsd_slab **out)
 {
-	struct slab *s = calloc(1, sizeof(*s));
+	struct hsd_slab *s = calloc(1, sizeof(*s));
 	if (!s)
 		return HS_ENOMEM;
 	s->id = id;
@@ -28,14 +28,14 @@ int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
 	s->fd = -1;
 	s->ro_fd = -1;
 	list_init(&s->link);
-	int r = range_new(size, &s->range);
+	int r = hsd_range_new(size, &s->range);
 	if (r < 0) {
 		free(s);
 		return r;
 	}
 	r = ops->create(s);
 	if (r < 0) {
-		range_free(s->range);
+		hsd_range_free(s->range);
 		free(s);
 		return r;
 	}
@@ -43,11 +43,11 @@ int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
 	return 0;
 }
 
-void slab_free(struct slab *s)
+void hsd_slab_free(struct hsd_slab *s)
 {
 	if (!s)
 		return;
 	s->ops->destroy(s);
-	range_free(s->range);
+	hsd_range_free(s->range);
 	free(s);
 }

@@ -22,10 +22,10 @@
 #include "list.h"
 #include "wire.h"
 
-struct range;
-struct slab;
+struct hsd_range;
+struct hsd_slab;
 
-struct slab_ops {
+struct hsd_slab_ops {
 	Hs__SlabKind kind;
 	const char *name;
 	/* Optional: rounds *size up to what the memory is made in (a VMM
@@ -34,42 +34,42 @@ struct slab_ops {
 	int (*round_size)(DLDevice device, uint64_t *size);
 	/* Creates the memory for s->size bytes on s->device: 0 or a
 	 * negative hs code. */
-	int (*create)(struct slab *s);
+	int (*create)(struct hsd_slab *s);
 	/* Frees it. Called only when no session has the slab announced
 	 * (freeing CUDA memory another process still maps is undefined). */
-	void (*destroy)(struct slab *s);
+	void (*destroy)(struct hsd_slab *s);
 	/* Fills the kind-specific fields of a SlabAnnounce (kind,
 	 * ipc_handle, fd_index, readonly) and sets *fd to the fd to pass with it, or -1: a
 	 * read-write one when writable (the session is of the slab's uid),
 	 * else one that only reads where the kind has such a thing. The fd
 	 * stays owned by the slab; ann's pointers stay valid while s lives.
 	 * Never log what it fills in: an IPC handle is a capability. */
-	int (*export_announce)(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd);
+	int (*export_announce)(struct hsd_slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd);
 };
 
-struct slab {
+struct hsd_slab {
 	uint64_t id;
-	const struct slab_ops *ops;
+	const struct hsd_slab_ops *ops;
 	DLDevice device;
 	uint64_t size;
-	struct range *range;
+	struct hsd_range *range;
 	uint32_t blocks;     /* blocks allocated from it */
 	uint32_t announced;  /* sessions it was announced to */
 	bool dedicated;      /* made for one large tensor; retired when idle */
-	uint64_t idle_since_us; /* pool_trim: first seen unused, 0 while in use */
+	uint64_t idle_since_us; /* hsd_pool_trim: first seen unused, 0 while in use */
 	uint32_t uid;        /* the only uid whose sessions allocate here */
 	int fd;              /* host memfd or VMM allocation's fd, else -1 */
 	int ro_fd;           /* the same memfd opened read-only, else -1 */
 	void *priv;          /* for the ops */
-	struct list link;    /* in pool->slabs */
+	struct hsd_list link; /* in pool->slabs */
 };
 
-extern const struct slab_ops slab_host_ops;
+extern const struct hsd_slab_ops hsd_slab_host_ops;
 
 /* 0 with *out, or a negative hs code (HS_ENOMEM, the ops' create error).
  * The slab's size may be larger than asked (ops->round_size). */
-int slab_new(const struct slab_ops *ops, uint64_t id, DLDevice device,
-	     uint64_t size, bool dedicated, uint32_t uid, struct slab **out);
-void slab_free(struct slab *s);
+int hsd_slab_new(const struct hsd_slab_ops *ops, uint64_t id, DLDevice device,
+		 uint64_t size, bool dedicated, uint32_t uid, struct hsd_slab **out);
+void hsd_slab_free(struct hsd_slab *s);
 
 #endif

@@ -26,7 +26,7 @@ struct cuda_slab {
 
 static int device_count = 0; /* 0: not probed yet */
 
-int cuda_device_count(void)
+int hsd_cuda_device_count(void)
 {
 	if (device_count)
 		return device_count;
@@ -56,9 +56,9 @@ int cuda_device_count(void)
 	return n;
 }
 
-int cuda_use_device(int dev)
+int hsd_cuda_use_device(int dev)
 {
-	int n = cuda_device_count();
+	int n = hsd_cuda_device_count();
 	if (n < 0)
 		return n;
 	if (dev < 0 || dev >= n)
@@ -71,9 +71,9 @@ int cuda_use_device(int dev)
 	return 0;
 }
 
-static int cuda_create(struct slab *s)
+static int cuda_create(struct hsd_slab *s)
 {
-	int r = cuda_use_device(s->device.device_id);
+	int r = hsd_cuda_use_device(s->device.device_id);
 	if (r < 0)
 		return r;
 	struct cuda_slab *cs = calloc(1, sizeof(*cs));
@@ -123,12 +123,12 @@ static int cuda_create(struct slab *s)
 	return 0;
 }
 
-static void cuda_destroy(struct slab *s)
+static void cuda_destroy(struct hsd_slab *s)
 {
 	struct cuda_slab *cs = s->priv;
 	if (!cs)
 		return;
-	if (cuda_use_device(s->device.device_id) == 0) {
+	if (hsd_cuda_use_device(s->device.device_id) == 0) {
 		cudaError_t e = cudaFree(cs->base);
 		if (e != cudaSuccess)
 			log_warn("cuda:%d: cudaFree: %s", s->device.device_id,
@@ -140,7 +140,7 @@ static void cuda_destroy(struct slab *s)
 
 /* writable is not honoured: a legacy IPC handle opens read-write for
  * whoever holds it (docs/security.md). */
-static int cuda_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
+static int cuda_export(struct hsd_slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
 {
 	(void)writable;
 	struct cuda_slab *cs = s->priv;
@@ -155,29 +155,29 @@ static int cuda_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int
 
 #else /* !HS_HAVE_CUDA */
 
-int cuda_device_count(void)
+int hsd_cuda_device_count(void)
 {
 	return HS_ENOCUDA;
 }
 
-int cuda_use_device(int dev)
+int hsd_cuda_use_device(int dev)
 {
 	(void)dev;
 	return HS_ENOCUDA;
 }
 
-static int cuda_create(struct slab *s)
+static int cuda_create(struct hsd_slab *s)
 {
 	(void)s;
 	return HS_ENOCUDA;
 }
 
-static void cuda_destroy(struct slab *s)
+static void cuda_destroy(struct hsd_slab *s)
 {
 	(void)s;
 }
 
-static int cuda_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
+static int cuda_export(struct hsd_slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
 {
 	(void)s;
 	(void)writable;
@@ -188,7 +188,7 @@ static int cuda_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int
 
 #endif
 
-const struct slab_ops slab_cuda_ops = {
+const struct hsd_slab_ops hsd_slab_cuda_ops = {
 	.kind = HS__SLAB_KIND__SLAB_CUDA_IPC,
 	.name = "cuda-ipc",
 	.create = cuda_create,

@@ -20,7 +20,7 @@
 #include "log.h"
 #include "slab.h"
 
-static int host_fail(struct slab *s, int fd, const char *what)
+static int host_fail(struct hsd_slab *s, int fd, const char *what)
 {
 	int e = errno;
 	log_error("%s (slab %llu): %s", what, (unsigned long long)s->id, strerror(e));
@@ -28,7 +28,7 @@ static int host_fail(struct slab *s, int fd, const char *what)
 	return e == EMFILE || e == ENFILE || e == ENOMEM || e == ENOSPC ? HS_ENOMEM : HS_EIO;
 }
 
-static int host_create(struct slab *s)
+static int host_create(struct hsd_slab *s)
 {
 	char name[64];
 	snprintf(name, sizeof(name), "hsbroker-slab-%llu", (unsigned long long)s->id);
@@ -58,7 +58,7 @@ static int host_create(struct slab *s)
 	return 0;
 }
 
-static void host_destroy(struct slab *s)
+static void host_destroy(struct hsd_slab *s)
 {
 	if (s->fd >= 0)
 		close(s->fd);
@@ -68,7 +68,7 @@ static void host_destroy(struct slab *s)
 	s->ro_fd = -1;
 }
 
-static int host_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
+static int host_export(struct hsd_slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
 {
 	ann->kind = HS__SLAB_KIND__SLAB_HOST_MEMFD;
 	ann->fd_index = 0;
@@ -76,7 +76,7 @@ static int host_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int
 	return 0;
 }
 
-const struct slab_ops slab_host_ops = {
+const struct hsd_slab_ops hsd_slab_host_ops = {
 	.kind = HS__SLAB_KIND__SLAB_HOST_MEMFD,
 	.name = "host-memfd",
 	.create = host_create,

@@ -36,7 +36,7 @@ static bool told_unsupported[HS_CUDA_MAX_DEVICES];
 
 static int vmm_driver(int dev, const struct hs__cudrv **out)
 {
-	int r = cuda_use_device(dev);
+	int r = hsd_cuda_use_device(dev);
 	if (r < 0)
 		return r;
 	const struct hs__cudrv *d = hs__cudrv_get();
@@ -95,7 +95,7 @@ static int vmm_round(DLDevice device, uint64_t *size)
 /* A slab is never handed over with bytes in it: the allocation may hold
  * what this process (or another) had there before. Mapped here only for
  * the clearing, then unmapped: the daemon never reads a tensor. */
-static int vmm_clear(const struct hs__cudrv *d, struct slab *s, CUmemGenericAllocationHandle h)
+static int vmm_clear(const struct hs__cudrv *d, struct hsd_slab *s, CUmemGenericAllocationHandle h)
 {
 	int dev = s->device.device_id;
 	CUdeviceptr p = 0;
@@ -132,7 +132,7 @@ static int vmm_clear(const struct hs__cudrv *d, struct slab *s, CUmemGenericAllo
 	return r;
 }
 
-static int vmm_create(struct slab *s)
+static int vmm_create(struct hsd_slab *s)
 {
 	int dev = s->device.device_id;
 	const struct hs__cudrv *d;
@@ -175,7 +175,7 @@ static int vmm_create(struct slab *s)
 
 /* The memory goes when the last mapping does: clients that still map the
  * slab keep it, so unlike legacy IPC this is safe at any time. */
-static void vmm_destroy(struct slab *s)
+static void vmm_destroy(struct hsd_slab *s)
 {
 	struct vmm_slab *vs = s->priv;
 	if (s->fd >= 0)
@@ -184,7 +184,7 @@ static void vmm_destroy(struct slab *s)
 	if (!vs)
 		return;
 	const struct hs__cudrv *d = hs__cudrv_get();
-	if (d && cuda_use_device(s->device.device_id) == 0) {
+	if (d && hsd_cuda_use_device(s->device.device_id) == 0) {
 		CUresult e = d->mem_release(vs->handle);
 		if (e != CUDA_SUCCESS)
 			log_warn("cuda:%d: cuMemRelease: %s", s->device.device_id,
@@ -194,7 +194,7 @@ static void vmm_destroy(struct slab *s)
 	s->priv = NULL;
 }
 
-static int vmm_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
+static int vmm_export(struct hsd_slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
 {
 	if (!s->priv || s->fd < 0)
 		return HS_ENODEV;
@@ -214,18 +214,18 @@ static int vmm_round(DLDevice device, uint64_t *size)
 	return HS_ENOCUDA;
 }
 
-static int vmm_create(struct slab *s)
+static int vmm_create(struct hsd_slab *s)
 {
 	(void)s;
 	return HS_ENOCUDA;
 }
 
-static void vmm_destroy(struct slab *s)
+static void vmm_destroy(struct hsd_slab *s)
 {
 	(void)s;
 }
 
-static int vmm_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
+static int vmm_export(struct hsd_slab *s, Hs__SlabAnnounce *ann, bool writable, int *fd)
 {
 	(void)s;
 	(void)ann;
@@ -236,7 +236,7 @@ static int vmm_export(struct slab *s, Hs__SlabAnnounce *ann, bool writable, int 
 
 #endif
 
-const struct slab_ops slab_cuda_vmm_ops = {
+const struct hsd_slab_ops hsd_slab_cuda_vmm_ops = {
 	.kind = HS__SLAB_KIND__SLAB_CUDA_VMM,
 	.name = "cuda-vmm",
 	.round_size = vmm_round,

@@ -6,30 +6,30 @@
 
 #include "hsbroker/error.h"
 
-uint64_t tensor_now_us(void)
+uint64_t hsd_tensor_now_us(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-void tensor_table_init(struct tensor_table *tt, uint32_t max_slots)
+void hsd_tensor_table_init(struct hsd_tensor_table *tt, uint32_t max_slots)
 {
-	*tt = (struct tensor_table){ 0 };
+	*tt = (struct hsd_tensor_table){ 0 };
 	tt->max = max_slots ? max_slots : TENSOR_TABLE_DEFAULT_MAX;
 }
 
-static void destroy(struct tensor_table *tt, struct tensor *t)
+static void destroy(struct hsd_tensor_table *tt, struct hsd_tensor *t)
 {
 	/* Every reader has released (after its GPU work, see docs/gpu.md),
 	 * so nobody will wait on this record of the event any more. */
-	event_put(t->fence);
-	pool_release(t->pool, &t->block);
+	hsd_event_put(t->fence);
+	hsd_pool_release(t->pool, &t->block);
 	free(t);
 	tt->live--;
 }
 
-void tensor_table_fini(struct tensor_table *tt)
+void hsd_tensor_table_fini(struct hsd_tensor_table *tt)
 {
 	for (uint32_t i = 0; i < tt->n; i++)
 		if (tt->slots[i])
@@ -37,12 +37,12 @@ void tensor_table_fini(struct tensor_table *tt)
 	free(tt->slots);
 	free(tt->gens);
 	free(tt->free);
-	*tt = (struct tensor_table){ 0 };
+	*tt = (struct hsd_tensor_table){ 0 };
 }
 
 /* A free slot, or HS_ENOMEM / HS_ELIMIT. FIFO reuse: a slot rests as long
  * as possible before its generation is bumped again. */
-static int take_slot(struct tensor_table *tt, uint32_t *slot)
+static int take_slot(struct hsd_tensor_table *tt, uint32_t *slot)
 {
 	if (tt->free_count) {
 		*slot = tt->free[tt->free_head];
@@ -56,7 +56,7 @@ static int take_slot(struct tensor_table *tt, uint32_t *slot)
 		uint32_t cap = tt->cap ? tt->cap * 2 : 64;
 		if (cap > tt->max)
 			cap = tt->max;
-		struct tensor **slots = realloc(tt->slots, cap * sizeof(*slots));
+		struct hsd_tensor **slots = realloc(tt->slots, cap * sizeof(*slots));
 		if (!slots)
 			return HS_ENOMEM;
 		tt->slots = slots;
@@ -79,7 +79,7 @@ static int take_slot(struct tensor_table *tt, uint32_t *slot)
 	return 0;
 }
 
-static void put_slot(struct tensor_table *tt, uint32_t slot)
+static void put_slot(struct hsd_tensor_table *tt, uint32_t slot)
 {
 	tt->slots[slot] = NULL;
 	if (++tt->gens[slot] == 0)
@@ -88,8 +88,8 @@ static void put_slot(struct tensor_table *tt, uint32_t slot)
 	tt->free_count++;
 }
 
-int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *meta,
-		  uint32_t uid, struct tensor **out)
+int hsd_tensor_create(struct hsd_tensor_table *tt, struct hsd_pool *pool, const Hs__Meta *meta,
+		      uint32_t uid, struct hsd_tensor **out)
 {
 	uint64_t need;
 	int r = hs__meta_extent_pb(meta, &need);
@@ -101,7 +101,7 @@ int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *me
 	    meta->device->id != pool->device.device_id)
 		return HS_ENODEV;
 
-	struct tensor *t = calloc(1, sizeof(*t));
+	struct hsd_tensor *t = calloc(1, sizeof(*t));
 	if (!t)
 		return HS_ENOMEM;
 	uint32_t slot;
@@ -110,7 +110,7 @@ int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *me
 		free(t);
 		return r;
 	}
-	r = pool_alloc(pool, need, uid, &t->block);
+	r = hsd_pool_alloc(pool, need, uid, &t->block);
 	if (r < 0) {
 		/* Hand the slot back untouched: its generation was not used. */
 		tt->free[(tt->free_head + tt->free_count) % tt->cap] = slot;
@@ -132,14 +132,14 @@ int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *me
 		t->strides[i] = meta->strides[i];
 	t->byte_offset = 0;
 	t->nbytes = need;
-	t->created_us = tensor_now_us();
+	t->created_us = hsd_tensor_now_us();
 	tt->slots[slot] = t;
 	tt->live++;
 	*out = t;
 	return 0;
 }
 
-int tensor_lookup(const struct tensor_table *tt, uint64_t id, struct tensor **out)
+int hsd_tensor_lookup(const struct hsd_tensor_table *tt, uint64_t id, struct hsd_tensor **out)
 {
 	uint32_t slot = (uint32_t)id;
 	uint32_t gen = (uint32_t)(id >> 32);
@@ -155,12 +155,12 @@ int tensor_lookup(const struct tensor_table *tt, uint64_t id, struct tensor **ou
 	return HS_ENOENT;
 }
 
-void tensor_ref(struct tensor *t)
+void hsd_tensor_ref(struct hsd_tensor *t)
 {
 	t->refs++;
 }
 
-void tensor_unref(struct tensor_table *tt, struct tensor *t)
+void hsd_tensor_unref(struct hsd_tensor_table *tt, struct hsd_tensor *t)
 {
 	if (--t->refs > 0)
 		return;
@@ -169,8 +169,8 @@ void tensor_unref(struct tensor_table *tt, struct tensor *t)
 	put_slot(tt, slot);
 }
 
-void tensor_meta_pb(const struct tensor *t, Hs__Meta *meta, Hs__Device *dev,
-		    Hs__DType *dt)
+void hsd_tensor_meta_pb(const struct hsd_tensor *t, Hs__Meta *meta, Hs__Device *dev,
+			Hs__DType *dt)
 {
 	hs__device__init(dev);
 	dev->type = t->device.device_type;
@@ -189,9 +189,9 @@ void tensor_meta_pb(const struct tensor *t, Hs__Meta *meta, Hs__Device *dev,
 	meta->byte_offset = t->byte_offset;
 }
 
-void tensor_to_pb(const struct tensor *t, struct tensor_pb *pb)
+void hsd_tensor_to_pb(const struct hsd_tensor *t, struct hsd_tensor_pb *pb)
 {
-	tensor_meta_pb(t, &pb->meta, &pb->device, &pb->dtype);
+	hsd_tensor_meta_pb(t, &pb->meta, &pb->device, &pb->dtype);
 	hs__block__init(&pb->block);
 	pb->block.slab_id = t->block.slab->id;
 	pb->block.offset = t->block.offset;

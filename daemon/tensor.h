@@ -16,7 +16,7 @@
 #include "pool.h"
 #include "wire.h"
 
-struct tensor {
+struct hsd_tensor {
 	uint64_t id;
 	uint32_t refs;
 	DLDevice device;
@@ -27,8 +27,8 @@ struct tensor {
 	int64_t strides[HS__MAX_NDIM];
 	uint64_t byte_offset;
 	uint64_t nbytes;          /* bytes reached from the block start */
-	struct pool *pool;
-	struct pool_block block;
+	struct hsd_pool *pool;
+	struct hsd_pool_block block;
 	uint64_t owner_session;
 	int32_t owner_pid;
 	char owner_name[HS__MAX_NAME + 1];
@@ -36,14 +36,14 @@ struct tensor {
 	const char *topic;        /* last topic it was emitted on (its name,
 				   * owned by the topic), or NULL */
 	uint64_t seq;
-	struct fence_event *fence; /* device tensors: the ready fence, given
+	struct hsd_fence_event *fence; /* device tensors: the ready fence, given
 				    * back to its pool when the tensor dies */
 	bool fence_done;          /* its last emit said its writes are complete
 				   * (EmitReq.fence_done): refs name no fence */
 };
 
-struct tensor_table {
-	struct tensor **slots;
+struct hsd_tensor_table {
+	struct hsd_tensor **slots;
 	uint32_t *gens;
 	uint32_t n;        /* slots in use or on the free list */
 	uint32_t cap;
@@ -55,37 +55,37 @@ struct tensor_table {
 
 #define TENSOR_TABLE_DEFAULT_MAX (1u << 22)
 
-void tensor_table_init(struct tensor_table *tt, uint32_t max_slots);
+void hsd_tensor_table_init(struct hsd_tensor_table *tt, uint32_t max_slots);
 /* Frees every tensor still there and gives its block back. */
-void tensor_table_fini(struct tensor_table *tt);
+void hsd_tensor_table_fini(struct hsd_tensor_table *tt);
 
 /* Checks meta (hs__meta_extent_pb; byte_offset must be 0), allocates its
  * bytes from pool, in a slab of uid's, and makes a tensor with one
  * reference. 0 or a negative hs code; nothing changes on error. */
-int tensor_create(struct tensor_table *tt, struct pool *pool, const Hs__Meta *meta,
-		  uint32_t uid, struct tensor **out);
+int hsd_tensor_create(struct hsd_tensor_table *tt, struct hsd_pool *pool, const Hs__Meta *meta,
+		      uint32_t uid, struct hsd_tensor **out);
 
 /* 0 with *out, HS_ESTALE or HS_ENOENT. */
-int tensor_lookup(const struct tensor_table *tt, uint64_t id, struct tensor **out);
+int hsd_tensor_lookup(const struct hsd_tensor_table *tt, uint64_t id, struct hsd_tensor **out);
 
-void tensor_ref(struct tensor *t);
+void hsd_tensor_ref(struct hsd_tensor *t);
 /* Drops one reference; the last frees the tensor and its block. */
-void tensor_unref(struct tensor_table *tt, struct tensor *t);
+void hsd_tensor_unref(struct hsd_tensor_table *tt, struct hsd_tensor *t);
 
 /* A TensorRef for t, its sub-messages held in pb (valid while t lives
  * and pb is in scope). */
-struct tensor_pb {
+struct hsd_tensor_pb {
 	Hs__TensorRef ref;
 	Hs__Meta meta;
 	Hs__Device device;
 	Hs__DType dtype;
 	Hs__Block block;
 };
-void tensor_to_pb(const struct tensor *t, struct tensor_pb *pb);
+void hsd_tensor_to_pb(const struct hsd_tensor *t, struct hsd_tensor_pb *pb);
 /* Fills a Meta (and its device/dtype) from t. */
-void tensor_meta_pb(const struct tensor *t, Hs__Meta *meta, Hs__Device *dev,
-		    Hs__DType *dt);
+void hsd_tensor_meta_pb(const struct hsd_tensor *t, Hs__Meta *meta, Hs__Device *dev,
+			Hs__DType *dt);
 
-uint64_t tensor_now_us(void);
+uint64_t hsd_tensor_now_us(void);
 
 #endif

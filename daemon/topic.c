@@ -8,7 +8,7 @@
 #include "hsbroker/error.h"
 #include "wire.h"
 
-static void topic_free(struct topic *tp);
+static void topic_free(struct hsd_topic *tp);
 
 static uint64_t name_hash(const char *s)
 {
@@ -18,11 +18,11 @@ static uint64_t name_hash(const char *s)
 	return h | 1; /* idmap keys are non-zero */
 }
 
-void topics_init(struct topics *ts, struct tensor_table *tt, uint32_t max_topics,
-		 uint32_t max_pending, const struct topic_hooks *hooks)
+void hsd_topics_init(struct hsd_topics *ts, struct hsd_tensor_table *tt, uint32_t max_topics,
+		     uint32_t max_pending, const struct hsd_topic_hooks *hooks)
 {
-	*ts = (struct topics){ 0 };
-	idmap_init(&ts->index);
+	*ts = (struct hsd_topics){ 0 };
+	hsd_idmap_init(&ts->index);
 	list_init(&ts->all);
 	list_init(&ts->blocked);
 	ts->max = max_topics ? max_topics : TOPICS_DEFAULT_MAX;
@@ -31,38 +31,38 @@ void topics_init(struct topics *ts, struct tensor_table *tt, uint32_t max_topics
 	ts->hooks = *hooks;
 }
 
-void topics_fini(struct topics *ts)
+void hsd_topics_fini(struct hsd_topics *ts)
 {
-	struct topic *tp, *tmp;
+	struct hsd_topic *tp, *tmp;
 	list_for_each_safe(tp, tmp, &ts->all, link) {
-		struct sub *s, *st;
+		struct hsd_sub *s, *st;
 		list_for_each_safe(s, st, &tp->subs, topic_link)
-			topic_unsubscribe(ts, s);
-		struct pending_emit *pe, *pt;
+			hsd_topic_unsubscribe(ts, s);
+		struct hsd_pending_emit *pe, *pt;
 		list_for_each_safe(pe, pt, &tp->pending, topic_link)
-			topic_cancel(ts, pe);
+			hsd_topic_cancel(ts, pe);
 		topic_free(tp);
 	}
-	idmap_fini(&ts->index);
+	hsd_idmap_fini(&ts->index);
 	list_init(&ts->all);
 	list_init(&ts->blocked);
 }
 
-static void unindex(struct topics *ts, struct topic *tp)
+static void unindex(struct hsd_topics *ts, struct hsd_topic *tp)
 {
 	uint64_t h = name_hash(tp->name);
-	uint64_t *v = idmap_get(&ts->index, h);
+	uint64_t *v = hsd_idmap_get(&ts->index, h);
 	if (!v)
 		return;
-	struct topic *head = (struct topic *)(uintptr_t)*v;
+	struct hsd_topic *head = (struct hsd_topic *)(uintptr_t)*v;
 	if (head == tp) {
 		if (tp->hash_next)
 			*v = (uint64_t)(uintptr_t)tp->hash_next;
 		else
-			idmap_del(&ts->index, h);
+			hsd_idmap_del(&ts->index, h);
 		return;
 	}
-	for (struct topic *p = head; p->hash_next; p = p->hash_next) {
+	for (struct hsd_topic *p = head; p->hash_next; p = p->hash_next) {
 		if (p->hash_next == tp) {
 			p->hash_next = tp->hash_next;
 			return;
@@ -74,22 +74,22 @@ static void unindex(struct topics *ts, struct topic *tp)
  * held back, and no live tensor whose ->topic points at its name. Runs
  * only when the limit is reached, so its scans are paid once per batch
  * of new names, not per emit. */
-uint32_t topics_evict_idle(struct topics *ts)
+uint32_t hsd_topics_evict_idle(struct hsd_topics *ts)
 {
-	struct idmap named;
-	idmap_init(&named);
-	struct tensor_table *tt = ts->tt;
+	struct hsd_idmap named;
+	hsd_idmap_init(&named);
+	struct hsd_tensor_table *tt = ts->tt;
 	for (uint32_t i = 0; i < tt->n; i++) {
-		struct tensor *t = tt->slots[i];
-		if (t && t->topic && idmap_put(&named, (uint64_t)(uintptr_t)t->topic, 1) < 0) {
-			idmap_fini(&named);
+		struct hsd_tensor *t = tt->slots[i];
+		if (t && t->topic && hsd_idmap_put(&named, (uint64_t)(uintptr_t)t->topic, 1) < 0) {
+			hsd_idmap_fini(&named);
 			return 0;
 		}
 	}
 	uint32_t n = 0;
-	struct topic *tp, *tmp;
+	struct hsd_topic *tp, *tmp;
 	list_for_each_safe(tp, tmp, &ts->all, link) {
-		if (tp->nsubs || tp->npending || idmap_get(&named, (uint64_t)(uintptr_t)tp->name))
+		if (tp->nsubs || tp->npending || hsd_idmap_get(&named, (uint64_t)(uintptr_t)tp->name))
 			continue;
 		if (ts->hooks.freed)
 			ts->hooks.freed(ts->hooks.data, tp);
@@ -99,19 +99,19 @@ uint32_t topics_evict_idle(struct topics *ts)
 		ts->n--;
 		n++;
 	}
-	idmap_fini(&named);
+	hsd_idmap_fini(&named);
 	return n;
 }
 
-int topics_get(struct topics *ts, const char *name, bool create, struct topic **out)
+int hsd_topics_get(struct hsd_topics *ts, const char *name, bool create, struct hsd_topic **out)
 {
 	int r = hs__topic_check(name);
 	if (r < 0)
 		return r;
 	uint64_t h = name_hash(name);
-	uint64_t *v = idmap_get(&ts->index, h);
-	struct topic *first = v ? (struct topic *)(uintptr_t)*v : NULL;
-	for (struct topic *tp = first; tp; tp = tp->hash_next) {
+	uint64_t *v = hsd_idmap_get(&ts->index, h);
+	struct hsd_topic *first = v ? (struct hsd_topic *)(uintptr_t)*v : NULL;
+	for (struct hsd_topic *tp = first; tp; tp = tp->hash_next) {
 		if (!strcmp(tp->name, name)) {
 			*out = tp;
 			return 0;
@@ -120,17 +120,17 @@ int topics_get(struct topics *ts, const char *name, bool create, struct topic **
 	if (!create)
 		return HS_ENOENT;
 	if (ts->n >= ts->max) {
-		if (topics_evict_idle(ts) == 0)
+		if (hsd_topics_evict_idle(ts) == 0)
 			return HS_ELIMIT;
 		/* eviction may have changed the chain this name hashes to */
-		v = idmap_get(&ts->index, h);
-		first = v ? (struct topic *)(uintptr_t)*v : NULL;
+		v = hsd_idmap_get(&ts->index, h);
+		first = v ? (struct hsd_topic *)(uintptr_t)*v : NULL;
 	}
-	struct topic *tp = calloc(1, sizeof(*tp));
+	struct hsd_topic *tp = calloc(1, sizeof(*tp));
 	if (!tp)
 		return HS_ENOMEM;
 	tp->name = strdup(name);
-	if (!tp->name || idmap_put(&ts->index, h, (uint64_t)(uintptr_t)tp) < 0) {
+	if (!tp->name || hsd_idmap_put(&ts->index, h, (uint64_t)(uintptr_t)tp) < 0) {
 		free(tp->name);
 		free(tp);
 		return HS_ENOMEM;
@@ -147,14 +147,14 @@ int topics_get(struct topics *ts, const char *name, bool create, struct topic **
 }
 
 /* A BLOCK subscriber that holds emits back: full and not stalled. */
-static bool holds_back(const struct sub *s)
+static bool holds_back(const struct hsd_sub *s)
 {
 	return s->policy == HS__POLICY__POLICY_BLOCK && s->count >= s->depth && !s->stalled;
 }
 
-static bool block_full(const struct topic *tp)
+static bool block_full(const struct hsd_topic *tp)
 {
-	const struct sub *s;
+	const struct hsd_sub *s;
 	list_for_each(s, &tp->subs, topic_link)
 		if (holds_back(s))
 			return true;
@@ -162,21 +162,21 @@ static bool block_full(const struct topic *tp)
 }
 
 /* Keeps tp on ts->blocked exactly while it has held-back emits. */
-static void update_blocked(struct topics *ts, struct topic *tp)
+static void update_blocked(struct hsd_topics *ts, struct hsd_topic *tp)
 {
 	list_remove(&tp->blocked_link);
 	if (tp->npending)
 		list_insert_tail(&ts->blocked, &tp->blocked_link);
 }
 
-static void drain(struct topics *ts, struct topic *tp);
+static void drain(struct hsd_topics *ts, struct hsd_topic *tp);
 
 /* Delivers queued tensors while the subscriber has credits. */
-static void pump(struct topics *ts, struct sub *s)
+static void pump(struct hsd_topics *ts, struct hsd_sub *s)
 {
 	bool freed = false;
 	while (s->count && s->credits) {
-		struct sub_entry e = s->q[s->head];
+		struct hsd_sub_entry e = s->q[s->head];
 		s->head = (s->head + 1) % s->qcap;
 		s->count--;
 		s->credits--;
@@ -192,11 +192,11 @@ static void pump(struct topics *ts, struct sub *s)
 
 /* The ring grows on demand up to depth: a deep queue that is never
  * filled costs nothing (depth may be 65536 for 256 subscriptions). */
-static int enqueue(struct sub *s, struct tensor *t, uint64_t seq)
+static int enqueue(struct hsd_sub *s, struct hsd_tensor *t, uint64_t seq)
 {
 	if (s->count == s->qcap) {
 		uint32_t cap = s->qcap * 2 < s->depth ? s->qcap * 2 : s->depth;
-		struct sub_entry *q = malloc(cap * sizeof(*q));
+		struct hsd_sub_entry *q = malloc(cap * sizeof(*q));
 		if (!q)
 			return HS_ENOMEM;
 		for (uint32_t i = 0; i < s->count; i++)
@@ -206,7 +206,7 @@ static int enqueue(struct sub *s, struct tensor *t, uint64_t seq)
 		s->qcap = cap;
 		s->head = 0;
 	}
-	s->q[(s->head + s->count) % s->qcap] = (struct sub_entry){ t, seq };
+	s->q[(s->head + s->count) % s->qcap] = (struct hsd_sub_entry){ t, seq };
 	s->count++;
 	return 0;
 }
@@ -214,7 +214,7 @@ static int enqueue(struct sub *s, struct tensor *t, uint64_t seq)
 /* The topic's next sequence number: from its page once it has pair rings
  * (their producers take numbers there too). A page scribbled on can make
  * numbers repeat or jump (docs/design.md); nothing indexes by them. */
-static uint64_t next_seq(struct topic *tp)
+static uint64_t next_seq(struct hsd_topic *tp)
 {
 	if (!tp->page)
 		return ++tp->emitted;
@@ -224,7 +224,7 @@ static uint64_t next_seq(struct topic *tp)
 	return seq;
 }
 
-uint64_t topic_emitted(const struct topic *tp)
+uint64_t hsd_topic_emitted(const struct hsd_topic *tp)
 {
 	if (!tp->page)
 		return tp->emitted;
@@ -236,7 +236,7 @@ uint64_t topic_emitted(const struct topic *tp)
 
 /* Frees tp (unlinked already), its page first: producers that mapped it
  * see the route gone and ask again. */
-static void topic_free(struct topic *tp)
+static void topic_free(struct hsd_topic *tp)
 {
 	if (tp->page) {
 		__atomic_store_n(&tp->page->gen, HS__PRING_GEN_GONE, __ATOMIC_RELEASE);
@@ -249,23 +249,23 @@ static void topic_free(struct topic *tp)
 
 /* Gives t the next sequence number and queues it for every subscriber;
  * the emitter's reference, moved to the topic, is then dropped. */
-static uint64_t accept(struct topics *ts, struct topic *tp, struct tensor *t)
+static uint64_t accept(struct hsd_topics *ts, struct hsd_topic *tp, struct hsd_tensor *t)
 {
 	uint64_t seq = next_seq(tp);
 	tp->bytes_emitted += t->nbytes;
 	t->topic = tp->name;
 	t->seq = seq;
-	struct sub *s;
+	struct hsd_sub *s;
 	list_for_each(s, &tp->subs, topic_link) {
 		if (s->count >= s->depth) {
 			s->dropped++;
 			tp->dropped++;
 			if (s->policy != HS__POLICY__POLICY_DROP_OLDEST)
 				continue; /* DROP_NEWEST, or a stalled BLOCK */
-			struct sub_entry old = s->q[s->head];
+			struct hsd_sub_entry old = s->q[s->head];
 			s->head = (s->head + 1) % s->qcap;
 			s->count--;
-			tensor_unref(ts->tt, old.t);
+			hsd_tensor_unref(ts->tt, old.t);
 		}
 		if (enqueue(s, t, seq) < 0) {
 			/* Out of memory: counted as a drop, never a crash. */
@@ -273,22 +273,22 @@ static uint64_t accept(struct topics *ts, struct topic *tp, struct tensor *t)
 			tp->dropped++;
 			continue;
 		}
-		tensor_ref(t);
+		hsd_tensor_ref(t);
 	}
-	tensor_unref(ts->tt, t);
-	struct sub *tmp;
+	hsd_tensor_unref(ts->tt, t);
+	struct hsd_sub *tmp;
 	list_for_each_safe(s, tmp, &tp->subs, topic_link)
 		pump(ts, s);
 	return seq;
 }
 
-static void drain(struct topics *ts, struct topic *tp)
+static void drain(struct hsd_topics *ts, struct hsd_topic *tp)
 {
 	if (tp->draining)
 		return;
 	tp->draining = true;
 	while (!list_empty(&tp->pending) && !block_full(tp)) {
-		struct pending_emit *pe = list_first(&tp->pending, struct pending_emit, topic_link);
+		struct hsd_pending_emit *pe = list_first(&tp->pending, struct hsd_pending_emit, topic_link);
 		list_remove(&pe->topic_link);
 		list_remove(&pe->owner_link);
 		tp->npending--;
@@ -305,8 +305,8 @@ static void drain(struct topics *ts, struct topic *tp)
 /* How long s may hold pe back: its own block_timeout, bounded by
  * other_uid_timeout_us when s and pe's emitter are of different uids;
  * 0 = for ever. */
-static uint64_t sub_timeout(const struct topics *ts, const struct sub *s,
-			    const struct pending_emit *pe)
+static uint64_t sub_timeout(const struct hsd_topics *ts, const struct hsd_sub *s,
+			    const struct hsd_pending_emit *pe)
 {
 	uint64_t tmo = s->block_timeout_us, other = ts->other_uid_timeout_us;
 	if (other && ts->hooks.owner_uid && (!tmo || other < tmo) &&
@@ -316,17 +316,17 @@ static uint64_t sub_timeout(const struct topics *ts, const struct sub *s,
 	return tmo;
 }
 
-/* One topic's part of topics_expire. */
-static uint64_t expire_topic(struct topics *ts, struct topic *tp, uint64_t now_us)
+/* One topic's part of hsd_topics_expire. */
+static uint64_t expire_topic(struct hsd_topics *ts, struct hsd_topic *tp, uint64_t now_us)
 {
 	for (;;) {
 		if (list_empty(&tp->pending))
 			return UINT64_MAX;
-		const struct pending_emit *head =
-			list_first(&tp->pending, struct pending_emit, topic_link);
+		const struct hsd_pending_emit *head =
+			list_first(&tp->pending, struct hsd_pending_emit, topic_link);
 		uint64_t next = UINT64_MAX;
 		bool fired = false;
-		struct sub *s;
+		struct hsd_sub *s;
 		list_for_each(s, &tp->subs, topic_link) {
 			uint64_t tmo = holds_back(s) ? sub_timeout(ts, s, head) : 0;
 			if (!tmo)
@@ -348,10 +348,10 @@ static uint64_t expire_topic(struct topics *ts, struct topic *tp, uint64_t now_u
 	}
 }
 
-uint64_t topics_expire(struct topics *ts, uint64_t now_us)
+uint64_t hsd_topics_expire(struct hsd_topics *ts, uint64_t now_us)
 {
 	uint64_t next = UINT64_MAX;
-	struct topic *tp, *tmp;
+	struct hsd_topic *tp, *tmp;
 	list_for_each_safe(tp, tmp, &ts->blocked, blocked_link) {
 		uint64_t t = expire_topic(ts, tp, now_us);
 		if (t < next)
@@ -360,16 +360,16 @@ uint64_t topics_expire(struct topics *ts, uint64_t now_us)
 	return next;
 }
 
-int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t depth,
-		    Hs__Policy policy, uint32_t credits, uint32_t block_timeout_ms,
-		    struct sub **out)
+int hsd_topic_subscribe(struct hsd_topics *ts, struct hsd_topic *tp, void *owner, uint32_t depth,
+			Hs__Policy policy, uint32_t credits, uint32_t block_timeout_ms,
+			struct hsd_sub **out)
 {
 	if (depth < 1 || depth > SUB_MAX_DEPTH || credits < 1)
 		return HS_EINVAL;
 	if (policy != HS__POLICY__POLICY_BLOCK && policy != HS__POLICY__POLICY_DROP_OLDEST &&
 	    policy != HS__POLICY__POLICY_DROP_NEWEST)
 		return HS_EINVAL;
-	struct sub *s = calloc(1, sizeof(*s));
+	struct hsd_sub *s = calloc(1, sizeof(*s));
 	if (!s)
 		return HS_ENOMEM;
 	s->qcap = depth < 16 ? depth : 16;
@@ -393,14 +393,14 @@ int topic_subscribe(struct topics *ts, struct topic *tp, void *owner, uint32_t d
 	return 0;
 }
 
-void topic_unsubscribe(struct topics *ts, struct sub *s)
+void hsd_topic_unsubscribe(struct hsd_topics *ts, struct hsd_sub *s)
 {
-	struct topic *tp = s->topic;
+	struct hsd_topic *tp = s->topic;
 	while (s->count) {
-		struct sub_entry e = s->q[s->head];
+		struct hsd_sub_entry e = s->q[s->head];
 		s->head = (s->head + 1) % s->qcap;
 		s->count--;
-		tensor_unref(ts->tt, e.t);
+		hsd_tensor_unref(ts->tt, e.t);
 	}
 	list_remove(&s->topic_link);
 	list_remove(&s->owner_link);
@@ -412,8 +412,8 @@ void topic_unsubscribe(struct topics *ts, struct sub *s)
 		drain(ts, tp);
 }
 
-int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owner,
-	       uint64_t req_seq, uint64_t *seq, struct pending_emit **held)
+int hsd_topic_emit(struct hsd_topics *ts, struct hsd_topic *tp, struct hsd_tensor *t, void *owner,
+		   uint64_t req_seq, uint64_t *seq, struct hsd_pending_emit **held)
 {
 	if (list_empty(&tp->pending) && !block_full(tp)) {
 		*seq = accept(ts, tp, t);
@@ -421,7 +421,7 @@ int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owne
 	}
 	if (tp->npending >= ts->max_pending)
 		return HS_EBUSY;
-	struct pending_emit *pe = calloc(1, sizeof(*pe));
+	struct hsd_pending_emit *pe = calloc(1, sizeof(*pe));
 	if (!pe)
 		return HS_ENOMEM;
 	pe->topic = tp;
@@ -429,7 +429,7 @@ int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owne
 	pe->bytes = t->block.length;
 	pe->owner = owner;
 	pe->req_seq = req_seq;
-	pe->since_us = tensor_now_us();
+	pe->since_us = hsd_tensor_now_us();
 	list_init(&pe->owner_link);
 	list_insert_tail(&tp->pending, &pe->topic_link);
 	tp->npending++;
@@ -438,19 +438,19 @@ int topic_emit(struct topics *ts, struct topic *tp, struct tensor *t, void *owne
 	return 1;
 }
 
-void topic_cancel(struct topics *ts, struct pending_emit *pe)
+void hsd_topic_cancel(struct hsd_topics *ts, struct hsd_pending_emit *pe)
 {
-	struct topic *tp = pe->topic;
+	struct hsd_topic *tp = pe->topic;
 	list_remove(&pe->topic_link);
 	list_remove(&pe->owner_link);
 	tp->npending--;
 	update_blocked(ts, tp);
-	tensor_unref(ts->tt, pe->t);
+	hsd_tensor_unref(ts->tt, pe->t);
 	free(pe);
 	/* The next in line faces the same full queues: nothing to drain. */
 }
 
-void sub_credit(struct topics *ts, struct sub *s, uint32_t n)
+void hsd_sub_credit(struct hsd_topics *ts, struct hsd_sub *s, uint32_t n)
 {
 	uint64_t c = (uint64_t)s->credits + n;
 	s->credits = c > SUB_MAX_CREDITS ? SUB_MAX_CREDITS : (uint32_t)c;

@@ -4,44 +4,44 @@
 
 #include <stdlib.h>
 
-void usage_init(struct usage_table *u)
+void hsd_usage_init(struct hsd_usage_table *u)
 {
-	idmap_init(&u->map);
+	hsd_idmap_init(&u->map);
 }
 
-void usage_fini(struct usage_table *u)
+void hsd_usage_fini(struct hsd_usage_table *u)
 {
 	for (size_t i = 0; i < u->map.cap; i++)
 		if (u->map.keys[i])
 			free((void *)(uintptr_t)u->map.vals[i]);
-	idmap_fini(&u->map);
+	hsd_idmap_fini(&u->map);
 }
 
-struct uid_usage *usage_of(struct usage_table *u, uid_t uid)
+struct hsd_uid_usage *hsd_usage_of(struct hsd_usage_table *u, uid_t uid)
 {
 	uint64_t key = (uint64_t)uid + 1; /* idmap keys are non-zero */
-	uint64_t *v = idmap_get(&u->map, key);
+	uint64_t *v = hsd_idmap_get(&u->map, key);
 	if (v)
-		return (struct uid_usage *)(uintptr_t)*v;
-	struct uid_usage *e = calloc(1, sizeof(*e));
+		return (struct hsd_uid_usage *)(uintptr_t)*v;
+	struct hsd_uid_usage *e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	if (idmap_put(&u->map, key, (uint64_t)(uintptr_t)e) < 0) {
+	if (hsd_idmap_put(&u->map, key, (uint64_t)(uintptr_t)e) < 0) {
 		free(e);
 		return NULL;
 	}
 	return e;
 }
 
-void usage_tidy(struct usage_table *u, uid_t uid)
+void hsd_usage_tidy(struct hsd_usage_table *u, uid_t uid)
 {
 	uint64_t key = (uint64_t)uid + 1;
-	uint64_t *v = idmap_get(&u->map, key);
+	uint64_t *v = hsd_idmap_get(&u->map, key);
 	if (!v)
 		return;
-	struct uid_usage *e = (struct uid_usage *)(uintptr_t)*v;
+	struct hsd_uid_usage *e = (struct hsd_uid_usage *)(uintptr_t)*v;
 	if (e->conns || e->refused || e->subs || e->topics)
 		return;
-	idmap_del(&u->map, key);
+	hsd_idmap_del(&u->map, key);
 	free(e);
 }

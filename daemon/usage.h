@@ -11,7 +11,7 @@
 
 #include "idmap.h"
 
-struct uid_usage {
+struct hsd_uid_usage {
 	uint32_t conns;    /* sessions open, before hello included */
 	uint32_t refused;  /* connections past the cap waiting to be told */
 	uint32_t subs;     /* subscriptions over all its sessions */
@@ -19,15 +19,15 @@ struct uid_usage {
 	uint64_t evict_after_us; /* no scan for its idle topics before then */
 };
 
-struct usage_table {
-	struct idmap map;  /* uid + 1 -> struct uid_usage * */
+struct hsd_usage_table {
+	struct hsd_idmap map; /* uid + 1 -> struct hsd_uid_usage * */
 };
 
-void usage_init(struct usage_table *u);
-void usage_fini(struct usage_table *u);
+void hsd_usage_init(struct hsd_usage_table *u);
+void hsd_usage_fini(struct hsd_usage_table *u);
 /* The uid's entry, made on first use: NULL only when out of memory. */
-struct uid_usage *usage_of(struct usage_table *u, uid_t uid);
+struct hsd_uid_usage *hsd_usage_of(struct hsd_usage_table *u, uid_t uid);
 /* Frees the uid's entry once every count is 0 (call after a decrement). */
-void usage_tidy(struct usage_table *u, uid_t uid);
+void hsd_usage_tidy(struct hsd_usage_table *u, uid_t uid);
 
 #endif

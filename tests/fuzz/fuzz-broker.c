@@ -17,7 +17,7 @@
  *     that does not read fills its outbox); bit 4: attach an fd;
  *     bit 5: the peer disconnects after this datagram (a fresh session,
  *     with Hello, takes its place); bit 6: the daemon shuts down after
- *     this datagram (ShutdownNotice to all, then broker_free with the
+ *     this datagram (ShutdownNotice to all, then hsd_broker_free with the
  *     sessions and all they hold still there; the input ends); bit 7:
  *     for a session on a shared-memory channel, the bytes go through its
  *     ring instead: an even length as one well-framed record, an odd
@@ -49,6 +49,7 @@
 #include "channel.h"
 #include "log.h"
 #include "range.h"
+#include "request.h"
 #include "session.h"
 
 #define FZ_SESSIONS 3
@@ -58,7 +59,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct fz_peer {
-	struct session *s;
+	struct hsd_session *s;
 	int *sp;        /* [0] the session's end, [1] the peer's */
 	bool reading;
 	unsigned unread; /* datagrams sent to the peer and not read yet */
@@ -67,7 +68,7 @@ struct fz_peer {
 };
 
 struct fz {
-	struct broker *b;
+	struct hsd_broker *b;
 	struct fz_peer peer[FZ_SESSIONS];
 	uint64_t tensors[FZ_KNOWN];   /* ids the peers were given, a ring */
 	unsigned ntensors;
@@ -106,7 +107,7 @@ int __wrap_hs__wire_send(int sock, const Hs__Message *msg, const int *fds, int n
 		}                                                                   \
 	} while (0)
 
-static void fz_hook_dead(void *data, struct session *s)
+static void fz_hook_dead(void *data, struct hsd_session *s)
 {
 	/* Closed after the current datagram, as server.c's reaper does. */
 	(void)data;
@@ -136,7 +137,7 @@ static void fz_seen(struct fz *f, const uint8_t *buf, size_t n)
 
 /* The peer's end of one ring of its session's channel: the same memory
  * the daemon maps, with the peer's index read from it. */
-static struct hs__chan_end fz_peer_end(struct chan_state *c, bool c2d)
+static struct hs__chan_end fz_peer_end(struct hsd_chan_state *c, bool c2d)
 {
 	struct hs__chan_hdr *h = c->ch.hdr;
 	if (c2d)
@@ -174,9 +175,9 @@ static void fz_drain(struct fz *f, struct fz_peer *p)
 			hs__wire_close_fds(fds, nfds);
 			fz_seen(f, fz_buf, (size_t)n);
 		}
-		if (!p->s || p->s->dead || list_empty(&p->s->outbox))
+		if (!p->s || p->s->dead || !hsd_outbox_first(p->s))
 			break;
-		session_flush(p->s);
+		hsd_outbox_flush(p->s);
 	}
 }
 
@@ -207,8 +208,8 @@ static void fz_ring_input(struct fz_peer *p, const uint8_t *msg, size_t len)
 		memcpy(e.data + at + sizeof(hdr), msg, len);
 		__atomic_store_n(&e.r->head, e.pos + pad + need, __ATOMIC_RELEASE);
 	}
-	if (chan_drain(p->s, 64) < 0)
-		session_kill(p->s, NULL);
+	if (hsd_chan_drain(p->s, 64) < 0)
+		hsd_session_kill(p->s, NULL);
 }
 
 static void fz_open(struct fz *f, int k)
@@ -217,7 +218,7 @@ static void fz_open(struct fz *f, int k)
 	p->reading = true;
 	p->unread = 0;
 	p->sp = fz_pairs[k];
-	FZ_CHECK(broker_session_open(f->b, p->sp[0], 1000 + k, p->uid, p->uid, &p->s) == 0);
+	FZ_CHECK(hsd_broker_session_open(f->b, p->sp[0], 1000 + k, p->uid, p->uid, &p->s) == 0);
 	/* A small send buffer (after the broker's own setting), so that a
 	 * peer that does not read fills it within a few dozen messages and
 	 * the outbox and its limits come into play. */
@@ -233,8 +234,8 @@ static void fz_open(struct fz *f, int k)
 		m.body_case = HS__MESSAGE__BODY_HELLO;
 		m.hello = &h;
 		size_t len = hs__message__pack(&m, fz_buf);
-		if (session_input(p->s, fz_buf, len, NULL, 0) < 0)
-			session_kill(p->s, "hello refused");
+		if (hsd_request_input(p->s, fz_buf, len, NULL, 0) < 0)
+			hsd_session_kill(p->s, "hello refused");
 	}
 	p->opened++;
 	fz_drain(f, p);
@@ -257,8 +258,8 @@ static void fz_close(struct fz *f, int k)
 	if (!p->s)
 		return;
 	if (!p->s->dead)
-		session_flush(p->s);
-	broker_session_close(f->b, p->s);
+		hsd_outbox_flush(p->s);
+	hsd_broker_session_close(f->b, p->s);
 	p->s = NULL;
 	fz_discard(p);
 }
@@ -321,7 +322,7 @@ static size_t fz_fixup(struct fz *f, const uint8_t *in, size_t len, uint8_t *out
 /* Every element of t lies inside its block, computed here apart from
  * proto/meta.c in 128 bits with every quantity bounded first, so a wrap
  * in the daemon's extent cannot hide (issue 11 row 2). */
-static bool fz_within(const struct tensor *t)
+static bool fz_within(const struct hsd_tensor *t)
 {
 	typedef unsigned __int128 u128;
 	const u128 limit = (u128)1 << 64;
@@ -357,44 +358,44 @@ static bool fz_within(const struct tensor *t)
  * tensor fits its block. */
 static void fz_check(struct fz *f)
 {
-	struct broker *b = f->b;
-	struct tensor_table *tt = &b->tensors;
+	struct hsd_broker *b = f->b;
+	struct hsd_tensor_table *tt = &b->tensors;
 	uint32_t *expect = tt->n ? calloc(tt->n, sizeof(*expect)) : NULL;
 	FZ_CHECK(!tt->n || expect);
-	struct session *s;
+	struct hsd_session *s;
 	list_for_each(s, &b->sessions, link) {
 		uint64_t refs = 0, bytes = 0;
 		for (size_t i = 0; i < s->held.cap; i++) {
 			if (!s->held.keys[i])
 				continue;
-			struct tensor *t;
-			FZ_CHECK(tensor_lookup(tt, s->held.keys[i], &t) == 0);
+			struct hsd_tensor *t;
+			FZ_CHECK(hsd_tensor_lookup(tt, s->held.keys[i], &t) == 0);
 			FZ_CHECK(s->held.vals[i] > 0);
 			refs += s->held.vals[i];
-			bytes += range_round(t->block.length);
+			bytes += hsd_range_round(t->block.length);
 			expect[(uint32_t)t->id] += (uint32_t)s->held.vals[i];
 		}
 		FZ_CHECK(refs == s->refs_held);
 		FZ_CHECK(bytes == s->bytes_held);
 		uint32_t nsubs = 0, npending = 0;
-		struct sub *sub;
+		struct hsd_sub *sub;
 		list_for_each(sub, &s->subs, owner_link) {
 			nsubs++;
 			FZ_CHECK(sub->owner == s);
 			FZ_CHECK(sub->count <= sub->qcap && sub->qcap <= sub->depth);
 			for (uint32_t q = 0; q < sub->count; q++) {
-				struct tensor *t = sub->q[(sub->head + q) % sub->qcap].t;
+				struct hsd_tensor *t = sub->q[(sub->head + q) % sub->qcap].t;
 				FZ_CHECK(tt->slots[(uint32_t)t->id] == t);
 				expect[(uint32_t)t->id]++;
 			}
 		}
-		struct pending_emit *pe;
+		struct hsd_pending_emit *pe;
 		uint64_t pbytes = 0;
 		list_for_each(pe, &s->pending, owner_link) {
 			npending++;
 			FZ_CHECK(tt->slots[(uint32_t)pe->t->id] == pe->t);
 			expect[(uint32_t)pe->t->id]++;
-			pbytes += range_round(pe->bytes);
+			pbytes += hsd_range_round(pe->bytes);
 		}
 		FZ_CHECK(nsubs == s->nsubs);
 		FZ_CHECK(npending == s->npending);
@@ -403,7 +404,7 @@ static void fz_check(struct fz *f)
 	uint32_t live = 0;
 	uint64_t used = 0;
 	for (uint32_t i = 0; i < tt->n; i++) {
-		struct tensor *t = tt->slots[i];
+		struct hsd_tensor *t = tt->slots[i];
 		if (!t)
 			continue;
 		live++;
@@ -411,7 +412,7 @@ static void fz_check(struct fz *f)
 		FZ_CHECK(fz_within(t));
 		FZ_CHECK(t->refs == expect[i]);
 		if (t->pool == &b->cpu)
-			used += range_round(t->block.length);
+			used += hsd_range_round(t->block.length);
 	}
 	FZ_CHECK(live == tt->live);
 	FZ_CHECK(used == b->cpu.used);
@@ -425,8 +426,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argv;
 	/* HS_FUZZ_LOG=debug shows what an input does (replay one file). */
 	const char *lvl = getenv("HS_FUZZ_LOG");
-	int level = lvl ? log_level_parse(lvl) : -1;
-	log_set_level(level >= 0 ? (enum log_level)level : LOG_LEVEL_ERROR);
+	int level = lvl ? hsd_log_level_parse(lvl) : -1;
+	hsd_log_set_level(level >= 0 ? (enum hsd_log_level)level : LOG_LEVEL_ERROR);
 	if (fz_devnull < 0)
 		fz_devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	FZ_CHECK(fz_devnull >= 0);
@@ -450,8 +451,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	struct fz f = { 0 };
 	uint8_t setup = data[0];
-	struct broker_config cfg;
-	broker_config_defaults(&cfg);
+	struct hsd_broker_config cfg;
+	hsd_broker_config_defaults(&cfg);
 	cfg.cpu_slab_size = 64 << 10;
 	cfg.cpu_cap = 4 << 20;
 	cfg.max_subscriptions = 4;
@@ -464,8 +465,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.quota_tensors = setup & 0x80 ? 4 : 0;
 	cfg.allow_uids[cfg.n_allow_uids++] = 0;
 	cfg.allow_uids[cfg.n_allow_uids++] = 1000;
-	struct broker_hooks hooks = { .dead = fz_hook_dead, .data = &f };
-	FZ_CHECK(broker_new(&cfg, &hooks, &f.b) == 0);
+	struct hsd_broker_hooks hooks = { .dead = fz_hook_dead, .data = &f };
+	FZ_CHECK(hsd_broker_new(&cfg, &hooks, &f.b) == 0);
 	fz_current = &f;
 	for (int k = 0; k < FZ_SESSIONS; k++) {
 		f.auto_hello[k] = !(setup & (1u << k));
@@ -507,8 +508,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if ((ctl & 0x80) && p->s->chan) {
 				hs__wire_close_fds(fds, nfds);
 				fz_ring_input(p, msg, len);
-			} else if (session_input(p->s, msg, len, fds, nfds) < 0) {
-				session_kill(p->s, "session_input refused the peer");
+			} else if (hsd_request_input(p->s, msg, len, fds, nfds) < 0) {
+				hsd_session_kill(p->s, "hsd_request_input refused the peer");
 			}
 		}
 		for (int j = 0; j < FZ_SESSIONS; j++)
@@ -516,7 +517,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				fz_drain(&f, &f.peer[j]);
 		fz_check(&f);
 		if (ctl & 0x40) {
-			broker_shutdown_notice(f.b, "fuzz");
+			hsd_broker_shutdown_notice(f.b, "fuzz");
 			shutdown = true;
 			break;
 		}
@@ -531,11 +532,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 
-	struct broker *b = f.b;
+	struct hsd_broker *b = f.b;
 	if (shutdown) {
 		/* As main.c does: the broker closes what is left (leaks show
 		 * under LeakSanitizer); nothing more to compare. */
-		broker_free(b);
+		hsd_broker_free(b);
 		fz_current = NULL;
 		for (int k = 0; k < FZ_SESSIONS; k++)
 			fz_discard(&f.peer[k]);
@@ -550,15 +551,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FZ_CHECK(b->nsessions == 0);
 	FZ_CHECK(b->tensors.live == 0);
 	FZ_CHECK(b->cpu.used == 0 && b->cpu.blocks == 0);
-	struct slab *slab;
+	struct hsd_slab *slab;
 	list_for_each(slab, &b->cpu.slabs, link) {
 		FZ_CHECK(slab->blocks == 0 && slab->announced == 0);
-		FZ_CHECK(range_largest_free(slab->range) == slab->size);
+		FZ_CHECK(hsd_range_largest_free(slab->range) == slab->size);
 	}
-	struct topic *tp;
+	struct hsd_topic *tp;
 	list_for_each(tp, &b->topics.all, link)
 		FZ_CHECK(tp->nsubs == 0 && tp->npending == 0);
-	broker_free(b);
+	hsd_broker_free(b);
 	fz_current = NULL;
 
 	int after = dup(fz_devnull);

@@ -10,19 +10,19 @@
 
 START_TEST(test_basic)
 {
-	struct idmap m;
-	idmap_init(&m);
-	ck_assert_ptr_null(idmap_get(&m, 5));
-	ck_assert(!idmap_del(&m, 5));
-	ck_assert_int_eq(idmap_put(&m, 0, 1), HS_EINVAL);
-	ck_assert_int_eq(idmap_put(&m, 5, 50), 0);
-	ck_assert_int_eq(idmap_put(&m, 5, 51), 0); /* replace */
+	struct hsd_idmap m;
+	hsd_idmap_init(&m);
+	ck_assert_ptr_null(hsd_idmap_get(&m, 5));
+	ck_assert(!hsd_idmap_del(&m, 5));
+	ck_assert_int_eq(hsd_idmap_put(&m, 0, 1), HS_EINVAL);
+	ck_assert_int_eq(hsd_idmap_put(&m, 5, 50), 0);
+	ck_assert_int_eq(hsd_idmap_put(&m, 5, 51), 0); /* replace */
 	ck_assert_uint_eq(m.n, 1);
-	ck_assert_uint_eq(*idmap_get(&m, 5), 51);
-	ck_assert(idmap_del(&m, 5));
-	ck_assert_ptr_null(idmap_get(&m, 5));
+	ck_assert_uint_eq(*hsd_idmap_get(&m, 5), 51);
+	ck_assert(hsd_idmap_del(&m, 5));
+	ck_assert_ptr_null(hsd_idmap_get(&m, 5));
 	ck_assert_uint_eq(m.n, 0);
-	idmap_fini(&m);
+	hsd_idmap_fini(&m);
 }
 END_TEST
 
@@ -30,8 +30,8 @@ START_TEST(test_random_shadow)
 {
 	enum { KEYS = 3000 };
 	static uint64_t shadow[KEYS]; /* 0 = absent */
-	struct idmap m;
-	idmap_init(&m);
+	struct hsd_idmap m;
+	hsd_idmap_init(&m);
 	srandom(99);
 	bool ok = true; /* one assertion at the end: cheap under CK_FORK */
 	for (int step = 0; step < 200000; step++) {
@@ -39,18 +39,18 @@ START_TEST(test_random_shadow)
 		/* keys shaped like tensor ids: generation << 32 | slot */
 		uint64_t key = ((uint64_t)(k % 7 + 1) << 32) | (uint64_t)k;
 		if (random() % 3 == 0) {
-			ok &= idmap_del(&m, key) == (shadow[k] != 0);
+			ok &= hsd_idmap_del(&m, key) == (shadow[k] != 0);
 			shadow[k] = 0;
 		} else {
 			uint64_t v = (uint64_t)random() | 1;
-			ok &= idmap_put(&m, key, v) == 0;
+			ok &= hsd_idmap_put(&m, key, v) == 0;
 			shadow[k] = v;
 		}
 		if (step % 1000 == 0) {
 			size_t n = 0;
 			for (int i = 0; i < KEYS; i++) {
 				uint64_t key2 = ((uint64_t)(i % 7 + 1) << 32) | (uint64_t)i;
-				uint64_t *v = idmap_get(&m, key2);
+				uint64_t *v = hsd_idmap_get(&m, key2);
 				ok &= shadow[i] ? v && *v == shadow[i] : v == NULL;
 				n += shadow[i] != 0;
 			}
@@ -58,7 +58,7 @@ START_TEST(test_random_shadow)
 		}
 	}
 	ck_assert(ok);
-	idmap_fini(&m);
+	hsd_idmap_fini(&m);
 }
 END_TEST
 

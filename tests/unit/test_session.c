@@ -1,5 +1,5 @@
 /* The session state machine, driven with real encoded messages over a
- * SOCK_SEQPACKET socketpair: the daemon's end goes to session_input, the
+ * SOCK_SEQPACKET socketpair: the daemon's end goes to hsd_request_input, the
  * test plays the client on the other end. */
 #include <errno.h>
 #include <fcntl.h>
@@ -12,30 +12,31 @@
 #include "hsbroker/client.h"
 #include "hsbroker/error.h"
 #include "broker.h"
+#include "request.h"
 #include "session.h"
 #include "unit.h"
 
 struct peer {
 	int sp[2];            /* [0] daemon side, [1] client side */
-	struct session *s;
+	struct hsd_session *s;
 	uint64_t seq;
 	int closed_rc;
 };
 
-static struct broker *b;
-static struct broker_config cfg;
+static struct hsd_broker *b;
+static struct hsd_broker_config cfg;
 static uint8_t buf[HS__WIRE_MAX_MSG];
 
 static void make_broker(void)
 {
-	ck_assert_int_eq(broker_new(&cfg, NULL, &b), 0);
+	ck_assert_int_eq(hsd_broker_new(&cfg, NULL, &b), 0);
 }
 
 static int fds_before;
 
 static void setup(void)
 {
-	broker_config_defaults(&cfg);
+	hsd_broker_config_defaults(&cfg);
 	cfg.cpu_slab_size = 1 << 20;
 	b = NULL;
 	fds_before = unit_count_fds();
@@ -46,7 +47,7 @@ static void setup(void)
 static void teardown(void)
 {
 	if (b)
-		broker_free(b);
+		hsd_broker_free(b);
 	b = NULL;
 	ck_assert_int_eq(unit_count_fds(), fds_before);
 }
@@ -55,19 +56,19 @@ static void peer_open(struct peer *p)
 {
 	memset(p, 0, sizeof(*p));
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p->sp), 0);
-	ck_assert_int_eq(broker_session_open(b, p->sp[0], getpid(), getuid(), getgid(), &p->s), 0);
+	ck_assert_int_eq(hsd_broker_session_open(b, p->sp[0], getpid(), getuid(), getgid(), &p->s), 0);
 }
 
 static void peer_close(struct peer *p)
 {
 	if (p->s)
-		broker_session_close(b, p->s);
+		hsd_broker_session_close(b, p->s);
 	p->s = NULL;
 	close(p->sp[0]);
 	close(p->sp[1]);
 }
 
-/* Feeds what the daemon side received to session_input: its result. */
+/* Feeds what the daemon side received to hsd_request_input: its result. */
 static int pump(struct peer *p)
 {
 	int ret = 0;
@@ -78,7 +79,7 @@ static int pump(struct peer *p)
 			return ret;
 		if (n < 0)
 			return n;
-		int r = session_input(p->s, buf, (size_t)n, fds, nfds);
+		int r = hsd_request_input(p->s, buf, (size_t)n, fds, nfds);
 		if (r < 0)
 			return r;
 	}
@@ -370,7 +371,7 @@ START_TEST(test_daemon_body_and_fds_rejected)
 	peer_close(&p);
 	peer_open(&p);
 	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f };
-	ck_assert_int_eq(session_input(p.s, junk, sizeof(junk), NULL, 0), HS_EPROTO);
+	ck_assert_int_eq(hsd_request_input(p.s, junk, sizeof(junk), NULL, 0), HS_EPROTO);
 	expect_error(&p, HS_EPROTO);
 	peer_close(&p);
 }
@@ -404,7 +405,7 @@ START_TEST(test_alloc)
 	expect_error(&p, HS_ESHAPE);
 	/* too big for any slab under a cap is HS_ENOSPC */
 	peer_close(&p);
-	broker_free(b);
+	hsd_broker_free(b);
 	cfg.cpu_cap = 1 << 20;
 	make_broker();
 	peer_open(&p);
@@ -553,7 +554,7 @@ START_TEST(test_peer_death_releases_everything)
 	close(cons.sp[1]);
 	cons.sp[1] = -1;
 	ck_assert_int_eq(pump(&cons), -EPIPE);
-	broker_session_close(b, cons.s);
+	hsd_broker_session_close(b, cons.s);
 	cons.s = NULL;
 	/* the held-back emit went through (no subscriber left) */
 	ck_assert_uint_eq(b->tensors.live, 1 + 1);
@@ -561,7 +562,7 @@ START_TEST(test_peer_death_releases_everything)
 	/* the producer dies too */
 	close(prod.sp[1]);
 	prod.sp[1] = -1;
-	broker_session_close(b, prod.s);
+	hsd_broker_session_close(b, prod.s);
 	prod.s = NULL;
 	ck_assert_uint_eq(b->tensors.live, 1);
 	ck_assert_uint_eq(b->cpu.used, 256); /* only the bystander's */
@@ -571,7 +572,7 @@ START_TEST(test_peer_death_releases_everything)
 	expect_nothing(&other);
 	ck_assert_uint_eq(b->cpu.used, 0);
 	ck_assert_uint_eq(b->cpu.total, b->cpu.total - b->cpu.used);
-	ck_assert_uint_eq(pool_largest_free(&b->cpu), b->cpu.slab_size);
+	ck_assert_uint_eq(hsd_pool_largest_free(&b->cpu), b->cpu.slab_size);
 	peer_close(&other);
 	close(cons.sp[0]);
 	close(prod.sp[0]);
@@ -609,7 +610,7 @@ START_TEST(test_limits)
 	ck_assert_int_eq(send_alloc(&p, 10), 0);
 	expect_error(&p, HS_EDQUOT);
 	peer_close(&p);
-	broker_free(b);
+	hsd_broker_free(b);
 
 	cfg.quota_tensors = 0;
 	cfg.quota_bytes = 4096;
@@ -772,7 +773,7 @@ START_TEST(test_shutdown_notice)
 	struct peer p;
 	peer_open(&p);
 	hello(&p, "listener");
-	broker_shutdown_notice(b, "test says bye");
+	hsd_broker_shutdown_notice(b, "test says bye");
 	Hs__Message *m = expect(&p, HS__MESSAGE__BODY_SHUTDOWN);
 	ck_assert_uint_eq(m->seq, 0);
 	ck_assert_str_eq(m->shutdown->reason, "test says bye");
@@ -794,7 +795,7 @@ START_TEST(test_access_denied)
 	ck_assert_ptr_nonnull(strstr(m->error->message, "not allowed"));
 	hs__wire_free(m);
 	peer_close(&p);
-	broker_free(b);
+	hsd_broker_free(b);
 
 	/* allowed by gid */
 	cfg.allow_gids[0] = getgid();
@@ -873,7 +874,7 @@ START_TEST(test_outbox)
 		m.seq = 0;
 		ck_assert_int_eq(send_msg(&p, &m), 0);
 	}
-	ck_assert_uint_gt(p.s->out_msgs, 0);
+	ck_assert_uint_gt(p.s->out.nmsgs, 0);
 	uint64_t expect_seq = first;
 	Hs__Message *r;
 	for (;;) {
@@ -881,7 +882,7 @@ START_TEST(test_outbox)
 			ck_assert_uint_eq(r->seq, expect_seq++);
 			hs__wire_free(r);
 		}
-		if (session_flush(p.s) == 0 && !(r = recv_msg(&p, NULL, NULL)))
+		if (hsd_outbox_flush(p.s) == 0 && !(r = recv_msg(&p, NULL, NULL)))
 			break;
 		if (r) {
 			ck_assert_uint_eq(r->seq, expect_seq++);
@@ -889,7 +890,7 @@ START_TEST(test_outbox)
 		}
 	}
 	ck_assert_uint_eq(expect_seq, first + 2000);
-	ck_assert_uint_eq(p.s->out_msgs, 0);
+	ck_assert_uint_eq(p.s->out.nmsgs, 0);
 	peer_close(&p);
 }
 END_TEST
@@ -959,16 +960,16 @@ START_TEST(test_uid_caps)
 	hs__wire_free(m);
 	peer_close(&over);
 	/* Past BROKER_MAX_REFUSING waiting ones: refused at once. */
-	struct session *refusing[BROKER_MAX_REFUSING], *third;
+	struct hsd_session *refusing[BROKER_MAX_REFUSING], *third;
 	for (int i = 0; i < BROKER_MAX_REFUSING; i++)
-		ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid(), getgid(), &refusing[i]), 0);
-	ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid(), getgid(), &third), HS_ELIMIT);
+		ck_assert_int_eq(hsd_broker_session_open(b, a.sp[0], 1, getuid(), getgid(), &refusing[i]), 0);
+	ck_assert_int_eq(hsd_broker_session_open(b, a.sp[0], 1, getuid(), getgid(), &third), HS_ELIMIT);
 	for (int i = 0; i < BROKER_MAX_REFUSING; i++)
-		broker_session_close(b, refusing[i]);
+		hsd_broker_session_close(b, refusing[i]);
 	/* another uid is not held back */
-	ck_assert_int_eq(broker_session_open(b, a.sp[0], 1, getuid() + 1, getgid(), &third), 0);
+	ck_assert_int_eq(hsd_broker_session_open(b, a.sp[0], 1, getuid() + 1, getgid(), &third), 0);
 	ck_assert_int_eq(third->refuse, 0);
-	broker_session_close(b, third);
+	hsd_broker_session_close(b, third);
 	hello(&a, "a");
 	hello(&c, "c");
 	subscribe(&a, "t/1", 1, HS__POLICY__POLICY_BLOCK, 1);
@@ -991,7 +992,7 @@ START_TEST(test_uid_caps)
 	peer_close(&a);
 	/* its topics stay counted until freed */
 	ck_assert_uint_eq(b->usage.map.n, 1);
-	ck_assert_uint_eq(topics_evict_idle(&b->topics), 2);
+	ck_assert_uint_eq(hsd_topics_evict_idle(&b->topics), 2);
 	ck_assert_uint_eq(b->usage.map.n, 0);
 }
 END_TEST
@@ -1009,7 +1010,7 @@ START_TEST(test_outbox_total)
 	for (int i = 0; i < 100000 && !slow.s->dead; i++)
 		send_ping(&slow);
 	ck_assert_msg(slow.s->dead, "the largest outbox was not dropped");
-	ck_assert_uint_eq(slow.s->out_bytes, 0); /* freed at once */
+	ck_assert_uint_eq(slow.s->out.bytes, 0); /* freed at once */
 	ck_assert_uint_eq(b->out_bytes, 0);
 	send_ping(&good);
 	hs__wire_free(expect(&good, HS__MESSAGE__BODY_OK));
