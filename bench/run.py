@@ -280,6 +280,19 @@ def run_suite(R, build, d, env, device, tag):
               [b("handoff"), *dev, "--size", str(size), "--iters", str(it),
                "--warmup", str(wu), "--socket", d.socket, *ctl], env,
               floor=(build, device, size))
+    if device == "cuda":
+        # The same with the next allocation made ahead and the release
+        # after the ack: what is left is emit, receive and the fences,
+        # the floor's part (to tell where the big rows' excess over
+        # their floor comes from).
+        for size in SIZES:
+            it, wu = R.scale(ITERS[size])
+            R.run("hsbroker C->C %s, alloc ahead, release after the ack%s"
+                  % (fmt_size(size), suffix),
+                  [b("handoff"), *dev, "--size", str(size), "--iters", str(it),
+                   "--warmup", str(wu), "--socket", d.socket, "--alloc-ahead", "1",
+                   "--late-release", "1"], env,
+                  floor=(build, device, size), variant="lean")
     # Control for the big rows (hs-bench-handoff --control 1, interleaved
     # in the same run): after each hand-off, one of a 4 KiB tensor whose
     # producer idles as long as the big write took. And the floor with the
@@ -372,6 +385,8 @@ METHODS = [  # (case, label in the table, key of the measure compared with the f
     ("hsbroker-c-socket-cuda", "hsbroker C -> C, CUDA, over the socket (HSBROKER_CHANNEL=0)",
      "gpu"),
     ("hsbroker-c-relay-cuda", "hsbroker C -> C, CUDA, daemon relay (HSBROKER_RINGS=0)", "gpu"),
+    ("hsbroker-c-lean-cuda",
+     "hsbroker C -> C, CUDA, next alloc ahead, release after the ack", "gpu"),
     ("hsbroker-c-spin-cuda", "hsbroker C -> C, CUDA, daemon --spin-us 50", "gpu"),
     ("hsbroker-c-spinboth-cuda",
      "hsbroker C -> C, CUDA, daemon --spin-us 50 and HSBROKER_SPIN_US=50", "gpu"),
