@@ -397,6 +397,7 @@ bool hs__ring_arm_all(hs_client *c);
  * yet (*wait set: read the channel, then call again with it still set). */
 struct hs__ann_wait {
 	uint64_t slab, event; /* the ids a note named before they were read */
+	bool asked;           /* the channel was read once for them */
 };
 int hs__ring_sub_take(hs_client *c, struct hs_subscription *sub, uint64_t below,
 		      struct hs__ann_wait *wait, hs_tensor **out);

@@ -509,11 +509,11 @@ int hs__ring_sub_take(hs_client *c, struct hs_subscription *sub, uint64_t below,
 		/* Its slab and fence are announced before the note was
 		 * written, but maybe not yet read: the caller reads the
 		 * channel first (once; after that the note is refused). */
-		if (!wait->slab && !wait->event &&
-		    (!hs__slab_find(c, bn.slab_id) ||
-		     (bn.fence_event && !hs__event_find(c, bn.fence_event)))) {
+		if (!wait->asked && (!hs__slab_find(c, bn.slab_id) ||
+				     (bn.fence_event && !hs__event_find(c, bn.fence_event)))) {
 			wait->slab = bn.slab_id;
 			wait->event = bn.fence_event;
+			wait->asked = true;
 			return 2;
 		}
 		if (!hs__pring_take(&best->r))

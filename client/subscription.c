@@ -172,7 +172,7 @@ static bool announced(hs_client *c, void *arg)
 static int take_next(hs_client *c, hs_subscription *sub, int timeout_ms, hs_tensor **out,
 		     bool *relayed)
 {
-	struct hs__ann_wait wait = { 0, 0 };
+	struct hs__ann_wait wait = { 0, 0, false };
 	for (;;) {
 		hs__ring_reap(c);
 		if (c->in_rings) {

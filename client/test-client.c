@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "hsbroker/hsbroker.h"
+#include "pring.h"
 #include "wire.h"
 
 static char tmpdir[64];
@@ -519,6 +520,63 @@ START_TEST(t_roundtrip)
 }
 END_TEST
 
+/* The header of the first pair ring mapped in this process. */
+static struct hs__pring_hdr *first_ring(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	ck_assert_ptr_nonnull(f);
+	char line[512];
+	unsigned long lo = 0;
+	while (fgets(line, sizeof(line), f))
+		if (strstr(line, "hsbroker-pair-ring") && sscanf(line, "%lx-", &lo) == 1)
+			break;
+	fclose(f);
+	ck_assert_msg(lo != 0, "no pair ring mapped");
+	return (struct hs__pring_hdr *)lo;
+}
+
+/* A producer of the reader's own uid writes a note that checks out but
+ * names a slab nobody announced (0): the reader looks in its channel
+ * once for the announcement, then refuses the note (HS_EPROTO); it never
+ * waits for the announcement forever. */
+START_TEST(t_ring_unannounced_slab)
+{
+	setenv("HSBROKER_RINGS", "1", 1); /* the daemon and the clients */
+	NEED_DAEMON();
+	hs_client *prod, *cons;
+	ck_assert_int_eq(hs_client_connect(sock_path, "prod", &prod), 0);
+	ck_assert_int_eq(hs_client_connect(sock_path, "cons", &cons), 0);
+	hs_subscription *sub;
+	hs_subscribe_opts o = { .depth = 4, .policy = HS_POLICY_BLOCK };
+	ck_assert_int_eq(hs_subscribe(cons, "lie/a", &o, &sub), 0);
+	hs_tensor *t;
+	ck_assert_int_eq(hs_tensor_emit(make(prod, 1), "lie/a", NULL, NULL), 0);
+	ck_assert_int_eq(hs_subscription_receive(sub, 5000, &t), 0);
+	ck_assert(good(t, 1));
+	hs_tensor_release(t, NULL);
+
+	struct hs__pring_hdr *h = first_ring();
+	ck_assert_uint_eq(h->magic, HS__PRING_MAGIC);
+	struct hs__pring_note *notes =
+		(struct hs__pring_note *)((uint8_t *)h + HS__PRING_HDR_SIZE);
+	uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+	struct hs__pring_note n = {
+		.tensor_id = 1, .seq = 2, .slab_id = 0, .offset = 0, .nbytes = 64,
+		.device_type = kDLCPU, .dtype_code = kDLFloat, .dtype_bits = 32,
+		.dtype_lanes = 1, .ndim = 1, .shape = { 16 },
+	};
+	ck_assert_int_eq(hs__pring_note_check(&n), 0);
+	notes[head & (h->slots - 1)] = n;
+	__atomic_store_n(&h->head, head + 1, __ATOMIC_RELEASE);
+
+	ck_assert_int_eq(hs_subscription_receive(sub, 5000, &t), HS_EPROTO);
+	hs_subscription_close(sub);
+	hs_client_disconnect(cons);
+	hs_client_disconnect(prod);
+	daemon_stop();
+}
+END_TEST
+
 /* Bit i set: the daemon lists ids[i] as held. */
 static unsigned held_mask(hs_client *c, const uint64_t *ids, int n)
 {
@@ -890,6 +948,7 @@ int main(void)
 	tc = tcase_create("daemon");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, t_roundtrip);
+	tcase_add_test(tc, t_ring_unannounced_slab);
 	tcase_add_test(tc, t_info);
 	tcase_add_test(tc, t_threads);
 	tcase_add_test(tc, t_close_releases);
