@@ -402,9 +402,12 @@ void hs__spare_ask(hs_client *c, const struct hs__spare_key *k, Hs__Message *m)
 	hs__client_flush_orphans(c);
 	m->alloc->posted = true;
 	/* Without rings the emit that follows wakes the daemon for them;
-	 * with rings the last of a batch does. */
+	 * with rings no emit may reach the daemon, so the last one asked
+	 * does, a single big one included (left lazy, it waited in the
+	 * channel until the next alloc had to ask again: 140 µs an 8 MiB
+	 * alloc on the 2-core machine against 4 through the relay). */
 	for (uint32_t i = 0; i < made; i++)
-		post_send(c, m, ps[i], !(want > 1 && i + 1 == made));
+		post_send(c, m, ps[i], !(c->rings_on && i + 1 == made));
 }
 
 void hs__post_flush(hs_client *c)
