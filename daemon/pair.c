@@ -6,6 +6,7 @@
 #include "pair.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -224,7 +225,7 @@ static int ref_drop_later(struct hsd_session *prod, uint64_t id)
 	return 0;
 }
 
-static void pair_settle(struct hsd_pair *p);
+static bool pair_settle(struct hsd_pair *p);
 static void pair_settle_once(struct hsd_pair *p);
 
 /* Settles every ring into s's subscriptions but those being settled
@@ -246,13 +247,19 @@ static bool settle_notes(struct hsd_pair *p, bool *any)
 	struct hsd_session *prod = p->prod, *subs = sub_session(p->sub);
 	struct hsd_broker *b = prod->broker;
 	struct hs__pring_note n;
+	const char *why = "a corrupt pair ring";
 	int r;
 	while ((r = hs__pring_settle(&p->r, &n)) == 1) {
 		*any = true;
 		struct hsd_tensor *t;
-		if (hsd_tensor_lookup(&b->tensors, n.tensor_id, &t) < 0 ||
-		    t->block.slab->uid != (uint32_t)prod->uid ||
+		if (hsd_tensor_lookup(&b->tensors, n.tensor_id, &t) < 0) {
+			why = "a pair ring note names no live tensor";
+			r = -EPROTO;
+			break;
+		}
+		if (t->block.slab->uid != (uint32_t)prod->uid ||
 		    (n.fence_event && (!t->fence || t->fence->id != n.fence_event))) {
+			why = "a pair ring note names another uid's tensor or another fence";
 			r = -EPROTO;
 			break;
 		}
@@ -261,6 +268,7 @@ static bool settle_notes(struct hsd_pair *p, bool *any)
 		if (!hsd_session_holds(prod, n.tensor_id)) {
 			settle_into(prod);
 			if (!hsd_session_holds(prod, n.tensor_id)) {
+				why = "a pair ring note names a tensor its producer does not hold";
 				r = -EPROTO;
 				break;
 			}
@@ -286,22 +294,36 @@ static bool settle_notes(struct hsd_pair *p, bool *any)
 		p->broken = true;
 		hs__pring_close(&p->r);
 		kick_ends(p);
-		if (!prod->dead)
-			hsd_session_violation(prod, HS_EPROTO, "a bad note in a pair ring");
+		if (!prod->dead) {
+			char what[160];
+			snprintf(what, sizeof(what), "%s (ring %llu, tensor %llu)", why,
+				 (unsigned long long)p->id, (unsigned long long)n.tensor_id);
+			hsd_session_violation(prod, HS_EPROTO, what);
+		}
 		hsd_session_kill(prod, NULL);
 		return false;
 	}
 	return true;
 }
 
-/* Settles what p's producer wrote since the last time. */
-static void pair_settle(struct hsd_pair *p)
+/* Settles what p's producer wrote since the last time: false when p is
+ * being settled further up the stack (a note there asked for the rings
+ * into its producer), so what it holds was not all read. */
+static bool pair_settle(struct hsd_pair *p)
 {
-	if (p->broken || p->settling)
-		return;
+	if (p->broken)
+		return true;
+	if (p->settling)
+		return false;
 	p->settling = true;
 	pair_settle_once(p);
 	p->settling = false;
+	/* A producer that went quiet must not keep what it emitted: its
+	 * references that went with notes are dropped now, not at its next
+	 * message. */
+	if (!p->broken && p->prod->n_ref_drops)
+		producer_settle(p->prod);
+	return true;
 }
 
 static void pair_settle_once(struct hsd_pair *p)
@@ -338,11 +360,6 @@ static void pair_settle_once(struct hsd_pair *p)
 	}
 	if (any && hs__pring_space_kick(&p->r))
 		hs__chan_kick(p->efd_space);
-	/* A producer that went quiet must not keep what it emitted: its
-	 * references that went with notes are dropped now, not at its next
-	 * message. */
-	if (prod->n_ref_drops)
-		producer_settle(prod);
 	/* The subscriber's releases of what it read wait in its channel,
 	 * which nothing else wakes us for: drained in this same pass, so
 	 * the daemon's books follow the rings a batch behind. */
@@ -358,16 +375,22 @@ static void producer_settle(struct hsd_session *prod)
 		return;
 	prod->pairs_settling = true;
 	struct hsd_pair *p;
+	bool all = true;
 	list_for_each(p, &prod->pairs_out, prod_link)
-		pair_settle(p);
+		all &= pair_settle(p);
 	/* The rings were read one after another: a last note seen in one
 	 * may have siblings published in a ring read before it. A second
 	 * pass, begun after every last note counted so far was read, sees
 	 * all of theirs (a note is published after its siblings); the last
-	 * notes it finds wait for the next time. */
+	 * notes it finds wait for the next time. So do all of them when a
+	 * ring could not be read here (being settled further up: its
+	 * wrapper calls again once it is done), or a sibling note there
+	 * would name a tensor its producer no longer holds. */
 	size_t k = prod->n_ref_drops;
 	list_for_each(p, &prod->pairs_out, prod_link)
-		pair_settle(p);
+		all &= pair_settle(p);
+	if (!all)
+		k = 0;
 	for (size_t i = 0; i < k; i++)
 		if (hsd_session_give_back(prod, prod->ref_drops[i]) < 0)
 			log_debug("producer's reference to tensor %llu not held at its last note",
